@@ -1,0 +1,1 @@
+"""Datasets: label tables, raw-layout readers, prepare-data, the synthetic generator."""
