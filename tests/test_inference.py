@@ -1,0 +1,214 @@
+"""Inference modes against independent slow references and model symmetries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gsbench.engine.inference import (
+    DEFAULT_MS_SCALES,
+    InferenceOptions,
+    default_stride,
+    infer,
+    infer_slide,
+    infer_whole,
+    parse_scales,
+    predict,
+    sliding_window_count,
+    window_starts,
+)
+from gsbench.errors import GsbenchError
+
+
+class OutModel(nn.Module):
+    """Wrap a conv stack in the gsbench model contract ({"out": logits at input size})."""
+
+    def __init__(self, body: nn.Module):
+        super().__init__()
+        self.body = body
+
+    def forward(self, images):
+        return {"out": self.body(images)}
+
+
+def pointwise_model(num_classes: int = 5) -> nn.Module:
+    torch.manual_seed(0)
+    return OutModel(nn.Conv2d(3, num_classes, 1)).eval()
+
+
+def context_model(num_classes: int = 4) -> nn.Module:
+    """Not translation-equivariant at window borders (zero padding), with a stride-2 path."""
+    torch.manual_seed(1)
+
+    class Body(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+            self.down = nn.Conv2d(8, num_classes, 3, stride=2, padding=1)
+
+        def forward(self, x):
+            y = self.down(torch.relu(self.conv(x)))
+            return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+    return OutModel(Body()).eval()
+
+
+def reference_slide(model, images, crop, stride):
+    """mmsegmentation's slide_inference written out window by window with its own count map."""
+    n, _, h, w = images.shape
+    ch, cw = crop
+    sh, sw = stride
+    padded = F.pad(images, (0, max(cw - w, 0), 0, max(ch - h, 0)))
+    ph, pw = padded.shape[-2:]
+    h_grids = max(ph - ch + sh - 1, 0) // sh + 1
+    w_grids = max(pw - cw + sw - 1, 0) // sw + 1
+    total = None
+    count = np.zeros((ph, pw))
+    for i in range(h_grids):
+        for j in range(w_grids):
+            y1, x1 = i * sh, j * sw
+            y2, x2 = min(y1 + ch, ph), min(x1 + cw, pw)
+            y1, x1 = max(y2 - ch, 0), max(x2 - cw, 0)
+            with torch.no_grad():
+                out = model(padded[:, :, y1:y2, x1:x2])["out"]
+            if total is None:
+                total = torch.zeros(n, out.shape[1], ph, pw)
+            total[:, :, y1:y2, x1:x2] += out
+            count[y1:y2, x1:x2] += 1
+    return (total / torch.from_numpy(count).float())[:, :, :h, :w], count
+
+
+@pytest.mark.parametrize("size", [(37, 53), (64, 64), (20, 90), (11, 13)])
+def test_slide_equals_whole_on_pointwise_model(size):
+    model = pointwise_model()
+    images = torch.randn(2, 3, *size)
+    whole = infer_whole(model, images)
+    slide = infer_slide(model, images, crop_size=(24, 32))
+    assert slide.shape == whole.shape == (2, 5, *size)
+    torch.testing.assert_close(slide, whole, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "size,crop,stride",
+    [((37, 53), (24, 32), None), ((50, 41), (16, 16), (5, 7)), ((9, 30), (16, 16), (16, 16))],
+)
+def test_slide_matches_reference_and_count_covers_every_pixel(size, crop, stride):
+    model = context_model()
+    images = torch.randn(1, 3, *size)
+    resolved = stride or default_stride(crop)
+    ours = infer_slide(model, images, crop_size=crop, stride=stride)
+    ref, ref_count = reference_slide(model, images, crop, resolved)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+    count = sliding_window_count(size[0], size[1], crop, resolved).numpy()
+    np.testing.assert_array_equal(count, ref_count)
+    assert count.min() >= 1
+    # Every window adds one to each of its crop_h x crop_w pixels.
+    assert count.sum() == len(window_starts(count.shape[0], crop[0], resolved[0])) * len(
+        window_starts(count.shape[1], crop[1], resolved[1])
+    ) * crop[0] * crop[1]
+
+
+def test_window_starts_end_flush_with_the_border():
+    assert window_starts(100, 40, 27) == [0, 27, 54, 60]
+    assert window_starts(40, 40, 27) == [0]
+    assert window_starts(10, 40, 27) == [0]
+    assert default_stride((769, 769)) == (513, 513)
+    with pytest.raises(GsbenchError):
+        window_starts(100, 40, 0)
+
+
+class MirrorModel(nn.Module):
+    """Flip-equivariant: logits of the image plus its mirror image."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(2)
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, images):
+        out = self.conv(images)
+        return {"out": out + self.conv(images.flip(-1)).flip(-1)}
+
+
+@pytest.mark.parametrize("mode", ["whole", "slide"])
+def test_flip_is_identity_on_flip_symmetric_model(mode):
+    model = MirrorModel().eval()
+    images = torch.randn(2, 3, 21, 34)
+    crop = (16, 20) if mode == "slide" else None
+    plain = infer(model, images, InferenceOptions(mode=mode, crop_size=crop))
+    flipped = infer(model, images, InferenceOptions(mode=mode, crop_size=crop, flip=True))
+    torch.testing.assert_close(flipped, plain, rtol=1e-5, atol=1e-6)
+
+
+def test_flip_averages_probabilities_of_both_views():
+    model = context_model()
+    images = torch.randn(1, 3, 19, 23)
+    got = infer(model, images, InferenceOptions(flip=True))
+    plain = model(images)["out"].softmax(1)
+    mirrored = model(images.flip(-1))["out"].flip(-1).softmax(1)
+    torch.testing.assert_close(got, (plain + mirrored) / 2)
+
+
+@pytest.mark.parametrize("size", [(17, 31), (32, 48)])
+def test_multiscale_averages_resized_probabilities(size):
+    model = context_model()
+    images = torch.randn(2, 3, *size)
+    scales = (0.5, 1.0, 1.75)
+    got = infer(model, images, InferenceOptions(scales=scales))
+    expected = torch.zeros_like(got)
+    for s in scales:
+        scaled_size = (round(size[0] * s), round(size[1] * s))
+        x = F.interpolate(images, size=scaled_size, mode="bilinear", align_corners=False)
+        logits = model(x)["out"]
+        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        expected += logits.softmax(1) / len(scales)
+    assert got.shape == (2, 4, *size)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got.sum(1), torch.ones(2, *size))
+
+
+def test_multiscale_slide_odd_sizes_and_predict_dtype():
+    model = context_model()
+    images = torch.randn(1, 3, 25, 39)
+    options = InferenceOptions(mode="slide", crop_size=(16, 16), scales=DEFAULT_MS_SCALES, flip=True)
+    probs = infer(model, images, options)
+    assert probs.shape == (1, 4, 25, 39)
+    labels = predict(model, images, options)
+    assert labels.dtype == torch.uint8 and labels.shape == (1, 25, 39)
+    torch.testing.assert_close(labels.long(), probs.argmax(1))
+
+
+def test_single_scale_predict_is_argmax_of_logits():
+    model = context_model()
+    images = torch.randn(1, 3, 15, 15)
+    torch.testing.assert_close(predict(model, images).long(), model(images)["out"].argmax(1))
+
+
+def test_bad_options_and_shapes_raise_clear_errors():
+    with pytest.raises(GsbenchError, match="crop"):
+        InferenceOptions(mode="slide")
+    with pytest.raises(GsbenchError, match="mode"):
+        InferenceOptions(mode="tiles")
+    with pytest.raises(GsbenchError, match="scales"):
+        InferenceOptions(scales=())
+    with pytest.raises(GsbenchError, match="shape"):
+        infer(pointwise_model(), torch.randn(3, 8, 8))
+
+    class WrongSize(nn.Module):
+        def forward(self, x):
+            return {"out": x[:, :, ::2, ::2]}
+
+    with pytest.raises(GsbenchError, match="input resolution"):
+        infer_whole(WrongSize(), torch.randn(1, 3, 8, 8))
+
+
+def test_parse_scales():
+    assert parse_scales("0.5,1.0, 1.5") == (0.5, 1.0, 1.5)
+    assert parse_scales([1, 2]) == (1.0, 2.0)
+    with pytest.raises(GsbenchError, match="scales"):
+        parse_scales("0.5,x")
+    with pytest.raises(GsbenchError, match="scales"):
+        parse_scales("0,1")
