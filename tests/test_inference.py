@@ -212,3 +212,41 @@ def test_parse_scales():
         parse_scales("0.5,x")
     with pytest.raises(GsbenchError, match="scales"):
         parse_scales("0,1")
+
+
+# --- Cityscapes test-server export ----------------------------------------------------------------
+
+
+def test_cityscapes_export_names_and_label_ids_match_the_official_scripts(tmp_path):
+    from types import SimpleNamespace
+
+    import cv2
+    from cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling import getPrediction
+    from cityscapesscripts.helpers.labels import trainId2label
+
+    from gsbench.engine.export import write_cityscapes_result
+
+    rng = np.random.default_rng(0)
+    train_ids = rng.integers(0, 19, size=(6, 9), dtype=np.uint8)
+    train_ids[0, 0] = 255
+    path = write_cityscapes_result(tmp_path, "berlin_000123_000019", train_ids)
+    assert path.name == "berlin_000123_000019_leftImg8bit.png"
+    # The official evaluator finds the result for the ground truth file of the same image.
+    args = SimpleNamespace(predictionPath=str(tmp_path), predictionWalk=None)
+    gt = "gtFine/test/berlin/berlin_000123_000019_gtFine_labelIds.png"
+    assert getPrediction(args, gt) == str(path)
+    label_ids = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    expected = np.vectorize(lambda t: 0 if t == 255 else trainId2label[int(t)].id)(train_ids)
+    np.testing.assert_array_equal(label_ids, expected)
+
+
+def test_cityscapes_export_rejects_bad_stems_and_ids(tmp_path):
+    from gsbench.engine.export import train_ids_to_label_ids, write_cityscapes_result
+
+    with pytest.raises(GsbenchError, match="stem"):
+        write_cityscapes_result(tmp_path, "image_0001", np.zeros((2, 2), np.uint8))
+    with pytest.raises(GsbenchError, match="19"):
+        train_ids_to_label_ids(np.full((2, 2), 19, np.uint8))
+    with pytest.raises(GsbenchError, match="uint8"):
+        train_ids_to_label_ids(np.zeros((2, 2), np.int64))
+    assert list(tmp_path.iterdir()) == []
