@@ -1,0 +1,425 @@
+"""Training recipes: a flat YAML file per model/dataset setup, validated against a typed schema.
+
+A recipe names the model (registry name, backbone and method options), the data pipeline (crop,
+scale range, flips ...) and the optimisation (lr, poly power, iterations, batch ...). The built-in
+recipes live in the repository's ``recipes/`` folder (``recipes/<name>.yaml``); any YAML file with
+the same keys can be passed by path. Overrides use dotted keys whose values are parsed as YAML
+scalars (``train.lr=0.02``, ``data.crop_size=[512,512]``, ``pretrained=null``).
+
+Every unknown or misspelt key, at any level and in overrides, is a one-line
+:class:`~gsbench.errors.GsbenchError` that names the closest valid key, and so is a value of the
+wrong type. Method options of a model (e.g. PSANet's ``psa_type``) are validated against
+:data:`MODEL_OPTIONS`, which the tests cross-check with the model builders' signatures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from gsbench.errors import GsbenchError
+
+#: The folder of built-in recipes (``recipes/`` beside the package in a source checkout).
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+
+#: Method-specific keyword arguments of each model builder, with their types. Shared keyword
+#: arguments (backbone, output_stride, aux, dropout) are fields of :class:`ModelConfig`.
+MODEL_OPTIONS: dict[str, dict[str, Any]] = {
+    "fcn": {},
+    "pspnet": {},
+    "deeplabv3": {},
+    "deeplabv3plus": {},
+    "denseaspp": {},
+    "nonlocal": {},
+    "ocnet": {"context": str},
+    "psanet": {
+        "psa_type": str,
+        "compact": bool,
+        "mask_size": list[int],
+        "shrink_factor": int,
+    },
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model to build: ``build_model(name, num_classes=..., backbone=..., **options)``."""
+
+    name: str
+    backbone: str = "resnet101"
+    output_stride: int = 8
+    aux: bool = True
+    dropout: float = 0.1
+    #: method-specific keyword arguments (written flat in the YAML ``model:`` section)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def builder_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of the model builder, except ``num_classes`` and ``pretrained``."""
+        return {
+            "backbone": self.backbone,
+            "output_stride": self.output_stride,
+            "aux": self.aux,
+            "dropout": self.dropout,
+            **self.options,
+        }
+
+    def __getattr__(self, name: str) -> Any:
+        # recipe.model.psa_type reads a method option like a field
+        options = self.__dict__.get("options", {})
+        if name in options:
+            return options[name]
+        raise AttributeError(name)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Dataset and the joint training transforms (in the order they are applied)."""
+
+    dataset: str
+    num_classes: int
+    crop_size: list[int]  # [height, width]
+    root: str | None = None  # prepared dataset folder; the --data option overrides it
+    train_split: str = "train"
+    val_split: str = "val"
+    scale_range: list[float] = field(default_factory=lambda: [0.5, 2.0])
+    rotate_degrees: float = 0.0  # uniform in [-d, d]; 0 disables rotation
+    blur_prob: float = 0.0  # probability of a 5x5 Gaussian blur
+    color_jitter: float = 0.0  # brightness/contrast/saturation strength; 0 disables it
+    flip: bool = True
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation: SGD with momentum and the poly schedule ``lr * (1 - it/iters) ** power``."""
+
+    iterations: int
+    batch_size: int  # global batch, split evenly across torchrun processes
+    lr: float
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    poly_power: float = 0.9
+    head_lr_mult: float = 10.0  # lr multiplier for every parameter outside model.backbone
+    aux_weight: float = 0.4
+    ohem_thresh: float | None = None
+    ohem_min_kept: int = 100000
+    amp: bool = True  # autocast + grad scaler; CUDA only, ignored on CPU
+    amp_dtype: str = "bfloat16"  # or "float16"
+    channels_last: bool = True  # CUDA only
+    num_workers: int = 4
+    log_every: int = 20
+    checkpoint_every: int = 1000
+    val_every: int = 0  # validate (mIoU) every N iterations; 0 disables it
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    model: ModelConfig
+    data: DataConfig
+    train: TrainConfig
+    description: str = ""
+    seed: int = 0
+    pretrained: str | None = None  # backbone weights (a path), or null to train from scratch
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, flat dictionary as written in YAML (method options inside ``model``)."""
+        model = {f.name: getattr(self.model, f.name) for f in dataclasses.fields(ModelConfig)}
+        model.update(model.pop("options"))
+        return {
+            "name": self.name,
+            "description": self.description,
+            "seed": self.seed,
+            "pretrained": self.pretrained,
+            "model": model,
+            "data": dataclasses.asdict(self.data),
+            "train": dataclasses.asdict(self.train),
+        }
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+
+# --- loading --------------------------------------------------------------------------------------
+
+
+def list_recipes() -> list[str]:
+    """Names of the built-in recipes."""
+    if not RECIPES_DIR.is_dir():
+        return []
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+def load_recipe(name_or_path: str | os.PathLike, overrides: Iterable[str] = ()) -> Recipe:
+    """Load a built-in recipe by name (``psanet101``) or a YAML file by path, apply ``key=value``
+    overrides and validate the result."""
+    path, source = _locate(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise GsbenchError(f"{path}: not valid YAML ({_one_line(exc)})") from None
+    if not isinstance(raw, dict):
+        raise GsbenchError(f"{path}: a recipe must be a mapping of keys to values")
+    raw = _resolve_base(raw, path)
+    raw.setdefault("name", path.stem)
+    overrides = list(overrides)
+    for item in overrides:
+        _apply_override(raw, item)
+    return recipe_from_dict(raw, source=source, override_keys=[o.split("=", 1)[0] for o in overrides])
+
+
+def recipe_from_dict(
+    raw: dict[str, Any], source: str = "recipe", override_keys: Iterable[str] = ()
+) -> Recipe:
+    """Validate a plain dictionary (as read from YAML) into a :class:`Recipe`."""
+    override_keys = {k.strip() for k in override_keys}
+    try:
+        recipe = _build(Recipe, raw, "")
+        _check_values(recipe)
+        return recipe
+    except _SchemaError as exc:
+        where = f"--set {exc.key}" if exc.key in override_keys else source
+        raise GsbenchError(f"{where}: {exc.message}") from None
+
+
+def build_model_from_recipe(recipe: Recipe, pretrained: str | None = None):
+    """The recipe's model, with ``pretrained`` (or the recipe's) backbone weights."""
+    from gsbench.models.registry import build_model
+
+    return build_model(
+        recipe.model.name,
+        num_classes=recipe.data.num_classes,
+        pretrained=pretrained if pretrained is not None else recipe.pretrained,
+        **recipe.model.builder_kwargs(),
+    )
+
+
+def build_loss_from_recipe(recipe: Recipe):
+    """Cross-entropy with ignore (255), the recipe's aux weight and optional OHEM."""
+    from gsbench.losses import SegmentationLoss
+
+    return SegmentationLoss(
+        ignore_index=255,
+        aux_weight=recipe.train.aux_weight,
+        ohem_thresh=recipe.train.ohem_thresh,
+        ohem_min_kept=recipe.train.ohem_min_kept,
+    )
+
+
+def psanet_mask_size(crop: int, output_stride: int = 8, shrink_factor: int = 2) -> int:
+    """Side of the over-complete PSANet attention mask for a crop side (PSANet Sec. 3.3:
+    ``2H-1`` for an ``H``-cell feature map after the shrink), e.g. 713 -> 89, 473 -> 59."""
+    cells = math.ceil(math.ceil(crop / output_stride) / shrink_factor)
+    return 2 * cells - 1
+
+
+def _locate(name_or_path: str | os.PathLike) -> tuple[Path, str]:
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if text.endswith((".yaml", ".yml")) or os.sep in text or "/" in text:
+        if not path.is_file():
+            raise GsbenchError(f"{path}: recipe file not found")
+        return path, str(path)
+    builtin = RECIPES_DIR / f"{text}.yaml"
+    if builtin.is_file():
+        return builtin, f"recipe {text}"
+    if path.is_file():
+        return path, str(path)
+    close = difflib.get_close_matches(text, list_recipes(), n=3, cutoff=0.5)
+    hint = f" (closest: {', '.join(close)})" if close else " (see `gsbench zoo`)"
+    raise GsbenchError(f"unknown recipe {text!r}{hint}")
+
+
+def _resolve_base(raw: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A recipe may name one ``base:`` recipe; its keys are merged under this file's keys."""
+    base_name = raw.pop("base", None)
+    if base_name is None:
+        return raw
+    if not isinstance(base_name, str):
+        raise GsbenchError(f"{path}: 'base' must be a recipe name")
+    base_path, _ = _locate(base_name)
+    base = yaml.safe_load(base_path.read_text(encoding="utf-8"))
+    if not isinstance(base, dict) or "base" in base:
+        raise GsbenchError(f"{path}: base recipe {base_name!r} must be a plain recipe (no base chains)")
+    base.pop("name", None)
+    return _deep_merge(base, raw)
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    if "=" not in item:
+        raise GsbenchError(f"--set {item}: expected key=value (e.g. train.lr=0.02)")
+    key, text = (s.strip() for s in item.split("=", 1))
+    parts = key.split(".")
+    if not key or any(not p for p in parts):
+        raise GsbenchError(f"--set {item}: expected a dotted key such as train.lr")
+    try:
+        value = yaml.safe_load(text) if text else None
+    except yaml.YAMLError as exc:
+        raise GsbenchError(f"--set {item}: value is not a YAML scalar ({_one_line(exc)})") from None
+    node = raw
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise GsbenchError(f"--set {item}: {'.'.join(parts[: depth + 1])} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+# --- schema validation ----------------------------------------------------------------------------
+
+
+class _SchemaError(Exception):
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+        self.message = message
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    section = prefix.rstrip(".") or "recipe"
+    if not isinstance(raw, dict):
+        raise _SchemaError(prefix.rstrip("."), f"{section} must be a mapping, got {_describe(raw)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if cls is ModelConfig:
+        return _build_model_config(raw, prefix, hints, fields)
+    _reject_unknown(raw, fields, prefix)
+    values = {}
+    for name, f in fields.items():
+        key = prefix + name
+        if name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise _SchemaError(key, f"missing required key {key!r}")
+            continue
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, raw[name], key + ".")
+        else:
+            values[name] = _check_type(raw[name], hint, key)
+    return cls(**values)
+
+
+def _build_model_config(raw, prefix, hints, fields) -> ModelConfig:
+    name = raw.get("name")
+    if not isinstance(name, str):
+        raise _SchemaError(prefix + "name", f"missing required key {prefix + 'name'!r} (a model name)")
+    if name not in MODEL_OPTIONS:
+        close = difflib.get_close_matches(name, list(MODEL_OPTIONS), n=3, cutoff=0.4)
+        hint = f" (closest: {', '.join(close)})" if close else ""
+        raise _SchemaError(prefix + "name", f"unknown model {name!r}{hint}")
+    option_types = MODEL_OPTIONS[name]
+    allowed = {n: f for n, f in fields.items() if n != "options"}
+    _reject_unknown(raw, {**allowed, **option_types}, prefix)
+    values: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in allowed:
+            values[key] = _check_type(value, hints[key], prefix + key)
+        else:
+            options[key] = _check_type(value, option_types[key], prefix + key)
+    return ModelConfig(**values, options=options)
+
+
+def _check_values(recipe: Recipe) -> None:
+    """Range checks that types alone cannot express."""
+    positive = {
+        "data.num_classes": recipe.data.num_classes,
+        "train.iterations": recipe.train.iterations,
+        "train.batch_size": recipe.train.batch_size,
+        "train.lr": recipe.train.lr,
+        "train.log_every": recipe.train.log_every,
+        "train.checkpoint_every": recipe.train.checkpoint_every,
+        "model.output_stride": recipe.model.output_stride,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise _SchemaError(key, f"{key} must be positive, got {value}")
+    for key, value in {"train.val_every": recipe.train.val_every,
+                       "train.num_workers": recipe.train.num_workers}.items():
+        if value < 0:
+            raise _SchemaError(key, f"{key} must be zero or positive, got {value}")
+    if min(recipe.data.crop_size) <= 0:
+        raise _SchemaError("data.crop_size", f"data.crop_size must be positive, got {recipe.data.crop_size}")
+    low, high = recipe.data.scale_range
+    if not 0 < low <= high:
+        raise _SchemaError("data.scale_range", f"data.scale_range must be 0 < low <= high, got {[low, high]}")
+    if not 0.0 <= recipe.data.blur_prob <= 1.0:
+        raise _SchemaError("data.blur_prob", f"data.blur_prob must be in [0, 1], got {recipe.data.blur_prob}")
+    if recipe.train.amp_dtype not in ("bfloat16", "float16"):
+        raise _SchemaError("train.amp_dtype", f"train.amp_dtype must be bfloat16 or float16, got {recipe.train.amp_dtype!r}")
+
+
+def _reject_unknown(raw: dict[str, Any], valid: Iterable[str], prefix: str) -> None:
+    valid = list(valid)
+    for key in raw:
+        if key not in valid:
+            close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.0)
+            hint = f" (closest valid key: {prefix + close[0]!r})" if close else ""
+            raise _SchemaError(prefix + str(key), f"unknown key {prefix + str(key)!r}{hint}")
+
+
+def _check_type(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        return _check_type(value, non_none[0], key)
+    if origin is list:
+        (item_type,) = typing.get_args(hint)
+        if not isinstance(value, list) or len(value) != 2:
+            raise _SchemaError(key, f"{key} must be a list of two {item_type.__name__}s, got {_describe(value)}")
+        return [_check_type(v, item_type, key) for v in value]
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise _SchemaError(key, f"{key} must be a mapping, got {_describe(value)}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _SchemaError(key, f"{key} must be a number, got {_describe(value)}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _SchemaError(key, f"{key} must be an integer, got {_describe(value)}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise _SchemaError(key, f"{key} must be true or false, got {_describe(value)}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise _SchemaError(key, f"{key} must be a string, got {_describe(value)}")
+        return value
+    raise TypeError(f"unsupported schema type {hint!r} for {key}")
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) < 40 else text[:37] + '...'}"
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
