@@ -1,0 +1,116 @@
+"""Reader of the raw ADE20K SceneParsing layout (ADEChallengeData2016), the input of
+``prepare-data ade20k``.
+
+    ADEChallengeData2016/images/{training,validation}/ADE_{train,val}_{8 digits}.jpg
+    ADEChallengeData2016/annotations/{training,validation}/ADE_{train,val}_{8 digits}.png
+
+or the archive ``ADEChallengeData2016.zip`` (extracted into ``OUT/raw/``). Annotation value 0 is
+"other" and 1..150 are the classes, so trainId = value - 1 and 0 -> 255 (ignore), the usual
+``reduce_zero_label`` convention of the PSANet/GFF/GPSNet ADE20K results.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from gsbench.data.labels import IGNORE_INDEX
+from gsbench.data.raw import RawDataset, RawSample, extract_zip, files_with_suffix
+from gsbench.errors import GsbenchError
+
+DATASET_DIRNAME = "ADEChallengeData2016"
+ARCHIVE_NAME = "ADEChallengeData2016.zip"
+#: raw folder name -> manifest split name
+SPLITS = {"training": "train", "validation": "val"}
+STEM_PATTERN = re.compile(r"ADE_(?P<split>train|val)_\d{8}")
+
+ADE20K_NUM_CLASSES = 150
+#: Class names in trainId order (objectInfo150.txt, first name of each entry).
+# fmt: off
+ADE20K_CLASS_NAMES: tuple[str, ...] = (
+    "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane", "grass",
+    "cabinet", "sidewalk", "person", "earth", "door", "table", "mountain", "plant", "curtain",
+    "chair", "car", "water", "painting", "sofa", "shelf", "house", "sea", "mirror", "rug", "field",
+    "armchair", "seat", "fence", "desk", "rock", "wardrobe", "lamp", "bathtub", "railing",
+    "cushion", "base", "box", "column", "signboard", "chest of drawers", "counter", "sand", "sink",
+    "skyscraper", "fireplace", "refrigerator", "grandstand", "path", "stairs", "runway", "case",
+    "pool table", "pillow", "screen door", "stairway", "river", "bridge", "bookcase", "blind",
+    "coffee table", "toilet", "flower", "book", "hill", "bench", "countertop", "stove", "palm",
+    "kitchen island", "computer", "swivel chair", "boat", "bar", "arcade machine", "hovel", "bus",
+    "towel", "light", "truck", "tower", "chandelier", "awning", "streetlight", "booth",
+    "television receiver", "airplane", "dirt track", "apparel", "pole", "land", "bannister",
+    "escalator", "ottoman", "bottle", "buffet", "poster", "stage", "van", "ship", "fountain",
+    "conveyer belt", "canopy", "washer", "plaything", "swimming pool", "stool", "barrel",
+    "basket", "waterfall", "tent", "bag", "minibike", "cradle", "oven", "ball", "food", "step",
+    "tank", "trade name", "microwave", "pot", "animal", "bicycle", "lake", "dishwasher", "screen",
+    "blanket", "sculpture", "hood", "sconce", "vase", "traffic light", "tray", "ashcan", "fan",
+    "pier", "crt screen", "plate", "monitor", "bulletin board", "shower", "radiator", "glass",
+    "clock", "flag",
+)
+# fmt: on
+
+
+def _label_to_train_lut() -> np.ndarray:
+    lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+    lut[1 : ADE20K_NUM_CLASSES + 1] = np.arange(ADE20K_NUM_CLASSES, dtype=np.uint8)
+    return lut
+
+
+#: raw annotation value -> trainId (0 "other" and unknown values -> 255).
+ADE20K_LABEL_TO_TRAIN = _label_to_train_lut()
+
+
+def _dataset_folder(root: Path, out: Path, progress: bool) -> Path:
+    if (root / "images").is_dir() or (root / "annotations").is_dir():
+        return root
+    if (root / DATASET_DIRNAME).is_dir():
+        return root / DATASET_DIRNAME
+    archive = root / ARCHIVE_NAME
+    if archive.is_file():
+        extract_zip(archive, out / "raw", only_under=[DATASET_DIRNAME], progress=progress)
+        return out / "raw" / DATASET_DIRNAME
+    raise GsbenchError(f"{root}: missing folders images/ and annotations/ (or {ARCHIVE_NAME})")
+
+
+def _split_files(folder: Path, suffix: str, split: str) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise GsbenchError(f"{folder}: missing folder")
+    found = files_with_suffix(folder, suffix)
+    for stem, path in sorted(found.items()):
+        match = STEM_PATTERN.fullmatch(stem)
+        if match is None or match["split"] != split:
+            raise GsbenchError(f"{path}: file name does not follow ADE_{split}_<8 digits>{suffix}")
+    return found
+
+
+def find_ade20k(root: str | Path, out: str | Path, *, progress: bool = False) -> RawDataset:
+    """Find and pair the raw ADE20K files under ``root`` (extracting the archive into ``out``)."""
+    root, out = Path(root).expanduser(), Path(out).expanduser()
+    if not root.is_dir():
+        raise GsbenchError(f"{root}: no such folder")
+    base = _dataset_folder(root, out, progress)
+    samples: list[RawSample] = []
+    for folder, split in SPLITS.items():
+        images = _split_files(base / "images" / folder, ".jpg", split)
+        labels = _split_files(base / "annotations" / folder, ".png", split)
+        if unpaired := sorted(images.keys() - labels.keys()):
+            raise GsbenchError(f"{images[unpaired[0]]}: image without its label {unpaired[0]}.png")
+        if unpaired := sorted(labels.keys() - images.keys()):
+            raise GsbenchError(f"{labels[unpaired[0]]}: label without its image {unpaired[0]}.jpg")
+        for stem in sorted(images):
+            samples.append(RawSample(
+                split=split, stem=stem, image=images[stem], raw_label=labels[stem], instance=None,
+                label_out=f"labels/{split}/{stem}_trainIds.png",
+                edge_out=f"edges/{split}/{stem}_edge.png",
+            ))
+    known = np.zeros(256, dtype=bool)
+    known[: ADE20K_NUM_CLASSES + 1] = True
+    return RawDataset(
+        name="ade20k",
+        class_names=ADE20K_CLASS_NAMES,
+        label_to_train=ADE20K_LABEL_TO_TRAIN,
+        known_label_ids=known,
+        samples=tuple(samples),
+    )
