@@ -73,6 +73,58 @@ def main_options(
 # (commands are defined in the sections below)
 
 
+# --- prepare-data cityscapes / ade20k ---
+def _prepare_real_dataset(dataset: str, root: Path, out: Optional[Path], workers: int,
+                          quiet: bool) -> None:
+    from gsbench.data.prepare import prepare_raw
+
+    show_progress = not quiet and sys.stdout.isatty()
+    result = prepare_raw(dataset, root, out, workers=workers, progress=show_progress)
+    if quiet:
+        return
+    where = result.out / "manifest.json"
+    if result.up_to_date:
+        console.print(f"{dataset}: up to date ({where})", highlight=False, soft_wrap=True)
+        return
+    counts = ", ".join(f"{name} {len(samples)}" for name, samples in result.manifest.splits.items())
+    console.print(
+        f"{dataset}: {counts} images; prepared {result.prepared}, reused {result.reused}; "
+        f"wrote {where}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+_ROOT_HELP = "Raw dataset folder (extracted folders, or the official zip archives)."
+_OUT_HELP = "Prepared folder to write [default: ROOT/gsbench]."
+_WORKERS_HELP = "Worker processes (one per CPU core is a good choice)."
+_QUIET_HELP = "No progress bar and no summary."
+
+
+@prepare_app.command("cityscapes")
+@user_errors
+def prepare_data_cityscapes(
+    root: Path = typer.Option(..., "--root", help=_ROOT_HELP + " leftImg8bit/ + gtFine/."),
+    out: Optional[Path] = typer.Option(None, "--out", help=_OUT_HELP),
+    workers: int = typer.Option(2, "--workers", min=1, help=_WORKERS_HELP),
+    quiet: bool = typer.Option(False, "--quiet", help=_QUIET_HELP),
+) -> None:
+    """Cityscapes fine annotations: trainId labels, edge targets, manifest.json with checksums."""
+    _prepare_real_dataset("cityscapes", root, out, workers, quiet)
+
+
+@prepare_app.command("ade20k")
+@user_errors
+def prepare_data_ade20k(
+    root: Path = typer.Option(..., "--root", help=_ROOT_HELP + " ADEChallengeData2016/."),
+    out: Optional[Path] = typer.Option(None, "--out", help=_OUT_HELP),
+    workers: int = typer.Option(2, "--workers", min=1, help=_WORKERS_HELP),
+    quiet: bool = typer.Option(False, "--quiet", help=_QUIET_HELP),
+) -> None:
+    """ADE20K (SceneParsing 150): trainId labels (value - 1, 0 -> 255), edges, manifest.json."""
+    _prepare_real_dataset("ade20k", root, out, workers, quiet)
+
+
 # --- train --------------------------------------------------------------------------------------
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def train() -> None:
