@@ -1,0 +1,396 @@
+"""Score a folder of predicted label maps against a prepared dataset (``gsbench eval --pred-dir``).
+
+The pipeline has three steps, each usable on its own:
+
+1. :func:`match_prediction_files` pairs every prediction file with the sample whose stem appears
+   in its file name (Cityscapes ``city_seq_frame``, ADE20K ``ADE_val_00000001``), so the naming
+   of gsbench, mmsegmentation (``{stem}_leftImg8bit.png``) and the official Cityscapes tools
+   (``{stem}_gtFine_labelIds.png``) all work, and refuses missing, duplicate, ambiguous and stray
+   files with a one-line message.
+2. :func:`prediction_to_train_ids` brings a prediction into the gsbench convention (uint8
+   trainIds; everything that is not an evaluated class becomes 255, which the metrics count as a
+   wrong prediction, exactly as the official Cityscapes evaluator does).
+3. :func:`accumulate_metrics` feeds the pairs to :class:`SegmentationMetrics` accumulators in
+   worker processes and merges them; :func:`evaluate_prediction_dir` ties the three together.
+
+Evaluating a model (run directory or checkpoint) reuses :func:`new_metrics`,
+:func:`prediction_to_train_ids` and the renderers of :mod:`gsbench.metrics_report`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from gsbench.data.labels import CITYSCAPES_LABEL_TO_TRAIN, IGNORE_INDEX
+from gsbench.data.manifest import Manifest, Sample
+from gsbench.errors import GsbenchError
+from gsbench.io import read_label
+
+#: Boundary F-score radii in pixels at full resolution (Gated-SCNN Table 2: 3, 5, 9, 12 px).
+DEFAULT_RADII: tuple[int, ...] = (3, 5, 9, 12)
+#: Distance-based crop factors of Gated-SCNN Fig. 3-5 (0..400 px in steps of 50).
+DEFAULT_CROP_FACTORS: tuple[int, ...] = tuple(range(0, 401, 50))
+FSCORE_CONVENTIONS = ("gscnn", "strict")
+PRED_FORMATS = ("trainid", "labelid")
+#: Files with these suffixes are predictions; anything else in the folder (logs, JSON) is skipped.
+IMAGE_SUFFIXES = frozenset({".png", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".jpg", ".jpeg", ".webp"})
+#: Images per unit of work. Fixed (not derived from the worker count) so that the accumulators
+#: are merged in the same order whatever ``--workers`` is, which keeps float sums bit-identical.
+CHUNK_SIZE = 4
+#: How many file names an error message lists before summarising the rest.
+_NAMES_IN_MESSAGE = 3
+
+ProgressCallback = Callable[[int, int], None]
+"""Called as ``on_progress(images_done, images_total)`` after each chunk of images is scored."""
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Everything needed to build an empty accumulator; picklable, so workers can rebuild it."""
+
+    num_classes: int
+    class_names: tuple[str, ...]
+    radii: tuple[int, ...] = DEFAULT_RADII
+    crop_factors: tuple[int, ...] = DEFAULT_CROP_FACTORS
+    fscore_convention: str = "gscnn"
+    with_instances: bool = False
+
+
+@dataclass(frozen=True)
+class PredictionPair:
+    """One image to score: the prediction file and the ground-truth files of its sample."""
+
+    stem: str
+    prediction: Path
+    label: Path
+    instance: Path | None
+
+
+def new_metrics(config: MetricsConfig):
+    """An empty :class:`gsbench.metrics.segmentation.SegmentationMetrics` for ``config``."""
+    # Imported here so that matching and option checks work (and fail fast) without the
+    # metrics stack loaded.
+    from gsbench.metrics.segmentation import SegmentationMetrics
+
+    return SegmentationMetrics(
+        config.num_classes,
+        list(config.class_names),
+        radii=config.radii,
+        crop_factors=config.crop_factors,
+        fscore_convention=config.fscore_convention,
+        with_instances=config.with_instances,
+    )
+
+
+# --- matching -----------------------------------------------------------------------------------
+def _list_names(names: Sequence[str], more: int = 0) -> str:
+    shown = ", ".join(names[:_NAMES_IN_MESSAGE])
+    rest = len(names) - _NAMES_IN_MESSAGE + more
+    return shown + (f" (and {rest} more)" if rest > 0 else "")
+
+
+class StemFinder:
+    """Finds which of a set of stems occur as substrings of a file name.
+
+    A slice of the name is looked up for every stem length, so a name costs
+    ``len(name) x distinct stem lengths`` dict lookups, independent of the number of stems
+    (5000 files x 5000 stems takes well under a second). An occurrence lying inside a longer
+    occurrence is dropped, so stem ``a_000001_000002`` does not also match ``ba_000001_000002``.
+    """
+
+    def __init__(self, stems: Iterable[str]):
+        self._stems = frozenset(stems)
+        if "" in self._stems:
+            raise GsbenchError("the manifest has a sample with an empty stem")
+        self._lengths = sorted({len(stem) for stem in self._stems}, reverse=True)
+
+    def find(self, name: str) -> list[str]:
+        spans: list[tuple[int, int, str]] = []
+        for length in self._lengths:
+            for start in range(len(name) - length + 1):
+                piece = name[start : start + length]
+                if piece in self._stems:
+                    spans.append((start, start + length, piece))
+        outermost = {
+            stem for start, end, stem in spans
+            if not any(s <= start and end <= e and (e - s) > (end - start) for s, e, _ in spans)
+        }
+        return sorted(outermost)
+
+
+def list_prediction_files(pred_dir: str | os.PathLike) -> list[Path]:
+    """Image files under ``pred_dir`` (recursively, skipping hidden files and folders), sorted."""
+    pred_dir = Path(pred_dir)
+    if not pred_dir.is_dir():
+        raise GsbenchError(f"{pred_dir}: no such folder of predictions")
+    files = []
+    for dirpath, dirnames, filenames in os.walk(pred_dir):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for filename in filenames:
+            if not filename.startswith(".") and Path(filename).suffix.lower() in IMAGE_SUFFIXES:
+                files.append(Path(dirpath) / filename)
+    return sorted(files)
+
+
+def match_prediction_files(
+    files: Sequence[Path], stems: Sequence[str], *, where: str = "the predictions"
+) -> dict[str, Path]:
+    """Map each stem to the one file whose name contains it.
+
+    Raises :class:`GsbenchError` for a file matching two samples, two files for one sample,
+    files matching no sample (named, the first few) and samples without a file. ``where``
+    names the folder and split in the messages.
+    """
+    finder = StemFinder(stems)
+    matched: dict[str, Path] = {}
+    stray: list[str] = []
+    for file in files:
+        found = finder.find(file.name)
+        if len(found) > 1:
+            raise GsbenchError(f"{file}: file name matches {len(found)} samples ({', '.join(found)})")
+        if not found:
+            stray.append(str(file))
+            continue
+        stem = found[0]
+        if stem in matched:
+            raise GsbenchError(f"two predictions for sample {stem}: {matched[stem]} and {file}")
+        matched[stem] = file
+    if stray:
+        raise GsbenchError(
+            f"{len(stray)} prediction file(s) in {where} match no sample: {_list_names(stray)}"
+        )
+    missing = [stem for stem in stems if stem not in matched]
+    if missing:
+        raise GsbenchError(
+            f"no prediction for {len(missing)} of {len(stems)} samples in {where}: "
+            f"{_list_names(missing)}"
+        )
+    return matched
+
+
+def _has_ground_truth(manifest: Manifest, split: str, samples: Sequence[Sample]) -> None:
+    unlabelled = [s.stem for s in samples if s.label is None]
+    if unlabelled:
+        raise GsbenchError(
+            f"{manifest.root / 'manifest.json'}: split {split!r} has no ground truth for "
+            f"{_list_names(unlabelled)}"
+        )
+
+
+def plan_prediction_dir(
+    pred_dir: str | os.PathLike, manifest: Manifest, split: str = "val"
+) -> list[PredictionPair]:
+    """Pair every sample of ``split`` with its prediction file under ``pred_dir``.
+
+    Instance maps are included only when every sample of the split has one (iIoU needs all).
+    """
+    samples = manifest.split(split)
+    if not samples:
+        raise GsbenchError(f"{manifest.root / 'manifest.json'}: split {split!r} is empty")
+    _has_ground_truth(manifest, split, samples)
+    files = list_prediction_files(pred_dir)
+    matched = match_prediction_files(
+        files, [s.stem for s in samples], where=f"{pred_dir} (split {split!r})"
+    )
+    with_instances = all(s.instance is not None for s in samples)
+    return [
+        PredictionPair(
+            stem=s.stem,
+            prediction=matched[s.stem],
+            label=manifest.path(s.label),
+            instance=manifest.path(s.instance) if with_instances else None,
+        )
+        for s in samples
+    ]
+
+
+# --- conversion ---------------------------------------------------------------------------------
+def _train_id_lut(num_classes: int) -> np.ndarray:
+    lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+    lut[:num_classes] = np.arange(num_classes, dtype=np.uint8)
+    return lut
+
+
+def prediction_to_train_ids(pred: np.ndarray, num_classes: int, pred_format: str = "trainid") -> np.ndarray:
+    """A prediction as uint8 trainIds, with 255 for every value that is no evaluated class.
+
+    ``trainid``: values ``>= num_classes`` are kept as wrong predictions (mapped to 255, never
+    ignored). ``labelid``: Cityscapes labelIds through the official table; labelIds without a
+    trainId (e.g. 0 "unlabeled", 9 "parking") become 255 and count as errors, as in
+    ``cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling``.
+    """
+    if pred_format not in PRED_FORMATS:
+        raise GsbenchError(f"unknown prediction format {pred_format!r} (use {' or '.join(PRED_FORMATS)})")
+    if pred.dtype != np.uint8:
+        # 16-bit PNGs: anything above 255 is no class in either format.
+        pred = np.minimum(pred, IGNORE_INDEX).astype(np.uint8)
+    lut = CITYSCAPES_LABEL_TO_TRAIN if pred_format == "labelid" else _train_id_lut(num_classes)
+    return cv2.LUT(pred, lut)
+
+
+def load_pair(
+    pair: PredictionPair, num_classes: int, pred_format: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Read one pair as (prediction trainIds, ground-truth trainIds, instanceIds or None)."""
+    gt = read_label(pair.label)
+    if gt.dtype != np.uint8:
+        raise GsbenchError(f"{pair.label}: ground truth must be uint8 trainIds, got {gt.dtype}")
+    pred = read_label(pair.prediction)
+    if pred.shape != gt.shape:
+        raise GsbenchError(
+            f"{pair.prediction}: prediction is {pred.shape[0]}x{pred.shape[1]} but the ground truth "
+            f"{pair.label.name} is {gt.shape[0]}x{gt.shape[1]} (HxW)"
+        )
+    instance = None
+    if pair.instance is not None:
+        instance = read_label(pair.instance)
+        if instance.shape != gt.shape:
+            raise GsbenchError(
+                f"{pair.instance}: instance map is {instance.shape[0]}x{instance.shape[1]} but the "
+                f"ground truth is {gt.shape[0]}x{gt.shape[1]} (HxW)"
+            )
+    return prediction_to_train_ids(pred, num_classes, pred_format), gt, instance
+
+
+# --- accumulation -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Chunk:
+    config: MetricsConfig
+    pred_format: str
+    pairs: tuple[PredictionPair, ...]
+
+
+def _score_chunk(chunk: _Chunk):
+    metrics = new_metrics(chunk.config)
+    for pair in chunk.pairs:
+        pred, gt, instance = load_pair(pair, chunk.config.num_classes, chunk.pred_format)
+        try:
+            metrics.update(pred, gt, instance)
+        except GsbenchError as exc:  # e.g. a GT value outside the classes: name the files
+            raise GsbenchError(f"{pair.label} (prediction {pair.prediction.name}): {exc}") from None
+    return metrics
+
+
+def _init_worker() -> None:
+    # One process per core already; nested OpenCV / PyTorch thread pools would only contend.
+    cv2.setNumThreads(1)
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        pass
+
+
+def accumulate_metrics(
+    pairs: Sequence[PredictionPair],
+    config: MetricsConfig,
+    *,
+    pred_format: str = "trainid",
+    workers: int = 2,
+    on_progress: ProgressCallback | None = None,
+):
+    """Score ``pairs`` in ``workers`` processes and return the merged accumulator.
+
+    The pairs are cut into fixed chunks of :data:`CHUNK_SIZE`, each scored into its own
+    accumulator, and the chunk accumulators are merged in order, so the result is identical for
+    any number of workers.
+    """
+    if workers < 1:
+        raise GsbenchError(f"--workers must be at least 1, got {workers}")
+    chunks = [
+        _Chunk(config, pred_format, tuple(pairs[i : i + CHUNK_SIZE]))
+        for i in range(0, len(pairs), CHUNK_SIZE)
+    ]
+    total = new_metrics(config)
+    done = 0
+
+    def merge(part) -> None:
+        nonlocal done
+        total.merge(part)
+        done += CHUNK_SIZE
+        if on_progress is not None:
+            on_progress(min(done, len(pairs)), len(pairs))
+
+    if workers == 1 or len(chunks) <= 1:
+        for chunk in chunks:
+            merge(_score_chunk(chunk))
+        return total
+
+    # "spawn": the parent may hold OpenCV / PyTorch thread pools, which fork does not copy safely.
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(
+        max_workers=min(workers, len(chunks)), mp_context=context, initializer=_init_worker
+    )
+    try:
+        futures: list[Future] = [pool.submit(_score_chunk, chunk) for chunk in chunks]
+        for future in futures:
+            merge(future.result())
+    finally:
+        # On an error (or Ctrl-C) drop the chunks not yet started instead of scoring them all.
+        pool.shutdown(wait=True, cancel_futures=True)
+    return total
+
+
+def evaluate_prediction_dir(
+    pred_dir: str | os.PathLike,
+    data: str | os.PathLike,
+    *,
+    split: str = "val",
+    pred_format: str = "trainid",
+    radii: Sequence[int] = DEFAULT_RADII,
+    crop_factors: Sequence[int] = DEFAULT_CROP_FACTORS,
+    fscore_convention: str = "gscnn",
+    workers: int = 2,
+    on_progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """All metrics of the predictions in ``pred_dir`` on ``split`` of the prepared dataset
+    ``data``, as the metrics.json dict (scores in percent) plus ``dataset`` and ``split``."""
+    if pred_format not in PRED_FORMATS:
+        raise GsbenchError(f"unknown --pred-format {pred_format!r} (use {' or '.join(PRED_FORMATS)})")
+    if fscore_convention not in FSCORE_CONVENTIONS:
+        raise GsbenchError(
+            f"unknown --fscore-convention {fscore_convention!r} (use {' or '.join(FSCORE_CONVENTIONS)})"
+        )
+    manifest = Manifest.load(data)
+    if pred_format == "labelid" and manifest.dataset != "cityscapes":
+        raise GsbenchError(
+            f"--pred-format labelid is for Cityscapes labelIds, but {data} is {manifest.dataset!r}"
+        )
+    pairs = plan_prediction_dir(pred_dir, manifest, split)
+    config = MetricsConfig(
+        num_classes=manifest.num_classes,
+        class_names=tuple(manifest.class_names),
+        radii=tuple(radii),
+        crop_factors=tuple(crop_factors),
+        fscore_convention=fscore_convention,
+        with_instances=pairs[0].instance is not None,
+    )
+    metrics = accumulate_metrics(
+        pairs, config, pred_format=pred_format, workers=workers, on_progress=on_progress
+    )
+    return {"dataset": manifest.dataset, "split": split, **metrics.compute()}
+
+
+def parse_int_list(text: str, option: str, *, minimum: int = 0) -> tuple[int, ...]:
+    """``"3,5,9,12"`` -> ``(3, 5, 9, 12)``; a one-line error naming ``option`` otherwise."""
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise GsbenchError(f"{option}: expected comma-separated integers, got {text!r}") from None
+    if not values:
+        raise GsbenchError(f"{option}: expected at least one integer, got {text!r}")
+    if min(values) < minimum:
+        raise GsbenchError(f"{option}: values must be >= {minimum}, got {text!r}")
+    if len(set(values)) != len(values):
+        raise GsbenchError(f"{option}: repeated value in {text!r}")
+    return values

@@ -1,0 +1,146 @@
+"""Render one metrics.json dict as a terminal table, CSV and Markdown, and write the outputs.
+
+The dict is the one :meth:`gsbench.metrics.segmentation.SegmentationMetrics.compute` returns
+(scores in percent). Rendering never changes values: the CSV and metrics.json keep full
+precision, the terminal and Markdown round to two decimals as the papers do.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from rich.table import Table
+
+from gsbench.io import atomic_write_json, atomic_write_text
+
+
+def _radii(metrics: Mapping[str, Any]) -> list[str]:
+    return [str(r) for r in metrics.get("radii", [])] or list(metrics.get("boundary_f", {}))
+
+
+def _per_class_boundary(metrics: Mapping[str, Any], radius: str, name: str) -> float | None:
+    per_radius = metrics.get("boundary_f_per_class", {}).get(radius, {})
+    return per_radius.get(name)
+
+
+def summary_rows(metrics: Mapping[str, Any]) -> list[tuple[str, float | None]]:
+    """(label, score) rows of the summary: mIoU, accuracies, iIoU, boundary F, crop mIoU."""
+    rows: list[tuple[str, float | None]] = [
+        ("mIoU", metrics.get("miou")),
+        ("pixel acc", metrics.get("pixel_acc")),
+        ("mean acc", metrics.get("mean_acc")),
+    ]
+    if metrics.get("iiou") is not None:
+        rows.append(("iIoU", metrics["iiou"]))
+    rows += [(f"boundary F @ {r} px", metrics.get("boundary_f", {}).get(r)) for r in _radii(metrics)]
+    rows += [(f"crop mIoU @ {c}", value) for c, value in metrics.get("crop_miou", {}).items()]
+    return rows
+
+
+def per_class_header(metrics: Mapping[str, Any]) -> list[str]:
+    header = ["class", "IoU"] + [f"F@{r}px" for r in _radii(metrics)]
+    if "per_class_iiou" in metrics:
+        header.append("iIoU")
+    return header
+
+
+def per_class_rows(metrics: Mapping[str, Any]) -> list[list[Any]]:
+    """One row per class: name, IoU, boundary F at each radius (and iIoU when computed);
+    ``None`` or nan where a score is undefined (a class absent from ground truth and prediction)."""
+    radii = _radii(metrics)
+    per_class_iiou = metrics.get("per_class_iiou")
+    rows = []
+    for name, iou in metrics.get("per_class_iou", {}).items():
+        row = [name, iou] + [_per_class_boundary(metrics, r, name) for r in radii]
+        if per_class_iiou is not None:
+            row.append(per_class_iiou.get(name))
+        rows.append(row)
+    return rows
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.2f}"
+    return str(value)
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def metrics_csv(metrics: Mapping[str, Any]) -> str:
+    """The per-class table as CSV, full precision, empty cells for undefined scores."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(per_class_header(metrics))
+    for row in per_class_rows(metrics):
+        writer.writerow([_csv_cell(v) for v in row])
+    return buffer.getvalue()
+
+
+def _markdown_table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    aligns = [":---"] + ["---:"] * (len(header) - 1)
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(aligns) + " |"]
+    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
+    return lines
+
+
+def metrics_markdown(metrics: Mapping[str, Any], title: str | None = None) -> str:
+    """A Markdown report: the summary table, then the per-class table (two decimals)."""
+    lines = []
+    if title:
+        lines += [f"# {title}", ""]
+    context = [f"{metrics['num_images']} images"] if "num_images" in metrics else []
+    if "fscore_convention" in metrics:
+        context.append(f"boundary F convention: {metrics['fscore_convention']}")
+    if context:
+        lines += ["; ".join(context) + ". Scores in percent.", ""]
+    lines += ["## Summary", ""]
+    lines += _markdown_table(["metric", "score"], [[k, v] for k, v in summary_rows(metrics)])
+    lines += ["", "## Per class", ""]
+    lines += _markdown_table(per_class_header(metrics), per_class_rows(metrics))
+    return "\n".join(lines) + "\n"
+
+
+def metrics_rich_tables(metrics: Mapping[str, Any], title: str | None = None) -> tuple[Table, Table]:
+    """The summary and per-class tables for printing with rich."""
+    summary = Table(title=title or "Summary", title_justify="left")
+    summary.add_column("metric")
+    summary.add_column("score", justify="right")
+    for label, value in summary_rows(metrics):
+        summary.add_row(label, _fmt(value))
+    per_class = Table(title="Per class", title_justify="left")
+    for i, name in enumerate(per_class_header(metrics)):
+        per_class.add_column(name, justify="left" if i == 0 else "right")
+    for row in per_class_rows(metrics):
+        per_class.add_row(*(_fmt(v) for v in row))
+    return summary, per_class
+
+
+def write_metrics_outputs(
+    metrics: Mapping[str, Any],
+    *,
+    json_path: str | os.PathLike | None = None,
+    csv_path: str | os.PathLike | None = None,
+    markdown_path: str | os.PathLike | None = None,
+    title: str | None = None,
+) -> None:
+    """Write the requested outputs atomically; everything is rendered before the first write."""
+    texts = []
+    if csv_path is not None:
+        texts.append((csv_path, metrics_csv(metrics)))
+    if markdown_path is not None:
+        texts.append((markdown_path, metrics_markdown(metrics, title)))
+    for path, text in texts:
+        atomic_write_text(path, text)
+    if json_path is not None:
+        atomic_write_json(json_path, dict(metrics))
