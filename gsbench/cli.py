@@ -133,7 +133,80 @@ def train() -> None:
 
 
 # --- eval ---------------------------------------------------------------------------------------
-# (defined below)
+@app.command("eval")
+@user_errors
+def eval_command(
+    target: Optional[Path] = typer.Argument(
+        None, metavar="TARGET",
+        help="A run directory or checkpoint to evaluate (arrives with the training engine).",
+    ),
+    pred_dir: Optional[Path] = typer.Option(
+        None, "--pred-dir",
+        help="Folder of predicted label maps; each file name contains its sample's stem.",
+    ),
+    data: Optional[Path] = typer.Option(
+        None, "--data", help="Prepared dataset (folder with manifest.json)."
+    ),
+    split: str = typer.Option("val", "--split", help="Split of the manifest to score."),
+    pred_format: str = typer.Option(
+        "trainid", "--pred-format",
+        help="trainid, or labelid (Cityscapes labelIds, as the official tools write them).",
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Write metrics.json here (default: print only)."
+    ),
+    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write the per-class table as CSV."),
+    markdown_path: Optional[Path] = typer.Option(
+        None, "--markdown", help="Write a Markdown report."
+    ),
+    radii: str = typer.Option("3,5,9,12", "--radii", help="Boundary F-score radii in pixels."),
+    fscore_convention: str = typer.Option(
+        "gscnn", "--fscore-convention",
+        help="gscnn: a class absent from GT and prediction scores F=1 (official code); "
+        "strict: skip such images.",
+    ),
+    crop_factors: str = typer.Option(
+        "0,50,100,150,200,250,300,350,400", "--crop-factors",
+        help="Distance-based crop factors in pixels (Gated-SCNN Fig. 3).",
+    ),
+    workers: int = typer.Option(2, "--workers", help="Worker processes (results do not depend on it)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Score predictions: mIoU, accuracies, iIoU, boundary F at each radius, crop mIoU."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from gsbench.evaluate import evaluate_prediction_dir, parse_int_list
+    from gsbench.metrics_report import metrics_rich_tables, write_metrics_outputs
+
+    if target is not None:
+        raise GsbenchError(
+            f"{target}: evaluating a run directory or checkpoint arrives with the training "
+            "engine; score saved predictions with --pred-dir P --data ROOT"
+        )
+    if pred_dir is None or data is None:
+        raise GsbenchError("give --pred-dir (predicted label maps) and --data (a prepared dataset)")
+    radii_px = parse_int_list(radii, "--radii", minimum=1)
+    factors = parse_int_list(crop_factors, "--crop-factors", minimum=0)
+
+    with Progress(
+        TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=err_console, disable=quiet or not err_console.is_terminal, transient=True,
+    ) as progress:
+        task = progress.add_task("scoring", total=None)
+        metrics = evaluate_prediction_dir(
+            pred_dir, data, split=split, pred_format=pred_format, radii=radii_px,
+            crop_factors=factors, fscore_convention=fscore_convention, workers=workers,
+            on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    title = f"{pred_dir} on {metrics['dataset']} {metrics['split']}"
+    write_metrics_outputs(
+        metrics, json_path=out, csv_path=csv_path, markdown_path=markdown_path, title=title
+    )
+    for table in metrics_rich_tables(metrics, title=title):
+        console.print(table)
+    for path in (out, csv_path, markdown_path):
+        if path is not None:
+            console.print(f"wrote {path}", highlight=False)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
