@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -283,12 +284,9 @@ def _score_chunk(chunk: _Chunk):
 def _init_worker() -> None:
     # One process per core already; nested OpenCV / PyTorch thread pools would only contend.
     cv2.setNumThreads(1)
-    try:
-        import torch
-
+    torch = sys.modules.get("torch")  # only if something imported it: importing costs seconds
+    if torch is not None:
         torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover - torch is a hard dependency
-        pass
 
 
 def accumulate_metrics(
