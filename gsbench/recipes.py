@@ -39,12 +39,12 @@ MODEL_OPTIONS: dict[str, dict[str, Any]] = {
     "deeplabv3": {},
     "deeplabv3plus": {},
     "denseaspp": {},
-    "nonlocal": {},
-    "ocnet": {"context": str},
+    "nonlocal": {"mode": str},
+    "ocnet": {"context": str, "rates": list[int] | None},
     "psanet": {
         "psa_type": str,
         "compact": bool,
-        "mask_size": list[int],
+        "mask_size": list[int] | None,  # [h, w]; null derives it from the first (training) input
         "shrink_factor": int,
     },
 }
@@ -64,12 +64,13 @@ class ModelConfig:
 
     def builder_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of the model builder, except ``num_classes`` and ``pretrained``."""
+        options = {k: tuple(v) if isinstance(v, list) else v for k, v in self.options.items()}
         return {
             "backbone": self.backbone,
             "output_stride": self.output_stride,
             "aux": self.aux,
             "dropout": self.dropout,
-            **self.options,
+            **options,
         }
 
     def __getattr__(self, name: str) -> Any:
@@ -358,6 +359,12 @@ def _check_values(recipe: Recipe) -> None:
                        "train.num_workers": recipe.train.num_workers}.items():
         if value < 0:
             raise _SchemaError(key, f"{key} must be zero or positive, got {value}")
+    pairs = {"data.crop_size": recipe.data.crop_size, "data.scale_range": recipe.data.scale_range}
+    if recipe.model.options.get("mask_size") is not None:
+        pairs["model.mask_size"] = recipe.model.options["mask_size"]
+    for key, value in pairs.items():
+        if len(value) != 2:
+            raise _SchemaError(key, f"{key} must be a list of two values [height, width], got {value}")
     if min(recipe.data.crop_size) <= 0:
         raise _SchemaError("data.crop_size", f"data.crop_size must be positive, got {recipe.data.crop_size}")
     low, high = recipe.data.scale_range
@@ -388,8 +395,8 @@ def _check_type(value: Any, hint: Any, key: str) -> Any:
         return _check_type(value, non_none[0], key)
     if origin is list:
         (item_type,) = typing.get_args(hint)
-        if not isinstance(value, list) or len(value) != 2:
-            raise _SchemaError(key, f"{key} must be a list of two {item_type.__name__}s, got {_describe(value)}")
+        if not isinstance(value, list) or not value:
+            raise _SchemaError(key, f"{key} must be a list of {item_type.__name__}s, got {_describe(value)}")
         return [_check_type(v, item_type, key) for v in value]
     if origin is dict or hint is dict:
         if not isinstance(value, dict):

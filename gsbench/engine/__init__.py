@@ -1,0 +1,1 @@
+"""Training (:mod:`.train`, :mod:`.distributed`, :mod:`.checkpoint`), inference and export."""

@@ -1,0 +1,105 @@
+"""Training checkpoints: atomic to write, safe to read (``torch.load(weights_only=True)``).
+
+A checkpoint holds only tensors and plain Python values, never pickled objects, so loading one
+runs no code. The training state (``checkpoints/last.pt``)::
+
+    {"format": "gsbench-checkpoint/1", "kind": "train", "iteration": int, "epoch": int,
+     "batches_done": int,              # batches of `epoch` already trained (sampler position)
+     "model": state_dict, "optimizer": state_dict, "scaler": state_dict or {},
+     "rng": {"python": ..., "numpy": ..., "torch": ByteTensor, "cuda": [ByteTensor, ...]},
+     "recipe": dict}
+
+and the final weights (``checkpoints/final.pt``): ``{"format", "kind": "model", "iteration",
+"model", "recipe"}``; :func:`load_model_weights` reads either.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gsbench.errors import GsbenchError
+from gsbench.io import atomic_write_bytes
+
+CHECKPOINT_FORMAT = "gsbench-checkpoint/1"
+LAST_NAME = "last.pt"
+FINAL_NAME = "final.pt"
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """Write ``state`` atomically (a crash mid-write leaves the previous file intact)."""
+    buffer = io.BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, **state}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise GsbenchError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt or unsafe files
+        raise GsbenchError(f"{path}: not a readable checkpoint ({' '.join(str(exc).split())[:200]})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise GsbenchError(f"{path}: not a gsbench checkpoint (format must be {CHECKPOINT_FORMAT!r})")
+    return state
+
+
+def load_model_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The model state_dict of a checkpoint file, or of a run folder (its final weights, else
+    its last training checkpoint)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in (FINAL_NAME, LAST_NAME):
+            candidate = path / "checkpoints" / name
+            if candidate.is_file():
+                path = candidate
+                break
+        else:
+            raise GsbenchError(f"{path}: no checkpoints/{FINAL_NAME} or checkpoints/{LAST_NAME}")
+    state = load_checkpoint(path)
+    if "model" not in state:
+        raise GsbenchError(f"{path}: checkpoint has no 'model' weights")
+    return state["model"]
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """The global random states (python, numpy, torch, CUDA) as tensors and plain values."""
+    version, internal, gauss = random.getstate()
+    numpy_state = np.random.get_state(legacy=False)
+    state = {
+        "python": {"version": version, "internal": list(internal), "gauss": gauss},
+        "numpy": {
+            "bit_generator": numpy_state["bit_generator"],
+            "key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+            "pos": int(numpy_state["state"]["pos"]),
+            "has_gauss": int(numpy_state["has_gauss"]),
+            "gauss": float(numpy_state["gauss"]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
+    np_state = state["numpy"]
+    np.random.set_state({
+        "bit_generator": np_state["bit_generator"],
+        "state": {"key": np_state["key"].numpy().astype(np.uint32), "pos": np_state["pos"]},
+        "has_gauss": np_state["has_gauss"],
+        "gauss": np_state["gauss"],
+    })
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,531 @@
+"""The training loop: SGD with momentum, the poly schedule, checkpoints, resume, torchrun.
+
+Implements the optimisation shared by all five papers (PSANet Sec. 5, GPSNet Sec. 4.1, GFF
+Sec. 4, Gated-SCNN Sec. 4, RANet Sec. 4): SGD with momentum, learning rate
+``lr_i = lr * (1 - i / iterations) ** power`` set at every iteration ``i`` (the "poly" policy,
+power 0.9), weight decay on every parameter, and the head (every parameter outside
+``model.backbone``) at ``head_lr_mult`` times the base rate as in hszhao/semseg.
+
+A run folder holds everything needed to understand and continue a run::
+
+    recipe.yaml  command.txt  versions.json  seed.txt  log.csv  metrics.json (if validated)
+    checkpoints/last.pt   (the full training state, every train.checkpoint_every iterations)
+    checkpoints/final.pt  (the final weights)
+    tensorboard/          (when the tensorboard package is installed)
+
+Reproducibility: one seed (the recipe's) initialises the model; the sampler order depends on
+(seed, epoch) and every sample's augmentation on (seed, epoch, index), independent of workers
+and processes. A resumed run restores the model, optimizer, grad scaler, the global random
+states and the sampler position, so on CPU it ends with bit-identical weights to an
+uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import platform
+import random
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+import gsbench
+from gsbench.data.dataset import SegmentationDataset
+from gsbench.data.manifest import Manifest
+from gsbench.data.transforms import eval_transform, train_transform
+from gsbench.engine.checkpoint import (
+    FINAL_NAME,
+    LAST_NAME,
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from gsbench.engine.distributed import (
+    DistContext,
+    all_reduce_mean,
+    barrier,
+    broadcast_object,
+    init_distributed,
+    shutdown_distributed,
+)
+from gsbench.errors import GsbenchError
+from gsbench.io import atomic_write_json, atomic_write_text, read_json
+from gsbench.recipes import Recipe, build_loss_from_recipe, build_model_from_recipe, recipe_from_dict
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    iteration: int  # iterations done when the call returned
+    finished: bool  # reached recipe.train.iterations (False when stopped by stop_after)
+    metrics: dict | None = None  # the last validation, if any
+    log: list[dict] = field(default_factory=list)
+
+
+class ResumableSampler(DistributedSampler):
+    """DistributedSampler (order fixed by seed and epoch) that can start part-way through an
+    epoch, so a resumed run sees exactly the samples the interrupted one would have."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.start = 0
+
+    def set_start(self, start: int) -> None:
+        self.start = int(start)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(list(super().__iter__())[self.start:])
+
+    def __len__(self) -> int:
+        return max(self.num_samples - self.start, 0)
+
+
+def poly_lr(base_lr: float, iteration: int, iterations: int, power: float) -> float:
+    """The poly policy: ``base_lr * (1 - iteration / iterations) ** power``."""
+    return base_lr * (1.0 - iteration / iterations) ** power
+
+
+def param_groups(model: nn.Module, head_lr_mult: float) -> list[dict]:
+    """Backbone parameters at the base lr and every other parameter at ``head_lr_mult`` x."""
+    backbone = getattr(model, "backbone", None)
+    backbone_ids = {id(p) for p in backbone.parameters()} if backbone is not None else set()
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if id(p) in backbone_ids], "lr_mult": 1.0, "name": "backbone"},
+        {"params": [p for p in params if id(p) not in backbone_ids], "lr_mult": head_lr_mult, "name": "head"},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def versions() -> dict[str, str | None]:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gsbench": gsbench.__version__,
+        "numpy": np.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": str(torch.backends.cudnn.version()) if torch.backends.cudnn.is_available() else None,
+    }
+
+
+def check_run_dir(run_dir: Path, resume: bool) -> str | None:
+    """Why ``run_dir`` cannot be used (or None): a fresh run needs an empty or absent folder,
+    a resumed one a previous run's recipe and last checkpoint."""
+    if not resume:
+        if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+            return f"{run_dir}: run folder is not empty; pass --resume to continue it or choose another --out"
+        return None
+    for needed in ("recipe.yaml", f"checkpoints/{LAST_NAME}"):
+        if not (run_dir / needed).is_file():
+            return f"{run_dir}: cannot resume, {needed} is missing"
+    return None
+
+
+def load_run_recipe(run_dir: Path) -> Recipe:
+    """The resolved recipe saved in a run folder."""
+    path = run_dir / "recipe.yaml"
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise GsbenchError(f"{path}: cannot read the run's recipe ({exc})") from None
+    return recipe_from_dict(raw, source=str(path))
+
+
+def train(
+    recipe: Recipe,
+    run_dir: str | Path,
+    *,
+    data_root: str | Path | None = None,
+    resume: bool = False,
+    device: str = "cpu",
+    quiet: bool = False,
+    command: list[str] | None = None,
+    stop_after: int | None = None,
+    build_model: Callable[[Recipe], nn.Module] | None = None,
+) -> TrainResult:
+    """Train ``recipe`` into ``run_dir`` (see the module docstring for the folder's contents).
+
+    ``stop_after`` ends the call after that iteration with a checkpoint, as if interrupted (for
+    time-limited cluster jobs; ``resume=True`` continues). ``build_model`` replaces the
+    registry's model (default :func:`~gsbench.recipes.build_model_from_recipe`).
+    Under torchrun every process calls this; the global batch is split across them.
+    """
+    ctx = init_distributed(device)
+    try:
+        return _Trainer(recipe, Path(run_dir), ctx, data_root, resume, quiet, command,
+                        stop_after, build_model).run()
+    finally:
+        shutdown_distributed()
+
+
+class _Trainer:
+    def __init__(self, recipe, run_dir, ctx: DistContext, data_root, resume, quiet, command,
+                 stop_after, build_model):
+        self.recipe, self.run_dir, self.ctx = recipe, run_dir, ctx
+        self.resume, self.stop_after = resume, stop_after
+        self.cfg = recipe.train
+        self.quiet = quiet or not ctx.is_main
+        self.command = command if command is not None else sys.argv
+        self.build_model = build_model or build_model_from_recipe
+        self.data_root = data_root if data_root is not None else recipe.data.root
+        self.ckpt_dir = run_dir / "checkpoints"
+        self.log_rows: list[dict] = []
+        self.log_columns: list[str] | None = None
+        self.metrics_history: list[dict] = []
+        self.iteration = self.epoch = self.batches_done = 0
+        self.elapsed_before = 0.0
+        self.last_good: int | None = None
+        self.tb = None
+
+    # --- setup -----------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        problem = check_run_dir(self.run_dir, self.resume) if self.ctx.is_main else None
+        problem = broadcast_object(self.ctx, problem)
+        if problem:
+            raise GsbenchError(problem)
+        if self.stop_after is not None and self.stop_after <= 0:
+            raise GsbenchError(f"--stop-after must be positive, got {self.stop_after}")
+        if self.data_root is None:
+            raise GsbenchError("no dataset: pass --data DIR (a prepared folder) or set data.root in the recipe")
+        manifest = Manifest.load(self.data_root)
+        if manifest.num_classes != self.recipe.data.num_classes:
+            raise GsbenchError(
+                f"{manifest.root}: dataset has {manifest.num_classes} classes but the recipe's "
+                f"data.num_classes is {self.recipe.data.num_classes}"
+            )
+        cfg = self.cfg
+        if cfg.batch_size % self.ctx.world_size:
+            raise GsbenchError(
+                f"train.batch_size {cfg.batch_size} is not divisible by the {self.ctx.world_size} "
+                "torchrun processes"
+            )
+        self.per_rank_batch = cfg.batch_size // self.ctx.world_size
+        self.manifest = manifest
+        self._seed_everything(self.recipe.seed)
+        self._build(manifest)
+        if self.resume:
+            self._load_state()
+        elif self.ctx.is_main:
+            self._write_run_files()
+        barrier(self.ctx)
+        return self._loop()
+
+    def _seed_everything(self, seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+
+    def _build(self, manifest: Manifest) -> None:
+        ctx, cfg = self.ctx, self.cfg
+        self.on_cuda = ctx.device.type == "cuda"
+        model = self.build_model(self.recipe)
+        if ctx.distributed and self.on_cuda:
+            # SyncBN: batch statistics over the global batch (PyTorch supports it on GPUs only;
+            # on CPU each process normalises with its own share of the batch)
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.channels_last = self.on_cuda and cfg.channels_last
+        model = model.to(ctx.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
+        self.model = model
+        self.optimizer = torch.optim.SGD(
+            param_groups(model, cfg.head_lr_mult), lr=cfg.lr, momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+        )
+        self.amp_dtype = torch.bfloat16 if cfg.amp_dtype == "bfloat16" else torch.float16
+        self.use_amp = self.on_cuda and cfg.amp
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
+        if ctx.distributed:
+            self.ddp = nn.parallel.DistributedDataParallel(
+                model, device_ids=[ctx.local_rank] if self.on_cuda else None
+            )
+        else:
+            self.ddp = model
+        self.loss_fn = build_loss_from_recipe(self.recipe).to(ctx.device)
+
+        data = self.recipe.data
+        self.dataset = SegmentationDataset(manifest, data.train_split, train_transform(data), seed=self.recipe.seed)
+        self.sampler = ResumableSampler(
+            self.dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+            seed=self.recipe.seed, drop_last=False,
+        )
+        self.batches_per_epoch = self.sampler.num_samples // self.per_rank_batch
+        if self.batches_per_epoch == 0:
+            raise GsbenchError(
+                f"{manifest.root}: split {data.train_split!r} has {len(self.dataset)} images, fewer "
+                f"than one batch of {cfg.batch_size}"
+            )
+        self.val_dataset = None
+        if cfg.val_every:
+            self.val_dataset = SegmentationDataset(manifest, data.val_split, eval_transform(), with_edges=False)
+
+    def _write_run_files(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.run_dir / "recipe.yaml", self.recipe.to_yaml())
+        atomic_write_text(self.run_dir / "command.txt", shlex.join(self.command) + "\n")
+        atomic_write_json(self.run_dir / "versions.json", versions())
+        atomic_write_text(self.run_dir / "seed.txt", f"{self.recipe.seed}\n")
+
+    def _load_state(self) -> None:
+        state = load_checkpoint(self.ckpt_dir / LAST_NAME)
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+            self.iteration = int(state["iteration"])
+            self.epoch = int(state["epoch"])
+            self.batches_done = int(state["batches_done"])
+            self.elapsed_before = float(state.get("elapsed", 0.0))
+            restore_rng_state(state["rng"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise GsbenchError(f"{self.ckpt_dir / LAST_NAME}: does not fit this run ({' '.join(str(exc).split())[:200]})") from None
+        self.last_good = self.iteration
+        if self.ctx.is_main:
+            self._read_previous_log()
+            with open(self.run_dir / "command.txt", "a", encoding="utf-8") as f:
+                f.write(shlex.join(self.command) + "\n")
+
+    def _read_previous_log(self) -> None:
+        log_file = self.run_dir / "log.csv"
+        if log_file.is_file():
+            with open(log_file, newline="", encoding="utf-8") as f:
+                reader = csv.DictReader(f)
+                self.log_columns = list(reader.fieldnames or []) or None
+                self.log_rows = [r for r in reader if int(r["iter"]) <= self.iteration]
+        metrics_file = self.run_dir / "metrics.json"
+        if metrics_file.is_file():
+            history = read_json(metrics_file).get("history", [])
+            self.metrics_history = [m for m in history if m["iteration"] <= self.iteration]
+
+    # --- loop ------------------------------------------------------------------------------------
+    def _loop(self) -> TrainResult:
+        cfg, ctx = self.cfg, self.ctx
+        total = cfg.iterations
+        end = total if self.stop_after is None else min(total, self.stop_after)
+        self._open_tensorboard()
+        self.start_time = time.perf_counter()
+        window: list[torch.Tensor] = []
+        window_start = time.perf_counter()
+        metrics = self.metrics_history[-1] if self.metrics_history else None
+        with self._progress(total) as advance:
+            while self.iteration < end:
+                self.dataset.set_epoch(self.epoch)
+                self.sampler.set_epoch(self.epoch)
+                self.sampler.set_start(self.batches_done * self.per_rank_batch)
+                for batch in self._loader():
+                    parts = self._step(batch)
+                    window.append(parts)
+                    self.iteration += 1
+                    self.batches_done += 1
+                    if self.batches_done == self.batches_per_epoch:
+                        self.epoch, self.batches_done = self.epoch + 1, 0
+                    it = self.iteration
+                    if it % cfg.log_every == 0 or it == end:
+                        now = time.perf_counter()
+                        row = self._log(torch.stack(window).mean(0), (now - window_start) / len(window))
+                        window, window_start = [], now
+                        advance(it, row)
+                    if cfg.val_every and (it % cfg.val_every == 0 or it == total):
+                        metrics = self._validate()
+                    if it % cfg.checkpoint_every == 0 or it == end:
+                        self._save_last()
+                    if it >= end or self.batches_done == 0:
+                        break
+        finished = self.iteration >= total
+        if finished and ctx.is_main:
+            save_checkpoint(self.ckpt_dir / FINAL_NAME, {
+                "kind": "model", "iteration": self.iteration,
+                "model": self.model.state_dict(), "recipe": self.recipe.to_dict(),
+            })
+        if self.tb is not None:
+            self.tb.close()
+        barrier(ctx)
+        return TrainResult(self.run_dir, self.iteration, finished, metrics, list(self.log_rows))
+
+    def _loader(self) -> DataLoader:
+        cfg = self.cfg
+        return DataLoader(
+            self.dataset, batch_size=self.per_rank_batch, sampler=self.sampler,
+            num_workers=cfg.num_workers, drop_last=True, pin_memory=self.on_cuda,
+            # a private generator: creating loaders must not consume the global torch RNG,
+            # whose state the checkpoints restore
+            generator=torch.Generator().manual_seed(self.recipe.seed),
+        )
+
+    def _autocast(self):
+        if self.use_amp:
+            return torch.autocast("cuda", dtype=self.amp_dtype)
+        return contextlib.nullcontext()
+
+    def _step(self, batch: dict) -> torch.Tensor:
+        """One SGD iteration; returns the mean over ranks of [loss, parts...] (float64)."""
+        cfg = self.cfg
+        factor = (1.0 - self.iteration / cfg.iterations) ** cfg.poly_power
+        for group in self.optimizer.param_groups:
+            group["lr"] = cfg.lr * group["lr_mult"] * factor
+        device = self.ctx.device
+        images = batch["image"].to(device, non_blocking=True)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        targets = {k: v.to(device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+        self.ddp.train()
+        with self._autocast():
+            outputs = self.ddp(images)
+            losses = self.loss_fn(outputs, targets)
+        self.part_names = ["loss"] + sorted(k for k in losses if k != "loss")
+        values = torch.stack([losses[k].detach().double() for k in self.part_names]).cpu()
+        values = all_reduce_mean(self.ctx, values)
+        if not torch.isfinite(values).all():
+            self._stop_on_nonfinite(values[0].item())
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(losses["loss"]).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return values
+
+    def _stop_on_nonfinite(self, value: float) -> None:
+        if self.ctx.is_main:
+            self._write_log()
+        where = (
+            f"{self.ckpt_dir / LAST_NAME} (iteration {self.last_good}) is the last good checkpoint"
+            if self.last_good is not None else "no checkpoint was written yet"
+        )
+        raise GsbenchError(
+            f"loss is {value} at iteration {self.iteration + 1}; training stopped and {where} "
+            f"(try a lower train.lr than {self.cfg.lr})"
+        )
+
+    # --- outputs ---------------------------------------------------------------------------------
+    def _log(self, values: torch.Tensor, seconds_per_iter: float) -> dict:
+        row = {
+            "iter": self.iteration,
+            "epoch": self.epoch,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            **{name: float(v) for name, v in zip(self.part_names, values.tolist())},
+            "time": round(self.elapsed_before + time.perf_counter() - self.start_time, 3),
+            "sec_per_iter": round(seconds_per_iter, 4),
+        }
+        if self.ctx.is_main:
+            self.log_rows.append(row)
+            self._write_log()
+            if self.tb is not None:
+                for key in ["lr", *self.part_names]:
+                    self.tb.add_scalar(f"train/{key}", row[key], self.iteration)
+        return row
+
+    def _write_log(self) -> None:
+        if not self.log_rows:
+            return
+        if self.log_columns is None:
+            self.log_columns = list(self.log_rows[0])
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=self.log_columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.log_rows)
+        atomic_write_text(self.run_dir / "log.csv", buffer.getvalue())
+
+    def _save_last(self) -> None:
+        if self.ctx.is_main:
+            save_checkpoint(self.ckpt_dir / LAST_NAME, {
+                "kind": "train",
+                "iteration": self.iteration,
+                "epoch": self.epoch,
+                "batches_done": self.batches_done,
+                "elapsed": self.elapsed_before + time.perf_counter() - self.start_time,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+                "rng": capture_rng_state(),
+                "recipe": self.recipe.to_dict(),
+            })
+        self.last_good = self.iteration
+        barrier(self.ctx)
+
+    @torch.no_grad()
+    def _validate(self) -> dict:
+        """mIoU on the validation split (whole images), shared across ranks."""
+        from gsbench.engine.inference import infer_whole
+        from gsbench.metrics.confusion import ConfusionMatrix
+
+        model = self.model
+        was_training = model.training
+        model.eval()
+        confusion = ConfusionMatrix(self.recipe.data.num_classes)
+        for index in range(self.ctx.rank, len(self.val_dataset), self.ctx.world_size):
+            item = self.val_dataset[index]
+            images = item["image"][None].to(self.ctx.device)
+            with self._autocast():
+                logits = infer_whole(model, images)
+            pred = logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
+            confusion.update(pred, item["label"].numpy().astype(np.uint8))
+        confusion.all_reduce()
+        model.train(was_training)
+        result = {"iteration": self.iteration, "miou": confusion.compute()["miou"]}
+        if self.ctx.is_main:
+            self.metrics_history.append(result)
+            atomic_write_json(self.run_dir / "metrics.json", {
+                "split": self.recipe.data.val_split, **result, "history": self.metrics_history,
+            })
+            if self.log_rows and self.log_rows[-1]["iter"] == self.iteration:
+                self.log_rows[-1]["val_miou"] = result["miou"]
+            else:
+                self.log_rows.append({"iter": self.iteration, "epoch": self.epoch, "val_miou": result["miou"]})
+            if self.log_columns is not None and "val_miou" not in self.log_columns:
+                self.log_columns.append("val_miou")
+            self._write_log()
+            if self.tb is not None:
+                self.tb.add_scalar("val/miou", result["miou"], self.iteration)
+        return result
+
+    def _open_tensorboard(self) -> None:
+        if not self.ctx.is_main:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # optional: tensorboard is not a dependency
+            return
+        self.tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"), purge_step=self.iteration + 1)
+
+    @contextlib.contextmanager
+    def _progress(self, total: int):
+        """A callback ``advance(iteration, row)`` that drives a rich bar on a terminal and prints
+        one line per logging step otherwise (nothing with --quiet or on ranks > 0)."""
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        console = Console(stderr=True)
+        if self.quiet:
+            yield lambda it, row: None
+            return
+        if not console.is_terminal:
+            def advance(it, row):
+                parts = " ".join(f"{k}={row[k]:.4f}" for k in self.part_names)
+                console.print(f"iter {it}/{total} {parts} lr={row['lr']:.3g} "
+                              f"{row['sec_per_iter']:.3f}s/it", highlight=False)
+            yield advance
+            return
+        progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}  {task.fields[speed]}"),
+            TimeRemainingColumn(), console=console,
+        )
+        with progress:
+            task = progress.add_task(self.recipe.name, total=total, completed=self.iteration,
+                                     loss="-", lr="-", speed="-")
+
+            def advance(it, row):
+                progress.update(task, completed=it, loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.3g}",
+                                speed=f"{row['sec_per_iter']:.2f}s/it")
+
+            yield advance
