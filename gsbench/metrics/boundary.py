@@ -1,0 +1,316 @@
+"""Boundary F-score (Gated-SCNN Tables 2 and 4; the DAVIS boundary measure).
+
+Definition (per class c and image, exactly as GSCNN's evaluation computes it):
+
+* masks ``pred == c`` and ``gt == c``, with pixels whose GT is ignored set to 0 in both;
+* boundary map of a mask: a pixel differs from its east, south or south-east neighbour (the
+  last row compares with its east neighbour only, the last column with its south neighbour
+  only, the bottom-right corner is never a boundary);
+* a predicted boundary pixel matches if a GT boundary pixel lies in the digital disk
+  x^2 + y^2 <= r^2 around it (and symmetrically for recall);
+* P = matched predicted / predicted boundary pixels, R = matched GT / GT boundary pixels,
+  F = 2PR / (P + R) (0 when P + R = 0); no boundary in either map: P = R = 1; only in the GT:
+  P = 1, R = 0; only in the prediction: P = 0, R = 1;
+* class score = mean of F over images, reported score = mean over classes.
+
+Two conventions for the image mean: ``"gscnn"`` averages over every image (a class absent
+from both maps scores F = 1), ``"strict"`` skips the images where the class is absent from
+both (zeroed) masks, which stops rare classes from being inflated.
+
+How it is computed fast and exactly: a pixel is a boundary of class c iff its label differs
+from one of its three neighbours and c is one of the labels involved, so the boundaries of all
+classes come from one pass over each label map, as a bit set of classes per boundary pixel.
+The GT bit sets are put in an image; "is there a GT boundary of class c in the disk of radius r
+around p" is the bitwise OR of that image over the disk, taken row by row (each disk row is a
+horizontal run of length 2*floor(sqrt(r^2 - dy^2)) + 1) with a sparse table of run ORs, and
+evaluated only at the predicted boundary pixels. Radii are processed in increasing order and a
+pixel whose classes are all matched is not looked at again (disks are nested).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import NamedTuple
+
+import numpy as np
+
+from gsbench.errors import GsbenchError
+from gsbench.metrics._common import (
+    IGNORE_INDEX,
+    all_reduce_arrays,
+    as_label_map,
+    check_num_classes,
+    check_same_shape,
+    load_arrays,
+)
+
+DEFAULT_RADII = (3, 5, 9, 12)
+CONVENTIONS = ("gscnn", "strict")
+_WORD_BITS = 32  # classes handled per pass (one bit each in a uint32)
+
+
+class ImageBoundaryScores(NamedTuple):
+    """Boundary scores of one image: arrays of shape (num_classes, len(radii)) and (num_classes,)."""
+
+    fscore: np.ndarray
+    precision: np.ndarray
+    recall: np.ndarray
+    present: np.ndarray  # class present in the zeroed pred or GT mask (used by "strict")
+
+
+def check_radii(radii: Iterable[int]) -> tuple[int, ...]:
+    radii = tuple(radii)
+    for radius in radii:
+        if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
+            raise GsbenchError(f"boundary radii must be non-negative integers (pixels), got {radii}")
+    if len(set(radii)) != len(radii):
+        raise GsbenchError(f"boundary radii must be distinct, got {radii}")
+    return tuple(int(r) for r in radii)
+
+
+def _boundary_sets(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boundary pixels of a label map: rows, cols and the labels of the pixel and its E/S/SE.
+
+    Replicating the last row and column makes the edge rules of the definition fall out: on the
+    last row S = self and SE = E, on the last column E = self and SE = S, the corner has none.
+    """
+    extended = np.pad(labels, ((0, 1), (0, 1)), mode="edge")
+    centre = extended[:-1, :-1]
+    east, south, south_east = extended[:-1, 1:], extended[1:, :-1], extended[1:, 1:]
+    differs = centre != east
+    differs |= centre != south
+    differs |= centre != south_east
+    rows, cols = np.nonzero(differs)
+    width = extended.shape[1]
+    flat = rows * width + cols
+    ext = extended.ravel()
+    return rows, cols, np.stack([ext[flat], ext[flat + 1], ext[flat + width], ext[flat + width + 1]])
+
+
+def _class_bits(neighbour_labels: np.ndarray, first_class: int, num_classes: int) -> np.ndarray:
+    """Bit set (uint32) of the classes first_class.. among the 4 labels at each boundary pixel.
+
+    If a pixel differs from any neighbour it is a boundary of its own class and of every
+    neighbour class that differs from it; neighbours with the same label add the same bit.
+    """
+    lut = np.zeros(256, np.uint32)
+    last = min(first_class + _WORD_BITS, num_classes)
+    lut[first_class:last] = np.left_shift(np.uint32(1), np.arange(last - first_class, dtype=np.uint32))
+    bits = lut[neighbour_labels[0]]
+    for k in range(1, 4):
+        bits |= lut[neighbour_labels[k]]
+    return bits
+
+
+_BYTE_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little").astype(np.int64)
+
+
+def _bit_counts(bits: np.ndarray, num_bits: int) -> np.ndarray:
+    """Number of set bits per position 0..num_bits-1 over an array of uint32 bit sets."""
+    counts = np.zeros(_WORD_BITS, np.int64)
+    if bits.size:
+        # A histogram of each byte times the bit table of a byte: no (N, 32) temporary.
+        as_bytes = bits.astype("<u4", copy=False).view(np.uint8).reshape(-1, 4)
+        for byte in range(4):
+            histogram = np.bincount(as_bytes[:, byte], minlength=256)
+            counts[8 * byte : 8 * byte + 8] = histogram @ _BYTE_BITS
+    return counts[:num_bits]
+
+
+class _DiskOr:
+    """OR of a padded bit image over digital disks, evaluated at chosen pixels (sparse table)."""
+
+    def __init__(self, height: int, width: int, rows, cols, bits, max_radius: int) -> None:
+        self.pad = max_radius
+        self.width = width + 2 * max_radius
+        image = np.zeros((height + 2 * max_radius, self.width), np.uint32)
+        image[rows + max_radius, cols + max_radius] = bits
+        # levels[k][y, x] = OR of image[y, x : x + 2**k]
+        self.levels = [image.ravel()]
+        span = 1
+        while 2 * span <= 2 * max_radius + 1:
+            previous = self.levels[-1]
+            level = previous.copy()
+            level[:-span] |= previous[span:]
+            self.levels.append(level)
+            span *= 2
+
+    def query(self, rows: np.ndarray, cols: np.ndarray, radius: int) -> np.ndarray:
+        centre = (rows + self.pad) * self.width + (cols + self.pad)
+        result = np.zeros(centre.shape, np.uint32)
+        for dy in range(-radius, radius + 1):
+            half = math.isqrt(radius * radius - dy * dy)
+            run = 2 * half + 1
+            k = run.bit_length() - 1
+            level = self.levels[k]
+            start = centre + (dy * self.width - half)
+            result |= level[start]
+            result |= level[start + (run - (1 << k))]
+        return result
+
+
+def _matched_counts(query_rows, query_cols, query_bits, target: _DiskOr, radii, num_bits):
+    """Per sorted radius, per class: how many query boundary pixels have a target boundary of
+    the same class within the disk."""
+    counts = np.zeros((len(radii), num_bits), np.int64)
+    carried = np.zeros(num_bits, np.int64)  # pixels fully matched at a smaller radius
+    rows, cols, need = query_rows, query_cols, query_bits
+    for i, radius in enumerate(radii):
+        matched = target.query(rows, cols, radius) & need
+        counts[i] = carried + _bit_counts(matched, num_bits)
+        done = matched == need
+        carried += _bit_counts(need[done], num_bits)
+        keep = ~done
+        rows, cols, need = rows[keep], cols[keep], need[keep]
+    return counts
+
+
+def _fscore_from_counts(n_pred, n_gt, matched_pred, matched_gt):
+    """P, R, F arrays (classes x radii) with the empty cases of the definition."""
+    n_pred = n_pred[:, None].astype(np.float64)
+    n_gt = n_gt[:, None].astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(n_pred > 0, matched_pred / n_pred, 1.0)
+        recall = np.where(n_gt > 0, matched_gt / n_gt, 1.0)
+    # Only one map has boundaries: the other one's score is 0 (P=1,R=0 or P=0,R=1).
+    precision = np.where((n_pred > 0) & (n_gt == 0), 0.0, precision)
+    recall = np.where((n_gt > 0) & (n_pred == 0), 0.0, recall)
+    total = precision + recall
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fscore = np.where(total > 0, 2 * precision * recall / total, 0.0)
+    return fscore, precision, recall
+
+
+def boundary_fscore(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    num_classes: int,
+    radii: Iterable[int] = DEFAULT_RADII,
+    ignore_index: int = IGNORE_INDEX,
+) -> ImageBoundaryScores:
+    """Boundary precision, recall and F of every class at every radius for one image."""
+    check_num_classes(num_classes, ignore_index)
+    radii = check_radii(radii)
+    pred = as_label_map(pred, "prediction")
+    gt = as_label_map(gt, "ground truth")
+    check_same_shape(pred, gt)
+    shape = (num_classes, len(radii))
+    if not radii:
+        empty = np.zeros(shape)
+        return ImageBoundaryScores(empty, empty.copy(), empty.copy(), np.zeros(num_classes, bool))
+    height, width = gt.shape
+    ignored = gt == ignore_index
+    # Zero the ignored pixels in the prediction masks: 255 is never a class.
+    pred = np.where(ignored, np.uint8(255), pred)
+    gt = np.where(ignored, np.uint8(255), gt)
+
+    order = np.argsort(radii, kind="stable")
+    sorted_radii = [radii[i] for i in order]
+    max_radius = sorted_radii[-1]
+    pred_rows, pred_cols, pred_labels = _boundary_sets(pred)
+    gt_rows, gt_cols, gt_labels = _boundary_sets(gt)
+
+    n_pred = np.zeros(num_classes, np.int64)
+    n_gt = np.zeros(num_classes, np.int64)
+    matched_pred = np.zeros((num_classes, len(radii)), np.int64)
+    matched_gt = np.zeros((num_classes, len(radii)), np.int64)
+    for first in range(0, num_classes, _WORD_BITS):
+        num_bits = min(_WORD_BITS, num_classes - first)
+        block = slice(first, first + num_bits)
+        p_bits = _class_bits(pred_labels, first, num_classes)
+        g_bits = _class_bits(gt_labels, first, num_classes)
+        p_keep, g_keep = p_bits != 0, g_bits != 0
+        p_rows, p_cols, p_bits = pred_rows[p_keep], pred_cols[p_keep], p_bits[p_keep]
+        g_rows, g_cols, g_bits = gt_rows[g_keep], gt_cols[g_keep], g_bits[g_keep]
+        n_pred[block] = _bit_counts(p_bits, num_bits)
+        n_gt[block] = _bit_counts(g_bits, num_bits)
+        gt_disks = _DiskOr(height, width, g_rows, g_cols, g_bits, max_radius)
+        matched_pred[block][:, order] = _matched_counts(p_rows, p_cols, p_bits, gt_disks, sorted_radii, num_bits).T
+        del gt_disks
+        pred_disks = _DiskOr(height, width, p_rows, p_cols, p_bits, max_radius)
+        matched_gt[block][:, order] = _matched_counts(g_rows, g_cols, g_bits, pred_disks, sorted_radii, num_bits).T
+        del pred_disks
+
+    fscore, precision, recall = _fscore_from_counts(n_pred, n_gt, matched_pred, matched_gt)
+    # A mask without boundary pixels is constant, so it is present iff its first pixel is set.
+    classes = np.arange(num_classes)
+    present = (n_pred > 0) | (n_gt > 0) | (classes == pred[0, 0]) | (classes == gt[0, 0])
+    return ImageBoundaryScores(fscore, precision, recall, present)
+
+
+class BoundaryFScore:
+    """Accumulator of per-image boundary F: sums of F and image counts for both conventions.
+
+    State (all summable, so ``merge`` and ``all_reduce`` are additions): ``fscore_sum`` and
+    ``images`` over every image ("gscnn"), ``fscore_sum_present`` and ``images_present`` over
+    the images where the class is present in the prediction or the GT ("strict").
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        radii: Iterable[int] = DEFAULT_RADII,
+        convention: str = "gscnn",
+        ignore_index: int = IGNORE_INDEX,
+    ) -> None:
+        check_num_classes(num_classes, ignore_index)
+        if convention not in CONVENTIONS:
+            raise GsbenchError(f"fscore convention must be one of {CONVENTIONS}, got '{convention}'")
+        self.num_classes = int(num_classes)
+        self.radii = check_radii(radii)
+        self.convention = convention
+        self.ignore_index = int(ignore_index)
+        shape = (self.num_classes, len(self.radii))
+        self._state = {
+            "fscore_sum": np.zeros(shape, np.float64),
+            "images": np.zeros((), np.int64),
+            "fscore_sum_present": np.zeros(shape, np.float64),
+            "images_present": np.zeros(self.num_classes, np.int64),
+        }
+
+    def update(self, pred: np.ndarray, gt: np.ndarray) -> ImageBoundaryScores:
+        scores = boundary_fscore(pred, gt, self.num_classes, self.radii, self.ignore_index)
+        self._state["fscore_sum"] += scores.fscore
+        self._state["images"] += 1
+        self._state["fscore_sum_present"] += np.where(scores.present[:, None], scores.fscore, 0.0)
+        self._state["images_present"] += scores.present
+        return scores
+
+    def merge(self, other: BoundaryFScore) -> None:
+        if (other.num_classes, other.radii) != (self.num_classes, self.radii):
+            raise GsbenchError(
+                f"cannot merge boundary F over {other.num_classes} classes, radii {other.radii} "
+                f"into one over {self.num_classes} classes, radii {self.radii}"
+            )
+        for key, value in other._state.items():
+            self._state[key] += value
+
+    def per_class(self, convention: str | None = None) -> np.ndarray:
+        """Class scores (mean F over images), shape (num_classes, len(radii)); nan if no image."""
+        convention = convention or self.convention
+        if convention not in CONVENTIONS:
+            raise GsbenchError(f"fscore convention must be one of {CONVENTIONS}, got '{convention}'")
+        if convention == "gscnn":
+            total, count = self._state["fscore_sum"], np.broadcast_to(self._state["images"], (self.num_classes,))
+        else:
+            total, count = self._state["fscore_sum_present"], self._state["images_present"]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(count[:, None] > 0, total / np.maximum(count, 1)[:, None], np.nan)
+
+    def compute(self, convention: str | None = None) -> dict[str, object]:
+        """``per_class`` (classes x radii) and ``mean`` (per radius, nanmean over classes)."""
+        per_class = self.per_class(convention)
+        valid = ~np.isnan(per_class)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(valid.any(axis=0), np.nansum(per_class, axis=0) / valid.sum(axis=0), np.nan)
+        return {"per_class": per_class, "mean": mean, "radii": self.radii}
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {key: value.copy() for key, value in self._state.items()}
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
+        load_arrays(self._state, state, "BoundaryFScore")
+
+    def all_reduce(self) -> None:
+        all_reduce_arrays(self._state)

@@ -1,0 +1,155 @@
+"""Cityscapes instance-level IoU (iIoU), as ``evalPixelLevelSemanticLabeling`` computes it.
+
+iIoU_c = iTP_c / (iTP_c + FP_c + iFN_c) (Cordts et al., Cityscapes, Sec. 3.2): every GT instance
+of class c (an instanceIds value ``labelId * 1000 + k`` greater than 1000) weighs its true
+positive and false negative pixels by ``avg_class_size[c] / instance_size``, so large instances
+do not dominate; false positives are not weighted and come from the confusion matrix (pixels
+predicted as c whose GT is another evaluated class). The mean over the 8 instance classes
+ignores classes whose denominator is 0, like mIoU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from gsbench.data.labels import (
+    CITYSCAPES_INSTANCE_TRAIN_IDS,
+    CITYSCAPES_LABELS,
+    CITYSCAPES_NUM_CLASSES,
+)
+from gsbench.errors import GsbenchError
+from gsbench.metrics._common import (
+    IGNORE_INDEX,
+    all_reduce_arrays,
+    as_label_map,
+    check_same_shape,
+    load_arrays,
+)
+from gsbench.metrics.confusion import confusion_matrix
+
+#: Average instance size in pixels per class, the weights of the official evaluator
+#: (``args.avgClassSize`` in cityscapesscripts; caravan and trailer are not evaluated).
+CITYSCAPES_AVG_CLASS_SIZE: dict[str, float] = {
+    "bicycle": 4672.3249222261,
+    "caravan": 36771.8241758242,
+    "motorcycle": 6298.7200839748,
+    "rider": 3930.4788056518,
+    "bus": 35732.1511111111,
+    "train": 67583.7075812274,
+    "car": 12794.0202738185,
+    "person": 3462.4756337644,
+    "truck": 27855.1264367816,
+    "trailer": 16926.9763313609,
+}
+
+_INSTANCE_ID_DIVISOR = 1000
+_MAX_LABEL_ID = max(label.id for label in CITYSCAPES_LABELS)
+
+
+def _instance_tables() -> tuple[np.ndarray, np.ndarray]:
+    """labelId -> index into CITYSCAPES_INSTANCE_TRAIN_IDS (-1 if not an iIoU class), and weights."""
+    slot = np.full(_MAX_LABEL_ID + 1, -1, np.int64)
+    weight = np.zeros(_MAX_LABEL_ID + 1, np.float64)
+    for label in CITYSCAPES_LABELS:
+        if label.id >= 0 and label.train_id in CITYSCAPES_INSTANCE_TRAIN_IDS:
+            slot[label.id] = CITYSCAPES_INSTANCE_TRAIN_IDS.index(label.train_id)
+            weight[label.id] = CITYSCAPES_AVG_CLASS_SIZE[label.name]
+    return slot, weight
+
+
+_SLOT_OF_LABEL_ID, _AVG_SIZE_OF_LABEL_ID = _instance_tables()
+_TRAIN_ID_OF_SLOT = np.array(CITYSCAPES_INSTANCE_TRAIN_IDS, np.int64)
+
+
+def instance_weighted_counts(pred: np.ndarray, instance_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted TP and FN sums of one image for the 8 instance classes (order of
+    ``CITYSCAPES_INSTANCE_TRAIN_IDS``); ``pred`` in trainIds, ``instance_ids`` raw instanceIds."""
+    pred = as_label_map(pred, "prediction")
+    instance_ids = np.asarray(instance_ids)
+    if instance_ids.ndim != 2 or not np.issubdtype(instance_ids.dtype, np.integer):
+        raise GsbenchError(
+            f"instance map must be a 2-D integer array, got shape {instance_ids.shape}, dtype {instance_ids.dtype}"
+        )
+    if instance_ids.shape != pred.shape:
+        raise GsbenchError(f"instance map shape {instance_ids.shape} does not match prediction shape {pred.shape}")
+    num_slots = len(CITYSCAPES_INSTANCE_TRAIN_IDS)
+    tp_weighted, fn_weighted = np.zeros(num_slots), np.zeros(num_slots)
+    is_instance = instance_ids > _INSTANCE_ID_DIVISOR
+    ids = instance_ids[is_instance].astype(np.int64)
+    if ids.size == 0:
+        return tp_weighted, fn_weighted
+    if ids.max() > (_MAX_LABEL_ID + 1) * _INSTANCE_ID_DIVISOR - 1:
+        raise GsbenchError(f"instance map holds id {int(ids.max())}, whose labelId is not a Cityscapes label")
+    label_ids = ids // _INSTANCE_ID_DIVISOR
+    slots = _SLOT_OF_LABEL_ID[label_ids]
+    evaluated = slots >= 0  # caravan/trailer and non-instance labels are skipped
+    ids, slots = ids[evaluated], slots[evaluated]
+    hits = pred[is_instance][evaluated] == _TRAIN_ID_OF_SLOT[slots]
+    # Per-instance pixel counts and hits via bincount over the id value (no sort needed).
+    size = np.bincount(ids)
+    tp = np.bincount(ids[hits], minlength=size.size)
+    present = np.flatnonzero(size)
+    weight = _AVG_SIZE_OF_LABEL_ID[present // _INSTANCE_ID_DIVISOR] / size[present]
+    instance_slot = _SLOT_OF_LABEL_ID[present // _INSTANCE_ID_DIVISOR]
+    tp_weighted += np.bincount(instance_slot, weights=tp[present] * weight, minlength=num_slots)
+    fn_weighted += np.bincount(instance_slot, weights=(size[present] - tp[present]) * weight, minlength=num_slots)
+    return tp_weighted, fn_weighted
+
+
+class InstanceIoU:
+    """Accumulator of Cityscapes iIoU over images (19 trainId classes, 8 with instances)."""
+
+    def __init__(self, ignore_index: int = IGNORE_INDEX) -> None:
+        self.ignore_index = int(ignore_index)
+        slots = len(CITYSCAPES_INSTANCE_TRAIN_IDS)
+        self._state = {
+            "tp_weighted": np.zeros(slots, np.float64),
+            "fn_weighted": np.zeros(slots, np.float64),
+            "fp": np.zeros(slots, np.int64),
+        }
+
+    def update(
+        self,
+        pred: np.ndarray,
+        gt: np.ndarray,
+        instance_ids: np.ndarray,
+        matrix: np.ndarray | None = None,
+    ) -> None:
+        """Add one image. ``matrix``: its (19, 20) confusion matrix if already computed."""
+        pred = as_label_map(pred, "prediction")
+        gt = as_label_map(gt, "ground truth")
+        check_same_shape(pred, gt)
+        if matrix is None:
+            matrix = confusion_matrix(pred, gt, CITYSCAPES_NUM_CLASSES, self.ignore_index)
+        tp_weighted, fn_weighted = instance_weighted_counts(pred, instance_ids)
+        columns = matrix[:, :CITYSCAPES_NUM_CLASSES].sum(axis=0) - np.diagonal(matrix[:, :CITYSCAPES_NUM_CLASSES])
+        self._state["tp_weighted"] += tp_weighted
+        self._state["fn_weighted"] += fn_weighted
+        self._state["fp"] += columns[list(CITYSCAPES_INSTANCE_TRAIN_IDS)]
+
+    def merge(self, other: InstanceIoU) -> None:
+        for key, value in other._state.items():
+            self._state[key] += value
+
+    def compute(self) -> dict[str, object]:
+        """``per_class_iiou`` {trainId: fraction or nan} and ``iiou`` (nanmean)."""
+        tp, fn, fp = self._state["tp_weighted"], self._state["fn_weighted"], self._state["fp"]
+        denominator = tp + fp + fn
+        with np.errstate(invalid="ignore", divide="ignore"):
+            iiou = np.where(denominator > 0, tp / denominator, np.nan)
+        finite = iiou[~np.isnan(iiou)]
+        return {
+            "per_class_iiou": dict(zip(CITYSCAPES_INSTANCE_TRAIN_IDS, iiou.tolist())),
+            "iiou": float(finite.mean()) if finite.size else float("nan"),
+        }
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {key: value.copy() for key, value in self._state.items()}
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
+        load_arrays(self._state, state, "InstanceIoU")
+
+    def all_reduce(self) -> None:
+        all_reduce_arrays(self._state)
