@@ -1,0 +1,85 @@
+"""Building blocks shared by the segmentation heads, and the model wrapper they all use."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gsbench.models.backbones.resnet import init_kaiming
+
+
+class ConvBNReLU(nn.Sequential):
+    """Convolution (no bias) + BatchNorm + ReLU, "same" padding for odd kernels and dilation."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1,
+                 dilation: int = 1, stride: int = 1):
+        padding = dilation * (kernel_size - 1) // 2
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                      dilation=dilation, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+
+def classifier(in_channels: int, num_classes: int, dropout: float) -> nn.Sequential:
+    """Dropout then the 1x1 convolution to class logits (the last layer of every head)."""
+    return nn.Sequential(nn.Dropout2d(dropout), nn.Conv2d(in_channels, num_classes, 1))
+
+
+def resize(x: Tensor, size: tuple[int, int] | list[int]) -> Tensor:
+    """Bilinear resize with align_corners=False, the convention of the whole project."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+class AuxFCNHead(nn.Module):
+    """Auxiliary FCN head on stage-3 features c4 (PSPNet Sec. 3.4 deep supervision).
+
+    3x3 conv in -> in/4 (1024 -> 256 on ResNet-50/101), BN, ReLU, dropout, 1x1 conv to classes;
+    trained with weight 0.4 and dropped at inference (the papers' parameter counts exclude it).
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, dropout: float = 0.1):
+        super().__init__()
+        self.conv = ConvBNReLU(in_channels, in_channels // 4, 3)
+        self.cls = classifier(in_channels // 4, num_classes, dropout)
+        init_kaiming(self)
+
+    def forward(self, c4: Tensor) -> Tensor:
+        return self.cls(self.conv(c4))
+
+
+class SegmentationModel(nn.Module):
+    """Backbone + decode head (+ auxiliary head): the model contract of gsbench.
+
+    ``forward(images)`` takes N x 3 x H x W ImageNet-normalised images and returns a dict:
+    ``"out"``: logits N x C x H x W at the input resolution (bilinear, align_corners=False);
+    in training mode with an aux head also ``"aux"`` (aux logits, input resolution).
+
+    ``decode_head`` takes the backbone's list [c2, c3, c4, c5] and returns logits at any
+    resolution; heads initialise their own weights (``init_kaiming`` plus any special init). ``.backbone`` gets the base learning rate; everything else is "head".
+    """
+
+    def __init__(self, backbone: nn.Module, decode_head: nn.Module,
+                 aux_head: nn.Module | None = None):
+        super().__init__()
+        self.backbone = backbone
+        self.decode_head = decode_head
+        self.aux_head = aux_head
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        size = images.shape[-2:]
+        features = self.backbone(images)
+        outputs = {"out": resize(self.decode_head(features), size)}
+        if self.training and self.aux_head is not None:
+            outputs["aux"] = resize(self.aux_head(features[2]), size)
+        return outputs
+
+
+def make_model(backbone: nn.Module, decode_head: nn.Module, num_classes: int, aux: bool,
+               dropout: float) -> SegmentationModel:
+    """Wrap a backbone and a decode head, adding the stage-3 aux FCN head when ``aux``."""
+    aux_head = AuxFCNHead(backbone.channels[2], num_classes, dropout) if aux else None
+    return SegmentationModel(backbone, decode_head, aux_head)
