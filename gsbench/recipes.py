@@ -35,10 +35,10 @@ RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 #: arguments (backbone, output_stride, aux, dropout) are fields of :class:`ModelConfig`.
 MODEL_OPTIONS: dict[str, dict[str, Any]] = {
     "fcn": {},
-    "pspnet": {},
-    "deeplabv3": {},
-    "deeplabv3plus": {},
-    "denseaspp": {},
+    "pspnet": {"bins": list[int]},
+    "deeplabv3": {"rates": list[int] | None},
+    "deeplabv3plus": {"rates": list[int] | None},
+    "denseaspp": {"dilations": list[int]},
     "nonlocal": {"mode": str},
     "ocnet": {"context": str, "rates": list[int] | None},
     "psanet": {

@@ -1,0 +1,163 @@
+"""Recipes: every built-in recipe validates and builds; typos and wrong types are clear errors."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from gsbench.cli import app
+from gsbench.errors import GsbenchError
+from gsbench.models.registry import get_model_builder, list_models
+from gsbench.recipes import (
+    MODEL_OPTIONS,
+    build_model_from_recipe,
+    list_recipes,
+    load_recipe,
+    psanet_mask_size,
+    recipe_from_dict,
+)
+
+ALL = list_recipes()
+SMOKE = [n for n in ALL if n.endswith("-smoke")]
+FULL = [n for n in ALL if not n.endswith("-smoke")]
+
+
+def test_the_zoo_has_every_method_depth_and_dataset():
+    for method in ("fcn", "pspnet", "deeplabv3", "deeplabv3plus", "denseaspp", "nonlocal", "ocnet",
+                   "psanet", "psanet{d}_collect", "psanet{d}_distribute"):
+        for depth in (50, 101):
+            base = method.format(d=depth) if "{d}" in method else f"{method}{depth}"
+            assert base in FULL and f"{base}_ade20k" in FULL
+        family = method.format(d=101) if "{d}" in method else f"{method}101"
+        assert f"{family}-smoke" in SMOKE
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_recipe_loads_and_round_trips(name):
+    recipe = load_recipe(name)
+    assert recipe.name == name
+    assert recipe_from_dict(yaml.safe_load(recipe.to_yaml())) == recipe
+    assert recipe.data.num_classes == {"cityscapes": 19, "ade20k": 150}[recipe.data.dataset]
+    if recipe.model.name == "psanet":
+        crop_h, crop_w = recipe.data.crop_size
+        assert recipe.model.mask_size == [
+            psanet_mask_size(crop_h, recipe.model.output_stride, recipe.model.shrink_factor),
+            psanet_mask_size(crop_w, recipe.model.output_stride, recipe.model.shrink_factor),
+        ]
+
+
+def test_psanet_recipes_follow_the_paper():
+    city, ade = load_recipe("psanet101"), load_recipe("psanet50_ade20k")
+    for r in (city, ade):
+        t = r.train
+        assert (t.lr, t.poly_power, t.weight_decay, t.momentum, t.batch_size) == (0.01, 0.9, 1e-4, 0.9, 16)
+        assert (t.aux_weight, t.head_lr_mult, r.data.scale_range, r.data.flip) == (0.4, 10.0, [0.5, 2.0], True)
+        assert r.model.output_stride == 8 and r.model.aux
+    assert (city.train.iterations, city.data.crop_size, city.data.rotate_degrees) == (90000, [713, 713], 0.0)
+    assert city.model.mask_size == [89, 89] and city.model.psa_type == "bi"
+    assert (ade.train.iterations, ade.data.crop_size, ade.data.rotate_degrees) == (150000, [473, 473], 10.0)
+    assert ade.data.blur_prob > 0 and ade.model.mask_size == [59, 59] and ade.model.backbone == "resnet50"
+    assert load_recipe("psanet101_collect").model.psa_type == "collect"
+    assert load_recipe("psanet101_distribute_ade20k").model.psa_type == "distribute"
+    gps = load_recipe("ocnet101")  # GPSNet's protocol for its baselines
+    assert (gps.train.batch_size, gps.train.weight_decay, gps.train.iterations, gps.data.crop_size) == (
+        8, 5e-4, 40000, [769, 769])
+
+
+def test_psanet_mask_size_matches_semseg():
+    assert psanet_mask_size(713) == 89 and psanet_mask_size(473) == 59 and psanet_mask_size(64) == 7
+
+
+def test_method_options_are_builder_arguments():
+    assert set(MODEL_OPTIONS) == set(list_models())
+    shared = {"num_classes", "backbone", "output_stride", "pretrained", "aux", "dropout"}
+    for name, options in MODEL_OPTIONS.items():
+        params = set(inspect.signature(get_model_builder(name)).parameters)
+        assert shared <= params, name
+        assert set(options) == params - shared, name
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # random-init backbones warn; expected here
+@pytest.mark.parametrize("name", FULL)
+def test_full_scale_recipe_builds_its_model(name):
+    recipe = load_recipe(name)
+    with torch.device("meta"):  # the full ResNet-101 models without allocating their weights
+        model = build_model_from_recipe(recipe)
+    assert hasattr(model, "backbone")
+    head = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
+    assert head and sum(p.numel() for p in model.parameters()) > 20_000_000
+
+
+def test_overrides_are_yaml_scalars_with_dotted_keys():
+    r = load_recipe("psanet101", ["train.lr=0.02", "data.crop_size=[512, 1024]", "pretrained=null",
+                                  "model.psa_type=collect", "train.ohem_thresh=0.7", "seed=3"])
+    assert r.train.lr == 0.02 and r.data.crop_size == [512, 1024] and r.pretrained is None
+    assert r.model.psa_type == "collect" and r.train.ohem_thresh == 0.7 and r.seed == 3
+    assert load_recipe("fcn50", ["train.lr=1"]).train.lr == 1.0  # an int where a float is expected
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.lrr=0.1", "--set train.lrr: unknown key 'train.lrr' (closest valid key: 'train.lr')"),
+    ("trian.lr=0.1", "unknown key 'trian' (closest valid key: 'train')"),
+    ("model.psa_typ=bi", "closest valid key: 'model.psa_type'"),
+    ("data.crop_sise=[1,1]", "closest valid key: 'data.crop_size'"),
+    ("train.lr=fast", "train.lr must be a number, got str 'fast'"),
+    ("train.iterations=1.5", "train.iterations must be an integer"),
+    ("model.aux=maybe", "model.aux must be true or false"),
+    ("data.crop_size=[1,2,3]", "data.crop_size must be a list of two values"),
+    ("train.iterations=0", "train.iterations must be positive"),
+    ("train.amp_dtype=float8", "train.amp_dtype must be bfloat16 or float16"),
+    ("model.name=psanett", "unknown model 'psanett' (closest: psanet"),
+    ("train.lr", "expected key=value"),
+    ("train.lr.x=1", "train.lr is not a section"),
+])
+def test_bad_overrides_are_one_line_errors(override, message):
+    with pytest.raises(GsbenchError) as info:
+        load_recipe("psanet101", [override])
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_typos_in_a_recipe_file_name_the_file_and_closest_key(tmp_path):
+    raw = load_recipe("fcn101-smoke").to_dict()
+    raw["train"]["momentun"] = 0.9
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(GsbenchError, match=r"mine.yaml: unknown key 'train.momentun' \(closest valid key: 'train.momentum'\)"):
+        load_recipe(str(path))
+    raw["train"].pop("momentun")
+    raw["model"]["context"] = "asp"  # an ocnet option on an fcn model
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(GsbenchError, match="unknown key 'model.context'"):
+        load_recipe(str(path))
+    raw["model"].pop("context")
+    del raw["train"]["lr"]
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(GsbenchError, match="missing required key 'train.lr'"):
+        load_recipe(str(path))
+    path.write_text("model: [1, 2\n")
+    with pytest.raises(GsbenchError, match="not valid YAML"):
+        load_recipe(str(path))
+
+
+def test_unknown_recipe_name_suggests_close_names():
+    with pytest.raises(GsbenchError, match="unknown recipe 'psanet10' .closest: psanet101"):
+        load_recipe("psanet10")
+
+
+def test_a_recipe_file_may_name_one_base(tmp_path):
+    path = tmp_path / "short.yaml"
+    path.write_text("base: psanet101\ntrain:\n  lr: 0.005\n")
+    r = load_recipe(str(path))
+    assert r.name == "short" and r.train.lr == 0.005 and r.train.iterations == 90000
+    assert r.model.psa_type == "bi"
+
+
+def test_zoo_lists_models_and_recipes():
+    result = CliRunner().invoke(app, ["zoo"])
+    assert result.exit_code == 0, result.output
+    for text in ("psanet101_collect_ade20k", "psanet101-smoke", "denseaspp", "nonlocal", "90000"):
+        assert text in result.output
