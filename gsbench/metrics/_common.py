@@ -60,6 +60,6 @@ def all_reduce_arrays(arrays: dict[str, np.ndarray]) -> None:
     if not (dist.is_available() and dist.is_initialized()):
         return
     for key, value in arrays.items():
-        tensor = torch.from_numpy(np.ascontiguousarray(value).copy())
+        tensor = torch.from_numpy(np.array(value, copy=True))
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-        arrays[key] = tensor.numpy().astype(value.dtype, copy=False)
+        arrays[key] = tensor.numpy().reshape(value.shape).astype(value.dtype, copy=False)
