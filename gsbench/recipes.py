@@ -18,6 +18,7 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -289,6 +290,9 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
 # --- schema validation ----------------------------------------------------------------------------
 
 
+_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 class _SchemaError(Exception):
     def __init__(self, key: str, message: str):
         super().__init__(message)
@@ -403,6 +407,8 @@ def _check_type(value: Any, hint: Any, key: str) -> Any:
             raise _SchemaError(key, f"{key} must be a mapping, got {_describe(value)}")
         return value
     if hint is float:
+        if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+            return float(value)  # PyYAML (YAML 1.1) reads 1e-4 as a string; users mean a number
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _SchemaError(key, f"{key} must be a number, got {_describe(value)}")
         return float(value)
