@@ -126,10 +126,79 @@ def prepare_data_ade20k(
 
 
 # --- train --------------------------------------------------------------------------------------
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def train() -> None:
-    """Train a model from a recipe (single CPU/GPU, or DDP under torchrun)."""
-    not_yet("train", "the training engine arrives with the engine and model-zoo roadmap item")
+@app.command()
+@user_errors
+def train(
+    recipe: Optional[str] = typer.Option(
+        None, "--recipe", "-r", help="Recipe name (see `gsbench zoo`) or YAML file; with --resume "
+        "the run folder's recipe is used."),
+    data: Optional[Path] = typer.Option(
+        None, "--data", help="Prepared dataset folder (or raw root holding gsbench/manifest.json)."),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="Override a recipe key, e.g. --set train.lr=0.02 (repeatable)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default: runs/RECIPE_NAME)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoints/last.pt."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda (under torchrun: one GPU per process)."),
+    stop_after: Optional[int] = typer.Option(
+        None, "--stop-after", help="Stop after this iteration with a checkpoint (resume later)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Train a model from a recipe (one CPU/GPU, or DDP under torchrun).
+
+    Multi-GPU: torchrun --nproc_per_node 8 -m gsbench.cli train --recipe psanet101 --data DIR
+    --device cuda (multi-node: add torchrun's --nnodes/--rdzv_endpoint flags).
+    """
+    from gsbench.engine.train import load_run_recipe, train as run_training
+    from gsbench.recipes import load_recipe
+
+    if resume:
+        if out is None:
+            raise GsbenchError("--resume needs --out RUN_DIR (the run folder to continue)")
+        resolved = load_run_recipe(out)
+        if recipe is not None or overrides:
+            requested = load_recipe(recipe if recipe is not None else out / "recipe.yaml", overrides)
+            if requested.to_dict() != resolved.to_dict():
+                raise GsbenchError(f"{out}/recipe.yaml: --recipe/--set differ from the run's recipe; "
+                                   "a resumed run keeps its recipe (start a new --out instead)")
+    elif recipe is None:
+        raise GsbenchError("--recipe is required (a name from `gsbench zoo` or a YAML file)")
+    else:
+        resolved = load_recipe(recipe, overrides)
+    run_dir = out if out is not None else Path("runs") / resolved.name
+    result = run_training(resolved, run_dir, data_root=data, resume=resume, device=device,
+                          quiet=quiet, command=["gsbench", *sys.argv[1:]], stop_after=stop_after)
+    if not quiet and result.run_dir is not None:
+        state = "finished" if result.finished else "stopped"
+        miou = f", val mIoU {100 * result.metrics['miou']:.2f}" if result.metrics else ""
+        console.print(f"{state} at iteration {result.iteration}{miou}: {result.run_dir}", highlight=False)
+
+
+# --- zoo ----------------------------------------------------------------------------------------
+@app.command()
+@user_errors
+def zoo() -> None:
+    """List the registered models and the built-in recipes."""
+    from rich.table import Table
+
+    from gsbench.models.registry import list_models
+    from gsbench.recipes import list_recipes, load_recipe
+
+    models = Table(title="Models", title_justify="left")
+    models.add_column("model")
+    for name in list_models():
+        models.add_row(name)
+    console.print(models)
+    recipes = Table(title="Recipes", title_justify="left")
+    for column in ("recipe", "model", "backbone", "dataset", "crop", "batch", "iterations"):
+        recipes.add_column(column, no_wrap=column == "recipe",
+                           justify="right" if column in ("batch", "iterations") else "left")
+    for name in list_recipes():
+        r = load_recipe(name)
+        variant = f" ({r.model.psa_type})" if "psa_type" in r.model.options else ""
+        recipes.add_row(name, r.model.name + variant, r.model.backbone, r.data.dataset,
+                        "x".join(map(str, r.data.crop_size)), str(r.train.batch_size),
+                        str(r.train.iterations))
+    console.print(recipes)
 
 
 # --- eval ---------------------------------------------------------------------------------------
