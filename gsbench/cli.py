@@ -290,6 +290,84 @@ def report() -> None:
     not_yet("report", "it arrives with the paper-tables roadmap item")
 
 
+# --- profile ------------------------------------------------------------------------------------
+@app.command()
+@user_errors
+def profile(
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="Built-in recipe name or YAML path."),
+    overrides: list[str] = typer.Option([], "--set", help="Recipe override key=value (repeatable)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model name, instead of --recipe."),
+    backbone: str = typer.Option("resnet101", help="Backbone (with --model)."),
+    num_classes: int = typer.Option(19, "--num-classes", help="Classes (with --model)."),
+    output_stride: int = typer.Option(8, "--output-stride", help="8 or 16 (with --model)."),
+    input_shape: str = typer.Option("1x3x512x512", "--input", help="N x C x H x W."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    no_aux: bool = typer.Option(False, "--no-aux", help="Drop the aux head (the papers' counts)."),
+    latency: bool = typer.Option(True, "--latency/--no-latency", help="Time forward and backward."),
+    warmup: int = typer.Option(2, help="Untimed calls before timing."),
+    repeat: int = typer.Option(5, help="Timed calls; the median is reported."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Parameters, GFLOPs / GMACs, peak memory and latency of a model."""
+    import json
+    import warnings
+
+    import torch
+    from rich.table import Table
+
+    from gsbench.metrics.complexity import parse_input_shape, profile_model
+    from gsbench.models.backbones import RandomInitWarning
+    from gsbench.models.registry import build_model
+
+    shape = parse_input_shape(input_shape)
+    if (recipe is None) == (model is None):
+        raise GsbenchError("give exactly one of --recipe NAME or --model NAME")
+    if device not in ("cpu", "cuda"):
+        raise GsbenchError(f"--device must be cpu or cuda, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise GsbenchError("--device cuda: no CUDA device is available")
+    if recipe is not None:
+        from gsbench.recipes import load_recipe
+
+        loaded = load_recipe(recipe, overrides)
+        name, num_classes = loaded.model.name, loaded.data.num_classes
+        kwargs = loaded.model.builder_kwargs()
+    else:
+        if overrides:
+            raise GsbenchError("--set needs --recipe; with --model use --backbone etc.")
+        name, kwargs = model, {"backbone": backbone, "output_stride": output_stride}
+    if no_aux:
+        kwargs["aux"] = False
+    # Weights do not change the figures: build without a checkpoint, on the meta device when
+    # nothing will run for real.
+    build_device = device if latency else "meta"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RandomInitWarning)
+        with torch.device(build_device):
+            net = build_model(name, num_classes=num_classes, pretrained=None, **kwargs)
+    figures = profile_model(net, shape, latency=latency, warmup=warmup, repeat=repeat)
+    figures = {"model": name, "recipe": recipe, "aux": bool(kwargs.get("aux", True)),
+               **figures, "device": device}
+    if as_json:
+        print(json.dumps(figures, indent=2))
+        return
+    table = Table(title=f"{recipe or name} @ {input_shape} on {device}", title_justify="left")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("parameters", f"{figures['params_m']:.2f} M")
+    table.add_row("GFLOPs (multiply-add = 2)", f"{figures['gflops']:.4g}")
+    table.add_row("GMACs (multiply-adds)", f"{figures['gmacs']:.4g}")
+    table.add_row("peak memory, forward", f"{figures['peak_memory_forward_mib']:.4g} MiB")
+    table.add_row("peak memory, forward+backward", f"{figures['peak_memory_train_mib']:.4g} MiB")
+    if latency:
+        table.add_row("latency, forward (median)", f"{figures['latency_forward_ms']:.1f} ms")
+        table.add_row("latency, forward+backward (median)",
+                      f"{figures['latency_forward_backward_ms']:.1f} ms")
+    console.print(table)
+    console.print(f"memory: {figures['memory_method']}; aux head "
+                  f"{'included' if figures['aux'] else 'excluded'}", highlight=False)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
