@@ -250,3 +250,163 @@ def test_cityscapes_export_rejects_bad_stems_and_ids(tmp_path):
     with pytest.raises(GsbenchError, match="uint8"):
         train_ids_to_label_ids(np.zeros((2, 2), np.int64))
     assert list(tmp_path.iterdir()) == []
+
+
+# --- gsbench eval RUN_DIR|CHECKPOINT ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """A tiny synthetic Cityscapes dataset, prepared, with an extra label-free 'test' split."""
+    from dataclasses import replace
+
+    from gsbench.data.manifest import Manifest
+    from gsbench.data.prepare import prepare_raw
+    from gsbench.data.synthetic import generate_synthetic
+
+    out = tmp_path_factory.mktemp("synthetic")
+    root = generate_synthetic(out, n_train=1, n_val=2, size=(64, 128), workers=1, progress=False)
+    manifest = prepare_raw("cityscapes", root, workers=1, progress=False).manifest
+    manifest.splits["test"] = [
+        replace(s, label=None, edge=None, instance=None, sha256={}) for s in manifest.split("val")
+    ]
+    manifest.save()
+    return Manifest.load(manifest.root)
+
+
+def make_run(run_dir, *, model="fcn", num_classes=19, seed=0, stored_recipe=True):
+    """A run folder as `gsbench train` leaves it: recipe.yaml and checkpoints/final.pt."""
+    from gsbench.engine.checkpoint import save_checkpoint
+    from gsbench.io import atomic_write_text
+    from gsbench.recipes import build_model_from_recipe, load_recipe
+
+    recipe = load_recipe(f"{model}101-smoke", [f"data.num_classes={num_classes}"])
+    torch.manual_seed(seed)
+    net = build_model_from_recipe(recipe)
+    atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
+    state = {"kind": "model", "iteration": 7, "model": net.state_dict()}
+    if stored_recipe:
+        state["recipe"] = recipe.to_dict()
+    save_checkpoint(run_dir / "checkpoints" / "final.pt", state)
+    return recipe, net.eval()
+
+
+def test_evaluate_model_matches_scoring_the_saved_predictions(prepared, tmp_path):
+    from gsbench.data.transforms import Pair, eval_transform
+    from gsbench.engine.inference import evaluate_model, load_model_for_eval
+    from gsbench.evaluate import evaluate_prediction_dir
+    from gsbench.io import read_label, read_rgb
+
+    run = tmp_path / "run"
+    _, net = make_run(run)
+    loaded = load_model_for_eval(run)
+    assert loaded.checkpoint == run / "checkpoints" / "final.pt" and loaded.iteration == 7
+    preds = tmp_path / "preds"
+    metrics = evaluate_model(loaded, prepared.root, split="val", save_pred_dir=preds)
+    assert metrics["inference"]["mode"] == "whole" and metrics["num_images"] == 2
+    # The same accumulator over the written PNGs gives the same numbers.
+    scored = evaluate_prediction_dir(preds, prepared.root, split="val", workers=1)
+    for key in ("miou", "pixel_acc", "per_class_iou", "boundary_f", "crop_miou"):
+        assert metrics[key] == scored[key], key
+    # Each saved map is the argmax of the model on the normalised image.
+    for sample in prepared.split("val"):
+        image = eval_transform()(Pair(read_rgb(prepared.path(sample.image))), None).image
+        expected = net(image[None])["out"].argmax(1)[0].numpy()
+        np.testing.assert_array_equal(read_label(preds / f"{sample.stem}.png"), expected)
+
+
+def test_checkpoint_file_and_run_dir_give_the_same_metrics(prepared, tmp_path):
+    from gsbench.engine.inference import InferenceOptions, evaluate_model, load_model_for_eval
+
+    run = tmp_path / "run"
+    make_run(run, stored_recipe=True)
+    options = InferenceOptions(mode="slide", crop_size=(48, 48), scales=(0.75,), flip=True)
+    by_dir = evaluate_model(load_model_for_eval(run), prepared.root, options=options, radii=(3,), crop_factors=())
+    alone = tmp_path / "alone.pt"
+    alone.write_bytes((run / "checkpoints" / "final.pt").read_bytes())
+    loaded = load_model_for_eval(alone)  # no recipe.yaml beside it: the stored recipe is used
+    assert loaded.run_dir is None
+    by_file = evaluate_model(loaded, prepared.root, options=options, radii=(3,), crop_factors=())
+    assert by_file["miou"] == by_dir["miou"]
+    assert by_dir["inference"] == {"mode": "slide", "crop_size": [48, 48], "stride": [32, 32],
+                                   "scales": [0.75], "flip": True}
+
+
+def test_cityscapes_export_of_a_split_without_ground_truth(prepared, tmp_path):
+    from gsbench.data.labels import CITYSCAPES_TRAIN_TO_LABEL
+    from gsbench.engine.inference import evaluate_model, load_model_for_eval
+    from gsbench.io import read_label
+
+    run = tmp_path / "run"
+    make_run(run)
+    loaded = load_model_for_eval(run)
+    with pytest.raises(GsbenchError, match="no ground truth"):
+        evaluate_model(loaded, prepared.root, split="test")
+    with pytest.raises(GsbenchError, match="--out-dir"):
+        evaluate_model(loaded, prepared.root, split="test", export="cityscapes")
+    export, preds = tmp_path / "export", tmp_path / "preds"
+    result = evaluate_model(loaded, prepared.root, split="test", export="cityscapes",
+                            export_dir=export, save_pred_dir=preds)
+    assert result is None
+    stems = [s.stem for s in prepared.split("test")]
+    assert sorted(p.name for p in export.iterdir()) == sorted(f"{s}_leftImg8bit.png" for s in stems)
+    for stem in stems:
+        train_ids = read_label(preds / f"{stem}.png")
+        np.testing.assert_array_equal(
+            read_label(export / f"{stem}_leftImg8bit.png"), CITYSCAPES_TRAIN_TO_LABEL[train_ids]
+        )
+
+
+def test_missing_and_mismatched_checkpoints_are_clear_errors(prepared, tmp_path):
+    from gsbench.engine.inference import evaluate_model, load_model_for_eval
+    from gsbench.io import atomic_write_text
+
+    with pytest.raises(GsbenchError, match="no such run folder"):
+        load_model_for_eval(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(GsbenchError, match="final.pt"):
+        load_model_for_eval(tmp_path / "empty")
+    # Weights of another model under this run's recipe.
+    run, other = tmp_path / "run", tmp_path / "other"
+    make_run(run, model="fcn")
+    recipe, _ = make_run(other, model="pspnet")
+    atomic_write_text(run / "recipe.yaml", recipe.to_yaml())
+    with pytest.raises(GsbenchError, match="do not fit recipe 'pspnet101-smoke'.*missing"):
+        load_model_for_eval(run)
+    # Same model, different number of classes: a shape mismatch.
+    wrong = tmp_path / "wrong"
+    make_run(wrong, num_classes=19)
+    narrow, _ = make_run(tmp_path / "narrow", num_classes=5)
+    atomic_write_text(wrong / "recipe.yaml", narrow.to_yaml())
+    with pytest.raises(GsbenchError, match="size mismatch"):
+        load_model_for_eval(wrong)
+    # A model for 5 classes on a 19-class dataset.
+    with pytest.raises(GsbenchError, match="19 classes"):
+        evaluate_model(load_model_for_eval(tmp_path / "narrow"), prepared.root)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(GsbenchError, match="garbage.pt"):
+        load_model_for_eval(garbage)
+
+
+def test_cli_eval_run_dir_writes_metrics_into_the_run(prepared, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from gsbench.cli import app
+
+    run = tmp_path / "run"
+    make_run(run)
+    runner = CliRunner()
+    result = runner.invoke(app, ["eval", str(run), "--data", str(prepared.root), "--flip",
+                                 "--radii", "3", "--crop-factors", "0", "--quiet"])
+    assert result.exit_code == 0, result.output
+    folder = run / "eval" / "val_ss_flip"
+    assert {p.name for p in folder.iterdir()} == {"metrics.json", "metrics.csv", "metrics.md"}
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["split"] == "val" and metrics["inference"]["flip"] is True
+    result = runner.invoke(app, ["eval", str(run), "--pred-dir", str(tmp_path), "--data", str(prepared.root)])
+    assert result.exit_code == 2 and "not both" in result.output
+    result = runner.invoke(app, ["eval", str(tmp_path / "missing"), "--data", str(prepared.root)])
+    assert result.exit_code == 2 and "no such run folder" in result.output
