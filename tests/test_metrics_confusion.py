@@ -91,3 +91,8 @@ def test_empty_and_bad_inputs():
         confusion_matrix(gt, gt, 300)
     with pytest.raises(GsbenchError, match="integer"):
         confusion_matrix(gt.astype(np.float32), gt, 3)
+    wide = np.zeros((4, 4), np.int32)
+    wide[2, 2] = 300  # not silently ignored in the GT; "no class" in a prediction
+    with pytest.raises(GsbenchError, match="ground truth holds value 300"):
+        confusion_matrix(wide, wide, 3)
+    assert confusion_matrix(wide, np.zeros((4, 4), np.uint8), 3)[0].tolist() == [15, 0, 0, 1]

@@ -21,7 +21,8 @@ def check_num_classes(num_classes: int, ignore_index: int) -> None:
 
 
 def as_label_map(array: np.ndarray, name: str) -> np.ndarray:
-    """A 2-D uint8 trainId map; other integer dtypes are converted (values > 255 or < 0 -> 255)."""
+    """A 2-D uint8 trainId map. Other integer dtypes are converted: in a prediction a value
+    outside [0, 255] becomes 255 (no class); in a ground truth it is an error."""
     array = np.asarray(array)
     if array.ndim != 2:
         raise GsbenchError(f"{name} must be a 2-D label map, got shape {array.shape}")
@@ -29,7 +30,10 @@ def as_label_map(array: np.ndarray, name: str) -> np.ndarray:
         return array
     if not np.issubdtype(array.dtype, np.integer):
         raise GsbenchError(f"{name} must hold integer trainIds, got dtype {array.dtype}")
-    return np.where((array < 0) | (array > 255), 255, array).astype(np.uint8)
+    outside = (array < 0) | (array > 255)
+    if name == "ground truth" and outside.any():
+        raise GsbenchError(f"{name} holds value {int(array[outside][0])}, outside the uint8 range of trainIds")
+    return np.where(outside, 255, array).astype(np.uint8)
 
 
 def check_same_shape(pred: np.ndarray, gt: np.ndarray) -> None:

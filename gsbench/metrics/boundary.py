@@ -200,10 +200,9 @@ def boundary_fscore(
         empty = np.zeros(shape)
         return ImageBoundaryScores(empty, empty.copy(), empty.copy(), np.zeros(num_classes, bool))
     height, width = gt.shape
-    ignored = gt == ignore_index
-    # Zero the ignored pixels in the prediction masks: 255 is never a class.
-    pred = np.where(ignored, np.uint8(255), pred)
-    gt = np.where(ignored, np.uint8(255), gt)
+    # Zero the ignored pixels in the prediction masks: 255 is never a class (the GT's ignore
+    # index is not one either, so the GT masks need nothing).
+    pred = np.where(gt == ignore_index, np.uint8(255), pred)
 
     order = np.argsort(radii, kind="stable")
     sorted_radii = [radii[i] for i in order]
@@ -226,10 +225,10 @@ def boundary_fscore(
         n_pred[block] = _bit_counts(p_bits, num_bits)
         n_gt[block] = _bit_counts(g_bits, num_bits)
         gt_disks = _DiskOr(height, width, g_rows, g_cols, g_bits, max_radius)
-        matched_pred[block][:, order] = _matched_counts(p_rows, p_cols, p_bits, gt_disks, sorted_radii, num_bits).T
+        matched_pred[block, order] = _matched_counts(p_rows, p_cols, p_bits, gt_disks, sorted_radii, num_bits).T
         del gt_disks
         pred_disks = _DiskOr(height, width, p_rows, p_cols, p_bits, max_radius)
-        matched_gt[block][:, order] = _matched_counts(g_rows, g_cols, g_bits, pred_disks, sorted_radii, num_bits).T
+        matched_gt[block, order] = _matched_counts(g_rows, g_cols, g_bits, pred_disks, sorted_radii, num_bits).T
         del pred_disks
 
     fscore, precision, recall = _fscore_from_counts(n_pred, n_gt, matched_pred, matched_gt)

@@ -43,6 +43,8 @@ def check_crop_factors(factors: Iterable[int]) -> tuple[int, ...]:
             raise GsbenchError(f"crop factors must be non-negative integers, got {factors}")
     if len(set(factors)) != len(factors):
         raise GsbenchError(f"crop factors must be distinct, got {factors}")
+    if len(factors) > 254:  # ring indices are uint8
+        raise GsbenchError(f"at most 254 crop factors, got {len(factors)}")
     return tuple(sorted(int(f) for f in factors))
 
 
