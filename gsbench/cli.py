@@ -207,7 +207,7 @@ def zoo() -> None:
 def eval_command(
     target: Optional[Path] = typer.Argument(
         None, metavar="TARGET",
-        help="A run directory or checkpoint to evaluate (arrives with the training engine).",
+        help="A run folder or checkpoint to evaluate (infers the split; instead of --pred-dir).",
     ),
     pred_dir: Optional[Path] = typer.Option(
         None, "--pred-dir",
@@ -240,18 +240,45 @@ def eval_command(
     ),
     workers: int = typer.Option(2, "--workers", help="Worker processes (results do not depend on it)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    ms: bool = typer.Option(False, "--ms", help="TARGET: multi-scale inference (see --scales)."),
+    scales: str = typer.Option(
+        "0.5,0.75,1.0,1.25,1.5,1.75", "--scales", help="TARGET: the scales of --ms."
+    ),
+    flip: bool = typer.Option(False, "--flip", help="TARGET: also infer the mirrored image."),
+    slide: bool = typer.Option(
+        False, "--slide", help="TARGET: sliding-window inference with the recipe's crop size."
+    ),
+    save_pred: Optional[Path] = typer.Option(
+        None, "--save-pred", help="TARGET: write the predicted trainIds as DIR/{stem}.png."
+    ),
+    export: Optional[str] = typer.Option(
+        None, "--export", help="TARGET: 'cityscapes' writes test-server labelId PNGs to --out-dir."
+    ),
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Folder for --export files."),
+    device: str = typer.Option("cpu", "--device", help="TARGET: cpu or cuda."),
 ) -> None:
-    """Score predictions: mIoU, accuracies, iIoU, boundary F at each radius, crop mIoU."""
+    """Score predictions: mIoU, accuracies, iIoU, boundary F at each radius, crop mIoU.
+
+    Either a folder of saved predictions (--pred-dir P --data ROOT) or a trained model
+    (TARGET = run folder or checkpoint, --data ROOT), whose metrics default to
+    TARGET/eval/{split}_{ss|ms}[_flip][_slide]/metrics.{json,csv,md}.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from gsbench.evaluate import evaluate_prediction_dir, parse_int_list
-    from gsbench.metrics_report import metrics_rich_tables, write_metrics_outputs
 
     if target is not None:
-        raise GsbenchError(
-            f"{target}: evaluating a run directory or checkpoint arrives with the training "
-            "engine; score saved predictions with --pred-dir P --data ROOT"
+        if pred_dir is not None:
+            raise GsbenchError("give a TARGET (run folder or checkpoint) or --pred-dir, not both")
+        evaluate_target(
+            target, data, split=split, ms=ms, scales=scales, flip=flip, slide=slide,
+            save_pred=save_pred, export=export, out_dir=out_dir, device=device,
+            radii=parse_int_list(radii, "--radii", minimum=1),
+            crop_factors=parse_int_list(crop_factors, "--crop-factors", minimum=0),
+            fscore_convention=fscore_convention, out=out, csv_path=csv_path,
+            markdown_path=markdown_path, quiet=quiet,
         )
+        return
     if pred_dir is None or data is None:
         raise GsbenchError("give --pred-dir (predicted label maps) and --data (a prepared dataset)")
     radii_px = parse_int_list(radii, "--radii", minimum=1)
@@ -268,14 +295,76 @@ def eval_command(
             on_progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
     title = f"{pred_dir} on {metrics['dataset']} {metrics['split']}"
+    write_and_print_metrics(metrics, title, out, csv_path, markdown_path)
+
+
+def write_and_print_metrics(
+    metrics: dict, title: str, out: Optional[Path], csv_path: Optional[Path],
+    markdown_path: Optional[Path], *, quiet: bool = False,
+) -> None:
+    """Write the requested metrics files, then print the rich tables (unless quiet)."""
+    from gsbench.metrics_report import metrics_rich_tables, write_metrics_outputs
+
     write_metrics_outputs(
         metrics, json_path=out, csv_path=csv_path, markdown_path=markdown_path, title=title
     )
+    if quiet:
+        return
     for table in metrics_rich_tables(metrics, title=title):
         console.print(table)
     for path in (out, csv_path, markdown_path):
         if path is not None:
             console.print(f"wrote {path}", highlight=False)
+
+
+def evaluate_target(
+    target: Path, data: Optional[Path], *, split: str = "val", ms: bool = False,
+    scales: str = "0.5,0.75,1.0,1.25,1.5,1.75", flip: bool = False, slide: bool = False,
+    save_pred: Optional[Path] = None, export: Optional[str] = None, out_dir: Optional[Path] = None,
+    device: str = "cpu", radii=None, crop_factors=None, fscore_convention: str = "gscnn",
+    out: Optional[Path] = None, csv_path: Optional[Path] = None,
+    markdown_path: Optional[Path] = None, quiet: bool = False,
+) -> Optional[dict]:
+    """`gsbench eval RUN_DIR|CHECKPOINT`: infer the split with the trained model and score it
+    (None for a split without ground truth, which only exports or saves predictions)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from gsbench.engine.inference import (
+        InferenceOptions, evaluate_model, inference_tag, load_model_for_eval, parse_scales,
+    )
+
+    loaded = load_model_for_eval(target, device)
+    data = data if data is not None else loaded.recipe.data.root
+    if data is None:
+        raise GsbenchError("give --data (a prepared dataset); the run's recipe names none")
+    options = InferenceOptions(
+        mode="slide" if slide else "whole",
+        crop_size=tuple(loaded.recipe.data.crop_size) if slide else None,
+        scales=parse_scales(scales) if ms else (1.0,),
+        flip=flip,
+    )
+    if out is None and csv_path is None and markdown_path is None and loaded.run_dir is not None:
+        folder = loaded.run_dir / "eval" / f"{split}_{inference_tag(options)}"
+        out, csv_path, markdown_path = (folder / f"metrics.{ext}" for ext in ("json", "csv", "md"))
+    with Progress(
+        TextColumn(f"inferring {split}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=err_console, disable=quiet or not err_console.is_terminal, transient=True,
+    ) as progress:
+        task = progress.add_task("inferring", total=None)
+        metrics = evaluate_model(
+            loaded, data, split=split, options=options, device=device, save_pred_dir=save_pred,
+            export=export, export_dir=out_dir, radii=radii, crop_factors=crop_factors,
+            fscore_convention=fscore_convention,
+            on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    for folder, what in ((save_pred, "predictions"), (out_dir if export else None, f"{export} export")):
+        if folder is not None and not quiet:
+            console.print(f"wrote {what} to {folder}", highlight=False)
+    if metrics is None:
+        return None
+    title = f"{target} on {metrics['dataset']} {metrics['split']} ({inference_tag(options)})"
+    write_and_print_metrics(metrics, title, out, csv_path, markdown_path, quiet=quiet)
+    return metrics
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
