@@ -192,7 +192,8 @@ def plan_prediction_dir(
 ) -> list[PredictionPair]:
     """Pair every sample of ``split`` with its prediction file under ``pred_dir``.
 
-    Instance maps are included only when every sample of the split has one (iIoU needs all).
+    Instance maps are included only for Cityscapes and only when every sample of the split has
+    one (iIoU needs all of them).
     """
     samples = manifest.split(split)
     if not samples:
@@ -202,7 +203,7 @@ def plan_prediction_dir(
     matched = match_prediction_files(
         files, [s.stem for s in samples], where=f"{pred_dir} (split {split!r})"
     )
-    with_instances = all(s.instance is not None for s in samples)
+    with_instances = manifest.dataset == "cityscapes" and all(s.instance is not None for s in samples)
     return [
         PredictionPair(
             stem=s.stem,
@@ -311,6 +312,8 @@ def accumulate_metrics(
     ]
     total = new_metrics(config)
     done = 0
+    if on_progress is not None:
+        on_progress(0, len(pairs))
 
     def merge(part) -> None:
         nonlocal done

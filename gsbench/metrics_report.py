@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
-from gsbench.io import atomic_write_json, atomic_write_text
+from gsbench.errors import GsbenchError
+from gsbench.io import atomic_write_text
 
 
 def _radii(metrics: Mapping[str, Any]) -> list[str]:
@@ -134,13 +137,20 @@ def write_metrics_outputs(
     markdown_path: str | os.PathLike | None = None,
     title: str | None = None,
 ) -> None:
-    """Write the requested outputs atomically; everything is rendered before the first write."""
+    """Write the requested outputs atomically; everything is rendered and every target checked
+    before the first write, so a bad path leaves no partial set of outputs behind."""
     texts = []
-    if csv_path is not None:
-        texts.append((csv_path, metrics_csv(metrics)))
-    if markdown_path is not None:
-        texts.append((markdown_path, metrics_markdown(metrics, title)))
-    for path, text in texts:
-        atomic_write_text(path, text)
     if json_path is not None:
-        atomic_write_json(json_path, dict(metrics))
+        texts.append((Path(json_path), json.dumps(dict(metrics), indent=2) + "\n"))
+    if csv_path is not None:
+        texts.append((Path(csv_path), metrics_csv(metrics)))
+    if markdown_path is not None:
+        texts.append((Path(markdown_path), metrics_markdown(metrics, title)))
+    for path, _ in texts:
+        if path.is_dir():
+            raise GsbenchError(f"{path}: is a folder; give a file name for the output")
+    for path, text in texts:
+        try:
+            atomic_write_text(path, text)
+        except OSError as exc:
+            raise GsbenchError(f"{path}: cannot write ({exc.strerror or exc})") from None

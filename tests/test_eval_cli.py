@@ -270,11 +270,13 @@ def test_one_and_two_workers_give_identical_metrics_json(tmp_path):
     assert json.loads(outputs[0])["num_images"] == len(stems)
 
 
-def test_target_is_refused_until_the_training_engine(tmp_path):
-    result = runner.invoke(app, ["eval", str(tmp_path / "runs" / "psanet101")])
-    assert result.exit_code == 2 and "training engine" in result.stderr and "--pred-dir" in result.stderr
+def test_pred_dir_mode_needs_its_options_and_excludes_a_target(tmp_path):
+    result = runner.invoke(app, ["eval", str(tmp_path / "run"), "--pred-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "not both" in result.stderr
     result = runner.invoke(app, ["eval", "--data", str(tmp_path)])
     assert result.exit_code == 2 and "--pred-dir" in result.stderr
+    result = runner.invoke(app, ["eval", "--pred-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "--data" in result.stderr
 
 
 @pytest.mark.parametrize("option,value,message", [
@@ -325,3 +327,13 @@ def test_inputs_are_not_modified(tmp_path):
     after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p != out}
     assert after == before
     np.testing.assert_array_equal(read_label(tmp_path / "preds" / f"{STEMS[0]}.png"), preds[STEMS[0]])
+
+
+def test_an_output_path_that_is_a_folder_is_refused_before_writing_anything(tmp_path):
+    _, preds, _ = _prepare(tmp_path / "data")
+    _write_preds(tmp_path / "preds", preds)
+    (tmp_path / "taken").mkdir()
+    csv_path = tmp_path / "out" / "t.csv"
+    result, out = _eval(tmp_path, "--csv", str(csv_path), "--markdown", str(tmp_path / "taken"))
+    assert result.exit_code == 2 and "taken: is a folder" in result.stderr
+    assert not out.exists() and not csv_path.exists()
