@@ -144,7 +144,9 @@ def main() -> None:
         crop = (slice(384, 640), slice(768, 1280))
         scale = gt.size / gt[crop].size
         result = {}
-        slow_cpu, slow_wall = once(lambda: result.update(slow=slow_boundary_fscore(pred[crop], gt[crop], NUM_CLASSES, RADII)))
+        slow_cpu, slow_wall = once(
+            lambda: result.update(slow=slow_boundary_fscore(pred[crop], gt[crop], NUM_CLASSES, RADII))
+        )
         slow_cpu, slow_wall = slow_cpu * scale, slow_wall * scale
         same = np.allclose(result["slow"], boundary_fscore(pred[crop], gt[crop], NUM_CLASSES, RADII).fscore, atol=1e-12)
         how = "256x512 crop once, x16 by area"

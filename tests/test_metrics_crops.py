@@ -67,7 +67,7 @@ def test_crop_miou_equals_miou_of_cropped_arrays():
 
 def test_merge_and_state_dict():
     rng = np.random.default_rng(12)
-    pairs = [(rng.integers(0, 3, (32, 64)).astype(np.uint8), rng.integers(0, 3, (32, 64)).astype(np.uint8)) for _ in range(3)]
+    pairs = [tuple(rng.integers(0, 3, (2, 32, 64)).astype(np.uint8)) for _ in range(3)]
     whole, part = CropMIoU(3, (0, 100)), CropMIoU(3, (100, 0))  # factor order does not matter
     for pred, gt in pairs:
         whole.update(pred, gt)

@@ -93,7 +93,7 @@ def test_parts_can_be_switched_off():
 
 def test_merge_and_state_dict_round_trip_equal_one_pass():
     pairs = _pairs(2, 5)
-    whole, first, second = _metrics(fscore_convention="strict"), _metrics(fscore_convention="strict"), _metrics(fscore_convention="strict")
+    whole, first, second = (_metrics(fscore_convention="strict") for _ in range(3))
     for i, (pred, gt) in enumerate(pairs):
         whole.update(pred, gt)
         (first if i < 2 else second).update(pred, gt)

@@ -70,7 +70,12 @@ class SegmentationMetrics:
         return self.crops.factors if self.crops else ()
 
     def _parts(self) -> dict[str, object]:
-        parts = {"confusion": self.confusion, "boundary": self.boundary, "crops": self.crops, "instances": self.instances}
+        parts = {
+            "confusion": self.confusion,
+            "boundary": self.boundary,
+            "crops": self.crops,
+            "instances": self.instances,
+        }
         return {name: part for name, part in parts.items() if part is not None}
 
     def update(self, pred: np.ndarray, gt: np.ndarray, instance: np.ndarray | None = None) -> None:
