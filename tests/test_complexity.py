@@ -170,3 +170,20 @@ def test_cli_profile_errors(args, message):
     result = runner.invoke(app, ["profile", "--no-latency", *args])
     assert result.exit_code == 2
     assert message in result.output
+
+
+class _ReadsABuffer(nn.Module):
+    """Reads tensor data in forward, which the meta device cannot do."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+        self.register_buffer("scale", torch.tensor(2))
+
+    def forward(self, x):
+        return {"out": self.conv(x) * int(self.scale.item())}
+
+
+def test_profile_model_falls_back_to_the_real_device():
+    report = profile_model(_ReadsABuffer(), (1, 3, 8, 8), latency=False)
+    assert report["gmacs"] * 1e9 == pytest.approx(8 * 8 * 3 * 4)

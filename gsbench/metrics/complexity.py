@@ -236,16 +236,19 @@ def profile_model(module: nn.Module, input_shape: tuple[int, ...], latency: bool
     """Every complexity figure of ``module`` as a flat, JSON-ready dict.
 
     FLOPs and (off CUDA) peak memory are measured on a ``meta`` copy when the module lives on
-    the CPU, so they cost no compute; latency runs on the module's own device.
+    the CPU, so they cost no compute (on the CPU itself for modules that cannot run on meta
+    tensors); latency runs on the module's own device.
     """
     shape = _check_shape(input_shape)
     device = _module_device(module)
-    analysed = module
-    if device.type == "cpu":
-        analysed = _meta_copy(module)
-    flops = count_flops(analysed, shape)
-    memory_forward = measure_peak_memory(analysed, shape, backward=False)
-    memory_train = measure_peak_memory(analysed, shape, backward=True)
+    try:
+        analysed = _meta_copy(module) if device.type == "cpu" else module
+        flops, memory_forward, memory_train = _static_figures(analysed, shape)
+    except (NotImplementedError, RuntimeError):
+        # A module that reads tensor data in forward (e.g. a size kept in a buffer) cannot
+        # run on meta tensors: measure on the real device instead (a genuine error in the
+        # module raises again there).
+        flops, memory_forward, memory_train = _static_figures(module, shape)
     report = {
         "input_shape": list(shape),
         "device": str(device),
@@ -265,6 +268,11 @@ def profile_model(module: nn.Module, input_shape: tuple[int, ...], latency: bool
                       latency_forward_backward_ms=train.median_ms,
                       latency_repeats=repeat, latency_warmup=warmup)
     return report
+
+
+def _static_figures(module: nn.Module, shape: tuple[int, ...]):
+    return (count_flops(module, shape), measure_peak_memory(module, shape, backward=False),
+            measure_peak_memory(module, shape, backward=True))
 
 
 def _meta_copy(module: nn.Module) -> nn.Module:
