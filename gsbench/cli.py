@@ -427,12 +427,10 @@ def profile(
         name, kwargs = model, {"backbone": backbone, "output_stride": output_stride}
     if no_aux:
         kwargs["aux"] = False
-    # Weights do not change the figures: build without a checkpoint, on the meta device when
-    # nothing will run for real.
-    build_device = device if latency else "meta"
+    # Weights do not change the figures: build without a checkpoint.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RandomInitWarning)
-        with torch.device(build_device):
+        with torch.device(device):
             net = build_model(name, num_classes=num_classes, pretrained=None, **kwargs)
     figures = profile_model(net, shape, latency=latency, warmup=warmup, repeat=repeat)
     figures = {"model": name, "recipe": recipe, "aux": bool(kwargs.get("aux", True)),
