@@ -179,6 +179,20 @@ def test_rerun_is_noop_and_a_changed_file_redoes_only_its_sample(tmp_path):
     assert np.all(label == 0)
 
 
+def test_failed_rerun_leaves_no_stale_manifest_and_the_fixed_rerun_reuses_outputs(tmp_path):
+    root = make_cityscapes(tmp_path / "cs")
+    prepare_cityscapes(root, workers=1, progress=False)
+    label = root / "gtFine/val/frankfurt/frankfurt_000000_000000_gtFine_labelIds.png"
+    good = label.read_bytes()
+    write(label, np.full((H, W), 99, np.uint8))
+    with pytest.raises(GsbenchError, match=r"label ids \[99\]"):
+        prepare_cityscapes(root, workers=1, progress=False)
+    assert not (root / "gsbench/manifest.json").exists()
+    label.write_bytes(good)
+    result = prepare_raw("cityscapes", root, workers=1, progress=False)
+    assert (result.prepared, result.reused) == (1, 4)
+
+
 def test_interrupted_run_resumes_from_the_journal(tmp_path, monkeypatch):
     root = make_cityscapes(tmp_path / "cs")
     out = root / "gsbench"
@@ -196,6 +210,8 @@ def test_interrupted_run_resumes_from_the_journal(tmp_path, monkeypatch):
         prepare_cityscapes(root, workers=1, progress=False)
     assert not (out / "manifest.json").exists()
     assert len((out / JOURNAL_NAME).read_text().splitlines()) == 1 + 2  # header + 2 samples
+    with open(out / JOURNAL_NAME, "a") as journal:  # a line cut short by the interruption
+        journal.write('{"key": "val/frankfurt_000000_000000", "sam')
     mtimes = output_mtimes(out)
     monkeypatch.setattr(prepare_module, "_prepare_job", real_job)
 
@@ -203,6 +219,7 @@ def test_interrupted_run_resumes_from_the_journal(tmp_path, monkeypatch):
     assert (resumed.prepared, resumed.reused) == (3, 2)
     now = output_mtimes(out)
     finished = [k for k in mtimes if k.startswith(("labels/", "edges/"))]
+    assert len(calls) == 2 and all(k.rsplit("/", 1)[1] in " ".join(finished) for k in calls)
     assert len(finished) == 4 and all(now[k] == mtimes[k] for k in finished)
     assert not (out / JOURNAL_NAME).exists()
     fresh = prepare_raw("cityscapes", root, tmp_path / "fresh", workers=1, progress=False)

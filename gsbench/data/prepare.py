@@ -269,9 +269,8 @@ def _expected_files(sample: RawSample, out: Path) -> set[str]:
     return names
 
 
-def _record_is_current(record: dict[str, Any], sample: RawSample, out: Path) -> bool:
-    """True if ``record`` describes ``sample`` and none of its files changed since."""
-    files = record.get("files")
+def _files_are_current(files: Any, sample: RawSample, out: Path) -> bool:
+    """True if ``files`` fingerprints exactly the files of ``sample`` and none changed since."""
     if not isinstance(files, dict) or set(files) != _expected_files(sample, out):
         return False
     for relative, fingerprint in files.items():
@@ -282,6 +281,15 @@ def _record_is_current(record: dict[str, Any], sample: RawSample, out: Path) -> 
         if [st.st_size, st.st_mtime_ns] != fingerprint:
             return False
     return True
+
+
+def _record_is_current(record: dict[str, Any], sample: RawSample, out: Path) -> bool:
+    """True if the journal ``record`` is a well-formed entry for ``sample`` with current files."""
+    try:
+        Sample(**record["sample"])
+    except (KeyError, TypeError):  # a line from another gsbench version, or hand-edited
+        return False
+    return _files_are_current(record.get("files"), sample, out)
 
 
 def _read_previous_manifest(path: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
@@ -302,7 +310,7 @@ def _all_current(document: dict[str, Any], by_key: dict[str, RawSample], out: Pa
     files = document["prepare"].get("files")
     if not isinstance(files, dict) or set(files) != set(by_key):
         return False
-    return all(_record_is_current({"files": files[key]}, by_key[key], out) for key in by_key)
+    return all(_files_are_current(files[key], by_key[key], out) for key in by_key)
 
 
 def _earlier_records(
