@@ -304,9 +304,9 @@ def break_unpaired_image(root):
 
 
 def break_unpaired_label(root):
-    path = root / "leftImg8bit/val/frankfurt/frankfurt_000000_000000_leftImg8bit.png"
-    path.unlink()
-    return root / "gtFine/val/frankfurt/frankfurt_000000_000000_gtFine_labelIds.png"
+    path = root / "gtFine/val/frankfurt/frankfurt_000000_000007_gtFine_labelIds.png"
+    write(path, np.zeros((H, W), np.uint8))
+    return path
 
 
 def break_label_size(root):
@@ -343,6 +343,14 @@ def break_missing_split(root):
     return root / "leftImg8bit"
 
 
+def break_empty_split(root):
+    import shutil
+
+    shutil.rmtree(root / "leftImg8bit/train/aachen")
+    shutil.rmtree(root / "leftImg8bit/train/bad_honnef")
+    return root / "leftImg8bit/train"
+
+
 @pytest.mark.parametrize("breaker, words", [
     (break_corrupt_png, "not a readable image"),
     (break_unpaired_image, "image without its label"),
@@ -352,6 +360,7 @@ def break_missing_split(root):
     (break_stem, "does not follow aachen_<seq>_<frame>"),
     (break_missing_folder, "missing folder gtFine/"),
     (break_missing_split, "missing split folder val/"),
+    (break_empty_split, "no city folders with *_leftImg8bit.png files"),
 ])
 def test_bad_input_exits_2_with_one_line_naming_the_file(tmp_path, breaker, words):
     root = make_cityscapes(tmp_path / "cs")

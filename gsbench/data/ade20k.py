@@ -95,6 +95,8 @@ def find_ade20k(root: str | Path, out: str | Path, *, progress: bool = False) ->
     for folder, split in SPLITS.items():
         images = _split_files(base / "images" / folder, ".jpg", split)
         labels = _split_files(base / "annotations" / folder, ".png", split)
+        if not images:
+            raise GsbenchError(f"{base / 'images' / folder}: no .jpg images")
         if unpaired := sorted(images.keys() - labels.keys()):
             raise GsbenchError(f"{images[unpaired[0]]}: image without its label {unpaired[0]}.png")
         if unpaired := sorted(labels.keys() - images.keys()):

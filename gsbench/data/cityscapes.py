@@ -83,6 +83,8 @@ def find_cityscapes(root: str | Path, out: str | Path, *, progress: bool = False
     samples: list[RawSample] = []
     for split in LABELLED_SPLITS:
         images = _city_files(_split_dir(images_dir, split), IMAGE_SUFFIX)
+        if not images:
+            raise GsbenchError(f"{images_dir / split}: no city folders with *{IMAGE_SUFFIX} files")
         labels = _city_files(_split_dir(gt_dir, split), LABEL_SUFFIX)
         instances = _city_files(gt_dir / split, INSTANCE_SUFFIX)
         if unpaired := sorted(images.keys() - labels.keys()):

@@ -34,7 +34,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from gsbench.data.ade20k import find_ade20k
 from gsbench.data.cityscapes import find_cityscapes
-from gsbench.data.edges import DEFAULT_EDGE_RADIUS, edge_map
+from gsbench.data.edges import DEFAULT_EDGE_RADIUS, disk_kernel, edge_map
 from gsbench.data.labels import IGNORE_INDEX
 from gsbench.data.manifest import (
     DEFAULT_PREPARED_DIRNAME, MANIFEST_FORMAT, MANIFEST_NAME, Manifest, Sample,
@@ -115,6 +115,7 @@ def prepare_dataset(
     """
     if workers < 1:
         raise GsbenchError(f"--workers must be >= 1, got {workers}")
+    disk_kernel(edge_radius)  # rejects a bad radius before any work
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     settings = {"version": PREPARE_VERSION, "dataset": raw.name, "edge_radius": float(edge_radius)}
