@@ -41,7 +41,7 @@ def _resize_targets(pair: Pair, size_wh: tuple[int, int]) -> dict:
     for name in ("label", "edge"):
         array = getattr(pair, name)
         if array is not None:
-            out[name] = cv2.resize(array, size_wh, interpolation=cv2.INTER_NEAREST)
+            out[name] = cv2.resize(array, size_wh, interpolation=cv2.INTER_NEAREST_EXACT)
     return out
 
 
@@ -109,7 +109,17 @@ class RandomGaussianBlur:
 
 
 class ColorJitter:
-    """Random brightness, contrast and saturation, each a factor uniform in [1-s, 1+s]."""
+    """Random brightness ``b``, contrast ``c`` and saturation ``s``, each uniform in [1-s, 1+s]:
+
+        x1 = b * x                          (brightness)
+        x2 = c * x1 + (1 - c) * mean(grey(x1))   (contrast about the mean grey level)
+        x3 = s * x2 + (1 - s) * grey(x2)         (saturation about each pixel's grey level)
+
+    with ``grey`` the ITU-R 601 luma. The three steps compose into one affine colour map,
+    applied with a single ``cv2.transform`` (rounded and saturated to uint8).
+    """
+
+    LUMA = np.array([0.299, 0.587, 0.114])
 
     def __init__(self, strength: float):
         self.strength = float(strength)
@@ -117,12 +127,13 @@ class ColorJitter:
     def __call__(self, pair: Pair, rng: np.random.Generator) -> Pair:
         s = self.strength
         brightness, contrast, saturation = rng.uniform(1 - s, 1 + s, size=3)
-        image = pair.image.astype(np.float32) * brightness
-        grey = image @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        image = (image - grey.mean()) * contrast + grey.mean()
-        grey = (image @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., None]
-        image = (image - grey) * saturation + grey
-        return replace(pair, image=np.clip(image + 0.5, 0, 255).astype(np.uint8))
+        mean_grey = brightness * float(np.dot(cv2.mean(pair.image)[:3], self.LUMA))
+        gain = brightness * contrast
+        linear = gain * (saturation * np.eye(3) + (1 - saturation) * np.outer(np.ones(3), self.LUMA))
+        # grey(x2) = gain * grey(x) + (1 - c) * mean_grey, so the offset survives saturation as is
+        offset = (1 - contrast) * mean_grey * np.ones((3, 1))
+        matrix = np.hstack([linear, offset]).astype(np.float32)
+        return replace(pair, image=cv2.transform(pair.image, matrix))
 
 
 class HorizontalFlip:
@@ -172,25 +183,79 @@ class Normalize:
     """uint8 RGB HxWx3 -> float32 3xHxW tensor ``(x/255 - mean) / std`` (ImageNet statistics)."""
 
     def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+        self.scale = [1.0 / (255.0 * sd) for sd in std]
+        self.shift = [m / sd for m, sd in zip(mean, std)]
 
     def __call__(self, pair: Pair, rng: np.random.Generator | None = None) -> Pair:
-        image = torch.from_numpy(np.ascontiguousarray(pair.image)).permute(2, 0, 1).float()
-        return replace(pair, image=(image / 255.0 - self.mean) / self.std)
+        h, w = pair.image.shape[:2]
+        out = np.empty((3, h, w), np.float32)
+        for c in range(3):  # straight into channel-first layout, two passes per channel
+            np.multiply(pair.image[..., c], np.float32(self.scale[c]), out=out[c], casting="unsafe")
+            out[c] -= np.float32(self.shift[c])
+        return replace(pair, image=torch.from_numpy(out))
+
+
+class RandomScaleRotateCrop:
+    """:class:`RandomScale`, :class:`RandomRotate` and :class:`RandomCrop` in one
+    ``cv2.warpAffine`` straight into the crop window.
+
+    Same random draws in the same order (factor, angle, top, left) and the same geometry as the
+    three steps in sequence, but one resampling of only the crop's pixels instead of resizing
+    (up to 2x) and rotating the whole image first: about 10x less work on 1024x2048 Cityscapes
+    images. Images are resampled once (bilinear) instead of twice, so values differ from the
+    sequential steps by interpolation rounding only (see the tests).
+    """
+
+    def __init__(self, scale_range: Sequence[float], degrees: float, crop_size: Sequence[int]):
+        self.low, self.high = float(scale_range[0]), float(scale_range[1])
+        self.degrees = float(degrees)
+        self.height, self.width = int(crop_size[0]), int(crop_size[1])
+
+    def __call__(self, pair: Pair, rng: np.random.Generator) -> Pair:
+        h, w = pair.image.shape[:2]
+        factor = rng.uniform(self.low, self.high)
+        scaled_w, scaled_h = max(1, round(w * factor)), max(1, round(h * factor))
+        angle = rng.uniform(-self.degrees, self.degrees) if self.degrees > 0 else 0.0
+        # the crop window lies in the scaled image padded at the bottom/right up to the crop
+        top = int(rng.integers(0, max(scaled_h, self.height) - self.height + 1))
+        left = int(rng.integers(0, max(scaled_w, self.width) - self.width + 1))
+        fx, fy = scaled_w / w, scaled_h / h
+        # source -> scaled image, with cv2.resize's pixel-centre convention
+        scale = np.array([[fx, 0, 0.5 * fx - 0.5], [0, fy, 0.5 * fy - 0.5], [0, 0, 1]])
+        rotate = np.vstack([cv2.getRotationMatrix2D((scaled_w / 2.0, scaled_h / 2.0), angle, 1.0), [0, 0, 1]])
+        shift = np.array([[1, 0, -left], [0, 1, -top], [0, 0, 1]], dtype=np.float64)
+        matrix = (shift @ rotate @ scale)[:2]
+        size = (self.width, self.height)
+        # rows/columns of the window beyond the scaled image are padding, whatever the rotation
+        rows, cols = slice(max(scaled_h - top, 0), None), slice(max(scaled_w - left, 0), None)
+
+        def warp(array, interpolation, fill):
+            if array is None:
+                return None
+            out = cv2.warpAffine(array, matrix, size, flags=interpolation,
+                                 borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
+            out[rows] = fill
+            out[:, cols] = fill
+            return out
+
+        return Pair(
+            warp(pair.image, cv2.INTER_LINEAR, MEAN_RGB_UINT8),
+            warp(pair.label, cv2.INTER_NEAREST, IGNORE_INDEX),
+            warp(pair.edge, cv2.INTER_NEAREST, 0),
+        )
 
 
 def train_transform(data_config) -> Compose:
-    """The training pipeline of a recipe's ``data`` section, in hszhao/semseg's order:
-    scale, rotate, blur, flip, crop (then colour jitter and normalisation)."""
-    steps: list = [RandomScale(*data_config.scale_range)]
-    if data_config.rotate_degrees > 0:
-        steps.append(RandomRotate(data_config.rotate_degrees))
-    if data_config.blur_prob > 0:
-        steps.append(RandomGaussianBlur(data_config.blur_prob))
+    """The training pipeline of a recipe's ``data`` section: random scale, rotation and crop
+    (fused, see :class:`RandomScaleRotateCrop`), then flip, Gaussian blur, colour jitter and
+    normalisation. hszhao/semseg flips and blurs before cropping; doing it on the crop is the
+    same augmentation (up to the blur at the crop's 2-pixel border) at a fraction of the cost."""
+    steps: list = [RandomScaleRotateCrop(data_config.scale_range, data_config.rotate_degrees,
+                                         data_config.crop_size)]
     if data_config.flip:
         steps.append(HorizontalFlip())
-    steps.append(RandomCrop(*data_config.crop_size))
+    if data_config.blur_prob > 0:
+        steps.append(RandomGaussianBlur(data_config.blur_prob))
     if data_config.color_jitter > 0:
         steps.append(ColorJitter(data_config.color_jitter))
     steps.append(Normalize())
