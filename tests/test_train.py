@@ -261,7 +261,9 @@ def test_run_folder_contents_and_safe_checkpoints(data_root, tmp_path):
     names = {p.name for p in run.iterdir()}
     assert {"recipe.yaml", "command.txt", "versions.json", "seed.txt", "log.csv", "metrics.json",
             "checkpoints"} <= names
-    assert load_recipe(str(run / "recipe.yaml")) == recipe
+    saved = load_recipe(str(run / "recipe.yaml"))
+    assert saved.data.root == str(data_root.resolve())  # resuming needs no --data
+    assert saved.to_dict() | {"data": None} == recipe.to_dict() | {"data": None}
     header, *rows = (run / "log.csv").read_text().splitlines()
     assert header.split(",")[:4] == ["iter", "epoch", "lr", "loss"] and "ce" in header and "val_miou" in header
     assert [r.split(",")[0] for r in rows] == ["2", "4"]
@@ -335,10 +337,13 @@ def test_cli_train_resume_and_errors(data_root, tmp_path):
     assert "stopped at iteration 2" in result.output
     again = runner.invoke(app, args)
     assert again.exit_code == 2 and "not empty; pass --resume" in again.output
-    resumed = runner.invoke(app, ["train", "--out", str(out), "--data", str(data_root), "--resume", "--quiet"])
+    resumed = runner.invoke(app, ["train", "--out", str(out), "--resume", "--quiet"])
     assert resumed.exit_code == 0, resumed.output
     assert load_checkpoint(out / "checkpoints" / "final.pt")["iteration"] == 3
     assert len((out / "command.txt").read_text().splitlines()) == 2
+    same = runner.invoke(app, ["train", "--recipe", "fcn101-smoke", "--set", "train.iterations=3",
+                               "--set", "train.val_every=0", "--out", str(out), "--resume", "--quiet"])
+    assert same.exit_code == 0, same.output  # naming the same recipe again is fine
     changed = runner.invoke(app, ["train", "--out", str(out), "--resume", "--set", "train.lr=0.5"])
     assert changed.exit_code == 2 and "differ from the run's recipe" in changed.output
     typo = runner.invoke(app, ["train", "--recipe", "fcn101-smoke", "--set", "train.lrr=1"])

@@ -30,7 +30,8 @@ import random
 import shlex
 import sys
 import time
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -200,6 +201,8 @@ class _Trainer:
         if self.data_root is None:
             raise GsbenchError("no dataset: pass --data DIR (a prepared folder) or set data.root in the recipe")
         manifest = Manifest.load(self.data_root)
+        # the saved recipe names the data it was trained on, so --resume needs no --data
+        self.recipe = replace(self.recipe, data=replace(self.recipe.data, root=str(manifest.root)))
         if manifest.num_classes != self.recipe.data.num_classes:
             raise GsbenchError(
                 f"{manifest.root}: dataset has {manifest.num_classes} classes but the recipe's "
@@ -235,6 +238,9 @@ class _Trainer:
             # SyncBN: batch statistics over the global batch (PyTorch supports it on GPUs only;
             # on CPU each process normalises with its own share of the batch)
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        elif ctx.distributed and ctx.is_main and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+            warnings.warn("SyncBatchNorm needs CUDA: on CPU each process normalises with its own "
+                          "share of the batch, so results differ slightly from one process")
         self.channels_last = self.on_cuda and cfg.channels_last
         model = model.to(ctx.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
         self.model = model
