@@ -157,7 +157,8 @@ def train(
         resolved = load_run_recipe(out)
         if recipe is not None or overrides:
             requested = load_recipe(recipe if recipe is not None else out / "recipe.yaml", overrides)
-            if requested.to_dict() != resolved.to_dict():
+            same_data = {"root": resolved.data.root}  # the run records where its data was
+            if requested.to_dict() | {"data": requested.to_dict()["data"] | same_data} != resolved.to_dict():
                 raise GsbenchError(f"{out}/recipe.yaml: --recipe/--set differ from the run's recipe; "
                                    "a resumed run keeps its recipe (start a new --out instead)")
     elif recipe is None:
