@@ -297,6 +297,18 @@ def break_corrupt_png(root):
     return path
 
 
+def break_corrupt_image(root):
+    path = root / "leftImg8bit/test/berlin/berlin_000000_000000_leftImg8bit.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 30)
+    return path
+
+
+def break_instance_size(root):
+    path = root / "gtFine/val/frankfurt/frankfurt_000000_000000_gtFine_instanceIds.png"
+    write(path, np.zeros((H // 2, W), np.uint16))
+    return path
+
+
 def break_unpaired_image(root):
     path = root / "leftImg8bit/val/frankfurt/frankfurt_000000_000005_leftImg8bit.png"
     write(path, np.zeros((H, W, 3), np.uint8))
@@ -353,6 +365,8 @@ def break_empty_split(root):
 
 @pytest.mark.parametrize("breaker, words", [
     (break_corrupt_png, "not a readable image"),
+    (break_corrupt_image, "not a readable image"),
+    (break_instance_size, "instance map is 64x16 but its image"),
     (break_unpaired_image, "image without its label"),
     (break_unpaired_label, "label without its image"),
     (break_label_size, "label is 32x32 but its image"),
