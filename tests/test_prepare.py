@@ -413,7 +413,8 @@ def test_ade20k_folder_and_zip(tmp_path):
     assert sample.stem == "ADE_val_00000001" and sample.instance is None
     assert sample.image == "../images/validation/ADE_val_00000001.jpg"
     assert sample.label == "labels/val/ADE_val_00000001_trainIds.png"
-    raw = cv2.imread(str(base / "annotations/validation/ADE_val_00000001.png"), cv2.IMREAD_UNCHANGED)
+    raw = cv2.imread(str(base / "annotations/validation/ADE_val_00000001.png"),
+                     cv2.IMREAD_UNCHANGED)
     train_ids = cv2.imread(str(manifest.path(sample.label)), cv2.IMREAD_UNCHANGED)
     np.testing.assert_array_equal(train_ids, np.where(raw == 0, 255, raw.astype(int) - 1))
     edges = cv2.imread(str(manifest.path(sample.edge)), cv2.IMREAD_UNCHANGED)
@@ -423,8 +424,10 @@ def test_ade20k_folder_and_zip(tmp_path):
     zip_root.mkdir()
     zip_folder(base, zip_root / "ADEChallengeData2016.zip")
     from_zip = prepare_ade20k(zip_root, workers=1, progress=False)
-    assert from_zip.split("val")[0].image == "raw/ADEChallengeData2016/images/validation/ADE_val_00000001.jpg"
-    assert [s.sha256 for s in from_zip.split("train")] == [s.sha256 for s in manifest.split("train")]
+    image = from_zip.split("val")[0].image
+    assert image == "raw/ADEChallengeData2016/images/validation/ADE_val_00000001.jpg"
+    assert [s.sha256 for s in from_zip.split("train")] == [
+        s.sha256 for s in manifest.split("train")]
 
 
 def test_ade20k_bad_input(tmp_path):

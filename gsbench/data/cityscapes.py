@@ -96,7 +96,9 @@ def find_cityscapes(root: str | Path, out: str | Path, *, progress: bool = False
         for stem in sorted(images):
             city = labels[stem].parent.name
             if stem not in instances:
-                raise GsbenchError(f"{labels[stem]}: missing its instance file {stem}{INSTANCE_SUFFIX}")
+                raise GsbenchError(
+                    f"{labels[stem]}: missing its instance file {stem}{INSTANCE_SUFFIX}"
+                )
             samples.append(RawSample(
                 split=split, stem=stem, image=images[stem], raw_label=labels[stem],
                 instance=instances[stem],

@@ -2,10 +2,10 @@
 
 Gated-SCNN (Takikawa et al., ICCV 2019, Sec. 3.3, Eq. 3) supervises its shape stream with a
 binary boundary map ``s-hat`` derived from the ground-truth segmentation (BCE term, lambda_1);
-RANet reuses the same targets for its boundary branch. The official Gated-SCNN code builds that map from one-hot trainId masks:
-for every class it sums the Euclidean distance transform of the mask and of its complement
-(after zero-padding the image by one pixel) and keeps pixels whose distance is <= 2 px, which
-gives an edge band about 4 px wide.
+RANet reuses the same targets for its boundary branch. The official Gated-SCNN code builds that
+map from one-hot trainId masks: for every class it sums the Euclidean distance transform of the
+mask and of its complement (after zero-padding the image by one pixel) and keeps pixels whose
+distance is <= 2 px, which gives an edge band about 4 px wide.
 
 gsbench implements the rule that code intends, without two of its quirks:
 
@@ -51,7 +51,8 @@ def edge_map(labels: np.ndarray, radius: float = DEFAULT_EDGE_RADIUS) -> np.ndar
     """
     if labels.ndim != 2 or labels.dtype != np.uint8:
         raise GsbenchError(
-            f"edge_map expects an HxW uint8 label map, got shape {labels.shape} dtype {labels.dtype}"
+            f"edge_map expects an HxW uint8 label map, "
+            f"got shape {labels.shape} dtype {labels.dtype}"
         )
     kernel = disk_kernel(radius)
     if kernel.shape[0] == 1:  # radius < 1: the disk is the pixel itself, no neighbour can differ

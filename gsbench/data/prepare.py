@@ -124,7 +124,8 @@ def prepare_dataset(
     previous = _read_previous_manifest(manifest_file, settings)
 
     if previous is not None and _all_current(previous, by_key, out):
-        return PrepareResult(Manifest.load(out), out, prepared=0, reused=len(by_key), up_to_date=True)
+        return PrepareResult(Manifest.load(out), out, prepared=0, reused=len(by_key),
+                             up_to_date=True)
 
     journal = out / JOURNAL_NAME
     done = {
@@ -141,7 +142,8 @@ def prepare_dataset(
             for sample in todo]
     columns = (TextColumn(f"prepare {raw.name}"), BarColumn(), MofNCompleteColumn(),
                TimeRemainingColumn())
-    with Progress(*columns, disable=not progress) as bar, open(journal, "a", encoding="utf-8") as log:
+    with Progress(*columns, disable=not progress) as bar, \
+            open(journal, "a", encoding="utf-8") as log:
         task = bar.add_task("prepare", total=len(todo))
         for record in _run_jobs(jobs, workers):
             log.write(json.dumps(record) + "\n")

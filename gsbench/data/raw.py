@@ -3,10 +3,10 @@
 :class:`RawDataset` is the contract between a dataset reader (``cityscapes.py``, ``ade20k.py``:
 find the files, check names and pairing) and ``prepare.py`` (convert, validate pixels, write).
 
-:func:`extract_zip` unpacks the official archives. Every member name is checked before anything is written (no absolute paths, no ``..``
-components, no symlinks: the "zip-slip" attacks), each member is extracted atomically (written
-to a temporary file, then renamed), and members already on disk with the right size are skipped,
-so an interrupted extraction resumes where it stopped.
+:func:`extract_zip` unpacks the official archives. Every member name is checked before anything
+is written (no absolute paths, no ``..`` components, no symlinks: the "zip-slip" attacks), each
+member is extracted atomically (written to a temporary file, then renamed), and members already
+on disk with the right size are skipped, so an interrupted extraction resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -127,7 +127,9 @@ def extract_zip(
     return dest
 
 
-def _extract_member(zf: zipfile.ZipFile, archive: Path, info: zipfile.ZipInfo, target: Path) -> None:
+def _extract_member(
+    zf: zipfile.ZipFile, archive: Path, info: zipfile.ZipInfo, target: Path
+) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
