@@ -110,7 +110,8 @@ def test_resnet101_deep_stem_and_dilations():
         warnings.simplefilter("ignore", RandomInitWarning)
         with torch.device("meta"):
             r = build_backbone("resnet101", output_stride=8)
-    stem = [(c.in_channels, c.out_channels, c.kernel_size, c.stride) for c in (r.conv1, r.conv2, r.conv3)]
+    stem = [(c.in_channels, c.out_channels, c.kernel_size, c.stride)
+            for c in (r.conv1, r.conv2, r.conv3)]
     assert stem == [(3, 64, (3, 3), (2, 2)), (64, 64, (3, 3), (1, 1)), (64, 128, (3, 3), (1, 1))]
     assert r.channels == (256, 512, 1024, 2048)
     assert [len(r.layer1), len(r.layer2), len(r.layer3), len(r.layer4)] == [3, 4, 23, 3]

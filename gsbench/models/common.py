@@ -59,7 +59,8 @@ class SegmentationModel(nn.Module):
     in training mode with an aux head also ``"aux"`` (aux logits, input resolution).
 
     ``decode_head`` takes the backbone's list [c2, c3, c4, c5] and returns logits at any
-    resolution; heads initialise their own weights (``init_kaiming`` plus any special init). ``.backbone`` gets the base learning rate; everything else is "head".
+    resolution; heads initialise their own weights (``init_kaiming`` plus any special init).
+    ``.backbone`` gets the base learning rate; everything else is "head".
     """
 
     def __init__(self, backbone: nn.Module, decode_head: nn.Module,

@@ -62,7 +62,8 @@ def get_model_builder(name: str) -> Callable[..., nn.Module]:
     _import_all_model_modules()
     if name not in _MODELS:
         close = difflib.get_close_matches(name, list(_MODELS), n=3, cutoff=0.4)
-        hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(_MODELS))}"
+        known = ", ".join(sorted(_MODELS))
+        hint = f"did you mean {', '.join(close)}?" if close else f"known: {known}"
         raise GsbenchError(f"unknown model {name!r}; {hint}")
     return _MODELS[name]
 
