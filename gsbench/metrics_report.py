@@ -93,7 +93,7 @@ def metrics_csv(metrics: Mapping[str, Any]) -> str:
 def _markdown_table(header: list[str], rows: list[list[Any]]) -> list[str]:
     aligns = [":---"] + ["---:"] * (len(header) - 1)
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(aligns) + " |"]
-    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(_fmt(v).replace("|", "\\|") for v in row) + " |" for row in rows]
     return lines
 
 

@@ -337,3 +337,29 @@ def test_an_output_path_that_is_a_folder_is_refused_before_writing_anything(tmp_
     result, out = _eval(tmp_path, "--csv", str(csv_path), "--markdown", str(tmp_path / "taken"))
     assert result.exit_code == 2 and "taken: is a folder" in result.stderr
     assert not out.exists() and not csv_path.exists()
+
+
+def _brute_force_find(stems, name):
+    """Slow reference: every occurrence of every stem (str.find from each position), minus the
+    occurrences lying inside a longer one."""
+    spans = [(i, i + len(s), s) for s in stems for i in range(len(name)) if name.find(s, i) == i]
+    return sorted({s for a, b, s in spans
+                   if not any(c <= a and b <= d and d - c > b - a for c, d, _ in spans)})
+
+
+def test_stem_finder_agrees_with_a_brute_force_substring_scan():
+    rng = np.random.default_rng(7)
+    cities = ["ulm", "jena", "bonn", "aachen", "monchengladbach", "a", "ba"]
+    stems = sorted({f"{rng.choice(cities)}_{rng.integers(0, 3):06d}_{rng.integers(0, 3):06d}"
+                    for _ in range(60)} | {"ADE_val_00000001", "ADE_val_00000012"})
+    pieces = stems + ["pred", "-", "_", "leftImg8bit", ".png", "x", "0", "ADE_val_0000000"]
+    finder = StemFinder(stems)
+    for _ in range(400):
+        name = "".join(rng.choice(pieces, size=rng.integers(1, 5)))
+        assert finder.find(name) == _brute_force_find(stems, name), name
+
+
+def test_ade20k_predictions_match_by_image_name(tmp_path):
+    stems = ["ADE_val_00000001", "ADE_val_00000002"]
+    files = [tmp_path / "ADE_val_00000002.png", tmp_path / "pred_ADE_val_00000001_seg.png"]
+    assert match_prediction_files(files, stems) == {stems[0]: files[1], stems[1]: files[0]}
