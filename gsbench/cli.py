@@ -96,7 +96,7 @@ def _prepare_real_dataset(dataset: str, root: Path, out: Optional[Path], workers
 
 
 _ROOT_HELP = "Raw dataset folder (extracted folders, or the official zip archives)."
-_OUT_HELP = "Prepared folder to write [default: ROOT/gsbench]."
+_OUT_HELP = "Prepared folder to write (default: ROOT/gsbench)."
 _WORKERS_HELP = "Worker processes (one per CPU core is a good choice)."
 _QUIET_HELP = "No progress bar and no summary."
 
