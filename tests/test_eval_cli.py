@@ -363,3 +363,45 @@ def test_ade20k_predictions_match_by_image_name(tmp_path):
     stems = ["ADE_val_00000001", "ADE_val_00000002"]
     files = [tmp_path / "ADE_val_00000002.png", tmp_path / "pred_ADE_val_00000001_seg.png"]
     assert match_prediction_files(files, stems) == {stems[0]: files[1], stems[1]: files[0]}
+
+
+def test_end_to_end_on_synthetic_cityscapes_equals_the_official_evaluator(tmp_path, monkeypatch):
+    """prepare-data's synthetic Cityscapes -> labelId predictions in the official naming ->
+    `gsbench eval`; mIoU, per-class IoU and iIoU equal cityscapesscripts on the raw gtFine."""
+    from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as official
+
+    from gsbench.data.synthetic import prepare_synthetic
+
+    manifest = prepare_synthetic(tmp_path / "raw", n_train=1, n_val=3, size=(128, 256), seed=1,
+                                 workers=1, progress=False)
+    rng = np.random.default_rng(5)
+    preds, gts = [], []
+    for sample in manifest.split("val"):
+        gt_ids = read_label(manifest.path(sample.instance).with_name(f"{sample.stem}_gtFine_labelIds.png"))
+        pred = gt_ids.copy()
+        for label_id in (7, 26, 9, 0, 24):  # road, car, parking (no trainId), unlabeled, person
+            top, left = rng.integers(0, 96), rng.integers(0, 200)
+            pred[top:top + 32, left:left + 56] = label_id
+        city = sample.stem.split("_")[0]
+        path = tmp_path / "results" / city / f"{sample.stem}_gtFine_labelIds.png"
+        write_png(path, pred)
+        preds.append(str(path))
+        gts.append(str(manifest.path(sample.instance)).replace("instanceIds", "labelIds"))
+
+    out = tmp_path / "metrics.json"
+    result = runner.invoke(app, ["eval", "--pred-dir", str(tmp_path / "results"), "--data",
+                                 str(tmp_path / "raw"), "--pred-format", "labelid", "--out", str(out),
+                                 "--workers", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    ours = json.loads(out.read_text())
+
+    monkeypatch.setattr(np, "in1d", np.isin, raising=False)  # removed in NumPy 2.4, used for iIoU
+    for key, value in {"evalInstLevelScore": True, "quiet": True, "JSONOutput": False}.items():
+        monkeypatch.setattr(official.args, key, value)
+    reference = official.evaluateImgLists(preds, gts, official.args)
+    assert ours["miou"] == pytest.approx(100 * reference["averageScoreClasses"], abs=1e-9)
+    assert ours["iiou"] == pytest.approx(100 * reference["averageScoreInstClasses"], abs=1e-9)
+    for name, value in ours["per_class_iou"].items():
+        expected = reference["classScores"][name]
+        assert value is None if math.isnan(expected) else value == pytest.approx(100 * expected, abs=1e-9)
+    assert ours["num_images"] == 3 and ours["miou"] < 100
