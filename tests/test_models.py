@@ -284,3 +284,13 @@ def test_zero_initialised_context_starts_as_identity():
     x = torch.randn(1, 8, 4, 4)
     block.eval()
     torch.testing.assert_close(block(x), x)
+
+
+def test_plain_stem_checkpoint_of_another_depth_is_refused(tmp_path):
+    state = _reference_state()
+    plain = {k: v for k, v in state.items() if not k.startswith(("conv", "bn", "layer4"))}
+    plain["conv1.weight"] = torch.randn(8, 3, 7, 7)
+    path = tmp_path / "shallower.pth"
+    torch.save(plain, path)
+    with pytest.raises(GsbenchError, match="beyond its stem: layer4.0"):
+        build_backbone("resnet_tiny", pretrained=str(path))

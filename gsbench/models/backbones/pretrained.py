@@ -29,6 +29,7 @@ from gsbench.errors import GsbenchError
 _MMSEG_STEM = {"stem.0.": "conv1.", "stem.1.": "bn1.", "stem.3.": "conv2.", "stem.4.": "bn2.",
                "stem.6.": "conv3.", "stem.7.": "bn3."}
 _PLAIN_STEM_PREFIXES = ("conv1.", "bn1.")
+_STEM_FED_PREFIXES = ("layer1.0.conv1.", "layer1.0.downsample.")
 _SHOWN_KEYS = 8
 
 
@@ -88,13 +89,16 @@ def load_pretrained(backbone: nn.Module, path: str | Path) -> None:
     missing = sorted(k for k in own if k not in state and not k.endswith("num_batches_tracked"))
 
     if plain_stem:
-        if unexpected:
-            raise GsbenchError(f"{path}: keys that do not belong to a ResNet backbone: "
-                               f"{_key_list(unexpected)}")
-        fitting = {k: v for k, v in state.items() if k not in mismatched}
-        backbone.load_state_dict(fitting, strict=False)
         stem = ("conv1.", "bn1.", "conv2.", "bn2.", "conv3.", "bn3.")
         skipped_body = sorted(k for k in set(missing) | set(mismatched) if not k.startswith(stem))
+        # Only the first block's input side sees the stem's width (64 vs 128 channels);
+        # anything else that does not fit means another architecture: refuse it.
+        wrong = unexpected + [k for k in skipped_body if not k.startswith(_STEM_FED_PREFIXES)]
+        if wrong:
+            raise GsbenchError(f"{path}: plain-stem ResNet checkpoint does not fit the backbone "
+                               f"beyond its stem: {_key_list(wrong)}")
+        fitting = {k: v for k, v in state.items() if k not in mismatched}
+        backbone.load_state_dict(fitting, strict=False)
         warnings.warn(f"{path}: plain-stem (7x7) torchvision ResNet loaded into the deep-stem "
                       f"ResNet: {len(fitting)} tensors loaded; left at random init: the 3x3 "
                       f"stem (conv1-3, bn1-3) and {_key_list(skipped_body)}",
