@@ -73,6 +73,7 @@ class TrainResult:
     finished: bool  # reached recipe.train.iterations (False when stopped by stop_after)
     metrics: dict | None = None  # the last validation, if any
     log: list[dict] = field(default_factory=list)
+    is_main: bool = True  # False on torchrun ranks > 0, which write and print nothing
 
 
 class ResumableSampler(DistributedSampler):
@@ -357,7 +358,7 @@ class _Trainer:
         if self.tb is not None:
             self.tb.close()
         barrier(ctx)
-        return TrainResult(self.run_dir, self.iteration, finished, metrics, list(self.log_rows))
+        return TrainResult(self.run_dir, self.iteration, finished, metrics, list(self.log_rows), ctx.is_main)
 
     def _loader(self) -> DataLoader:
         cfg = self.cfg
