@@ -204,7 +204,7 @@ def train(
     run_dir = out if out is not None else Path("runs") / resolved.name
     result = run_training(resolved, run_dir, data_root=data, resume=resume, device=device,
                           quiet=quiet, command=["gsbench", *sys.argv[1:]], stop_after=stop_after)
-    if not quiet and result.run_dir is not None:
+    if not quiet and result.is_main:
         state = "finished" if result.finished else "stopped"
         miou = f", val mIoU {100 * result.metrics['miou']:.2f}" if result.metrics else ""
         console.print(f"{state} at iteration {result.iteration}{miou}: {result.run_dir}", highlight=False)
