@@ -74,6 +74,8 @@ class PredictionPair:
     prediction: Path
     label: Path
     instance: Path | None
+    height: int | None = None  # the sample's size from the manifest, for the early size check
+    width: int | None = None
 
 
 def new_metrics(config: MetricsConfig):
@@ -210,9 +212,66 @@ def plan_prediction_dir(
             prediction=matched[s.stem],
             label=manifest.path(s.label),
             instance=manifest.path(s.instance) if with_instances else None,
+            height=s.height,
+            width=s.width,
         )
         for s in samples
     ]
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_PALETTE = 3  # IHDR colour type of indexed-colour PNGs
+
+
+def _png_header(path: Path) -> tuple[int, int, int] | None:
+    """(height, width, colour type) from a PNG's IHDR (26 bytes read), or None for non-PNGs."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    if len(head) < 26 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big"), head[25]
+
+
+def png_size(path: Path) -> tuple[int, int] | None:
+    """(height, width) from a PNG header, or None for other files."""
+    header = _png_header(path)
+    return None if header is None else header[:2]
+
+
+def read_prediction(path: Path) -> np.ndarray:
+    """A prediction as a 2-D label array. Indexed-colour PNGs (mmsegmentation's Cityscapes
+    ``format_only`` output: labelIds with the Cityscapes colours as palette) give their palette
+    indices, not the colours OpenCV would expand them to."""
+    header = _png_header(path)
+    if header is None or header[2] != _PNG_PALETTE:
+        return read_label(path)
+    try:
+        from PIL import Image
+    except ImportError:
+        raise GsbenchError(
+            f"{path}: a palette PNG; reading its indices needs Pillow (pip install pillow)"
+        ) from None
+    try:
+        with Image.open(path) as image:
+            if image.mode != "P":
+                raise GsbenchError(f"{path}: palette PNG decoded as mode {image.mode!r}, not 'P'")
+            return np.array(image)
+    except OSError as exc:
+        raise GsbenchError(f"{path}: not a readable image ({exc})") from None
+
+
+def check_prediction_sizes(pairs: Sequence[PredictionPair]) -> None:
+    """Refuse a wrongly sized prediction before any scoring starts, from the PNG headers and
+    the sizes in the manifest (the decoded images are checked against the GT again later)."""
+    for pair in pairs:
+        if pair.height is None or pair.width is None:
+            continue
+        size = png_size(pair.prediction)
+        if size is not None and size != (pair.height, pair.width):
+            raise GsbenchError(
+                f"{pair.prediction}: prediction is {size[0]}x{size[1]} but sample {pair.stem} is "
+                f"{pair.height}x{pair.width} (HxW)"
+            )
 
 
 # --- conversion ---------------------------------------------------------------------------------
@@ -246,7 +305,7 @@ def load_pair(
     gt = read_label(pair.label)
     if gt.dtype != np.uint8:
         raise GsbenchError(f"{pair.label}: ground truth must be uint8 trainIds, got {gt.dtype}")
-    pred = read_label(pair.prediction)
+    pred = read_prediction(pair.prediction)
     if pred.shape != gt.shape:
         raise GsbenchError(
             f"{pair.prediction}: prediction is {pred.shape[0]}x{pred.shape[1]} but the ground truth "
@@ -368,6 +427,7 @@ def evaluate_prediction_dir(
             f"--pred-format labelid is for Cityscapes labelIds, but {data} is {manifest.dataset!r}"
         )
     pairs = plan_prediction_dir(pred_dir, manifest, split)
+    check_prediction_sizes(pairs)
     config = MetricsConfig(
         num_classes=manifest.num_classes,
         class_names=tuple(manifest.class_names),

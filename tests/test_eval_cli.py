@@ -6,6 +6,7 @@ import csv
 import json
 import math
 
+import cv2
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -159,7 +160,14 @@ def _stray(pred_dir):
 
 def _wrong_size(pred_dir):
     write_png(pred_dir / f"{STEMS[2]}.png", np.zeros((HEIGHT // 2, WIDTH // 2), np.uint8))
-    return f"{STEMS[2]}.png: prediction is 80x160 but the ground truth {STEMS[2]}_trainIds.png is 160x320"
+    return f"{STEMS[2]}.png: prediction is 80x160 but sample {STEMS[2]} is 160x320 (HxW)"
+
+
+def _wrong_size_not_png(pred_dir):
+    """No PNG header to check early: the decoded image is compared with the GT itself."""
+    (pred_dir / f"{STEMS[2]}.png").unlink()
+    cv2.imwrite(str(pred_dir / f"{STEMS[2]}.bmp"), np.zeros((HEIGHT, WIDTH - 1), np.uint8))
+    return f"{STEMS[2]}.bmp: prediction is 160x319 but the ground truth {STEMS[2]}_trainIds.png is 160x320"
 
 
 def _colour(pred_dir):
@@ -167,7 +175,8 @@ def _colour(pred_dir):
     return f"{STEMS[2]}.png: expected a single-channel label image"
 
 
-@pytest.mark.parametrize("break_preds", [_missing, _duplicate, _ambiguous, _stray, _wrong_size, _colour])
+@pytest.mark.parametrize("break_preds", [_missing, _duplicate, _ambiguous, _stray, _wrong_size,
+                                         _wrong_size_not_png, _colour])
 def test_bad_prediction_folders_exit_2_naming_the_file_and_write_nothing(tmp_path, break_preds):
     _, preds, _ = _prepare(tmp_path / "data")
     _write_preds(tmp_path / "preds", preds)
@@ -231,6 +240,21 @@ def test_labelid_predictions_convert_with_the_official_table(tmp_path):
     expected = {s: CITYSCAPES_LABEL_TO_TRAIN[ids] for s, ids in label_ids.items()}
     assert all((expected[s][:16, :40] == 255).all() for s in expected)
     _assert_same(_metric_part(json.loads(out.read_text())), _direct(gts, expected))
+
+
+def test_palette_pngs_are_read_as_indices_like_mmsegmentation_writes_them(tmp_path):
+    image_module = pytest.importorskip("PIL.Image")
+    gts, preds, _ = _prepare(tmp_path / "data")
+    palette = np.zeros((256, 3), np.uint8)
+    palette[:34] = 70  # labelIds 0..33 share one colour: only the indices can tell them apart
+    for stem, pred in preds.items():
+        image = image_module.fromarray(CITYSCAPES_TRAIN_TO_LABEL[pred]).convert("P")
+        image.putpalette(palette.ravel().tolist())
+        (tmp_path / "preds").mkdir(exist_ok=True)
+        image.save(tmp_path / "preds" / f"{stem}.png")
+    result, out = _eval(tmp_path, "--pred-format", "labelid")
+    assert result.exit_code == 0, result.output
+    _assert_same(_metric_part(json.loads(out.read_text())), _direct(gts, preds))
 
 
 def test_instances_give_iiou_and_csv_markdown_are_written(tmp_path):
