@@ -7,14 +7,17 @@ The pipeline has three steps, each usable on its own:
    of gsbench, mmsegmentation (``{stem}_leftImg8bit.png``) and the official Cityscapes tools
    (``{stem}_gtFine_labelIds.png``) all work, and refuses missing, duplicate, ambiguous and stray
    files with a one-line message.
-2. :func:`prediction_to_train_ids` brings a prediction into the gsbench convention (uint8
-   trainIds; everything that is not an evaluated class becomes 255, which the metrics count as a
-   wrong prediction, exactly as the official Cityscapes evaluator does).
+2. :func:`read_prediction` and :func:`prediction_to_train_ids` bring a prediction into the
+   gsbench convention (uint8 trainIds; everything that is not an evaluated class becomes 255,
+   which the metrics count as a wrong prediction, exactly as the official Cityscapes evaluator
+   does). Palette PNGs give their indices; ``labelid`` predictions go through the dataset's
+   table (:func:`prediction_lut`).
 3. :func:`accumulate_metrics` feeds the pairs to :class:`SegmentationMetrics` accumulators in
    worker processes and merges them; :func:`evaluate_prediction_dir` ties the three together.
 
-Evaluating a model (run directory or checkpoint) reuses :func:`new_metrics`,
-:func:`prediction_to_train_ids` and the renderers of :mod:`gsbench.metrics_report`.
+Evaluating a model (run directory or checkpoint) reuses :class:`MetricsConfig`,
+:func:`new_metrics`, :func:`default_crop_factors` and the renderers of
+:mod:`gsbench.metrics_report`.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from gsbench.data.ade20k import ADE20K_LABEL_TO_TRAIN
 from gsbench.data.labels import CITYSCAPES_LABEL_TO_TRAIN, IGNORE_INDEX
 from gsbench.data.manifest import Manifest, Sample
 from gsbench.errors import GsbenchError
@@ -42,8 +46,13 @@ DEFAULT_RADII: tuple[int, ...] = (3, 5, 9, 12)
 DEFAULT_CROP_FACTORS: tuple[int, ...] = tuple(range(0, 401, 50))
 FSCORE_CONVENTIONS = ("gscnn", "strict")
 PRED_FORMATS = ("trainid", "labelid")
+#: ``--pred-format labelid``: the dataset's raw label values -> trainIds (Cityscapes labelIds
+#: through the official table; ADE20K annotation values 1..150, 0 = "other").
+LABEL_ID_TO_TRAIN = {"cityscapes": CITYSCAPES_LABEL_TO_TRAIN, "ade20k": ADE20K_LABEL_TO_TRAIN}
 #: Files with these suffixes are predictions; anything else in the folder (logs, JSON) is skipped.
-IMAGE_SUFFIXES = frozenset({".png", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".jpg", ".jpeg", ".webp"})
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".jpg", ".jpeg", ".webp"}
+)
 #: Images per unit of work. Fixed (not derived from the worker count) so that the accumulators
 #: are merged in the same order whatever ``--workers`` is, which keeps float sums bit-identical.
 CHUNK_SIZE = 4
@@ -76,6 +85,13 @@ class PredictionPair:
     instance: Path | None
     height: int | None = None  # the sample's size from the manifest, for the early size check
     width: int | None = None
+
+
+def default_crop_factors(dataset: str) -> tuple[int, ...]:
+    """The crop factors evaluated unless asked otherwise: Gated-SCNN's distance crops assume
+    Cityscapes' fixed 1024x2048 street views with a vanishing point; ADE20K images have any size
+    and aspect (a portrait image has no room for the crops), so other datasets get none."""
+    return DEFAULT_CROP_FACTORS if dataset == "cityscapes" else ()
 
 
 def new_metrics(config: MetricsConfig):
@@ -159,7 +175,9 @@ def match_prediction_files(
     for file in files:
         found = finder.find(file.name)
         if len(found) > 1:
-            raise GsbenchError(f"{file}: file name matches {len(found)} samples ({', '.join(found)})")
+            raise GsbenchError(
+                f"{file}: file name matches {len(found)} samples ({', '.join(found)})"
+            )
         if not found:
             stray.append(str(file))
             continue
@@ -205,7 +223,9 @@ def plan_prediction_dir(
     matched = match_prediction_files(
         files, [s.stem for s in samples], where=f"{pred_dir} (split {split!r})"
     )
-    with_instances = manifest.dataset == "cityscapes" and all(s.instance is not None for s in samples)
+    with_instances = manifest.dataset == "cityscapes" and all(
+        s.instance is not None for s in samples
+    )
     return [
         PredictionPair(
             stem=s.stem,
@@ -281,25 +301,36 @@ def _train_id_lut(num_classes: int) -> np.ndarray:
     return lut
 
 
-def prediction_to_train_ids(pred: np.ndarray, num_classes: int, pred_format: str = "trainid") -> np.ndarray:
-    """A prediction as uint8 trainIds, with 255 for every value that is no evaluated class.
+def prediction_lut(pred_format: str, dataset: str, num_classes: int) -> np.ndarray:
+    """The 256-entry table taking a prediction's values to trainIds, 255 for no class.
 
-    ``trainid``: values ``>= num_classes`` are kept as wrong predictions (mapped to 255, never
-    ignored). ``labelid``: Cityscapes labelIds through the official table; labelIds without a
-    trainId (e.g. 0 "unlabeled", 9 "parking") become 255 and count as errors, as in
-    ``cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling``.
+    ``trainid``: values ``>= num_classes`` become 255. ``labelid``: the dataset's raw ids; for
+    Cityscapes, labelIds without a trainId (0 "unlabeled", 9 "parking", ...) become 255; for
+    ADE20K, value v becomes v - 1 and 0 ("other") becomes 255. The metrics count 255 in a
+    prediction as a wrong answer, never as ignore, as the official Cityscapes evaluator does.
     """
-    if pred_format not in PRED_FORMATS:
-        raise GsbenchError(f"unknown prediction format {pred_format!r} (use {' or '.join(PRED_FORMATS)})")
+    if pred_format == "trainid":
+        return _train_id_lut(num_classes)
+    if pred_format == "labelid":
+        if dataset not in LABEL_ID_TO_TRAIN:
+            raise GsbenchError(
+                f"--pred-format labelid: no label-id table for dataset {dataset!r} "
+                f"(known: {', '.join(LABEL_ID_TO_TRAIN)})"
+            )
+        return LABEL_ID_TO_TRAIN[dataset]
+    raise GsbenchError(f"unknown --pred-format {pred_format!r} (use {' or '.join(PRED_FORMATS)})")
+
+
+def prediction_to_train_ids(pred: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """A prediction as uint8 trainIds through ``lut`` (see :func:`prediction_lut`)."""
     if pred.dtype != np.uint8:
-        # 16-bit PNGs: anything above 255 is no class in either format.
+        # 16-bit PNGs: anything above 255 is no class in any format.
         pred = np.minimum(pred, IGNORE_INDEX).astype(np.uint8)
-    lut = CITYSCAPES_LABEL_TO_TRAIN if pred_format == "labelid" else _train_id_lut(num_classes)
     return cv2.LUT(pred, lut)
 
 
 def load_pair(
-    pair: PredictionPair, num_classes: int, pred_format: str
+    pair: PredictionPair, lut: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Read one pair as (prediction trainIds, ground-truth trainIds, instanceIds or None)."""
     gt = read_label(pair.label)
@@ -308,8 +339,8 @@ def load_pair(
     pred = read_prediction(pair.prediction)
     if pred.shape != gt.shape:
         raise GsbenchError(
-            f"{pair.prediction}: prediction is {pred.shape[0]}x{pred.shape[1]} but the ground truth "
-            f"{pair.label.name} is {gt.shape[0]}x{gt.shape[1]} (HxW)"
+            f"{pair.prediction}: prediction is {pred.shape[0]}x{pred.shape[1]} but the ground "
+            f"truth {pair.label.name} is {gt.shape[0]}x{gt.shape[1]} (HxW)"
         )
     instance = None
     if pair.instance is not None:
@@ -319,21 +350,21 @@ def load_pair(
                 f"{pair.instance}: instance map is {instance.shape[0]}x{instance.shape[1]} but the "
                 f"ground truth is {gt.shape[0]}x{gt.shape[1]} (HxW)"
             )
-    return prediction_to_train_ids(pred, num_classes, pred_format), gt, instance
+    return prediction_to_train_ids(pred, lut), gt, instance
 
 
 # --- accumulation -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Chunk:
     config: MetricsConfig
-    pred_format: str
+    lut: np.ndarray
     pairs: tuple[PredictionPair, ...]
 
 
 def _score_chunk(chunk: _Chunk):
     metrics = new_metrics(chunk.config)
     for pair in chunk.pairs:
-        pred, gt, instance = load_pair(pair, chunk.config.num_classes, chunk.pred_format)
+        pred, gt, instance = load_pair(pair, chunk.lut)
         try:
             metrics.update(pred, gt, instance)
         except GsbenchError as exc:  # e.g. a GT value outside the classes: name the files
@@ -352,12 +383,13 @@ def _init_worker() -> None:
 def accumulate_metrics(
     pairs: Sequence[PredictionPair],
     config: MetricsConfig,
+    lut: np.ndarray,
     *,
-    pred_format: str = "trainid",
     workers: int = 2,
     on_progress: ProgressCallback | None = None,
 ):
-    """Score ``pairs`` in ``workers`` processes and return the merged accumulator.
+    """Score ``pairs`` in ``workers`` processes and return the merged accumulator; ``lut``
+    takes prediction values to trainIds (:func:`prediction_lut`).
 
     The pairs are cut into fixed chunks of :data:`CHUNK_SIZE`, each scored into its own
     accumulator, and the chunk accumulators are merged in order, so the result is identical for
@@ -366,7 +398,7 @@ def accumulate_metrics(
     if workers < 1:
         raise GsbenchError(f"--workers must be at least 1, got {workers}")
     chunks = [
-        _Chunk(config, pred_format, tuple(pairs[i : i + CHUNK_SIZE]))
+        _Chunk(config, lut, tuple(pairs[i : i + CHUNK_SIZE]))
         for i in range(0, len(pairs), CHUNK_SIZE)
     ]
     total = new_metrics(config)
@@ -408,48 +440,53 @@ def evaluate_prediction_dir(
     split: str = "val",
     pred_format: str = "trainid",
     radii: Sequence[int] = DEFAULT_RADII,
-    crop_factors: Sequence[int] = DEFAULT_CROP_FACTORS,
+    crop_factors: Sequence[int] | None = None,
     fscore_convention: str = "gscnn",
     workers: int = 2,
     on_progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """All metrics of the predictions in ``pred_dir`` on ``split`` of the prepared dataset
-    ``data``, as the metrics.json dict (scores in percent) plus ``dataset`` and ``split``."""
+    ``data``, as the metrics.json dict (scores in percent) plus ``dataset`` and ``split``.
+
+    ``radii=()`` skips boundary F, ``crop_factors=()`` the crops; ``crop_factors=None`` means
+    :func:`default_crop_factors` of the dataset."""
+    # Option checks before any file is read.
     if pred_format not in PRED_FORMATS:
-        raise GsbenchError(f"unknown --pred-format {pred_format!r} (use {' or '.join(PRED_FORMATS)})")
+        raise GsbenchError(
+            f"unknown --pred-format {pred_format!r} (use {' or '.join(PRED_FORMATS)})"
+        )
     if fscore_convention not in FSCORE_CONVENTIONS:
-        raise GsbenchError(
-            f"unknown --fscore-convention {fscore_convention!r} (use {' or '.join(FSCORE_CONVENTIONS)})"
-        )
+        raise GsbenchError(f"unknown --fscore-convention {fscore_convention!r} "
+                           f"(use {' or '.join(FSCORE_CONVENTIONS)})")
     manifest = Manifest.load(data)
-    if pred_format == "labelid" and manifest.dataset != "cityscapes":
-        raise GsbenchError(
-            f"--pred-format labelid is for Cityscapes labelIds, but {data} is {manifest.dataset!r}"
-        )
+    lut = prediction_lut(pred_format, manifest.dataset, manifest.num_classes)
     pairs = plan_prediction_dir(pred_dir, manifest, split)
     check_prediction_sizes(pairs)
     config = MetricsConfig(
         num_classes=manifest.num_classes,
         class_names=tuple(manifest.class_names),
         radii=tuple(radii),
-        crop_factors=tuple(crop_factors),
+        crop_factors=tuple(
+            default_crop_factors(manifest.dataset) if crop_factors is None else crop_factors
+        ),
         fscore_convention=fscore_convention,
         with_instances=pairs[0].instance is not None,
     )
-    metrics = accumulate_metrics(
-        pairs, config, pred_format=pred_format, workers=workers, on_progress=on_progress
-    )
+    metrics = accumulate_metrics(pairs, config, lut, workers=workers, on_progress=on_progress)
     return {"dataset": manifest.dataset, "split": split, **metrics.compute()}
 
 
 def parse_int_list(text: str, option: str, *, minimum: int = 0) -> tuple[int, ...]:
-    """``"3,5,9,12"`` -> ``(3, 5, 9, 12)``; a one-line error naming ``option`` otherwise."""
+    """``"3,5,9,12"`` -> ``(3, 5, 9, 12)``, ``"none"`` -> ``()`` (switch the metric off);
+    a one-line error naming ``option`` otherwise."""
+    if text.strip().lower() == "none":
+        return ()
     try:
         values = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise GsbenchError(f"{option}: expected comma-separated integers, got {text!r}") from None
     if not values:
-        raise GsbenchError(f"{option}: expected at least one integer, got {text!r}")
+        raise GsbenchError(f"{option}: expected integers or 'none', got {text!r}")
     if min(values) < minimum:
         raise GsbenchError(f"{option}: values must be >= {minimum}, got {text!r}")
     if len(set(values)) != len(values):

@@ -40,7 +40,8 @@ def summary_rows(metrics: Mapping[str, Any]) -> list[tuple[str, float | None]]:
     ]
     if metrics.get("iiou") is not None:
         rows.append(("iIoU", metrics["iiou"]))
-    rows += [(f"boundary F @ {r} px", metrics.get("boundary_f", {}).get(r)) for r in _radii(metrics)]
+    boundary = metrics.get("boundary_f", {})
+    rows += [(f"boundary F @ {r} px", boundary.get(r)) for r in _radii(metrics)]
     rows += [(f"crop mIoU @ {c}", value) for c, value in metrics.get("crop_miou", {}).items()]
     return rows
 
@@ -114,7 +115,9 @@ def metrics_markdown(metrics: Mapping[str, Any], title: str | None = None) -> st
     return "\n".join(lines) + "\n"
 
 
-def metrics_rich_tables(metrics: Mapping[str, Any], title: str | None = None) -> tuple[Table, Table]:
+def metrics_rich_tables(
+    metrics: Mapping[str, Any], title: str | None = None
+) -> tuple[Table, Table]:
     """The summary and per-class tables for printing with rich."""
     summary = Table(title=title or "Summary", title_justify="left")
     summary.add_column("metric")

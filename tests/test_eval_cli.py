@@ -25,6 +25,7 @@ from gsbench.evaluate import (
     StemFinder,
     match_prediction_files,
     parse_int_list,
+    prediction_lut,
     prediction_to_train_ids,
 )
 from gsbench.io import read_label, write_png
@@ -332,11 +333,17 @@ def test_stem_finder_prefers_the_longest_stem_and_scales(tmp_path):
 
 def test_prediction_conversion_and_int_lists():
     pred16 = np.array([[0, 18, 19, 300], [255, 7, 65535, 1]], np.uint16)
-    np.testing.assert_array_equal(prediction_to_train_ids(pred16, 19),
+    np.testing.assert_array_equal(prediction_to_train_ids(pred16, prediction_lut("trainid", "x", 19)),
                                   [[0, 18, 255, 255], [255, 7, 255, 1]])
     label_ids = np.array([[7, 8, 9, 33], [0, 26, 255, 34]], np.uint8)
-    np.testing.assert_array_equal(prediction_to_train_ids(label_ids, 19, "labelid"),
+    cityscapes = prediction_lut("labelid", "cityscapes", 19)
+    np.testing.assert_array_equal(prediction_to_train_ids(label_ids, cityscapes),
                                   [[0, 1, 255, 18], [255, 13, 255, 255]])
+    ade_values = np.array([[0, 1, 150, 151]], np.uint8)  # 0 = "other", 1..150 = classes
+    np.testing.assert_array_equal(prediction_to_train_ids(ade_values, prediction_lut("labelid", "ade20k", 150)),
+                                  [[255, 0, 149, 255]])
+    with pytest.raises(GsbenchError, match="no label-id table for dataset 'voc'"):
+        prediction_lut("labelid", "voc", 21)
     assert parse_int_list("0, 50,100", "--crop-factors") == (0, 50, 100)
     with pytest.raises(GsbenchError, match="repeated"):
         parse_int_list("3,3", "--radii")
@@ -429,3 +436,34 @@ def test_end_to_end_on_synthetic_cityscapes_equals_the_official_evaluator(tmp_pa
         expected = reference["classScores"][name]
         assert value is None if math.isnan(expected) else value == pytest.approx(100 * expected, abs=1e-9)
     assert ours["num_images"] == 3 and ours["miou"] < 100
+
+
+def test_ade20k_raw_annotations_as_labelid_predictions_score_100_without_crops(tmp_path):
+    """ADE20K: official naming (ADE_val_%08d.png), raw values as labelIds (v - 1, 0 = other),
+    portrait and odd sizes fine because the distance crops are off by default."""
+    from gsbench.data.synthetic import prepare_synthetic
+
+    manifest = prepare_synthetic(tmp_path / "raw", n_train=1, n_val=2, size=(160, 120), seed=2,
+                                 layout="ade20k", workers=1, progress=False)
+    out = tmp_path / "metrics.json"
+    annotations = manifest.root.parent / "annotations" / "validation"
+    result = runner.invoke(app, ["eval", "--pred-dir", str(annotations), "--data", str(manifest.root),
+                                 "--pred-format", "labelid", "--out", str(out), "--workers", "1", "-q"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(out.read_text())
+    assert metrics["dataset"] == "ade20k" and metrics["num_images"] == 2
+    assert metrics["miou"] == metrics["pixel_acc"] == 100.0 and metrics["crop_miou"] == {}
+    assert set(metrics["boundary_f"].values()) == {100.0}
+
+
+def test_none_switches_boundary_f_and_crops_off(tmp_path):
+    gts, preds, _ = _prepare(tmp_path / "data")
+    _write_preds(tmp_path / "preds", preds)
+    result, out = _eval(tmp_path, "--radii", "none", "--crop-factors", "none")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(out.read_text())
+    assert metrics["boundary_f"] == {} and metrics["crop_miou"] == {} and metrics["radii"] == []
+    direct = SegmentationMetrics(19, list(CITYSCAPES_CLASS_NAMES), radii=(), crop_factors=())
+    for stem in gts:
+        direct.update(preds[stem], gts[stem])
+    _assert_same(_metric_part(metrics), direct.compute())
