@@ -265,15 +265,18 @@ def eval_command(
     markdown_path: Optional[Path] = typer.Option(
         None, "--markdown", help="Write a Markdown report."
     ),
-    radii: str = typer.Option("3,5,9,12", "--radii", help="Boundary F-score radii in pixels."),
+    radii: str = typer.Option(
+        "3,5,9,12", "--radii", help="Boundary F-score radii in pixels; 'none' skips boundary F."
+    ),
     fscore_convention: str = typer.Option(
         "gscnn", "--fscore-convention",
         help="gscnn: a class absent from GT and prediction scores F=1 (official code); "
         "strict: skip such images.",
     ),
-    crop_factors: str = typer.Option(
-        "0,50,100,150,200,250,300,350,400", "--crop-factors",
-        help="Distance-based crop factors in pixels (Gated-SCNN Fig. 3).",
+    crop_factors: Optional[str] = typer.Option(
+        None, "--crop-factors", show_default=False,
+        help="Distance-based crop factors, px at 1024 rows (Gated-SCNN Fig. 3); 'none' skips "
+        "them. [default: 0,50,...,400 for Cityscapes, none for ADE20K]",
     ),
     workers: int = typer.Option(2, "--workers", help="Worker processes (results do not depend on it)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -311,7 +314,8 @@ def eval_command(
             target, data, split=split, ms=ms, scales=scales, flip=flip, slide=slide,
             save_pred=save_pred, export=export, out_dir=out_dir, device=device,
             radii=parse_int_list(radii, "--radii", minimum=1),
-            crop_factors=parse_int_list(crop_factors, "--crop-factors", minimum=0),
+            crop_factors=None if crop_factors is None
+            else parse_int_list(crop_factors, "--crop-factors", minimum=0),
             fscore_convention=fscore_convention, out=out, csv_path=csv_path,
             markdown_path=markdown_path, quiet=quiet,
         )
@@ -319,7 +323,7 @@ def eval_command(
     if pred_dir is None or data is None:
         raise GsbenchError("give --pred-dir (predicted label maps) and --data (a prepared dataset)")
     radii_px = parse_int_list(radii, "--radii", minimum=1)
-    factors = parse_int_list(crop_factors, "--crop-factors", minimum=0)
+    factors = None if crop_factors is None else parse_int_list(crop_factors, "--crop-factors")
 
     with Progress(
         TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
