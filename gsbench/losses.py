@@ -151,3 +151,41 @@ class SegmentationLoss(nn.Module):
             result["aux"] = aux
             result["loss"] = ce + self.aux_weight * aux
         return result
+
+
+#: Loss class of each model that needs more than :class:`SegmentationLoss` (edge or boundary
+#: terms); every other model trains with :class:`SegmentationLoss`.
+MODEL_LOSSES: dict[str, type[nn.Module]] = {}
+
+
+def register_loss(model_name: str):
+    """Class decorator: ``@register_loss("gscnn")`` makes the class the loss of that model.
+
+    The class takes the keyword arguments of :class:`SegmentationLoss` plus its own, each with
+    the paper's value as default, and ``forward(outputs, batch) -> dict`` with a "loss" entry.
+    """
+
+    def decorator(cls: type[nn.Module]) -> type[nn.Module]:
+        if model_name in MODEL_LOSSES:
+            raise ValueError(f"a loss is already registered for model {model_name!r}")
+        MODEL_LOSSES[model_name] = cls
+        return cls
+
+    return decorator
+
+
+def build_loss(model_name: str, *, options: dict | None = None, **common) -> nn.Module:
+    """The loss of ``model_name``; ``options`` are the recipe's ``train.loss_options``."""
+    import difflib
+    import inspect
+
+    cls = MODEL_LOSSES.get(model_name, SegmentationLoss)
+    options = dict(options or {})
+    accepted = [name for name in inspect.signature(cls).parameters if name not in common]
+    for key in options:
+        if key not in accepted:
+            close = difflib.get_close_matches(key, accepted, n=1)
+            hint = f" (closest valid key: 'train.loss_options.{close[0]}')" if close else (
+                f" ({cls.__name__} takes no extra options)" if not accepted else "")
+            raise GsbenchError(f"unknown key 'train.loss_options.{key}' for model {model_name!r}{hint}")
+    return cls(**common, **options)

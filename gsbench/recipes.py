@@ -120,6 +120,9 @@ class TrainConfig:
     log_every: int = 20
     checkpoint_every: int = 1000
     val_every: int = 0  # validate (mIoU) every N iterations; 0 disables it
+    #: extra keyword arguments of the model's loss (e.g. Gated-SCNN's edge weight), checked
+    #: against the loss class's signature when it is built
+    loss_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -205,14 +208,17 @@ def build_model_from_recipe(recipe: Recipe, pretrained: str | None = None):
 
 
 def build_loss_from_recipe(recipe: Recipe):
-    """Cross-entropy with ignore (255), the recipe's aux weight and optional OHEM."""
-    from gsbench.losses import SegmentationLoss
+    """The loss registered for the recipe's model (:func:`gsbench.losses.build_loss`): by default
+    cross-entropy with ignore (255), the recipe's aux weight and optional OHEM."""
+    from gsbench.losses import build_loss
 
-    return SegmentationLoss(
+    return build_loss(
+        recipe.model.name,
         ignore_index=255,
         aux_weight=recipe.train.aux_weight,
         ohem_thresh=recipe.train.ohem_thresh,
         ohem_min_kept=recipe.train.ohem_min_kept,
+        options=recipe.train.loss_options,
     )
 
 
