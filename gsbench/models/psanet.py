@@ -23,11 +23,12 @@ Eq. 8, for each receiving position), and zero entries take part in it: with a ma
 codes. With the full over-complete mask every window entry is covered and no zero remains.
 
 Memory: per branch the module holds the predicted mask (N x mask_h*mask_w x h x w), the
-N x hw x hw attention before and after the softmax and the gather intermediate
-(N x h x mask_w x hw), where h x w is the map after the shrink factor. On a 1 x 2048 x 97 x 97
-input with the defaults (shrink 2 -> 49 x 49, full mask 97 x 97) that is 90 MB (mask) +
-2 x 23 MB (attention) + 91 MB (intermediate) per branch, 4 bytes per value; the forward +
-backward peak of the whole bi-directional module is recorded in benchmarks/RESULTS.md
+gather intermediate (N x h x mask_w x hw) and the N x hw x hw attention before and after the
+softmax, where h x w is the map after the shrink factor. On a 1 x 2048 x 97 x 97 input with the
+defaults (shrink 2 -> 49 x 49, full mask 97 x 97) that is 86.2 MiB (mask) + 43.5 MiB
+(intermediate) + 2 x 22.0 MiB (attention) per branch in float32; without the shrink (97 x 97,
+mask 193 x 193) the mask alone would be 1.3 GiB per branch. The measured forward and
+forward + backward peaks of the whole bi-directional module are in benchmarks/RESULTS.md
 (``python benchmarks/bench_psanet.py``).
 """
 
@@ -63,20 +64,22 @@ def shrunk_size(height: int, width: int, shrink_factor: int) -> tuple[int, int]:
 @functools.lru_cache(maxsize=32)
 def _window_gather_index(
     size: int, mask: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Along one axis: mask cell ``index[t, p]`` that position p uses for target t, and validity.
 
     Position p's cell k points at target ``p + k - half`` (REFERENCE), so the cell for target t is
-    ``k = t - p + half``; it exists when ``0 <= k < mask``. The index is clamped into range (the
-    invalid entries are zeroed with ``valid``). Cached per (size, mask, device): built once per
-    feature size, not per forward.
+    ``k = t - p + half``; it exists when ``0 <= k < mask``. The index is clamped into range and
+    the invalid entries are zeroed with ``valid``, which is None when every entry is valid (a
+    mask of at least 2 * size - 1 cells). Cached per (size, mask, device): built once per feature
+    size, not per forward.
     """
     half = (mask - 1) // 2
     target = torch.arange(size).view(size, 1)
     position = torch.arange(size).view(1, size)
     cell = target - position + half
     valid = (cell >= 0) & (cell < mask)
-    return cell.clamp(0, mask - 1).to(device), valid.to(device)
+    index = cell.clamp(0, mask - 1).to(device)
+    return index, None if bool(valid.all()) else valid.to(device)
 
 
 def over_complete_to_target_major(
@@ -106,10 +109,14 @@ def over_complete_to_target_major(
 
     # Rows: rows[n, t_h, j, h, w] = cells[n, t_h - h + half_h, j, h, w].
     index = row_index.view(1, height, 1, height, 1).expand(n, height, mask_w, height, width)
-    rows = cells.gather(1, index) * row_valid.view(1, height, 1, height, 1)
+    rows = cells.gather(1, index)
+    if row_valid is not None:
+        rows = rows * row_valid.view(1, height, 1, height, 1)
     # Columns: out[n, t_h, t_w, h, w] = rows[n, t_h, t_w - w + half_w, h, w].
     index = col_index.view(1, 1, width, 1, width).expand(n, height, width, height, width)
-    out = rows.gather(2, index) * col_valid.view(1, 1, width, 1, width)
+    out = rows.gather(2, index)
+    if col_valid is not None:
+        out = out * col_valid.view(1, 1, width, 1, width)
     return out.reshape(n, height * width, height * width)
 
 
