@@ -164,12 +164,11 @@ class _Canvas:
         poly = np.clip(poly, -(1 << 20), 1 << 20).astype(np.int32).reshape(-1, 2)
         if len(poly) < 3:
             return
-        if label is not None:
+        style_obj = self.styles[style]
+        if style_obj.bbox == (0.0, 0.0, 1.0, 1.0):  # shading is relative to the first polygon
             x0, y0 = poly.min(axis=0)
             x1, y1 = poly.max(axis=0)
-            style_obj = self.styles[style]
-            if style_obj.bbox == (0.0, 0.0, 1.0, 1.0):
-                style_obj.bbox = (float(x0), float(y0), float(x1 + 1), float(y1 + 1))
+            style_obj.bbox = (float(x0), float(y0), float(x1 + 1), float(y1 + 1))
         self.items.append(_Item(poly, style, label))
 
 
@@ -244,9 +243,7 @@ class _Street:
         self.f = width * rng.uniform(0.55, 0.7)
         self.z_bottom = self.f * self.CAM_HEIGHT / (height - self.horizon)  # ground at last row
         self.canvas = _Canvas()
-        self.ego_top = float(height)  # top row of the ego vehicle (set by _ego_and_borders)
-        self.border = 0.0
-        self.instances: dict[str, int] = {}
+        self.ego_top = float(height)  # top row of the ego vehicle (set by ego_and_borders)
         self.standing: list[tuple[float, int, Any]] = []  # (depth, order, draw callable)
 
         # the street cross-section (metres, X of each boundary)
@@ -277,9 +274,6 @@ class _Street:
 
     def side_quad(self, x, y0, y1, z0, z1):
         return self.project(x, [y0, y1, y1, y0], [z0, z0, z1, z1])
-
-    def next_instance(self, label: str) -> None:
-        self.instances[label] = self.instances.get(label, 0) + 1
 
     def shape(self, label: str, polygon, style: int) -> None:
         self.canvas.add(polygon, style, label)
@@ -343,10 +337,10 @@ class _Street:
         self.shape("sidewalk", self.ground_quad(self.road_right, self.walk_right, z0, z1),
                    walk_style[1])
         self.shape("road", self.ground_quad(self.road_left, self.road_right, z0, z1), road)
-        # curbs: a light band on the sidewalk side of each road edge
+        # curbs: a light band along the road edge, part of the sidewalk as in Cityscapes
         curb = self.canvas.style(_pick(rng, _GREYS[2:], 8), TEX_FLAT, 0.1)
-        for x in (self.road_left, self.road_right):
-            self.detail(self.ground_quad(x - 0.15, x + 0.15, z0, z1), curb)
+        self.detail(self.ground_quad(self.road_left - 0.3, self.road_left, z0, z1), curb)
+        self.detail(self.ground_quad(self.road_right, self.road_right + 0.3, z0, z1), curb)
         # lane markings: dashed lines every 3.2 m (part of the road class, as in Cityscapes)
         mark = self.canvas.style(_pick(rng, ((225, 225, 215), (220, 200, 90)), 6), TEX_FLAT, 0.1)
         phase = rng.uniform(0, 9)
@@ -364,7 +358,8 @@ class _Street:
         for _ in range(rng.integers(0, 4)):
             x = rng.uniform(self.road_left, self.road_right - 1)
             z = rng.uniform(self.z_bottom, 40)
-            self.detail(self.ground_quad(x, x + rng.uniform(0.5, 3), z, z + rng.uniform(1, 5)), stain)
+            x_end = min(x + rng.uniform(0.5, 3), self.road_right)  # stains stay on the road
+            self.detail(self.ground_quad(x, x_end, z, z + rng.uniform(1, 5)), stain)
         for _ in range(rng.integers(0, 3)):  # void ground patches beside the sidewalk
             side = int(rng.choice([-1, 1]))
             walk = self.walk_left if side < 0 else self.walk_right
@@ -501,9 +496,9 @@ class _Street:
                                           period=rng.uniform(0.12, 0.25), plane_x=walk)
             self.shape(label, self.side_quad(walk, 0.0, h, z_far, z_near), style)
             if label == "fence":  # posts
-                post = self.canvas.style(_pick(rng, _GREYS, 8), TEX_CYLINDER, 0.3)
-                for z in np.arange(z_near + 0.5, z_far, 2.5):
-                    self.detail(self.side_quad(walk, 0.0, h + 0.1, z, z + 0.12), post)
+                post = self.canvas.style(_pick(rng, _GREYS, 8), TEX_FLAT, 0.2)
+                for z in np.arange(z_near + 0.5, z_far - 0.2, 2.5):
+                    self.detail(self.side_quad(walk, 0.0, h, z, z + 0.12), post)
 
     # --- standing objects ----------------------------------------------------------------------
     def _populate(self, want: dict[str, bool], tram_x: float | None) -> None:
@@ -673,7 +668,6 @@ class _Street:
         if label is None:
             self.detail(pts, style)
         else:
-            self.next_instance(label)
             self.shape(label, pts, style)
         return pts
 
@@ -705,7 +699,6 @@ class _Street:
             frame = [body, _segment(np.array(p(half * 0.6, 0.9)), bars, thick * 1.5),
                      _segment(bars, front, thick * 1.5)]
             colour = _pick(rng, _PAINTS, 15)
-        self.next_instance(kind)
         self.shape(kind, _union_outline(wheels + frame), self.canvas.style(colour * 0.6, TEX_FLAT, 0.2))
         tyre = self.canvas.style((25, 25, 28), TEX_FLAT, 0.15)
         spokes = self.canvas.style((150, 150, 155), TEX_FLAT, 0.6)
@@ -726,11 +719,10 @@ class _Street:
                                 for t in np.linspace(-0.8, math.pi + 0.8, 9)],
                               (-0.12 + lean, 1.45), (-0.3, 1.1)])
             pts = np.array([p(x, y) for x, y in local])
-            self.next_instance("rider")
             self.shape("rider", pts, self.canvas.style(_pick(rng, _CLOTHES, 15), TEX_CLOTH,
                                                        rng.uniform(0.25, 0.45)))
             if kind == "motorcycle" or rng.random() < 0.5:  # helmet
-                self.detail(_polygon_circle(*p(lean - 0.02, 1.57), 0.12 * k),
+                self.detail(_polygon_circle(*p(lean - 0.02, 1.57), 0.1 * k),
                             self.canvas.style(_pick(rng, _PAINTS, 10), TEX_METAL, 0.3))
 
     def vehicle(self, kind: str, X: float, Z: float) -> None:
@@ -767,7 +759,6 @@ class _Street:
             palette = ((230, 200, 40), (200, 40, 40), (235, 235, 230), (40, 90, 170), (60, 150, 80))
             texture = TEX_METAL
         colour = _pick(rng, palette, 14)
-        self.next_instance(kind)
         style = self.canvas.style(colour, texture, rng.uniform(0.2, 0.35))
         self.shape(kind, outline, style)
         dark = self.canvas.style((22, 22, 25), TEX_FLAT, 0.1)
@@ -817,9 +808,6 @@ class _Street:
                 for xl in (x0 + 0.3, x1 - 0.55):
                     self.detail(self.project([xl, xl + 0.25, xl + 0.25, xl], [0.45, 0.45, 0.6, 0.6],
                                              z0), lamp)
-                # the pantograph on the roof
-                self.detail(_segment(self.project(X - 0.6, h, z0 + 3), self.project(X, h + 0.8, z0 + 3),
-                                     max(self.px(0.06, z0 + 3), 1.0)), dark)
 
     def box_object(self, label: str, X: float, Z: float) -> None:
         """A small void object: a bin, bench or post box (static) or a cart / stroller (dynamic)."""
@@ -853,7 +841,6 @@ class _Street:
                      [(-1, -1), (edge - 1, -1), (edge - 1, H), (-1, H)],
                      [(W - edge, -1), (W, -1), (W, H), (W - edge, H)]):
             self.shape("out of roi", quad, black)
-        self.border = b + edge
 
     def force(self, label: str, attempt: int) -> None:
         """Add a clearly visible object of ``label`` in front of the scene (after every other
@@ -1306,11 +1293,3 @@ class _progress_bar:
         if self._progress is not None:
             self._progress.stop()
         return False
-
-
-def synthetic_summary(out: str | os.PathLike) -> dict[str, Any]:
-    """The marker of a finished synthetic output (settings and per-split labelId pixel counts)."""
-    data = read_json(Path(out) / MARKER_NAME)
-    if not isinstance(data, dict) or data.get("format") != MARKER_FORMAT:
-        raise GsbenchError(f"{Path(out) / MARKER_NAME}: not a synthetic dataset marker")
-    return data
