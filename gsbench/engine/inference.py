@@ -349,11 +349,12 @@ def evaluate_model(
     needs ``export``).
 
     ``save_pred_dir`` receives ``{stem}.png`` trainId maps; ``export="cityscapes"`` writes
-    labelId PNGs with the test server's names into ``export_dir``.
+    labelId PNGs with the test server's names into ``export_dir``. ``radii`` and
+    ``crop_factors`` default to those of ``gsbench eval --pred-dir`` (``()`` switches one off).
     """
     from gsbench.data.manifest import Manifest
     from gsbench.engine.export import EXPORT_FORMATS, write_cityscapes_result
-    from gsbench.evaluate import DEFAULT_CROP_FACTORS, DEFAULT_RADII, MetricsConfig, new_metrics
+    from gsbench.evaluate import DEFAULT_RADII, MetricsConfig, default_crop_factors, new_metrics
     from gsbench.io import read_label, write_png
 
     if export is not None and export not in EXPORT_FORMATS:
@@ -382,7 +383,9 @@ def evaluate_model(
             num_classes=manifest.num_classes,
             class_names=tuple(manifest.class_names),
             radii=tuple(DEFAULT_RADII if radii is None else radii),
-            crop_factors=tuple(DEFAULT_CROP_FACTORS if crop_factors is None else crop_factors),
+            crop_factors=tuple(
+                default_crop_factors(manifest.dataset) if crop_factors is None else crop_factors
+            ),
             fscore_convention=fscore_convention,
             with_instances=all(s.instance is not None for s in samples),
         ))
