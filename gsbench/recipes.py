@@ -48,6 +48,13 @@ MODEL_OPTIONS: dict[str, dict[str, Any]] = {
         "mask_size": list[int] | None,  # [h, w]; null derives it from the first (training) input
         "shrink_factor": int,
     },
+    "gff": {
+        "fusion": str,  # concat | add | fpn | gated_fpn | gff (GFF Table 1)
+        "dfp": bool,
+        "base": str,  # pspnet | denseaspp (GFF Table 4)
+        "fusion_channels": int,
+        "gate_channels": int,  # 1 (paper) or fusion_channels
+    },
 }
 
 
