@@ -42,6 +42,9 @@ MODEL_OPTIONS: dict[str, dict[str, Any]] = {
     "denseaspp": {"dilations": list[int]},
     "nonlocal": {"mode": str},
     "ocnet": {"context": str, "rates": list[int] | None},
+    "ccnet": {"recurrence": int},
+    "danet": {"channel_energy": str},  # paper | official (CAM softmax of max - energy)
+    "annet": {"project_channels": int, "pyramid_sizes": list[int]},
     "psanet": {
         "psa_type": str,
         "compact": bool,

@@ -1,0 +1,191 @@
+"""Registry of attention / context modules, for profiling them on their own.
+
+RANet Table 3 compares the *increase* in FLOPs, parameters and GPU memory that each attention
+method costs on a 1 x 512 x 97 x 97 feature map (stride 8 of a 769 x 769 crop). Each entry here
+builds that method at two scopes on a map of ``in_channels`` channels:
+
+- ``scope="module"``: the attention module alone, same channels in and out (e.g. CCNet's RCCA
+  with R = 2, DANet's PAM + CAM);
+- ``scope="head"``: the method's whole decode head with the map as its c5 input - input / output
+  convolutions, fusion and classifier (19 classes) included, as in the models of the zoo.
+  Heads that also read the stage-4 map (ANN's AFNB) take the first ``in_channels // 2``
+  channels of the map as that input, which has the real shapes of a ResNet (1024 beside 2048).
+
+Register a module with::
+
+    @register_attention_module("name", head=build_head_fn, description="...")
+    def build_name(in_channels: int) -> nn.Module: ...
+
+where both builders take the input channels and return a module mapping one N x C x H x W
+tensor to a tensor. Entries may live in any module of :mod:`gsbench.models`; the lookups import
+them all first, as :mod:`gsbench.models.registry` does for models.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import Tensor, nn
+
+from gsbench.errors import GsbenchError
+from gsbench.models.annet import AFNB, APNB, ANNHead
+from gsbench.models.ccnet import CCHead, RecurrentCrissCrossAttention
+from gsbench.models.danet import DAHead, DualAttention
+from gsbench.models.nonlocal_net import NonLocalBlock, NonLocalHead
+from gsbench.models.psanet import PointwiseSpatialAttention, PSAHead
+from gsbench.models.registry import _import_all_model_modules
+
+ATTENTION_SCOPES = ("module", "head")
+
+#: Number of classes of the decode heads built at ``scope="head"`` (Cityscapes).
+HEAD_NUM_CLASSES = 19
+
+
+@dataclass(frozen=True)
+class AttentionEntry:
+    """One registered attention module: its builders and a one-line description."""
+
+    name: str
+    build_module: Callable[[int], nn.Module]
+    build_head: Callable[[int], nn.Module] | None
+    description: str
+
+
+_ATTENTION: dict[str, AttentionEntry] = {}
+
+
+def register_attention_module(name: str, *, head: Callable[[int], nn.Module] | None = None,
+                              description: str = ""):
+    """Decorator registering ``fn(in_channels) -> module`` as attention module ``name``;
+    ``head(in_channels)`` optionally builds the method's whole decode head (``scope="head"``)."""
+
+    def decorator(fn: Callable[[int], nn.Module]) -> Callable[[int], nn.Module]:
+        if name in _ATTENTION and _ATTENTION[name].build_module is not fn:
+            raise ValueError(f"attention module {name!r} is registered twice")
+        _ATTENTION[name] = AttentionEntry(name, fn, head, description or (fn.__doc__ or "").strip())
+        return fn
+
+    return decorator
+
+
+def _entries() -> dict[str, AttentionEntry]:
+    _import_all_model_modules()
+    return _ATTENTION
+
+
+def list_attention_modules() -> list[str]:
+    """Names of all registered attention modules, sorted."""
+    return sorted(_entries())
+
+
+def get_attention_entry(name: str) -> AttentionEntry:
+    """The entry registered as ``name``; an unknown name raises a GsbenchError with hints."""
+    entries = _entries()
+    if name not in entries:
+        close = difflib.get_close_matches(name, list(entries), n=3, cutoff=0.4)
+        hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(entries))}"
+        raise GsbenchError(f"unknown attention module {name!r}; {hint}")
+    return entries[name]
+
+
+def build_attention_module(name: str, in_channels: int = 512, scope: str = "module") -> nn.Module:
+    """Build attention module ``name`` for an ``in_channels`` map at ``scope`` (see above)."""
+    entry = get_attention_entry(name)
+    if scope not in ATTENTION_SCOPES:
+        raise GsbenchError(f"attention scope must be one of {', '.join(ATTENTION_SCOPES)}, "
+                           f"got {scope!r}")
+    if in_channels < 16 or in_channels % 8:
+        raise GsbenchError(f"attention modules need a channel count that is a multiple of 8 and "
+                           f">= 16, got {in_channels}")
+    if scope == "head":
+        if entry.build_head is None:
+            raise GsbenchError(f"attention module {name!r} has no head scope; use scope module")
+        return entry.build_head(in_channels)
+    return entry.build_module(in_channels)
+
+
+class HeadOnMap(nn.Module):
+    """A decode head fed with one map as c5 (and its first half of channels as c4)."""
+
+    def __init__(self, head: nn.Module):
+        super().__init__()
+        self.head = head
+
+    def forward(self, x: Tensor) -> Tensor:
+        low = x[:, : x.shape[1] // 2]
+        return self.head([low, low, low, x])
+
+
+# --- the methods of RANet Table 3 (RANet's own module registers itself beside its model) ----------
+
+
+def _ccnet_head(in_channels: int) -> nn.Module:
+    return HeadOnMap(CCHead(in_channels, HEAD_NUM_CLASSES))
+
+
+@register_attention_module("ccnet", head=_ccnet_head,
+                           description="CCNet recurrent criss-cross attention, R = 2")
+def _ccnet_module(in_channels: int) -> nn.Module:
+    return RecurrentCrissCrossAttention(in_channels, recurrence=2)
+
+
+class _DAHeadOut(nn.Module):
+    """DAHead returns a dict; profiling wants the fused logits."""
+
+    def __init__(self, in_channels: int):
+        super().__init__()
+        self.head = DAHead(in_channels, HEAD_NUM_CLASSES)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head([x, x, x, x])["out"]
+
+
+@register_attention_module("danet", head=_DAHeadOut,
+                           description="DANet position + channel attention (PAM + CAM)")
+def _danet_module(in_channels: int) -> nn.Module:
+    return DualAttention(in_channels)
+
+
+class _AsymmetricPair(nn.Module):
+    """ANN's two blocks on one map: AFNB (the map as both levels), then APNB."""
+
+    def __init__(self, in_channels: int):
+        super().__init__()
+        self.fusion = AFNB(in_channels, in_channels, in_channels, channels=256)
+        self.context = APNB(in_channels, in_channels, channels=256)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.context(self.fusion(x, x))
+
+
+def _annet_head(in_channels: int) -> nn.Module:
+    return HeadOnMap(ANNHead(in_channels // 2, in_channels, HEAD_NUM_CLASSES))
+
+
+@register_attention_module("annet", head=_annet_head,
+                           description="Asymmetric non-local: AFNB + APNB, pyramid 1/3/6/8")
+def _annet_module(in_channels: int) -> nn.Module:
+    return _AsymmetricPair(in_channels)
+
+
+def _psanet_head(in_channels: int) -> nn.Module:
+    return HeadOnMap(PSAHead(in_channels, HEAD_NUM_CLASSES))
+
+
+@register_attention_module(
+    "psanet", head=_psanet_head,
+    description="PSANet bi-directional PSA, shrink 2, full over-complete mask")
+def _psanet_module(in_channels: int) -> nn.Module:
+    return PointwiseSpatialAttention(in_channels, in_channels // 4, "bi", False, None, 2)
+
+
+def _nonlocal_head(in_channels: int) -> nn.Module:
+    return HeadOnMap(NonLocalHead(in_channels, HEAD_NUM_CLASSES))
+
+
+@register_attention_module("nonlocal", head=_nonlocal_head,
+                           description="Non-local block, embedded Gaussian, C/2 inner channels")
+def _nonlocal_module(in_channels: int) -> nn.Module:
+    return NonLocalBlock(in_channels)
