@@ -205,3 +205,9 @@ def test_psanet_model_contract_on_tiny_backbone():
                        aux=False)
     lazy(images)
     assert lazy.decode_head.psa.mask_size("collect") == (5, 7)  # 40x56 -> 5x7 -> shrunk 3x4
+
+
+def test_psa_module_runs_on_meta_tensors_for_the_complexity_profiler():
+    module = PointwiseSpatialAttention(16, 4, "bi", mask_size=(9, 9)).to("meta")
+    out = module(torch.empty(1, 16, 10, 10, device="meta"))
+    assert out.shape == (1, 32, 10, 10) and out.device.type == "meta"

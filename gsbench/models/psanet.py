@@ -167,6 +167,7 @@ class MaskPredictor(LazyModuleMixin, nn.Conv2d):
         super().__init__(in_channels, 0, kernel_size=1, bias=False)
         self.compact = compact
         self.register_buffer("mask_hw", torch.zeros(2, dtype=torch.long))
+        self._mask_size = (0, 0)  # not known until the first forward
         if mask_size is not None:
             self._set_mask_size(mask_size)
             self.weight = nn.Parameter(torch.empty(self.out_channels, in_channels, 1, 1))
@@ -175,12 +176,14 @@ class MaskPredictor(LazyModuleMixin, nn.Conv2d):
             self.weight = UninitializedParameter()
 
     def _set_mask_size(self, mask_size: tuple[int, int]) -> None:
-        self.mask_hw.copy_(torch.tensor(mask_size, dtype=torch.long))
-        self.out_channels = mask_size[0] * mask_size[1]
+        # Kept as Python ints too: the forward reads them without a device sync, also on meta.
+        self._mask_size = (int(mask_size[0]), int(mask_size[1]))
+        self.mask_hw.copy_(torch.tensor(self._mask_size, dtype=torch.long))
+        self.out_channels = self._mask_size[0] * self._mask_size[1]
 
     @property
     def mask_size(self) -> tuple[int, int]:
-        return tuple(int(v) for v in self.mask_hw.tolist())
+        return self._mask_size
 
     def reset_parameters(self) -> None:
         # The project's init (init_kaiming), which cannot reach a weight that does not exist yet.
@@ -199,6 +202,9 @@ class MaskPredictor(LazyModuleMixin, nn.Conv2d):
         # Keep out_channels consistent with the loaded weight (a lazy one is materialised by the
         # LazyModuleMixin load hook from the checkpoint's shape).
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        loaded = state_dict.get(prefix + "mask_hw")
+        if loaded is not None and loaded.device.type != "meta":
+            self._mask_size = tuple(int(v) for v in loaded.tolist())
         if not self.has_uninitialized_params():
             self.out_channels = self.weight.shape[0]
 
