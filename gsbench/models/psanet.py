@@ -13,23 +13,25 @@ with a fixed smaller mask (97 x 97 on Cityscapes, 66 x 66 on ADE20K), whose wind
 the same way. The "compact" variant of Table 1 predicts H x W values per position, indexed by
 absolute position instead of relative location.
 
-Index math (REFERENCE, = the ``PSAMask`` op of semseg / mmseg): with ``half = (mask - 1) // 2``,
-mask cell (i, j) of position (h, w) points at target (h + i - half_h, w + j - half_w); collect
+Index math (the ``PSAMask`` op of semseg / mmseg; Eq. 9 is its 1-based form for the full mask):
+with ``half = (mask - 1) // 2``, mask cell (i, j) of position (h, w) points at target
+(h + i - half_h, w + j - half_w), so the centre cell points at the position itself; collect
 writes ``out[target_index, h, w]``, distribute writes ``out[h * W + w, target_h, target_w]``;
 cells outside the map are dropped and window entries no cell reaches stay 0. The softmax is taken
 *after* this window extraction, over the first HW axis of ``out`` (the source position j of
 Eq. 8, for each receiving position), and zero entries take part in it: with a mask smaller than
-2H-1 the positions outside the window keep a small uniform weight, exactly as in the reference
-codes. With the full over-complete mask every window entry is covered and no zero remains.
+2H-1 every position outside the window gets the weight of a zero score, exactly as in the
+reference codes. With the full over-complete mask every window entry is covered and no zero remains.
 
 Memory: per branch the module holds the predicted mask (N x mask_h*mask_w x h x w), the
 gather intermediate (N x h x mask_w x hw) and the N x hw x hw attention before and after the
 softmax, where h x w is the map after the shrink factor. On a 1 x 2048 x 97 x 97 input with the
 defaults (shrink 2 -> 49 x 49, full mask 97 x 97) that is 86.2 MiB (mask) + 43.5 MiB
 (intermediate) + 2 x 22.0 MiB (attention) per branch in float32; without the shrink (97 x 97,
-mask 193 x 193) the mask alone would be 1.3 GiB per branch. The measured forward and
-forward + backward peaks of the whole bi-directional module are in benchmarks/RESULTS.md
-(``python benchmarks/bench_psanet.py``).
+mask 193 x 193) the mask alone would be 1.3 GiB per branch. Measured peak live tensor memory
+of the whole bi-directional module on that input (parameters excluded, input included):
+416 MiB forward, 755 MiB forward + backward (benchmarks/RESULTS.md,
+``python benchmarks/bench_psanet.py``).
 """
 
 from __future__ import annotations
