@@ -52,14 +52,14 @@ gives 523.5 against Table 3's 580.1):
     =================  ==========  ============  ==================  =========================
     PSPNet             65.71       523.5         -                   65.6 M / 580.1 G
     PSPNet + GFF       71.56       602.6         +5.85 M / +79.1 G   69.7 M / 600.1 G (+4.1/+20.0)
-    PSPNet + GFF + DFP 72.48       618.1         +6.77 M / +94.6 G   70.5 M / 625.5 G (+4.9/+45.4)
+    PSPNet + GFF + DFP 72.48       618.1         +6.77 M / +94.7 G   70.5 M / 625.5 G (+4.9/+45.4)
     =================  ==========  ============  ==================  =========================
 
 Parameters are within 3 % of the table (+2.7 %, +2.8 %); the increases are not. The paper's
 +4.1 M / +20.0 G for GFF cannot hold the layers its text describes: the four 1x1 reductions
 (0.98 M) and the eight 3x3 256 -> 256 convs (4.72 M) are already 5.7 M, and the two 3x3 convs
 on the stride-4 level alone cost 38.7 GFLOPs at 512 x 512. The DFP step is close in parameters
-(+0.92 M against +0.8 M) and cheaper in FLOPs (+15.5 G against +25.4 G; the paper may run every
+(+0.92 M against +0.8 M) and cheaper in FLOPs (+15.6 G against +25.4 G; the paper may run every
 H_i at stride 4). We build what the text says and report the difference rather than drop layers
 to match the table.
 """
