@@ -1,5 +1,8 @@
 """The manifest contract and the atomic I/O helpers."""
 
+import os
+import stat
+
 import numpy as np
 import pytest
 
@@ -45,6 +48,9 @@ def test_png_round_trip_leaves_no_temporary_files(tmp_path):
     write_png(tmp_path / "sub" / "x.png", label)
     np.testing.assert_array_equal(read_label(tmp_path / "sub" / "x.png"), label)
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["x.png"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "sub" / "x.png").stat().st_mode) == 0o666 & ~umask
     (tmp_path / "bad.png").write_bytes(b"not a png")
     with pytest.raises(GsbenchError, match="bad.png: not a readable image"):
         read_label(tmp_path / "bad.png")
