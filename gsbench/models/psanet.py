@@ -159,8 +159,11 @@ class MaskPredictor(LazyModuleMixin, nn.Conv2d):
     With a ``mask_size`` its output channels are fixed at construction. Without one the module
     is lazy: the first forward fixes the mask from the map it sees - (2h-1, 2w-1), or (h, w) when
     ``compact`` - and it stays fixed afterwards (as semseg derives it from the training crop).
-    The mask size is a persistent buffer, so a checkpoint restores it; run one forward (or load
-    a checkpoint) before building the optimizer, as for every torch lazy module.
+    The mask size is a persistent buffer, so a checkpoint restores it. Until the weight exists,
+    whatever touches every parameter fails in torch itself, as for every torch lazy module:
+    building an optimizer or DDP, ``.to(memory_format=...)``, ``to_empty``, counting parameters.
+    Run one forward at the training crop size (eval mode, no grad) or load a checkpoint first,
+    or give ``mask_size`` (the paper recipes do).
     """
 
     cls_to_become = None
@@ -336,8 +339,10 @@ def psanet(
     COLLECT+DISTRIBUTE). ``compact``: Table 1 "(Compact)", H x W values per position.
     ``mask_size``: (h, w) or one int for a square mask (mmseg: 97 on Cityscapes 512 x 1024 crops,
     66 on ADE20K); None derives the full over-complete mask (2h-1, 2w-1) - or (h, w) when
-    compact - from the shrunk feature map of the first forward (the training crop), see
-    :class:`MaskPredictor`. ``shrink_factor``: spatial shrink before the attention (2).
+    compact - from the shrunk feature map of the first forward (the training crop); the model
+    is then lazy until that forward, see :class:`MaskPredictor`. For a crop of S pixels at output
+    stride 8 the full mask is ``full_mask_size(*shrunk_size(f, f, 2))`` with ``f = (S - 1) // 8 + 1``
+    (713 -> 89). ``shrink_factor``: spatial shrink before the attention (2).
     """
     if isinstance(mask_size, int):
         mask_size = (mask_size, mask_size)
