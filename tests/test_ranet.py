@@ -1,0 +1,402 @@
+"""RANet: RCB (Eq. 1-4), RIB (Eq. 5-8), the model contract, the loss and a smoke training.
+
+Every equation is checked on tiny maps against a direct implementation written here with Python
+loops over pixels, pairs and regions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial.distance import jensenshannon
+
+from gsbench.errors import GsbenchError
+from gsbench.losses import RANetLoss, build_loss
+from gsbench.models import build_model
+from gsbench.models.ranet import (
+    RegionAttention,
+    connected_regions,
+    jensen_shannon,
+    region_interaction,
+    regularised_scores,
+    segment_max,
+    select_representatives,
+)
+
+H, W = 5, 6
+
+
+# --- slow references -------------------------------------------------------------------------------
+
+def slow_segment_max(boundary: np.ndarray) -> np.ndarray:
+    """D_ij: walk the segment one pixel step along its major axis, interpolate along the minor."""
+    height, width = boundary.shape
+    n = height * width
+    out = np.zeros((n, n))
+    for i in range(n):
+        yi, xi = divmod(i, width)
+        for j in range(n):
+            yj, xj = divmod(j, width)
+            steps = max(abs(yj - yi), abs(xj - xi))
+            best = -np.inf
+            for t in range(steps + 1):
+                if abs(yj - yi) >= abs(xj - xi):  # major axis y
+                    y = yi + t * np.sign(yj - yi)
+                    x = xi + (xj - xi) * t / steps if steps else xi
+                    lo, w = math.floor(x), x - math.floor(x)
+                    value = boundary[y, lo] if w == 0 else (
+                        (1 - w) * boundary[y, lo] + w * boundary[y, lo + 1])
+                else:
+                    x = xi + t * np.sign(xj - xi)
+                    y = yi + (yj - yi) * t / steps
+                    lo, w = math.floor(y), y - math.floor(y)
+                    value = boundary[lo, x] if w == 0 else (
+                        (1 - w) * boundary[lo, x] + w * boundary[lo + 1, x])
+                best = max(best, value)
+            out[i, j] = best
+    return out
+
+
+def slow_jsd(prob: np.ndarray) -> np.ndarray:
+    """E_ij with SciPy's Jensen-Shannon distance (base 2), squared into the divergence."""
+    n = len(prob)
+    return np.array([[jensenshannon(prob[i], prob[j], base=2) ** 2 for j in range(n)]
+                     for i in range(n)])
+
+
+def slow_conv3x3(maps: np.ndarray, kernel: np.ndarray, bias: float) -> np.ndarray:
+    """Zero-padded 3x3 cross-correlation of each row's h x w map, pixel by pixel."""
+    n = maps.shape[0]
+    out = np.zeros_like(maps)
+    for r in range(n):
+        image = maps[r].reshape(H, W)
+        for y in range(H):
+            for x in range(W):
+                total = bias
+                for dy in (-1, 0, 1):
+                    for dx in (-1, 0, 1):
+                        if 0 <= y + dy < H and 0 <= x + dx < W:
+                            total += kernel[dy + 1, dx + 1] * image[y + dy, x + dx]
+                out[r, y * W + x] = total
+    return out
+
+
+def slow_rib(features, scores, regions, k, intra=True, inter=True):
+    """Eq. (6)-(8) written per region, per representative and per pixel."""
+    features = features.double()
+    scores = scores.double()
+    num, channels = features.shape
+    members = {}
+    for i in range(num):
+        members.setdefault(int(regions[i]), []).append(i)
+    reps = {}
+    for q, pixels in members.items():
+        ranked = sorted(pixels, key=lambda i: (-float(scores[i]), i))
+        reps[q] = ranked[:k]
+    local, glob = {}, {}
+    for q, rep_list in reps.items():
+        others = [i for i in members[q] if i not in rep_list]
+        for p in rep_list:
+            value = scores[p] * features[p]
+            if intra and others:
+                logits = torch.stack([features[p] @ (scores[i] * features[i]) for i in others])
+                weights = torch.softmax(logits, 0)
+                for w_i, i in zip(weights, others):
+                    value = value + w_i * scores[i] * features[i]
+            local[p] = value
+    for q, rep_list in reps.items():
+        for p in rep_list:
+            value = scores[p] * local[p]
+            if inter:
+                for s, other in reps.items():
+                    if s == q:
+                        continue
+                    logits = torch.stack([local[p] @ (scores[i] * local[i]) for i in other])
+                    weights = torch.softmax(logits, 0)
+                    for w_i, i in zip(weights, other):
+                        value = value + w_i * scores[i] * local[i]
+            glob[p] = value
+    out = torch.zeros(num, channels, dtype=torch.float64)
+    for i in range(num):
+        q = int(regions[i])
+        out[i] = scores[i] * features[i]
+        if not intra:
+            if i in glob:
+                out[i] = out[i] + glob[i]
+            continue
+        slots = [scores[p] * glob[p] for p in reps[q]]
+        logits = torch.stack([features[i] @ z for z in slots])
+        weights = torch.softmax(logits, 0)
+        for w_i, z in zip(weights, slots):
+            out[i] = out[i] + w_i * z
+    return out
+
+
+# --- RCB -------------------------------------------------------------------------------------------
+
+def test_segment_max_matches_slow_walk_and_is_symmetric():
+    boundary = torch.rand(H * W, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    expected = slow_segment_max(boundary.view(H, W).numpy())
+    got = segment_max(boundary, torch.arange(H * W), H, W)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(got.numpy(), got.numpy().T, atol=1e-12)
+    # Sub-blocks of rows give the same rows.
+    rows = torch.tensor([3, 17, 29])
+    np.testing.assert_allclose(segment_max(boundary, rows, H, W).numpy(), expected[[3, 17, 29]])
+
+
+def test_segment_max_on_a_wall_separates_its_sides():
+    boundary = torch.zeros(H, W, dtype=torch.float64)
+    boundary[:, 3] = 1.0  # a vertical wall at x = 3
+    d = segment_max(boundary.flatten(), torch.arange(H * W), H, W).view(H, W, H, W)
+    assert float(d[0, 0, 4, 2]) == 0.0  # same side
+    assert float(d[0, 0, 4, 5]) == 1.0  # across the wall
+    assert float(d[2, 3, 2, 3]) == 1.0  # D_ii = B_i: the end points are on the segment
+
+
+def test_jensen_shannon_matches_scipy():
+    generator = torch.Generator().manual_seed(1)
+    prob = torch.softmax(3 * torch.randn(H * W, 4, dtype=torch.float64, generator=generator), 1)
+    got = jensen_shannon(prob, torch.arange(H * W))
+    np.testing.assert_allclose(got.numpy(), slow_jsd(prob.numpy()), atol=1e-10)
+    assert float(got.min()) >= 0 and float(got.max()) <= 1
+
+
+def test_regularised_scores_match_slow_convolution():
+    generator = torch.Generator().manual_seed(2)
+    attention = torch.rand(7, H * W, dtype=torch.float64, generator=generator)
+    kernel = torch.randn(1, 1, 3, 3, dtype=torch.float64, generator=generator)
+    bias = torch.tensor([0.3], dtype=torch.float64)
+    got = regularised_scores(attention, kernel, bias, H, W)
+    expected = 1 / (1 + np.exp(-slow_conv3x3(attention.numpy(), kernel[0, 0].numpy(), 0.3)))
+    np.testing.assert_allclose(got.numpy(), expected, atol=1e-12)
+
+
+def make_module(cue="both", k=3, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    module = RegionAttention(8, num_classes=4, num_representatives=k, cue=cue, **kwargs).double()
+    with torch.no_grad():  # sharper heads than the init, so that the map splits into regions
+        module.boundary_head.bias.fill_(-1.0)
+        module.boundary_head.weight.normal_(0, 0.5)
+        module.class_head.weight.normal_(0, 3.0)
+        module.score_weight.add_(0.3 * torch.randn(1, 1, 3, 3, dtype=torch.float64))
+    return module
+
+
+@pytest.mark.parametrize("cue", ["both", "boundary", "semantic"])
+def test_pair_scores_regions_and_representative_scores_match_slow(cue):
+    # 1 - E alone rarely drops below 0.5 with 4 classes: group at the official 0.8 there.
+    module = make_module(cue, region_threshold=0.8 if cue == "semantic" else 0.5)
+    features = torch.randn(1, 8, H, W, dtype=torch.float64)
+    boundary = torch.sigmoid(module.boundary_head(features)).flatten()
+    prob = torch.softmax(module.class_head(features), 1)[0].reshape(4, -1).T
+    # F (Eq. 3) and F^g (Eq. 4)
+    d = slow_segment_max(boundary.detach().view(H, W).numpy())
+    e = slow_jsd(prob.detach().numpy())
+    f = {"both": (1 - d) * (1 - e), "boundary": 1 - d, "semantic": 1 - e}[cue]
+    fg = 1 / (1 + np.exp(-slow_conv3x3(f, module.score_weight[0, 0].detach().numpy(),
+                                       float(module.score_bias.detach()))))
+    got = module.pair_scores(boundary, prob, torch.arange(H * W), H, W)
+    np.testing.assert_allclose(got.detach().numpy(), fg, atol=1e-10)
+    # G (Eq. 4) and its connected components
+    g = (fg + fg.T) / 2 > module.region_threshold
+    count, labels = connected_components(csr_matrix(g), directed=False)
+    regions = module.regions(boundary, prob, H, W).numpy()
+    assert 1 < count < H * W, "the test map should split into several regions"
+    same_expected = labels[:, None] == labels[None, :]
+    np.testing.assert_array_equal(regions[:, None] == regions[None, :], same_expected)
+    assert regions.max() + 1 == count
+    # J (Eq. 5): the mean of F^g over the region
+    j_expected = np.array([fg[i, same_expected[i]].mean() for i in range(H * W)])
+    j = module.representative_scores(boundary, prob, torch.from_numpy(regions), H, W)
+    np.testing.assert_allclose(j.detach().numpy(), j_expected, atol=1e-10)
+
+
+def test_connected_regions_match_scipy_on_random_graphs():
+    generator = torch.Generator().manual_seed(3)
+    for density in (0.02, 0.05, 0.2):
+        a = torch.rand(40, 40, generator=generator) < density
+        a = a | a.T
+        blocks = list(torch.arange(40).split(7))
+        got = connected_regions(lambda rows: a[rows], 40, torch.device("cpu"), blocks).numpy()
+        _, labels = connected_components(csr_matrix(a.numpy()), directed=False)
+        np.testing.assert_array_equal(got[:, None] == got[None, :], labels[:, None] == labels[None, :])
+
+
+def test_chunked_module_equals_unchunked_with_gradients():
+    features = torch.randn(2, 8, H, W, dtype=torch.float64, requires_grad=True)
+    results = []
+    for chunk in (4 * 30 * 6, 10**9):  # blocks of 4 rows (the last one shorter) / one block
+        module = make_module(max_chunk_elements=chunk)
+        outputs = module(features)
+        grads = torch.autograd.grad(sum((o ** 2).sum() for o in outputs),
+                                    [features, *module.parameters()])
+        results.append(outputs + grads)
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b)
+
+
+def test_representative_scores_gradient_matches_finite_differences():
+    module = make_module(max_chunk_elements=50)
+    with torch.no_grad():  # no probability near 0, where the finite differences leave [0, 1]
+        module.class_head.weight.normal_(0, 0.5)
+    features = torch.randn(1, 8, 3, 4, dtype=torch.float64)
+    boundary = torch.sigmoid(module.boundary_head(features)).flatten().detach()
+    prob = torch.softmax(module.class_head(features), 1)[0].reshape(4, -1).T.detach()
+    regions = module.regions(boundary, prob, 3, 4)
+
+    def scores(b, p):
+        return module.representative_scores(b, p, regions, 3, 4)
+
+    assert torch.autograd.gradcheck(scores, (boundary.requires_grad_(), prob.requires_grad_()),
+                                    fast_mode=True)
+
+
+# --- RIB -------------------------------------------------------------------------------------------
+
+def test_select_representatives_takes_the_top_k_of_each_region():
+    scores = torch.tensor([0.1, 0.9, 0.5, 0.5, 0.7, 0.2, 0.8])
+    regions = torch.tensor([0, 0, 1, 0, 1, 2, 0])
+    reps = select_representatives(scores, regions, 3, 2)
+    assert reps.tolist() == [[1, 6], [4, 2], [5, -1]]
+
+
+@pytest.mark.parametrize("intra,inter", [(True, True), (False, True), (True, False)])
+def test_region_interaction_matches_slow_equations(intra, inter):
+    generator = torch.Generator().manual_seed(4)
+    num, channels, k = 30, 5, 3
+    features = 0.5 * torch.randn(num, channels, dtype=torch.float64, generator=generator)
+    scores = torch.rand(num, dtype=torch.float64, generator=generator)
+    regions = torch.tensor([0] * 12 + [1] * 2 + [2] * 9 + [3] * 7)[torch.randperm(num, generator=generator)]
+    reps = select_representatives(scores, regions, 4, k)
+    got = region_interaction(features, scores, regions, reps, intra, inter)
+    torch.testing.assert_close(got, slow_rib(features, scores, regions, k, intra, inter))
+
+
+# --- model, loss, recipes --------------------------------------------------------------------------
+
+VARIANTS = [
+    {},
+    {"context": "spp"},
+    {"context": "nonlocal"},
+    {"cue": "boundary"},
+    {"cue": "semantic"},
+    {"intra": False},
+    {"inter": False},
+    {"num_representatives": 2},
+]
+
+
+@pytest.mark.parametrize("options", VARIANTS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "ranet")
+def test_model_contract_and_finite_gradients(options):
+    torch.manual_seed(0)
+    model = build_model("ranet", num_classes=19, backbone="resnet_tiny", aux=True, **options)
+    images = torch.randn(2, 3, 48, 64)
+    labels = torch.randint(0, 19, (2, 48, 64))
+    edges = (torch.rand(2, 48, 64) < 0.2).float()
+    model.train()
+    outputs = model(images)
+    assert outputs["out"].shape == (2, 19, 48, 64) and outputs["aux"].shape == (2, 19, 48, 64)
+    region = options.get("context", "region") == "region"
+    assert ("boundary" in outputs) == region and ("coarse" in outputs) == region
+    if region:
+        assert outputs["boundary"].shape == (2, 1, 48, 64)
+        assert outputs["coarse"].shape == (2, 19, 48, 64)
+    losses = build_loss("ranet", ignore_index=255, aux_weight=0.4)(
+        outputs, {"label": labels, "edge": edges})
+    losses["loss"].backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None, name
+        assert torch.isfinite(param.grad).all(), name
+    model.eval()
+    with torch.no_grad():
+        assert set(model(images)) == {"out"}
+
+
+def test_loss_adds_coarse_and_boundary_terms_and_checks_its_inputs():
+    torch.manual_seed(0)
+    label = torch.randint(0, 3, (1, 4, 5))
+    label[0, 0, 0] = 255
+    edge = (torch.rand(1, 4, 5) < 0.3).float()
+    outputs = {"out": torch.randn(1, 3, 4, 5), "coarse": torch.randn(1, 3, 4, 5),
+               "boundary": torch.randn(1, 1, 4, 5)}
+    result = RANetLoss(coarse_weight=0.5, boundary_weight=2.0)(outputs, {"label": label, "edge": edge})
+    ce = F.cross_entropy(outputs["out"], label, ignore_index=255)
+    coarse = F.cross_entropy(outputs["coarse"], label, ignore_index=255)
+    p = torch.sigmoid(outputs["boundary"][:, 0])
+    bce = -(edge * p.log() + (1 - edge) * (1 - p).log()).mean()
+    torch.testing.assert_close(result["loss"], ce + 0.5 * coarse + 2.0 * bce)
+    with pytest.raises(GsbenchError, match='"edge"'):
+        RANetLoss()(outputs, {"label": label})
+    with pytest.raises(GsbenchError, match="boundary"):
+        RANetLoss()(outputs, {"label": label, "edge": edge[:, :3]})
+    with pytest.raises(GsbenchError, match="coarse_weight"):
+        RANetLoss(coarse_weight=-1)
+
+
+def test_bad_options_raise_gsbench_errors():
+    for options, message in [({"context": "aspp"}, "context"), ({"cue": "edges"}, "cue"),
+                             ({"num_representatives": 0}, "num_representatives"),
+                             ({"region_threshold": 1.5}, "region_threshold")]:
+        with pytest.raises(GsbenchError, match=message):
+            build_model("ranet", num_classes=19, backbone="resnet_tiny", **options)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_full_recipe_model_size_on_meta_device():
+    from gsbench.metrics.complexity import count_parameters
+    from gsbench.recipes import build_model_from_recipe, load_recipe
+
+    recipe = load_recipe("ranet101")
+    assert (recipe.data.crop_size, recipe.train.batch_size, recipe.train.iterations,
+            recipe.train.lr) == ([769, 769], 8, 40000, 0.001)
+    with torch.device("meta"):
+        model = build_model_from_recipe(recipe)
+    head = model.decode_head
+    # 3x3 2048->512, RCB heads (1 + 19 channels), W^g (9 + 1), 3x3 1024->512, classifier.
+    expected = (2048 * 9 * 512 + 2 * 512) + (512 + 1) + (512 * 19 + 19) + 10 + (
+        1024 * 9 * 512 + 2 * 512) + (512 * 19 + 19)
+    assert count_parameters(head) == expected
+    for k in (2, 4, 6, 10, 12):
+        assert load_recipe(f"ranet101_k{k}").model.num_representatives == k
+
+
+# --- smoke training --------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_smoke_training_learns_on_synthetic_data(tmp_path):
+    from gsbench.data.synthetic import prepare_synthetic
+    from gsbench.engine.train import train
+    from gsbench.metrics.confusion import ConfusionMatrix
+    from gsbench.recipes import load_recipe
+
+    manifest = prepare_synthetic(tmp_path / "data", n_train=12, n_val=4, size=(64, 128),
+                                 workers=1, progress=False)
+    recipe = load_recipe("ranet101-smoke", [
+        "train.iterations=80", "train.batch_size=4", "train.lr=0.02", "train.val_every=80",
+        "train.log_every=10", "train.checkpoint_every=80", "data.scale_range=[0.75,1.5]",
+        "data.rotate_degrees=0", "data.blur_prob=0"])
+    torch.set_num_threads(1)
+    result = train(recipe, tmp_path / "run", data_root=manifest.root, quiet=True)
+    losses = [row["loss"] for row in result.log if "loss" in row]
+    assert losses[-1] < 0.7 * losses[0]
+    # The trivial predictor: always the most frequent training class.
+    from gsbench.data.dataset import SegmentationDataset
+
+    train_labels = [SegmentationDataset(manifest, "train", with_edges=False)[i]["label"]
+                    for i in range(len(manifest.splits["train"]))]
+    counts = np.bincount(np.concatenate([t.numpy().ravel() for t in train_labels]), minlength=256)
+    majority = int(np.argmax(counts[:19]))
+    confusion = ConfusionMatrix(19)
+    val = SegmentationDataset(manifest, "val", with_edges=False)
+    for i in range(len(val)):
+        label = val[i]["label"].numpy().astype(np.uint8)
+        confusion.update(np.full_like(label, majority), label)
+    trivial = confusion.compute()["miou"]
+    assert result.metrics["miou"] > trivial + 5.0, (result.metrics["miou"], trivial)
