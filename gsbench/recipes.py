@@ -51,6 +51,15 @@ MODEL_OPTIONS: dict[str, dict[str, Any]] = {
         "mask_size": list[int] | None,  # [h, w]; null derives it from the first (training) input
         "shrink_factor": int,
     },
+    "ranet": {
+        "context": str,  # region | spp | nonlocal (RANet Table 1)
+        "cue": str,  # both | boundary | semantic (RANet Table 1 region cues)
+        "num_representatives": int,  # K (RANet Table 2)
+        "intra": bool,
+        "inter": bool,
+        "region_threshold": float,  # grouping threshold of Eq. 4 (official code 0.8)
+        "max_chunk_elements": int,  # memory bound of the pairwise blocks, not a result setting
+    },
     "gff": {
         "fusion": str,  # concat | add | fpn | gated_fpn | gff (GFF Table 1)
         "dfp": bool,
