@@ -27,15 +27,20 @@ import difflib
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
+import yaml
 from torch import Tensor, nn
+from torch.nn.modules.lazy import LazyModuleMixin
 
 from gsbench.errors import GsbenchError
+from gsbench.metrics.complexity import profile_model
 from gsbench.models.annet import AFNB, APNB, ANNHead
 from gsbench.models.ccnet import CCHead, RecurrentCrissCrossAttention
 from gsbench.models.danet import DAHead, DualAttention
 from gsbench.models.nonlocal_net import NonLocalBlock, NonLocalHead
 from gsbench.models.psanet import PointwiseSpatialAttention, PSAHead
 from gsbench.models.registry import _import_all_model_modules
+from gsbench.recipes import RECIPES_DIR
 
 ATTENTION_SCOPES = ("module", "head")
 
@@ -104,6 +109,78 @@ def build_attention_module(name: str, in_channels: int = 512, scope: str = "modu
             raise GsbenchError(f"attention module {name!r} has no head scope; use scope module")
         return entry.build_head(in_channels)
     return entry.build_module(in_channels)
+
+
+#: RANet Table 3 (the paper's figures, kept as data).
+RANET_TABLE3 = RECIPES_DIR / "tables" / "ranet_table3.yaml"
+
+#: What ``profile_attention_module`` counts at each scope, printed with the figures.
+SCOPE_NOTES = {
+    "module": "the attention module alone on the map (same channels in and out; its own 1x1 "
+              "convs, no 3x3 input/output convs, no classifier)",
+    "head": "the method's whole decode head with the map as its stage-5 input (3x3 input/output "
+            "convs, fusion and 19-class classifier included; ANN's stage-4 input = the first "
+            "half of the map's channels)",
+}
+
+
+def load_ranet_table3() -> dict:
+    """RANet Table 3 as ``{"source", "input_shape", "rows": {name: {label, gflops, params_m,
+    memory_mb, miou}}}``, read from :data:`RANET_TABLE3`."""
+    try:
+        table = yaml.safe_load(RANET_TABLE3.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise GsbenchError(f"{RANET_TABLE3}: cannot read the RANet Table 3 data ({error})") from None
+    keys = {"label", "gflops", "params_m", "memory_mb", "miou"}
+    if not isinstance(table, dict) or not isinstance(table.get("rows"), dict) or any(
+            not isinstance(row, dict) or set(row) != keys for row in table["rows"].values()):
+        raise GsbenchError(f"{RANET_TABLE3}: expected 'rows' mapping names to {sorted(keys)}")
+    return table
+
+
+def _materialise_lazy(module: nn.Module, shape: tuple[int, ...]) -> None:
+    """Run one no-grad forward when a lazy module (PSANet's mask predictor without a mask size)
+    still has to fix its parameters from the map it sees; the profiler copies the module to
+    the meta device, which a lazy parameter cannot survive."""
+    lazy = any(isinstance(m, LazyModuleMixin) and m.has_uninitialized_params()
+               for m in module.modules())
+    if lazy:
+        was_training = module.training
+        module.eval()
+        device = next(module.buffers()).device
+        with torch.no_grad():
+            module(torch.zeros(shape, device=device))
+        module.train(was_training)
+
+
+def profile_attention_module(name: str, input_shape: tuple[int, int, int, int],
+                             scope: str = "module", device: str = "cpu", latency: bool = False,
+                             warmup: int = 2, repeat: int = 5) -> dict:
+    """Complexity figures of attention module ``name`` on an N x C x H x W feature map.
+
+    The figures of :func:`gsbench.metrics.complexity.profile_model` (parameters, GFLOPs with a
+    multiply-add = 2 and GMACs, peak memory of an eval forward and of a train-mode
+    forward + backward, optionally latency) for the module built at ``scope`` with C input
+    channels; ``counts`` says what the module includes, ``paper`` is its RANet Table 3 row (or
+    None). Everything the module computes is its cost: it is the *increase* over a network
+    without it. Off CUDA, memory is the peak of live tensors, the input map included.
+    """
+    shape = tuple(int(v) for v in input_shape)
+    with torch.device(device):
+        module = build_attention_module(name, shape[1], scope)
+    _materialise_lazy(module, shape)
+    figures = profile_model(module, shape, latency=latency, warmup=warmup, repeat=repeat)
+    table = load_ranet_table3()
+    return {
+        "module": name,
+        "scope": scope,
+        "counts": SCOPE_NOTES[scope],
+        **figures,
+        "device": device,
+        "paper": table["rows"].get(name),
+        "paper_source": table["source"],
+        "paper_input_shape": table["input_shape"],
+    }
 
 
 class HeadOnMap(nn.Module):

@@ -41,14 +41,14 @@ CHANNEL_ENERGIES = ("paper", "official")
 def position_attention(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
     """sum_i s_ji D_i of Eq. 2 for every position j: N x C x H x W, no residual.
 
-    ``query`` = B, ``key`` = C (N x C' x H x W), ``value`` = D (N x C x H x W).
+    ``query`` = C, taken at the receiving position j, and ``key`` = B, at the source positions i
+    (N x C' x H x W); ``value`` = D (N x C x H x W). The official code names the two 1x1 convs
+    the other way round, which is the same function of two symmetric learned projections.
     """
     n, c, h, w = value.shape
-    energy = torch.bmm(query.flatten(2).transpose(1, 2), key.flatten(2))  # [j, i] = B_j . C_i
-    # Eq. 1 pairs B_i with C_j and normalises over i; the bmm above is its transpose, so
-    # normalise over its last axis and contract that axis.
-    attention = torch.softmax(energy.transpose(1, 2), dim=1)  # [i, j], softmax over i
-    return torch.bmm(value.flatten(2), attention).reshape(n, c, h, w)
+    energy = torch.bmm(query.flatten(2).transpose(1, 2), key.flatten(2))  # [j, i] = C_j . B_i
+    attention = torch.softmax(energy, dim=-1)  # s_ji, normalised over the sources i
+    return torch.bmm(value.flatten(2), attention.transpose(1, 2)).reshape(n, c, h, w)
 
 
 def channel_attention(x: Tensor, channel_energy: str = "paper") -> Tensor:
