@@ -22,6 +22,7 @@ from gsbench.models import build_model
 from gsbench.models.ranet import (
     RegionAttention,
     connected_regions,
+    first_link_regions,
     jensen_shannon,
     region_interaction,
     regularised_scores,
@@ -204,18 +205,51 @@ def test_pair_scores_regions_and_representative_scores_match_slow(cue):
                                        float(module.score_bias.detach()))))
     got = module.pair_scores(boundary, prob, torch.arange(H * W), H, W)
     np.testing.assert_allclose(got.detach().numpy(), fg, atol=1e-10)
-    # G (Eq. 4) and its connected components
+    # G (Eq. 4), its connected components and the official first-link regions
     g = (fg + fg.T) / 2 > module.region_threshold
     count, labels = connected_components(csr_matrix(g), directed=False)
-    regions = module.regions(boundary, prob, H, W).numpy()
+    module.grouping = "components"
+    components = module.regions(boundary, prob, H, W).numpy()
     assert 1 < count < H * W, "the test map should split into several regions"
-    same_expected = labels[:, None] == labels[None, :]
-    np.testing.assert_array_equal(regions[:, None] == regions[None, :], same_expected)
-    assert regions.max() + 1 == count
+    np.testing.assert_array_equal(components[:, None] == components[None, :],
+                                  labels[:, None] == labels[None, :])
+    assert components.max() + 1 == count
+    module.grouping = "first_link"
+    regions = module.regions(boundary, prob, H, W).numpy()
+    expected = slow_first_link(g)
+    np.testing.assert_array_equal(regions[:, None] == regions[None, :],
+                                  expected[:, None] == expected[None, :])
+    same_expected = regions[:, None] == regions[None, :]
     # J (Eq. 5): the mean of F^g over the region
     j_expected = np.array([fg[i, same_expected[i]].mean() for i in range(H * W)])
     j = module.representative_scores(boundary, prob, torch.from_numpy(regions), H, W)
     np.testing.assert_allclose(j.detach().numpy(), j_expected, atol=1e-10)
+
+
+def slow_first_link(g: np.ndarray) -> np.ndarray:
+    """Official rule: link to the first j <= i grouped with i, follow links to the root."""
+    n = len(g)
+    parent = [next((j for j in range(i + 1) if g[i, j]), i) for i in range(n)]
+    roots = []
+    for i in range(n):
+        r = i
+        while parent[r] != r:
+            r = parent[r]
+        roots.append(r)
+    return np.array(roots)
+
+
+def test_first_link_regions_match_slow_rule_on_random_graphs():
+    generator = torch.Generator().manual_seed(5)
+    for density in (0.02, 0.05, 0.2):
+        a = torch.rand(40, 40, generator=generator) < density
+        a = a | a.T
+        blocks = list(torch.arange(40).split(7))
+        got = first_link_regions(lambda rows: a[rows], 40, torch.device("cpu"), blocks).numpy()
+        expected = slow_first_link(a.numpy())
+        np.testing.assert_array_equal(got[:, None] == got[None, :],
+                                      expected[:, None] == expected[None, :])
+        assert got.max() + 1 == len(set(expected))
 
 
 def test_connected_regions_match_scipy_on_random_graphs():
@@ -290,6 +324,7 @@ VARIANTS = [
     {"intra": False},
     {"inter": False},
     {"num_representatives": 2},
+    {"grouping": "components"},
 ]
 
 
@@ -297,17 +332,17 @@ VARIANTS = [
 def test_model_contract_and_finite_gradients(options):
     torch.manual_seed(0)
     model = build_model("ranet", num_classes=19, backbone="resnet_tiny", aux=True, **options)
-    images = torch.randn(2, 3, 48, 64)
-    labels = torch.randint(0, 19, (2, 48, 64))
-    edges = (torch.rand(2, 48, 64) < 0.2).float()
+    images = torch.randn(2, 3, 32, 48)
+    labels = torch.randint(0, 19, (2, 32, 48))
+    edges = (torch.rand(2, 32, 48) < 0.2).float()
     model.train()
     outputs = model(images)
-    assert outputs["out"].shape == (2, 19, 48, 64) and outputs["aux"].shape == (2, 19, 48, 64)
+    assert outputs["out"].shape == (2, 19, 32, 48) and outputs["aux"].shape == (2, 19, 32, 48)
     region = options.get("context", "region") == "region"
     assert ("boundary" in outputs) == region and ("coarse" in outputs) == region
     if region:
-        assert outputs["boundary"].shape == (2, 1, 48, 64)
-        assert outputs["coarse"].shape == (2, 19, 48, 64)
+        assert outputs["boundary"].shape == (2, 1, 32, 48)
+        assert outputs["coarse"].shape == (2, 19, 32, 48)
     losses = build_loss("ranet", ignore_index=255, aux_weight=0.4)(
         outputs, {"label": labels, "edge": edges})
     losses["loss"].backward()
@@ -343,7 +378,8 @@ def test_loss_adds_coarse_and_boundary_terms_and_checks_its_inputs():
 def test_bad_options_raise_gsbench_errors():
     for options, message in [({"context": "aspp"}, "context"), ({"cue": "edges"}, "cue"),
                              ({"num_representatives": 0}, "num_representatives"),
-                             ({"region_threshold": 1.5}, "region_threshold")]:
+                             ({"region_threshold": 1.5}, "region_threshold"),
+                             ({"grouping": "mean_shift"}, "grouping")]:
         with pytest.raises(GsbenchError, match=message):
             build_model("ranet", num_classes=19, backbone="resnet_tiny", **options)
 

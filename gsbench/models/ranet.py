@@ -23,10 +23,12 @@ Region Construction Block (RCB, Sec. 3.1), for every pair of pixels (i, j) of th
   10 x identity with bias -5, i.e. F^g = sigmoid(10 (F - 0.5)) at initialisation;
 - G_ij = [ (F^g_ij + F^g_ji) / 2 > t ] (Eq. 4, the sign test taken on the score centred at the
   threshold t; t = 0.5 is the sigmoid's centre, the official code links at 0.8:
-  ``region_threshold``). G need not be transitive; the regions R_q are the connected components
-  of the graph G (the official code links each pixel to the first earlier pixel it is grouped
-  with and resolves the links by pointer jumping, an approximation of the same components).
-  Components are found by min-label propagation with pointer jumping (:func:`connected_regions`).
+  ``region_threshold``). G need not be transitive and the paper does not say how it becomes a
+  partition. ``grouping="first_link"`` (default, the official code's rule,
+  :func:`first_link_regions`): each pixel links to the first pixel j <= i it is grouped with,
+  and the links are resolved by pointer jumping. ``grouping="components"``: the connected
+  components of G (:func:`connected_regions`, min-label propagation); one stray pair then
+  merges two regions, so it yields fewer, larger regions.
 
 Region Interaction Block (RIB, Sec. 3.2), per image:
 
@@ -180,6 +182,35 @@ def connected_regions(adjacent_rows, num: int, device: torch.device,
     return torch.unique(labels, return_inverse=True)[1]
 
 
+def first_link_regions(adjacent_rows, num: int, device: torch.device,
+                       blocks: list[Tensor]) -> Tensor:
+    """Region id 0..Q-1 of every pixel by the official RANet rule: each pixel links to the first
+    (lowest-index) pixel j <= i it is grouped with (itself when there is none), and the links
+    are followed by pointer jumping to their root. Every region is connected in G, but a pair
+    connected only through later pixels stays split, so this gives at least as many regions as
+    :func:`connected_regions`. Ids are renumbered in order of the root index.
+    """
+    parents = []
+    for rows in blocks:
+        rows = rows.to(device)
+        block = adjacent_rows(rows)
+        cols = torch.arange(num, device=device)
+        earlier = block & (cols.unsqueeze(0) <= rows.unsqueeze(1))
+        first = torch.where(earlier, cols.unsqueeze(0), torch.full((), num, device=device))
+        parents.append(torch.minimum(first.amin(dim=1), rows))
+    parent = torch.cat(parents)
+    while True:  # parent[i] <= i, so the chains end at roots with parent[r] = r
+        jumped = parent[parent]
+        if torch.equal(jumped, parent):
+            break
+        parent = jumped
+    return torch.unique(parent, return_inverse=True)[1]
+
+
+#: Region assignment rules of :class:`RegionAttention` (``grouping``).
+GROUPINGS = {"first_link": first_link_regions, "components": connected_regions}
+
+
 # --- RIB -------------------------------------------------------------------------------------------
 
 def select_representatives(scores: Tensor, regions: Tensor, num_regions: int,
@@ -285,15 +316,20 @@ class RegionAttention(nn.Module):
 
     ``num_classes``: channels of the semantic score maps C; ``num_representatives``: K
     (Table 2); ``cue``: "both", "boundary" or "semantic" (Table 1); ``intra`` / ``inter``: RIB
-    ablations; ``region_threshold``: t of the grouping test; ``max_chunk_elements``: bound on
+    ablations; ``region_threshold``: t of the grouping test; ``grouping``: "first_link" or
+    "components" (see the module docstring); ``max_chunk_elements``: bound on
     one block of the pairwise computation (memory, not results).
     """
 
     def __init__(self, in_channels: int = 512, num_classes: int = 19,
                  num_representatives: int = 8, cue: str = "both", intra: bool = True,
                  inter: bool = True, region_threshold: float = 0.5,
+                 grouping: str = "first_link",
                  max_chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) -> None:
         super().__init__()
+        if grouping not in GROUPINGS:
+            raise GsbenchError(f"region grouping must be one of {', '.join(GROUPINGS)}, "
+                               f"got {grouping!r}")
         if cue not in REGION_CUES:
             raise GsbenchError(f"region cue must be one of {', '.join(REGION_CUES)}, got {cue!r}")
         if num_representatives < 1:
@@ -307,6 +343,7 @@ class RegionAttention(nn.Module):
         self.intra = intra
         self.inter = inter
         self.region_threshold = region_threshold
+        self.grouping = grouping
         self.max_chunk_elements = max_chunk_elements
         self.boundary_head = nn.Conv2d(in_channels, 1, 1)
         self.class_head = nn.Conv2d(in_channels, num_classes, 1)
@@ -329,7 +366,7 @@ class RegionAttention(nn.Module):
     def extra_repr(self) -> str:
         return (f"num_representatives={self.num_representatives}, cue={self.cue!r}, "
                 f"intra={self.intra}, inter={self.inter}, "
-                f"region_threshold={self.region_threshold}")
+                f"region_threshold={self.region_threshold}, grouping={self.grouping!r}")
 
     def pair_scores(self, boundary: Tensor, prob: Tensor, rows: Tensor, height: int,
                     width: int) -> Tensor:
@@ -349,7 +386,7 @@ class RegionAttention(nn.Module):
             def adjacent(rows: Tensor) -> Tensor:
                 return (scores[rows] + scores[:, rows].T) > 2 * self.region_threshold
 
-            regions = connected_regions(adjacent, num, boundary.device, blocks)
+            regions = GROUPINGS[self.grouping](adjacent, num, boundary.device, blocks)
             del scores
         return regions
 
@@ -480,6 +517,7 @@ def ranet(
     intra: bool = True,
     inter: bool = True,
     region_threshold: float = 0.5,
+    grouping: str = "first_link",
     max_chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
 ) -> nn.Module:
     """RANet: dilated ResNet + RANet head (+ stage-3 aux FCN head, loss weight 0.4).
@@ -490,14 +528,51 @@ def ranet(
     ``cue``: "both", "boundary" or "semantic" (Table 1 region cues). ``num_representatives``:
     K (Table 2, default 8). ``intra`` / ``inter``: RIB ablations of Sec. 5.1.
     ``region_threshold``: t of the grouping test of Eq. (4) (0.5; official code 0.8).
+    ``grouping``: "first_link" (the official rule) or "components" (connected components of G).
     ``max_chunk_elements``: memory bound of the pairwise blocks (see the module docstring).
     """
     encoder = build_backbone(backbone, output_stride, pretrained)
     region_options = {}
     if context == "region":
         region_options = dict(cue=cue, num_representatives=num_representatives, intra=intra,
-                              inter=inter, region_threshold=region_threshold,
+                              inter=inter, region_threshold=region_threshold, grouping=grouping,
                               max_chunk_elements=max_chunk_elements)
     head = RANetHead(encoder.channels[-1], num_classes, dropout, context, **region_options)
     aux_head = AuxFCNHead(encoder.channels[2], num_classes, dropout) if aux else None
     return RANetModel(encoder, head, aux_head)
+
+
+# --- RANet Table 3: the module on its own (``gsbench profile --module ranet``) ---------------------
+
+class _RegionAttentionContext(nn.Module):
+    """RCB + RIB returning the contextual map O only (its score heads are still computed)."""
+
+    def __init__(self, in_channels: int):
+        super().__init__()
+        self.attention = RegionAttention(in_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.attention(x)[0]
+
+
+class _RANetHeadOnMap(nn.Module):
+    """The whole RANet decode head with the map as c5, returning the logits."""
+
+    def __init__(self, in_channels: int):
+        super().__init__()
+        self.head = RANetHead(in_channels, 19)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head([x, x, x, x])["out"]
+
+
+def _register_attention() -> None:
+    from gsbench.models.attention import register_attention_module
+
+    register_attention_module(
+        "ranet", head=_RANetHeadOnMap,
+        description="RANet RCB + RIB, K = 8, 19-class semantic score maps",
+    )(_RegionAttentionContext)
+
+
+_register_attention()
