@@ -45,6 +45,11 @@ MODEL_OPTIONS: dict[str, dict[str, Any]] = {
     "ccnet": {"recurrence": int},
     "danet": {"channel_energy": str},  # paper | official (CAM softmax of max - energy)
     "annet": {"project_channels": int, "pyramid_sizes": list[int]},
+    "gpsnet": {
+        "context": str,  # aspp | oc (GPSNet Table 1)
+        "dilations": list[list[int]] | None,  # [[r_11, r_12], ...]; null: the tuned grid
+        "gate": bool,
+    },
     "psanet": {
         "psa_type": str,
         "compact": bool,
