@@ -550,6 +550,49 @@ def _profile_attention(name: str, scope: str, shape: tuple[int, ...], device: st
                   highlight=False)
 
 
+# --- rfsr ---------------------------------------------------------------------------------------
+@app.command()
+@user_errors
+def rfsr(
+    dilations: list[str] = typer.Option(
+        [], "--dilations",
+        help="Extra setting (repeatable): rates 1,12,24,36 (ASPP, DenseASPP) or a grid of "
+             "branches 1,3;11,13;23,29;33,37 (SuperNet, GPS)."),
+    in_channels: int = typer.Option(2048, "--in-channels", min=1,
+                                    help="Input channels for the parameter counts."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Receptive field and sample rate of ASPP, DenseASPP, SuperNet and GPS (GPSNet Table 4)."""
+    import json
+
+    from rich.table import Table
+
+    from gsbench.metrics.rfsr import stats_for_dilations, table4
+
+    rows = table4(in_channels)
+    extra = [s.to_dict() for text in dilations for s in stats_for_dilations(text, in_channels)]
+    if as_json:
+        print(json.dumps({"table4": rows, "custom": extra}, indent=2))
+        return
+    table = Table(title=f"GPSNet Table 4: RF / SR / parameters ({in_channels} input channels)",
+                  title_justify="left")
+    for column in ("method", "dilations", "RF", "paper", "SR", "paper", "params", "paper"):
+        table.add_column(column, justify="left" if column in ("method", "dilations") else "right")
+    for row in rows:
+        table.add_row(row["method"], row["dilations"], str(row["rf"]), str(row["paper_rf"]),
+                      f"{row['sr']:.3f}", f"{row['paper_sr']:.3f}", f"{row['params'] / 1e6:.2f} M",
+                      f"{row['paper_params_m']} M")
+    for row in extra:
+        table.add_row(row["method"], row["dilations"], str(row["rf"]), "", f"{row['sr']:.3f}",
+                      "", f"{row['params'] / 1e6:.2f} M", "")
+    console.print(table)
+    for row in rows:
+        if row["note"]:
+            console.print(f"- {row['method']}: {row['note']}", highlight=False)
+    console.print("RF: side of the square the sampled positions span; SR: positions / RF^2 "
+                  "(GPSNet App. A). Parameters: the modules' convolutions + BN.", highlight=False)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
