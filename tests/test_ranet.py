@@ -434,5 +434,5 @@ def test_smoke_training_learns_on_synthetic_data(tmp_path):
     for i in range(len(val)):
         label = val[i]["label"].numpy().astype(np.uint8)
         confusion.update(np.full_like(label, majority), label)
-    trivial = confusion.compute()["miou"]
-    assert result.metrics["miou"] > trivial + 5.0, (result.metrics["miou"], trivial)
+    trivial = confusion.compute()["miou"]  # a fraction in [0, 1], as the run's metrics
+    assert result.metrics["miou"] > max(2 * trivial, trivial + 0.03), (result.metrics["miou"], trivial)

@@ -380,8 +380,11 @@ class RegionAttention(nn.Module):
         num = height * width
         blocks = _row_blocks(num, height, width, self.max_chunk_elements)
         with torch.no_grad():
-            scores = torch.cat([self.pair_scores(boundary, prob, rows.to(boundary.device),
-                                                 height, width) for rows in blocks])
+            # Filled in place: a list of blocks and their concatenation would hold it twice.
+            scores = boundary.new_empty(num, num)
+            for rows in blocks:
+                rows = rows.to(boundary.device)
+                scores[rows] = self.pair_scores(boundary, prob, rows, height, width)
 
             def adjacent(rows: Tensor) -> Tensor:
                 return (scores[rows] + scores[:, rows].T) > 2 * self.region_threshold
