@@ -63,6 +63,7 @@ MODEL_OPTIONS: dict[str, dict[str, Any]] = {
         "intra": bool,
         "inter": bool,
         "region_threshold": float,  # grouping threshold of Eq. 4 (official code 0.8)
+        "grouping": str,  # first_link (official) | components
         "max_chunk_elements": int,  # memory bound of the pairwise blocks, not a result setting
     },
     "gff": {
