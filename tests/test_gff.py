@@ -16,6 +16,7 @@ from gsbench.errors import GsbenchError
 from gsbench.metrics.complexity import count_flops, count_parameters
 from gsbench.models import build_model
 from gsbench.models.backbones import RandomInitWarning
+from gsbench.models.common import resize
 from gsbench.models.gff import (
     DenseFeaturePyramid,
     MultiLevelFusion,
@@ -207,6 +208,27 @@ def test_dense_feature_pyramid_is_densely_connected_top_down():
     assert [y.shape[-2:] for y in outputs] == [t.shape[-2:] for t in top_down]
 
 
+@pytest.mark.parametrize("dfp", [True, False])
+def test_head_equals_the_explicit_concatenations(dfp):
+    """Eq. 6 and the prediction written with explicit resize + concatenate, in float64: the
+    head's part-by-part 1x1 convs are the same function."""
+    model = build_model("gff", num_classes=5, backbone="resnet_tiny", fusion_channels=8, dfp=dfp)
+    model = model.double().eval()
+    head = model.decode_head
+    with torch.no_grad():
+        features = model.backbone(torch.randn(2, 3, 37, 45, dtype=torch.float64))
+        context = head.reduce_context(head.context(features[-1]))
+        outputs = head.fusion(features, context)  # low to high without DFP
+        top_down = outputs[::-1]
+        if dfp:
+            outputs = [layer(torch.cat([resize(t, level.shape[-2:])
+                                        for t in [context] + top_down[: i + 1]], dim=1))
+                       for i, (layer, level) in enumerate(zip(head.dfp.layers, top_down))]
+        size = features[0].shape[-2:]
+        expected = head.cls(torch.cat([resize(t, size) for t in [context] + outputs], dim=1))
+        torch.testing.assert_close(head(features), expected, rtol=1e-10, atol=1e-10)
+
+
 # --- model contract ---------------------------------------------------------------------------------
 
 VARIANTS = [
@@ -294,9 +316,9 @@ def test_table3_parameters_within_3_percent_and_flops_as_documented():
         assert abs(figures[key][0] - paper) / paper < 0.03, (key, figures[key])
     assert figures["gff"][0] == pytest.approx(71.56, abs=0.005)
     assert figures["gff_dfp"][0] == pytest.approx(72.48, abs=0.005)
-    assert figures["gff"][1] - figures["psp"][1] == pytest.approx(79.1, abs=0.05)
-    assert figures["gff_dfp"][1] - figures["psp"][1] == pytest.approx(94.7, abs=0.05)
-    assert figures["gff_dfp"][1] == pytest.approx(618.1, abs=0.05)
+    assert figures["gff"][1] - figures["psp"][1] == pytest.approx(78.6, abs=0.05)
+    assert figures["gff_dfp"][1] - figures["psp"][1] == pytest.approx(87.8, abs=0.05)
+    assert figures["gff_dfp"][1] == pytest.approx(611.2, abs=0.05)
 
 
 # --- smoke training ------------------------------------------------------------------------------------
@@ -333,4 +355,4 @@ def test_smoke_training_learns_on_synthetic_scenes(tmp_path):
     result = train(recipe, tmp_path / "run", data_root=manifest.root, quiet=True)
     losses = [row["loss"] for row in result.log if "loss" in row]
     assert result.finished and np.mean(losses[-3:]) < 0.6 * losses[0]
-    assert result.metrics["miou"] > 2 * trivial_miou, (result.metrics, trivial_miou)
+    assert result.metrics["miou"] > 3 * trivial_miou, (result.metrics, trivial_miou)
