@@ -180,11 +180,14 @@ def infer(
         scaled = images if size == (height, width) else F.interpolate(
             images, size=size, mode="bilinear", align_corners=False
         )
-        for flip in (False, True) if options.flip else (False,):
-            view = scaled.flip(-1) if flip else scaled
-            logits = _infer_once(model, view, options)
-            if flip:
-                logits = logits.flip(-1)
+        if options.flip:
+            # One forward for both views (eval-mode BatchNorm is per sample, so batching them
+            # changes nothing but the number of kernel launches).
+            both = _infer_once(model, torch.cat([scaled, scaled.flip(-1)]), options)
+            view_logits = [both[: len(images)], both[len(images) :].flip(-1)]
+        else:
+            view_logits = [_infer_once(model, scaled, options)]
+        for logits in view_logits:
             if logits.shape[-2:] != (height, width):
                 logits = F.interpolate(
                     logits, size=(height, width), mode="bilinear", align_corners=False
