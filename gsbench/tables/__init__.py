@@ -1,0 +1,319 @@
+"""The papers' results tables joined with our runs: what ``gsbench report`` prints.
+
+:mod:`gsbench.tables.registry` loads the tables (``recipes/tables/*.yaml``) into cells;
+:mod:`gsbench.tables.static` computes the tables that need no training; this module finds, for
+every trained cell, the run folders under ``runs/`` whose resolved recipe is the cell's recipe
+(with its ``--set`` overrides), reads the cell's metric from each run's
+``eval/<split>_<ss|ms>[_flip]/metrics.json`` and reports the mean and standard deviation over
+the runs (one per seed), the difference to the paper and the runs used; a cell with no run gets
+the exact ``gsbench train ... && gsbench eval ...`` command that fills it.
+:mod:`gsbench.tables.render` writes the result as a rich table, Markdown, CSV or LaTeX.
+
+A run matches a cell when its ``recipe.yaml`` equals the cell's resolved recipe in every key
+that changes the result; the keys in :data:`RUN_MATCH_IGNORED` (seed, name, paths, logging and
+data-loader settings) may differ.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shlex
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gsbench.errors import GsbenchError
+from gsbench.tables.registry import (
+    PAPERS, Cell, Table, cell_recipe, load_all_tables, load_table_file, select_tables,
+)
+from gsbench.tables.static import StaticResult, compute_static
+
+#: Recipe keys that may differ between a run and a cell's recipe: they do not change the numbers
+#: (the seed is what the mean +- std is taken over).
+RUN_MATCH_IGNORED = (
+    "name", "description", "seed", "pretrained", "data.root", "train.num_workers",
+    "train.log_every", "train.checkpoint_every", "train.val_every", "train.channels_last",
+)
+
+#: What a cell of the report is: a number of ours, or why there is none.
+CELL_STATES = {
+    "reproduced": "our value from run folders",
+    "computed": "computed on the spot",
+    "missing-run": "no run yet: the command fills it",
+    "missing-eval": "runs exist but not this evaluation: the command fills it",
+    "not-computed": "a figure the on-the-spot computation cannot give (see the note)",
+    "not-reproducible": "needs data gsbench cannot have (see the reason)",
+    "missing-recipe": "the recipe that reproduces it is not written yet",
+    "quoted": "another paper's number, quoted for comparison",
+}
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    path: Path
+    seed: int
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class CellReport:
+    """One cell of the report: the paper's number, ours (mean +- std over runs) and where it
+    comes from, or the command / reason for its absence."""
+
+    cell: Cell
+    state: str
+    ours: float | None = None
+    std: float | None = None
+    runs: tuple[str, ...] = ()
+    detail: str = ""  # the run folders, the reason, the note
+    commands: tuple[str, ...] = ()  # what fills a missing cell
+
+    @property
+    def delta(self) -> float | None:
+        if self.ours is None or self.cell.paper_value is None:
+            return None
+        return self.ours - self.cell.paper_value
+
+
+@dataclass(frozen=True)
+class TableReport:
+    table: Table
+    cells: tuple[CellReport, ...]
+    static_method: str | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def commands(self) -> list[str]:
+        """Every distinct command that fills a missing cell, in table order."""
+        seen: dict[str, None] = {}
+        for cell in self.cells:
+            for command in cell.commands:
+                seen.setdefault(command, None)
+        return list(seen)
+
+
+# --- run folders --------------------------------------------------------------------------------
+
+
+def _drop(mapping: dict[str, Any], dotted: str) -> None:
+    head, _, rest = dotted.partition(".")
+    if not rest:
+        mapping.pop(head, None)
+    elif isinstance(mapping.get(head), dict):
+        _drop(mapping[head], rest)
+
+
+def recipe_fingerprint(recipe_dict: dict[str, Any]) -> str:
+    """The result-relevant part of a resolved recipe (``Recipe.to_dict()``), as a stable string."""
+    data = json.loads(json.dumps(recipe_dict))
+    for key in RUN_MATCH_IGNORED:
+        _drop(data, key)
+    return json.dumps(data, sort_keys=True)
+
+
+class RunIndex:
+    """The run folders under a directory (any depth), by recipe fingerprint."""
+
+    def __init__(self, runs_dir: Path):
+        from gsbench.recipes import recipe_from_dict
+
+        self.runs_dir = Path(runs_dir)
+        self.by_fingerprint: dict[str, list[RunInfo]] = {}
+        self.warnings: list[str] = []
+        if not self.runs_dir.is_dir():
+            return
+        for recipe_file in sorted(self.runs_dir.rglob("recipe.yaml")):
+            run_dir = recipe_file.parent
+            try:
+                raw = yaml.safe_load(recipe_file.read_text(encoding="utf-8"))
+                recipe = recipe_from_dict(raw, source=str(recipe_file))
+            except (OSError, yaml.YAMLError, GsbenchError, TypeError, AttributeError) as exc:
+                self.warnings.append(f"{recipe_file}: skipped, not a readable recipe "
+                                     f"({' '.join(str(exc).split())})")
+                continue
+            info = RunInfo(run_dir, recipe.seed, recipe_fingerprint(recipe.to_dict()))
+            self.by_fingerprint.setdefault(info.fingerprint, []).append(info)
+
+    def runs_for(self, recipe) -> list[RunInfo]:
+        return self.by_fingerprint.get(recipe_fingerprint(recipe.to_dict()), [])
+
+    def all_runs(self) -> list[RunInfo]:
+        return [run for runs in self.by_fingerprint.values() for run in runs]
+
+
+def eval_tag(scales: str, flip: bool) -> str:
+    """The folder name part of an evaluation setting, as ``gsbench eval`` writes it."""
+    return scales + ("_flip" if flip else "")
+
+
+def eval_metrics_file(run_dir: Path, split: str, scales: str, flip: bool) -> Path | None:
+    """``RUN/eval/<split>_<tag>/metrics.json`` (whole-image inference, or sliding-window when
+    only that was run), or None."""
+    base = run_dir / "eval" / f"{split}_{eval_tag(scales, flip)}"
+    for folder in (base, base.with_name(base.name + "_slide")):
+        if (folder / "metrics.json").is_file():
+            return folder / "metrics.json"
+    return None
+
+
+def metric_value(metrics: dict[str, Any], cell: Cell) -> float | None:
+    """The cell's metric (percent) from a metrics.json dict; None when it was not computed."""
+    try:
+        if cell.metric == "boundary_f":
+            value = metrics["boundary_f"][str(cell.radius)]
+        elif cell.metric == "crop_miou":
+            value = metrics["crop_miou"][str(cell.crop_factor)]
+        elif cell.metric == "class_iou":
+            value = metrics["per_class_iou"][cell.class_name]
+        elif cell.metric == "class_boundary_f":
+            value = metrics["boundary_f_per_class"][str(cell.radius)][cell.class_name]
+        else:
+            value = metrics[cell.metric]
+    except (KeyError, TypeError):
+        return None
+    if value is None or not isinstance(value, (int, float)) or math.isnan(value):
+        return None
+    return float(value)
+
+
+def _read_metrics(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise GsbenchError(f"{path}: cannot read the metrics ({' '.join(str(exc).split())})") from None
+    if not isinstance(data, dict):
+        raise GsbenchError(f"{path}: metrics.json must hold a mapping")
+    return data
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+
+def run_name(recipe: str, overrides: tuple[str, ...] = ()) -> str:
+    """The run folder name the report suggests: the recipe, then its overrides."""
+    parts = [recipe, *overrides]
+    return re.sub(r"[^A-Za-z0-9._=+-]+", "_", "+".join(parts)).strip("_")
+
+
+def train_command(recipe: str, overrides: tuple[str, ...], run_dir: Path, data: str) -> str:
+    words = ["gsbench", "train", "--recipe", recipe]
+    for override in overrides:
+        words += ["--set", override]
+    words += ["--data", data, "--out", str(run_dir)]
+    return shlex.join(words)
+
+
+def eval_command(run_dir: Path, cell: Cell, data: str) -> str:
+    words = ["gsbench", "eval", str(run_dir), "--data", data, "--split", cell.split]
+    if cell.scales == "ms":
+        words.append("--ms")
+    if cell.flip:
+        words.append("--flip")
+    return shlex.join(words)
+
+
+# --- the report ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Scores:
+    values: list[float] = field(default_factory=list)
+    runs: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
+    missing_eval: bool = False
+
+
+def _scores(index: RunIndex, cell: Cell, baseline: bool, data: str) -> _Scores:
+    name = cell.baseline if baseline else cell.recipe
+    sets = cell.baseline_overrides if baseline else cell.overrides
+    recipe = cell_recipe(cell, baseline=baseline)
+    out = _Scores()
+    runs = index.runs_for(recipe)
+    if not runs:
+        run_dir = index.runs_dir / run_name(name, sets)
+        out.commands.append(f"{train_command(name, sets, run_dir, data)} && "
+                            f"{eval_command(run_dir, cell, data)}")
+        return out
+    for run in sorted(runs, key=lambda r: (r.seed, str(r.path))):
+        path = eval_metrics_file(run.path, cell.split, cell.scales, cell.flip)
+        value = metric_value(_read_metrics(path), cell) if path is not None else None
+        if value is None:
+            out.missing_eval = True
+            out.commands.append(eval_command(run.path, cell, data))
+            continue
+        out.values.append(value)
+        out.runs.append(str(run.path))
+    return out
+
+
+def _mean_std(values: list[float]) -> tuple[float, float | None]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def report_cell(cell: Cell, index: RunIndex, static: StaticResult, data: str = "DATA") -> CellReport:
+    """Our value of one cell, or why there is none."""
+    note = cell.note or ""
+    if cell.kind == "static":
+        value = static.values.get(cell.row_id, {}).get(cell.metric)
+        row_note = static.notes.get(cell.row_id, "")
+        detail = "; ".join(x for x in (row_note, note) if x)
+        if value is None:
+            return CellReport(cell, "not-computed", detail=detail)
+        return CellReport(cell, "computed", ours=float(value), detail=detail)
+    if not cell.reproducible:
+        return CellReport(cell, "not-reproducible", detail=cell.reason or "")
+    if cell.status == "missing-recipe":
+        missing = [n for n in (cell.recipe, cell.baseline) if n is not None]
+        return CellReport(cell, "missing-recipe",
+                          detail=f"recipe {' / '.join(missing)} is not written yet")
+    if cell.recipe is None:
+        return CellReport(cell, "quoted", detail=f"quoted from {cell.quoted_from}")
+    main = _scores(index, cell, False, data)
+    parts = [main] + ([_scores(index, cell, True, data)] if cell.baseline else [])
+    commands = tuple(c for p in parts for c in p.commands)
+    if any(not p.values for p in parts):
+        state = "missing-eval" if any(p.missing_eval for p in parts) else "missing-run"
+        return CellReport(cell, state, detail=note, commands=commands)
+    mean, std = _mean_std(main.values)
+    runs = tuple(main.runs)
+    if cell.baseline:
+        base_mean, base_std = _mean_std(parts[1].values)
+        mean -= base_mean
+        std = math.hypot(std, base_std) if std is not None and base_std is not None else None
+        runs += tuple(f"-{r}" for r in parts[1].runs)
+    return CellReport(cell, "reproduced", ours=mean, std=std, runs=runs, detail=note,
+                      commands=commands)
+
+
+def build_report(table: Table, index: RunIndex, data: str = "DATA") -> TableReport:
+    """Every cell of ``table`` with our value (from ``index``'s runs or computed on the spot)."""
+    static = compute_static(table)
+    cells = tuple(report_cell(cell, index, static, data) for cell in table.cells)
+    return TableReport(table, cells, static_method=static.method or None)
+
+
+def build_reports(names: list[str] | tuple[str, ...] = (), runs_dir: Path = Path("runs"),
+                  data: str = "DATA") -> list[TableReport]:
+    """Reports of the tables ``names`` (ids, papers or files; all when empty) against the runs
+    found under ``runs_dir``."""
+    tables = select_tables(list(names))
+    index = RunIndex(runs_dir)
+    reports = [build_report(table, index, data) for table in tables]
+    if index.warnings and reports:
+        first = reports[0]
+        reports[0] = TableReport(first.table, first.cells, first.static_method,
+                                 tuple(index.warnings))
+    return reports
+
+
+__all__ = [
+    "CELL_STATES", "PAPERS", "RUN_MATCH_IGNORED", "Cell", "CellReport", "RunIndex", "Table",
+    "TableReport", "build_report", "build_reports", "eval_command", "eval_metrics_file",
+    "load_all_tables", "load_table_file", "metric_value", "recipe_fingerprint", "report_cell",
+    "run_name", "select_tables", "train_command",
+]

@@ -1,0 +1,504 @@
+"""The registry of the five papers' results tables: one YAML file per table, validated into cells.
+
+Each file ``recipes/tables/<paper>_table<n>.yaml`` holds one table of one paper as data: the
+paper's number for every cell, and how gsbench reproduces it - the recipe (plus ``--set``
+overrides) to train, the evaluation setting (dataset, split, single / multi-scale, flip, boundary
+radius, crop factor, class) and the metric. Settings cascade: the table's top-level keys are the
+defaults, a column refines them (its metric, radius, class ...), a row names the model (recipe)
+and may refine them again, and ``overrides`` (``ROW`` or ``ROW.COLUMN``) refine single rows or
+cells. The resolved :class:`Cell` is what ``gsbench report`` and ``gsbench ablate`` consume.
+
+Layout of a file (every key is checked; an unknown key, a recipe that does not exist, a bad
+metric name is a one-line :class:`~gsbench.errors.GsbenchError` naming the file and the key)::
+
+    paper: psanet                  # psanet | gscnn | gff | gpsnet | ranet
+    table: 5                       # the paper's table number
+    caption: "..."                 # the paper's caption
+    dataset: cityscapes            # defaults for every cell ...
+    split: val
+    scales: ss                     # ss | ms (multi-scale inference)
+    flip: false
+    columns:
+      - {key: ss_miou, label: "SS mIoU", metric: miou}
+      - {key: ms_miou, label: "MS mIoU", metric: miou, scales: ms}
+    rows:
+      - {method: Res50-Baseline, recipe: fcn50, ss_miou: 71.93, ms_miou: 72.99}
+
+Rows are a list (each with ``method``, and an optional ``id``; the id defaults to a slug of the
+method) or a mapping from row id to a row with ``label``. A row's value keys are the column
+keys; ``null`` is a cell the paper leaves empty. Cells that cannot be reproduced say why:
+``reproducible: false`` with a ``reason`` (a test server, a dataset gsbench does not prepare),
+``quoted_from`` (another paper's number, quoted for comparison; with a ``recipe`` gsbench still
+reproduces it), or ``status: missing-recipe`` (the named recipe is not written yet). A ``baseline``
+recipe makes a cell a difference: our value is the row recipe's score minus the baseline's (the
+papers' "+1.7" columns). Tables with ``compute`` are computed on the spot (parameters, FLOPs,
+memory, receptive fields): their columns whose metric is one of that computation's figures need
+no training (see :mod:`gsbench.tables.static`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gsbench.errors import GsbenchError
+from gsbench.recipes import RECIPES_DIR
+from gsbench.tables.static import STATIC_TABLES
+
+#: The folder of the table files.
+TABLES_DIR = RECIPES_DIR / "tables"
+
+#: The papers: key -> (short name, venue, plain-text copy's file name in the papers folder).
+PAPERS: dict[str, tuple[str, str, str]] = {
+    "gpsnet": ("GPSNet", "IEEE TIP 2021", "000_dc999b7d06b15ff9.txt"),
+    "gff": ("GFF", "AAAI 2020", "001_e903c52e517b761d.txt"),
+    "gscnn": ("Gated-SCNN", "ICCV 2019", "002_d8963c6ce4eee698.txt"),
+    "ranet": ("RANet", "NeurIPS 2020", "003_0c5a92734f975c13.txt"),
+    "psanet": ("PSANet", "ECCV 2018", "004_e9b1a9deee7520e3.txt"),
+}
+
+#: Datasets gsbench prepares (``gsbench prepare-data``); cells on any other dataset, or on a
+#: split without public ground truth, must be marked ``reproducible: false``.
+PREPARED_DATASETS = ("cityscapes", "ade20k")
+KNOWN_DATASETS = PREPARED_DATASETS + ("voc2012", "pascal_context", "coco_stuff")
+#: Splits whose ground truth is public (a test split is scored by the benchmark's server).
+SCORED_SPLITS = ("train", "val")
+
+#: Metrics read from a run's ``eval/<split>_<ss|ms>[_flip]/metrics.json`` and the setting each
+#: needs: boundary F needs ``radius`` (px), crop mIoU ``crop_factor``, per-class ones ``class``.
+TRAINED_METRICS: dict[str, tuple[str, ...]] = {
+    "miou": (),
+    "pixel_acc": (),
+    "mean_acc": (),
+    "iiou": (),
+    "boundary_f": ("radius",),
+    "crop_miou": ("crop_factor",),
+    "class_iou": ("class",),
+    "class_boundary_f": ("class", "radius"),
+}
+
+STATUSES = ("ok", "missing-recipe")
+SCALES = ("ss", "ms")
+
+# Keys that set how a cell is evaluated; allowed at the top level, in columns, rows, overrides.
+_EVAL_KEYS = ("dataset", "split", "scales", "flip", "radius", "crop_factor", "class")
+# A row or a single cell may score another metric than its column (rows of mIoU and F-score).
+_CELL_METRIC_KEYS = ("metric",)
+# Keys that say where a cell's number comes from; allowed everywhere except the column list.
+_ORIGIN_KEYS = ("reproducible", "reason", "quoted_from", "note")
+_MODEL_KEYS = ("recipe", "set", "baseline", "baseline_set", "status")
+
+_TOP_KEYS = ("paper", "table", "caption", "compute", "input_shape", "source", "notes", "status", "columns",
+             "rows", "overrides", *_EVAL_KEYS, *_ORIGIN_KEYS)
+_COLUMN_KEYS = ("key", "label", "metric", "text", *_EVAL_KEYS, *_ORIGIN_KEYS)
+_ROW_META_KEYS = ("id", "method", "label", *_CELL_METRIC_KEYS, *_MODEL_KEYS, *_EVAL_KEYS, *_ORIGIN_KEYS)
+_OVERRIDE_KEYS = (*_CELL_METRIC_KEYS, *_MODEL_KEYS, *_EVAL_KEYS, *_ORIGIN_KEYS)
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    metric: str | None  # None for a text column (e.g. the backbone or the dilation setting)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One number of a paper's table and how gsbench reproduces it (all settings resolved)."""
+
+    table_id: str
+    row_id: str
+    row_label: str
+    column: str
+    column_label: str
+    paper_value: float | None
+    metric: str
+    kind: str  # "trained" (from run folders) or "static" (computed on the spot)
+    dataset: str | None
+    split: str
+    scales: str
+    flip: bool
+    radius: int | None = None
+    crop_factor: int | None = None
+    class_name: str | None = None
+    recipe: str | None = None
+    overrides: tuple[str, ...] = ()
+    baseline: str | None = None
+    baseline_overrides: tuple[str, ...] = ()
+    status: str = "ok"
+    reproducible: bool = True
+    reason: str | None = None
+    quoted_from: str | None = None
+    note: str | None = None
+
+    @property
+    def setting(self) -> str:
+        """The evaluation setting in words: ``cityscapes val ms+flip r=5px``."""
+        parts = [self.dataset or "-", self.split, self.scales + ("+flip" if self.flip else "")]
+        if self.radius is not None:
+            parts.append(f"r={self.radius}px")
+        if self.crop_factor is not None:
+            parts.append(f"crop={self.crop_factor}")
+        if self.class_name is not None:
+            parts.append(self.class_name)
+        return " ".join(parts)
+
+    @property
+    def reproduced_by_training(self) -> bool:
+        """True when gsbench can fill the cell from run folders (a recipe that exists, data it
+        prepares)."""
+        return (self.kind == "trained" and self.reproducible and self.recipe is not None
+                and self.status == "ok")
+
+
+@dataclass(frozen=True)
+class Table:
+    """One paper table: its header, columns, row labels (in order) and resolved cells."""
+
+    paper: str
+    number: int
+    caption: str
+    path: Path
+    columns: tuple[Column, ...]
+    rows: tuple[tuple[str, str], ...]  # (row id, row label)
+    text: dict[tuple[str, str], str]  # (row id, text column key) -> text
+    cells: tuple[Cell, ...]
+    compute: str | None = None
+    input_shape: tuple[int, ...] | None = None
+    notes: str | None = None
+    raw_rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return table_id(self.paper, self.number)
+
+    @property
+    def title(self) -> str:
+        name, venue, _ = PAPERS[self.paper]
+        return f"{name} ({venue}) Table {self.number}: {self.caption}"
+
+    def cell(self, row_id: str, column: str) -> Cell:
+        for cell in self.cells:
+            if cell.row_id == row_id and cell.column == column:
+                return cell
+        raise KeyError(f"{self.id}: no cell {row_id}.{column}")
+
+
+def table_id(paper: str, number: int) -> str:
+    """``gff.table1``: how tables are named on the command line."""
+    return f"{paper}.table{number}"
+
+
+def slug(text: str) -> str:
+    """A row id from a method name: ``ResNet50+COLLECT(Compact)`` -> ``resnet50-collect-compact``."""
+    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+def table_files(folder: Path = TABLES_DIR) -> list[Path]:
+    """Every table file, in paper then table order."""
+    if not folder.is_dir():
+        return []
+
+    def order(path: Path):
+        match = re.fullmatch(r"(.+)_table(\d+)", path.stem)
+        return (match.group(1), int(match.group(2))) if match else (path.stem, 0)
+
+    return sorted(folder.glob("*.yaml"), key=order)
+
+
+def load_all_tables(folder: Path = TABLES_DIR) -> list[Table]:
+    """Every table of the registry, validated."""
+    return [load_table_file(path) for path in table_files(folder)]
+
+
+def select_tables(names: list[str] | tuple[str, ...], folder: Path = TABLES_DIR) -> list[Table]:
+    """Tables by id (``gff.table1``), by paper (``gff``: all its tables) or by file path; all
+    tables when ``names`` is empty."""
+    tables = load_all_tables(folder)
+    if not names:
+        return tables
+    by_id = {t.id: t for t in tables}
+    chosen: list[Table] = []
+    for name in names:
+        if name.endswith((".yaml", ".yml")):
+            found = [load_table_file(Path(name))]
+        elif name in by_id:
+            found = [by_id[name]]
+        elif name in PAPERS:
+            found = [t for t in tables if t.paper == name]
+        else:
+            close = difflib.get_close_matches(name, [*by_id, *PAPERS], n=3, cutoff=0.5)
+            hint = f" (closest: {', '.join(close)})" if close else \
+                f" (tables look like gff.table1; papers: {', '.join(PAPERS)})"
+            raise GsbenchError(f"unknown table {name!r}{hint}")
+        chosen.extend(t for t in found if t not in chosen)
+    return chosen
+
+
+def load_table_file(path: Path) -> Table:
+    """Read and validate one table file into a :class:`Table`."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise GsbenchError(f"{path}: cannot read the table file ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise GsbenchError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    if not isinstance(raw, dict):
+        raise GsbenchError(f"{path}: a table file must be a mapping of keys to values")
+    return _TableParser(path, raw).parse()
+
+
+class _TableParser:
+    def __init__(self, path: Path, raw: dict[str, Any]):
+        self.path = path
+        self.raw = raw
+
+    def fail(self, key: str, message: str) -> GsbenchError:
+        return GsbenchError(f"{self.path}: {key}: {message}")
+
+    def reject_unknown(self, mapping: dict, allowed: tuple[str, ...] | list[str], where: str) -> None:
+        for key in mapping:
+            if key not in allowed:
+                close = difflib.get_close_matches(str(key), list(allowed), n=1, cutoff=0.5)
+                hint = f" (closest valid key: {close[0]!r})" if close else ""
+                raise self.fail(f"{where}{key}", f"unknown key{hint}")
+
+    def parse(self) -> Table:
+        raw = self.raw
+        self.reject_unknown(raw, _TOP_KEYS, "")
+        for key in ("paper", "table", "caption", "columns", "rows"):
+            if key not in raw:
+                raise self.fail(key, "missing required key")
+        paper, number = raw["paper"], raw["table"]
+        if paper not in PAPERS:
+            raise self.fail("paper", f"unknown paper {paper!r} (use one of {', '.join(PAPERS)})")
+        if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+            raise self.fail("table", f"must be a positive integer, got {number!r}")
+        if self.path.stem != f"{paper}_table{number}":
+            raise self.fail("table", f"the file of {paper} table {number} must be named "
+                            f"{paper}_table{number}.yaml")
+        compute = raw.get("compute")
+        if compute is not None and compute not in STATIC_TABLES:
+            raise self.fail("compute", f"unknown computation {compute!r} "
+                            f"(known: {', '.join(sorted(STATIC_TABLES))})")
+        self.static_metrics = STATIC_TABLES[compute].metrics if compute else ()
+        defaults = {k: raw[k] for k in (*_EVAL_KEYS, *_ORIGIN_KEYS, "status") if k in raw}
+        columns = self.parse_columns(raw["columns"])
+        rows = self.parse_rows(raw["rows"], columns)
+        overrides = raw.get("overrides") or {}
+        if not isinstance(overrides, dict):
+            raise self.fail("overrides", "must be a mapping of ROW or ROW.COLUMN to settings")
+        row_ids = {rid for rid, _, _ in rows}
+        column_keys = {c.key for c in columns if c.metric is not None}
+        for target, settings in overrides.items():
+            row_id, _, column = str(target).partition(".")
+            if row_id not in row_ids or (column and column not in column_keys):
+                raise self.fail(f"overrides.{target}", "names no row (or ROW.COLUMN) of the table")
+            if not isinstance(settings, dict):
+                raise self.fail(f"overrides.{target}", "must be a mapping of settings")
+            self.reject_unknown(settings, _OVERRIDE_KEYS, f"overrides.{target}.")
+        tid = table_id(paper, number)
+        cells, text = [], {}
+        for row_id, label, row in rows:
+            for column in columns:
+                if column.metric is None:
+                    if column.key in row:
+                        text[(row_id, column.key)] = str(row[column.key])
+                    continue
+                if column.key not in row:
+                    continue  # the paper's row has no such column (e.g. a merged cell)
+                merged = {**defaults, **column.settings,
+                          **{k: v for k, v in row.items() if k in _OVERRIDE_KEYS},
+                          **overrides.get(row_id, {}), **overrides.get(f"{row_id}.{column.key}", {})}
+                where = f"rows.{row_id}.{column.key}"
+                cells.append(self.make_cell(tid, row_id, label, column, row[column.key], merged, where))
+        input_shape = raw.get("input_shape")
+        return Table(
+            paper=paper, number=number, caption=str(raw["caption"]), path=self.path,
+            columns=tuple(columns), rows=tuple((rid, label) for rid, label, _ in rows), text=text,
+            cells=tuple(cells), compute=compute,
+            input_shape=tuple(input_shape) if input_shape is not None else None,
+            notes=raw.get("notes"), raw_rows={rid: row for rid, _, row in rows},
+        )
+
+    def parse_columns(self, raw_columns: Any) -> list[Column]:
+        if not isinstance(raw_columns, list) or not raw_columns:
+            raise self.fail("columns", "must be a non-empty list of columns")
+        columns, seen = [], set()
+        for i, col in enumerate(raw_columns):
+            where = f"columns[{i}]."
+            if not isinstance(col, dict) or "key" not in col:
+                raise self.fail(f"columns[{i}]", "must be a mapping with a 'key'")
+            self.reject_unknown(col, _COLUMN_KEYS, where)
+            key = str(col["key"])
+            if key in seen or key in _ROW_META_KEYS:
+                raise self.fail(f"{where}key", f"column key {key!r} is used twice or reserved")
+            seen.add(key)
+            if col.get("text"):
+                columns.append(Column(key, str(col.get("label", key)), None))
+                continue
+            metric = col.get("metric")
+            if metric not in TRAINED_METRICS and metric not in self.static_metrics:
+                known = [*TRAINED_METRICS, *self.static_metrics]
+                close = difflib.get_close_matches(str(metric), known, n=1, cutoff=0.5)
+                hint = f" (closest: {close[0]!r})" if close else f" (known: {', '.join(known)})"
+                raise self.fail(f"{where}metric", f"unknown metric {metric!r}{hint}")
+            settings = {k: v for k, v in col.items() if k in (*_EVAL_KEYS, *_ORIGIN_KEYS)}
+            columns.append(Column(key, str(col.get("label", key)), metric, settings))
+        return columns
+
+    def parse_rows(self, raw_rows: Any, columns: list[Column]) -> list[tuple[str, str, dict]]:
+        if isinstance(raw_rows, dict):
+            items = []
+            for rid, row in raw_rows.items():
+                if not isinstance(row, dict) or "label" not in row:
+                    raise self.fail(f"rows.{rid}", "must be a mapping with a 'label'")
+                items.append((str(rid), str(row["label"]), row))
+        elif isinstance(raw_rows, list) and raw_rows:
+            items = []
+            for i, row in enumerate(raw_rows):
+                if not isinstance(row, dict) or "method" not in row:
+                    raise self.fail(f"rows[{i}]", "must be a mapping with a 'method'")
+                items.append((str(row.get("id") or slug(str(row["method"]))), str(row["method"]), row))
+        else:
+            raise self.fail("rows", "must be a non-empty list of rows (or a mapping id -> row)")
+        allowed = (*_ROW_META_KEYS, *(c.key for c in columns))
+        seen = set()
+        for rid, _, row in items:
+            if rid in seen:
+                raise self.fail(f"rows.{rid}", "row id used twice (give the row an 'id')")
+            seen.add(rid)
+            self.reject_unknown(row, allowed, f"rows.{rid}.")
+        return items
+
+    def make_cell(self, tid: str, row_id: str, label: str, column: Column, value: Any,
+                  s: dict[str, Any], where: str) -> Cell:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value)):
+            raise self.fail(where, f"paper value must be a number or null, got {value!r}")
+        metric = s.get("metric", column.metric)
+        if metric not in TRAINED_METRICS and metric not in self.static_metrics:
+            known = [*TRAINED_METRICS, *self.static_metrics]
+            close = difflib.get_close_matches(str(metric), known, n=1, cutoff=0.5)
+            hint = f" (closest: {close[0]!r})" if close else f" (known: {', '.join(known)})"
+            raise self.fail(f"{where}.metric", f"unknown metric {metric!r}{hint}")
+        kind = "static" if metric in self.static_metrics else "trained"
+        scales = s.get("scales", "ss")
+        if scales not in SCALES:
+            raise self.fail(f"{where}.scales", f"must be ss or ms, got {scales!r}")
+        for key in ("flip", "reproducible"):
+            if key in s and not isinstance(s[key], bool):
+                raise self.fail(f"{where}.{key}", f"must be true or false, got {s[key]!r}")
+        dataset = s.get("dataset")
+        if kind == "trained" and dataset not in KNOWN_DATASETS:
+            raise self.fail(f"{where}.dataset", f"unknown dataset {dataset!r} "
+                            f"(use one of {', '.join(KNOWN_DATASETS)})")
+        split = str(s.get("split", "val"))
+        for needed in TRAINED_METRICS.get(metric, ()):
+            if s.get(needed) is None:
+                raise self.fail(f"{where}.{needed}", f"metric {metric} needs a {needed}")
+        for key in ("radius", "crop_factor"):
+            value_ = s.get(key)
+            if value_ is not None and (isinstance(value_, bool) or not isinstance(value_, int)
+                                       or value_ < (1 if key == "radius" else 0)):
+                raise self.fail(f"{where}.{key}", f"must be a {'positive' if key == 'radius' else 'non-negative'} "
+                                f"integer, got {value_!r}")
+        class_name = s.get("class")
+        if class_name is not None and dataset == "cityscapes":
+            from gsbench.data.labels import CITYSCAPES_CLASS_NAMES
+
+            if class_name not in CITYSCAPES_CLASS_NAMES:
+                close = difflib.get_close_matches(str(class_name), CITYSCAPES_CLASS_NAMES, n=1)
+                hint = f" (closest: {close[0]!r})" if close else ""
+                raise self.fail(f"{where}.class", f"unknown Cityscapes class {class_name!r}{hint}")
+        reproducible = s.get("reproducible", True)
+        if not reproducible and not s.get("reason"):
+            raise self.fail(f"{where}.reason", "a cell with reproducible: false needs a reason")
+        status = s.get("status", "ok")
+        if status not in STATUSES:
+            raise self.fail(f"{where}.status", f"must be one of {', '.join(STATUSES)}, got {status!r}")
+        recipe, sets = s.get("recipe"), self.overrides(s.get("set"), f"{where}.set")
+        baseline, baseline_sets = s.get("baseline"), self.overrides(s.get("baseline_set"),
+                                                                    f"{where}.baseline_set")
+        if kind == "trained" and reproducible:
+            if dataset not in PREPARED_DATASETS or split not in SCORED_SPLITS:
+                raise self.fail(f"{where}.reproducible",
+                                f"{dataset} {split} cannot be scored by gsbench: mark the cell "
+                                "reproducible: false with a reason")
+            if recipe is None and not s.get("quoted_from"):
+                raise self.fail(f"{where}.recipe", "a reproducible cell needs a recipe "
+                                "(or quoted_from for another paper's number)")
+        for name, name_sets, key in ((recipe, sets, "recipe"), (baseline, baseline_sets, "baseline")):
+            if name is None:
+                continue
+            if not isinstance(name, str):
+                raise self.fail(f"{where}.{key}", f"must be a recipe name, got {name!r}")
+            exists = (RECIPES_DIR / f"{name}.yaml").is_file()
+            if not exists and status != "missing-recipe":
+                close = difflib.get_close_matches(name, _recipe_names(), n=2, cutoff=0.6)
+                hint = f" (closest: {', '.join(close)})" if close else ""
+                raise self.fail(f"{where}.{key}", f"recipe {name!r} does not exist{hint}; write it "
+                                "or mark the cell status: missing-recipe")
+            if exists:
+                recipe_dataset = _resolved_recipe(name, name_sets, f"{self.path}: {where}.{key}").data.dataset
+                if kind == "trained" and recipe_dataset != dataset:
+                    raise self.fail(f"{where}.{key}", f"recipe {name!r} trains on {recipe_dataset}, "
+                                    f"the cell is scored on {dataset}")
+        if status == "missing-recipe" and recipe is not None and \
+                (RECIPES_DIR / f"{recipe}.yaml").is_file() and \
+                (baseline is None or (RECIPES_DIR / f"{baseline}.yaml").is_file()):
+            status = "ok"  # the recipe has landed since the table was written
+        return Cell(
+            table_id=tid, row_id=row_id, row_label=label, column=column.key,
+            column_label=column.label, paper_value=None if value is None else float(value),
+            metric=metric, kind=kind, dataset=dataset, split=split, scales=scales,
+            flip=bool(s.get("flip", False)), radius=s.get("radius"), crop_factor=s.get("crop_factor"),
+            class_name=class_name, recipe=recipe, overrides=sets, baseline=baseline,
+            baseline_overrides=baseline_sets, status=status, reproducible=reproducible,
+            reason=s.get("reason"), quoted_from=s.get("quoted_from"), note=s.get("note"),
+        )
+
+    def overrides(self, value: Any, where: str) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list) or any(not isinstance(v, str) or "=" not in v for v in value):
+            raise self.fail(where, "must be a list of key=value recipe overrides")
+        return tuple(value)
+
+
+def _recipe_names() -> list[str]:
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+@functools.lru_cache(maxsize=None)
+def _resolved_recipe_cached(name: str, overrides: tuple[str, ...]):
+    from gsbench.recipes import load_recipe
+
+    return load_recipe(name, overrides)
+
+
+def _resolved_recipe(name: str, overrides: tuple[str, ...], where: str):
+    try:
+        return _resolved_recipe_cached(name, overrides)
+    except GsbenchError as exc:
+        raise GsbenchError(f"{where}: {exc}") from None
+
+
+def cell_recipe(cell: Cell, baseline: bool = False):
+    """The resolved :class:`~gsbench.recipes.Recipe` of a cell (or of its baseline)."""
+    name, sets = (cell.baseline, cell.baseline_overrides) if baseline else (cell.recipe, cell.overrides)
+    if name is None:
+        raise GsbenchError(f"{cell.table_id} {cell.row_id}.{cell.column}: the cell names no recipe")
+    return _resolved_recipe(name, sets, f"{cell.table_id} {cell.row_id}.{cell.column}")
