@@ -414,10 +414,58 @@ def ablate() -> None:
     not_yet("ablate", "it arrives with the paper-tables roadmap item")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def report() -> None:
-    """Print the papers' tables with the paper's numbers beside ours."""
-    not_yet("report", "it arrives with the paper-tables roadmap item")
+# --- report -------------------------------------------------------------------------------------
+@app.command()
+@user_errors
+def report(
+    tables: Optional[list[str]] = typer.Argument(
+        None, metavar="[TABLE]...",
+        help="Tables (gff.table1), papers (gscnn: all its tables) or table files; default all."),
+    runs: Path = typer.Option(Path("runs"), "--runs", help="Folder searched for run folders."),
+    fmt: str = typer.Option("md", "--format", help="md, csv or latex (written to --out)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Write report.{md,csv,tex} and the plots (PNG) into this folder."),
+    data: str = typer.Option(
+        "DATA", "--data", help="Prepared dataset path to put in the commands of missing cells."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No terminal tables."),
+) -> None:
+    """Print the papers' tables with the paper's numbers beside ours.
+
+    Our value is the mean +- std over the run folders under --runs whose recipe is the cell's;
+    a missing cell shows the gsbench train / eval command that fills it. Tables of parameters,
+    FLOPs, memory and receptive fields are computed on the spot.
+    """
+    from gsbench.tables import RunIndex, build_report, select_tables
+    from gsbench.tables.render import (
+        FORMATS, matplotlib_available, render, rich_table, summary_line, write_plots, write_report,
+    )
+
+    if fmt not in FORMATS:
+        raise GsbenchError(f"unknown --format {fmt!r} (use {', '.join(FORMATS)})")
+    chosen = select_tables(tables or [])
+    index = RunIndex(runs)
+    reports = [build_report(table, index, data) for table in chosen]
+    if not quiet:
+        for item in reports:
+            console.print(rich_table(item))
+            console.print(summary_line(item), highlight=False)
+            for number, command in enumerate(item.commands, 1):
+                console.print(f"  #{number}: {command}", highlight=False, soft_wrap=True)
+        for warning in index.warnings:
+            err_console.print(f"warning: {warning}", highlight=False, soft_wrap=True)
+    if out is None:
+        if fmt != "md" or quiet:
+            console.print(render(reports, fmt), highlight=False, markup=False, soft_wrap=True)
+        return
+    path = write_report(reports, out, fmt)
+    if not quiet:
+        console.print(f"wrote {path}", highlight=False)
+    if not matplotlib_available():
+        err_console.print("matplotlib is not installed: plots skipped (pip install matplotlib)")
+        return
+    for plot in write_plots(index, out / "plots"):
+        if not quiet:
+            console.print(f"wrote {plot}", highlight=False)
 
 
 # --- profile ------------------------------------------------------------------------------------
