@@ -15,12 +15,15 @@ from torch import nn
 from gsbench.errors import GsbenchError
 from gsbench.models.backbones.pretrained import PartialCheckpointWarning, load_pretrained
 from gsbench.models.backbones.resnet import ResNet, resnet18, resnet50, resnet101, resnet_tiny
+from gsbench.models.backbones.wideresnet import WideResNet38, wideresnet38, wideresnet_tiny
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "resnet18": resnet18,
     "resnet50": resnet50,
     "resnet101": resnet101,
     "resnet_tiny": resnet_tiny,
+    "wideresnet38": wideresnet38,
+    "wideresnet_tiny": wideresnet_tiny,
 }
 
 
@@ -41,7 +44,7 @@ def build_backbone(name: str, output_stride: int = 8, pretrained: str | None = N
     backbone = BACKBONES[name](output_stride=output_stride)
     if pretrained is not None:
         load_pretrained(backbone, pretrained)
-    elif name != "resnet_tiny":  # the tiny backbone only exists for smoke runs
+    elif not name.endswith("_tiny"):  # the tiny backbones only exist for smoke runs
         # The default "once per call site" filter shows this once per process.
         warnings.warn(f"backbone {name} has random (Kaiming) initialisation: pass pretrained=FILE "
                       "with ImageNet weights to reproduce the papers' numbers",
@@ -50,4 +53,4 @@ def build_backbone(name: str, output_stride: int = 8, pretrained: str | None = N
 
 
 __all__ = ["BACKBONES", "PartialCheckpointWarning", "RandomInitWarning", "ResNet",
-           "build_backbone", "list_backbones", "load_pretrained"]
+           "WideResNet38", "build_backbone", "list_backbones", "load_pretrained"]
