@@ -45,6 +45,10 @@ MODEL_OPTIONS: dict[str, dict[str, Any]] = {
     "ccnet": {"recurrence": int},
     "danet": {"channel_energy": str},  # paper | official (CAM softmax of max - energy)
     "annet": {"project_channels": int, "pyramid_sizes": list[int]},
+    "gscnn": {
+        "shape_stream": bool,  # false = the paper's baseline (DeepLabV3+ regular stream only)
+        "use_canny": bool,  # Canny image gradients fused with the boundary map (Table 3)
+    },
     "gpsnet": {
         "context": str,  # aspp | oc (GPSNet Table 1)
         "dilations": list[list[int]] | None,  # [[r_11, r_12], ...]; null: the tuned grid
