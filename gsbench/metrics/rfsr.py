@@ -21,8 +21,9 @@ Sets are boolean canvases centred on the output pixel; each layer is the OR of i
 canvas shifted by the kernel's offsets (nine array shifts per layer, no loop over positions).
 
 Table 4 of the paper (RF / SR / parameters, dilations {1, 12, 24, 36} unless tuned) is
-reproduced by :func:`table4` for ASPP, the untuned SuperNet / GPS and, in RF and SR, DenseASPP.
-Two rows are not, for reasons stated in :data:`TABLE4_NOTES` and printed beside them:
+reproduced by :func:`table4` for ASPP, the untuned SuperNet / GPS (SR 0.1241 where the paper
+prints 0.125: 5,953 positions, the most any path reaches) and, in RF and SR, DenseASPP. Two
+figures are not, for reasons stated in :data:`TABLE4_NOTES` and printed beside them:
 
 - DenseASPP's 25.6 M parameters depend on layer widths the paper does not state; DenseASPP's own
   widths (1x1 to C/4 = 512, 3x3 to C/8 = 256 per layer) on 2048 channels give 9.7 M.
@@ -51,13 +52,13 @@ import yaml
 from torch import nn
 
 from gsbench.errors import GsbenchError
+from gsbench.recipes import RECIPES_DIR
 
 KERNEL_SIZE = 3
 #: Input channels assumed for the parameter counts: ResNet-101's stage-5 features.
 DEFAULT_IN_CHANNELS = 2048
 #: The paper's Table 4 figures (a data file, shown beside the computed rows).
-TABLE4_FILE = Path(__file__).resolve().parent.parent.parent / "recipes" / "tables" / \
-    "gpsnet_table4.yaml"
+TABLE4_FILE = RECIPES_DIR / "tables" / "gpsnet_table4.yaml"
 
 TABLE4_NOTES = {
     "DenseASPP": (
