@@ -309,8 +309,10 @@ def test_region_interaction_matches_slow_equations(intra, inter):
     scores = torch.rand(num, dtype=torch.float64, generator=generator)
     regions = torch.tensor([0] * 12 + [1] * 2 + [2] * 9 + [3] * 7)[torch.randperm(num, generator=generator)]
     reps = select_representatives(scores, regions, 4, k)
-    got = region_interaction(features, scores, regions, reps, intra, inter)
-    torch.testing.assert_close(got, slow_rib(features, scores, regions, k, intra, inter))
+    expected = slow_rib(features, scores, regions, k, intra, inter)
+    for chunk in (10**9, 2 * k * channels):  # one block / blocks of 2 pixels
+        got = region_interaction(features, scores, regions, reps, intra, inter, chunk)
+        torch.testing.assert_close(got, expected)
 
 
 # --- model, loss, recipes --------------------------------------------------------------------------

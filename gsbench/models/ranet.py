@@ -58,6 +58,7 @@ instead of keeping them. Measured peaks are in benchmarks/RESULTS.md
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -82,34 +83,52 @@ DEFAULT_CHUNK_ELEMENTS = 1 << 23
 
 # --- RCB: pairwise maps ----------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=8)
+def _segment_tables(height: int, width: int, device: torch.device,
+                    dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+    """Per offset (dy, dx) of an h x w map, the samples of Eq. (1)'s segment relative to i.
+
+    Rows are offsets ``(dy + h - 1) * (2w - 1) + (dx + w - 1)``, columns the samples t = 0..T-1
+    (T = max(h, w)). Sample t sits at ``(dy, dx) * t / L`` with L = max(|dy|, |dx|): its major
+    coordinate is an integer (d * t is computed exactly before the division) and B is
+    interpolated linearly between ``floor`` and ``ceil`` of the minor one. Samples t > L repeat
+    the end point, so every pair has T samples and no mask is needed. Returns the flat offsets
+    of the two neighbours and the interpolation weight of the second. The samples depend on the
+    offset only, so the table (2h-1)(2w-1) x T is built once per map size (72 MB at 97 x 97).
+    """
+    dy = torch.arange(-(height - 1), height, device=device).view(-1, 1, 1)
+    dx = torch.arange(-(width - 1), width, device=device).view(1, -1, 1)
+    length = torch.maximum(dy.abs(), dx.abs())
+    samples = max(height, width)
+    steps = torch.minimum(torch.arange(samples, device=device).view(1, 1, -1), length)
+    safe_length = length.clamp(min=1)
+    y = (dy * steps).to(dtype) / safe_length
+    x = (dx * steps).to(dtype) / safe_length
+    y0, x0 = y.floor(), x.floor()
+    weight = ((y - y0) + (x - x0)).reshape(-1, samples)  # one of the two is 0: the major axis
+    low = (y0 * width + x0).long().reshape(-1, samples)
+    high = (y.ceil() * width + x.ceil()).long().reshape(-1, samples)
+    return low, high, weight
+
+
 def segment_max(boundary: Tensor, rows: Tensor, height: int, width: int) -> Tensor:
     """D of Eq. (1) for the pixels ``rows`` against every pixel: ``len(rows) x hw``.
 
-    ``boundary`` is one image's B flattened (hw,). Sample t = 0..L of the segment i -> j sits at
-    ``i + (j - i) * t / L`` (L = max(|dy|, |dx|)); its major coordinate is an integer and B is
-    interpolated linearly between ``floor`` and ``ceil`` of the minor one. Samples t > L repeat
-    the end point j, so every pair uses the same number of samples and no mask is needed.
+    ``boundary`` is one image's B flattened (hw,); the samples of each pair come from
+    :func:`_segment_tables` shifted to the start pixel i (they stay inside the map: the segment
+    lies between two pixels of it).
     """
-    device = boundary.device
-    num = height * width
-    rows_y = torch.div(rows, width, rounding_mode="floor").view(-1, 1, 1)
-    rows_x = (rows % width).view(-1, 1, 1)
-    cols = torch.arange(num, device=device)
-    dy = torch.div(cols, width, rounding_mode="floor").view(1, -1, 1) - rows_y
-    dx = (cols % width).view(1, -1, 1) - rows_x
-    length = torch.maximum(dy.abs(), dx.abs())
-    steps = torch.arange(max(height, width), device=device).view(1, 1, -1)
-    steps = torch.minimum(steps, length)
-    safe_length = length.clamp(min=1)
-    # (d * t) is an exact integer, so the major coordinate comes out exact.
-    y = rows_y + (dy * steps).to(boundary.dtype) / safe_length
-    x = rows_x + (dx * steps).to(boundary.dtype) / safe_length
-    y0, x0 = y.floor(), x.floor()
-    frac = (y - y0) + (x - x0)  # one of the two is 0: the major axis
-    low = (y0 * width + x0).long()
-    high = (y.ceil() * width + x.ceil()).long()
-    values = (1 - frac) * boundary[low] + frac * boundary[high]
-    return values.amax(dim=-1)
+    low_table, high_table, weight_table = _segment_tables(height, width, boundary.device,
+                                                          boundary.dtype)
+    cols = torch.arange(height * width, device=boundary.device)
+    dy = torch.div(cols, width, rounding_mode="floor").unsqueeze(0) - torch.div(
+        rows, width, rounding_mode="floor").unsqueeze(1)
+    dx = (cols % width).unsqueeze(0) - (rows % width).unsqueeze(1)
+    offset = (dy + height - 1) * (2 * width - 1) + (dx + width - 1)
+    start = rows.view(-1, 1, 1)
+    low = boundary[low_table[offset] + start]
+    high = boundary[high_table[offset] + start]
+    return torch.lerp(low, high, weight_table[offset]).amax(dim=-1)
 
 
 def entropy_bits(prob: Tensor) -> Tensor:
@@ -250,14 +269,47 @@ def _segment_softmax(logits: Tensor, segments: Tensor, num_segments: int, dim: i
     return torch.where(total > 0, exp / total.clamp(min=torch.finfo(logits.dtype).tiny), 0.0)
 
 
+def _in_pixel_blocks(fn, block_rows: int, regions: Tensor, per_pixel: Tensor,
+                     shared: Tensor) -> Tensor:
+    """``fn(regions, per_pixel, shared)`` on blocks of pixels, concatenated.
+
+    ``fn`` gathers ``shared[regions]`` (pixels x K x M); under autograd each block runs under
+    :func:`torch.utils.checkpoint.checkpoint`, so that backward recomputes the gather instead
+    of keeping hw x K x M values (154 MB at 97 x 97, K = 8, M = 512) per use.
+    """
+    parts = []
+    for start in range(0, regions.numel(), block_rows):
+        args = (regions[start:start + block_rows], per_pixel[start:start + block_rows], shared)
+        if torch.is_grad_enabled():
+            parts.append(checkpoint(fn, *args, use_reentrant=False))
+        else:
+            parts.append(fn(*args))
+    return torch.cat(parts)
+
+
+def _slot_dot(regions: Tensor, pixels: Tensor, slots: Tensor) -> Tensor:
+    """``out[i, k] = <slots[regions[i], k], pixels[i]>``: pixel i against its region's slots."""
+    return torch.einsum("ikm,im->ik", slots[regions], pixels)
+
+
+def _slot_mix(regions: Tensor, weights: Tensor, slots: Tensor) -> Tensor:
+    """``out[i] = sum_k weights[i, k] slots[regions[i], k]``."""
+    return torch.einsum("ik,ikm->im", weights, slots[regions])
+
+
 def region_interaction(features: Tensor, scores: Tensor, regions: Tensor, reps: Tensor,
-                       intra: bool = True, inter: bool = True) -> Tensor:
+                       intra: bool = True, inter: bool = True,
+                       max_chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) -> Tensor:
     """RIB (Eq. 6-8) on one image: hw x M features A, scores J (hw,), region ids, Q x K reps.
 
-    Returns the contextual features O (hw x M).
+    Returns the contextual features O (hw x M). Per-pixel work against the region's K slots
+    runs in pixel blocks of at most ``max_chunk_elements`` gathered values (see
+    :func:`_in_pixel_blocks`); the inter-region step is dense over the R <= Q K
+    representatives (R x R weights).
     """
     num, channels = features.shape
     num_regions, k = reps.shape
+    block_rows = max(1, max_chunk_elements // (k * channels))
     valid_slot = reps >= 0
     safe_reps = reps.clamp(min=0)
     is_rep = torch.zeros(num, dtype=torch.bool, device=features.device)
@@ -269,13 +321,14 @@ def region_interaction(features: Tensor, scores: Tensor, regions: Tensor, reps: 
     # Eq. (6): intra-region collection over the region's non-representative pixels.
     local = rep_scores.unsqueeze(-1) * rep_features
     if intra:
-        logits = torch.einsum("ikm,im->ik", rep_features[regions], weighted)
+        logits = _in_pixel_blocks(_slot_dot, block_rows, regions, weighted, rep_features)
         allowed = valid_slot[regions] & ~is_rep.unsqueeze(1)
         logits = logits.masked_fill(~allowed, -math.inf)
         attn = _segment_softmax(logits, regions, num_regions, dim=0)  # over pixels, per (q, k)
-        collected = torch.zeros(num_regions, k, channels, dtype=features.dtype,
-                                device=features.device)
-        collected = collected.index_add(0, regions, attn.unsqueeze(-1) * weighted.unsqueeze(1))
+        # One slot at a time: hw x M temporaries instead of hw x K x M.
+        zeros = features.new_zeros(num_regions, channels)
+        collected = torch.stack([zeros.index_add(0, regions, attn[:, slot, None] * weighted)
+                                 for slot in range(k)], dim=1)
         local = local + collected
 
     # Eq. (7): inter-region interaction between the representatives of different regions.
@@ -302,11 +355,10 @@ def region_interaction(features: Tensor, scores: Tensor, regions: Tensor, reps: 
                                device=features.device)
     global_slots = global_slots.masked_scatter(valid_slot.unsqueeze(-1),
                                                flat_scores.unsqueeze(1) * glob)
-    pixel_slots = global_slots[regions]  # hw x K x M
-    logits = torch.einsum("im,ikm->ik", features, pixel_slots)
+    logits = _in_pixel_blocks(_slot_dot, block_rows, regions, features, global_slots)
     logits = logits.masked_fill(~valid_slot[regions], -math.inf)
     attn = torch.softmax(logits, dim=1)
-    return weighted + torch.einsum("ik,ikm->im", attn, pixel_slots)
+    return weighted + _in_pixel_blocks(_slot_mix, block_rows, regions, attn, global_slots)
 
 
 # --- the module ------------------------------------------------------------------------------------
@@ -436,8 +488,8 @@ class RegionAttention(nn.Module):
                 with torch.no_grad():
                     reps = select_representatives(scores.detach(), regions,
                                                   int(regions.max()) + 1, self.num_representatives)
-                outputs.append(region_interaction(flat[b], scores, regions, reps,
-                                                  self.intra, self.inter))
+                outputs.append(region_interaction(flat[b], scores, regions, reps, self.intra,
+                                                  self.inter, self.max_chunk_elements))
         context = torch.stack(outputs).transpose(1, 2).reshape(n, channels, height, width)
         return context.to(features.dtype), boundary_logits, class_logits
 
