@@ -422,7 +422,9 @@ def report(
         None, metavar="[TABLE]...",
         help="Tables (gff.table1), papers (gscnn: all its tables) or table files; default all."),
     runs: Path = typer.Option(Path("runs"), "--runs", help="Folder searched for run folders."),
-    fmt: str = typer.Option("md", "--format", help="md, csv or latex (written to --out)."),
+    fmt: Optional[str] = typer.Option(
+        None, "--format", help="md, csv or latex: written to --out (default md), or printed "
+        "instead of the terminal tables without --out."),
     out: Optional[Path] = typer.Option(
         None, "--out", help="Write report.{md,csv,tex} and the plots (PNG) into this folder."),
     data: str = typer.Option(
@@ -440,24 +442,26 @@ def report(
         FORMATS, matplotlib_available, render, rich_table, summary_line, write_plots, write_report,
     )
 
-    if fmt not in FORMATS:
+    if fmt is not None and fmt not in FORMATS:
         raise GsbenchError(f"unknown --format {fmt!r} (use {', '.join(FORMATS)})")
     chosen = select_tables(tables or [])
     index = RunIndex(runs)
     reports = [build_report(table, index, data) for table in chosen]
+    for warning in index.warnings:
+        err_console.print(f"warning: {warning}", highlight=False, soft_wrap=True)
+    if out is None and fmt is not None:
+        # plain text on stdout, for redirecting into a file
+        sys.stdout.write(render(reports, fmt))
+        return
     if not quiet:
         for item in reports:
             console.print(rich_table(item))
             console.print(summary_line(item), highlight=False)
             for number, command in enumerate(item.commands, 1):
                 console.print(f"  #{number}: {command}", highlight=False, soft_wrap=True)
-        for warning in index.warnings:
-            err_console.print(f"warning: {warning}", highlight=False, soft_wrap=True)
     if out is None:
-        if fmt != "md" or quiet:
-            console.print(render(reports, fmt), highlight=False, markup=False, soft_wrap=True)
         return
-    path = write_report(reports, out, fmt)
+    path = write_report(reports, out, fmt or "md")
     if not quiet:
         console.print(f"wrote {path}", highlight=False)
     if not matplotlib_available():

@@ -153,7 +153,10 @@ def _broken(**changes) -> dict:
     ({"rows__0__recipe": "gff101_nope"}, "rows.gff.miou.recipe: recipe 'gff101_nope' does not exist"),
     ({"columns__0__metric": "mIoU"}, "columns[0].metric: unknown metric 'mIoU' (closest: 'miou')"),
     ({"rows__0__recipy": "gff101"}, "rows.gff.recipy: unknown key (closest valid key: 'recipe')"),
-    ({"rows__0__reproducible": False}, "rows.gff.miou.reason: a cell with reproducible: false needs a reason"),
+    ({"rows__0__reproducible": False},
+     "rows.gff.miou.reason: a cell with reproducible: false needs a reason"),
+    ({"rows__0__radius": 0, "columns__0__metric": "boundary_f"},
+     "rows.gff.miou.radius: must be a positive integer, got 0"),
     ({"split": "test"}, "cityscapes test cannot be scored by gsbench"),
     ({"rows__0__recipe": "gff101_dfp_ade20k"}, "trains on ade20k, the cell is scored on cityscapes"),
     ({"rows__0__set": ["model.fusoin=add"]}, "unknown key 'model.fusoin'"),
@@ -325,3 +328,21 @@ def test_cli_report_unknown_table_and_format_exit_2(tmp_path):
     assert result.exit_code == 2 and "unknown table 'gff.table99'" in result.output
     result = CliRunner().invoke(app, ["report", "gff.table1", "--format", "html"])
     assert result.exit_code == 2 and "unknown --format 'html'" in result.output
+
+
+def test_cli_report_format_without_out_prints_that_format_only(runs):
+    result = CliRunner().invoke(app, ["report", "gff.table1", "--runs", str(runs), "--format", "md"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("# Paper tables")
+    assert "| PSPNet + GFF | mIoU | cityscapes val ss | 80.40 | 80.50 ± 0.71 | +0.10 |" in result.output
+    assert "┏" not in result.output  # no rich table mixed into the Markdown
+
+
+def test_static_table_rows_need_their_recipes(tmp_path):
+    table = _broken(compute="gscnn_table5",
+                    columns=[{"key": "p", "metric": "params_increase_pct"}])
+    table["table"], table["paper"] = 5, "gscnn"
+    table["rows"] = [{"method": "R50", "recipe": "gscnn50", "p": 0.43}]
+    loaded = load_table_file(_write_table(tmp_path, table, "gscnn_table5.yaml"))
+    with pytest.raises(GsbenchError, match="rows.r50.baseline: gscnn_table5 needs a baseline recipe"):
+        build_report(loaded, RunIndex(tmp_path))

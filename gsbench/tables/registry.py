@@ -409,12 +409,11 @@ class _TableParser:
         for needed in TRAINED_METRICS.get(metric, ()):
             if s.get(needed) is None:
                 raise self.fail(f"{where}.{needed}", f"metric {metric} needs a {needed}")
-        for key in ("radius", "crop_factor"):
-            value_ = s.get(key)
-            if value_ is not None and (isinstance(value_, bool) or not isinstance(value_, int)
-                                       or value_ < (1 if key == "radius" else 0)):
-                raise self.fail(f"{where}.{key}", f"must be a {'positive' if key == 'radius' else 'non-negative'} "
-                                f"integer, got {value_!r}")
+        for key, minimum, kind_ in (("radius", 1, "positive"), ("crop_factor", 0, "non-negative")):
+            given = s.get(key)
+            if given is not None and (isinstance(given, bool) or not isinstance(given, int)
+                                      or given < minimum):
+                raise self.fail(f"{where}.{key}", f"must be a {kind_} integer, got {given!r}")
         class_name = s.get("class")
         if class_name is not None and dataset == "cityscapes":
             from gsbench.data.labels import CITYSCAPES_CLASS_NAMES

@@ -265,7 +265,7 @@ def write_plots(index: RunIndex, out_dir: Path, split: str = "val") -> list[Path
         figure, axes = plt.subplots(figsize=(6, 4))
         for run, xs, ys in curves:
             axes.plot(xs, ys, marker="o", label=_run_label(index, run.path))
-        axes.set(xlabel=xlabel, ylabel=ylabel, title=f"{ylabel.split(' (')[0]} against {xlabel.split(' (')[0]} ({split})")
+        axes.set(xlabel=xlabel, ylabel=ylabel, title=f"{name[:-4]} against {xlabel} ({split})")
         axes.grid(alpha=0.3)
         axes.legend(fontsize=7)
         _save(figure, out_dir / name)

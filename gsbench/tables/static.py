@@ -69,7 +69,12 @@ def _meta_model(recipe, aux: bool | None = None):
 def _row_recipe(table: "Table", row_id: str, key: str = "recipe"):
     from gsbench.tables.registry import _resolved_recipe
 
+    from gsbench.errors import GsbenchError
+
     row = table.raw_rows[row_id]
+    if not isinstance(row.get(key), str):
+        raise GsbenchError(f"{table.path}: rows.{row_id}.{key}: {table.compute} needs a {key} "
+                           "recipe on every row")
     sets = tuple(row.get("set" if key == "recipe" else "baseline_set") or ())
     return _resolved_recipe(row[key], sets, f"{table.path}: rows.{row_id}.{key}")
 
