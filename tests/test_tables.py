@@ -227,7 +227,8 @@ def runs(tmp_path):
                                             "boundary_f": {"3": 60.0, "5": 66.0}})
     _fake_run(runs, "gff-b", "gff101", 1, {"miou": 81.0})
     _fake_run(runs, "gff-short", "gff101", 0, {"miou": 50.0}, overrides=("train.iterations=10",))
-    _fake_run(runs, "baseline", "gff101_baseline", 0, {"miou": 78.0})
+    _fake_run(runs, "baseline", "gff101_baseline", 0, {"miou": 78.0},
+              overrides=("pretrained=/weights/resnet101.pth",))
     _fake_run(runs, "concat-noeval", "gff101_concat", 0, None)
     (runs / "gff-a" / "log.csv").write_text("iter,epoch,lr,loss,time\n1,0,0.01,2.5,1.0\n2,0,0.01,2.0,2.0\n")
     return runs
@@ -243,7 +244,9 @@ def test_report_joins_runs_with_mean_std_delta_and_commands(runs):
     assert gff.std == pytest.approx(statistics.stdev([80.0, 81.0]))
     assert gff.delta == pytest.approx(0.1)
     assert gff.runs == (str(runs / "gff-a"), str(runs / "gff-b"))
+    assert "2 run(s) trained from scratch" in gff.detail
     assert cells["baseline"].ours == 78.0 and cells["baseline"].std is None
+    assert "scratch" not in cells["baseline"].detail
     concat = cells["concat"]
     assert concat.state == "missing-eval"
     assert concat.commands == (f"gsbench eval {runs / 'concat-noeval'} --data /data/cityscapes --split val",)

@@ -11,7 +11,8 @@ the exact ``gsbench train ... && gsbench eval ...`` command that fills it.
 
 A run matches a cell when its ``recipe.yaml`` equals the cell's resolved recipe in every key
 that changes the result; the keys in :data:`RUN_MATCH_IGNORED` (seed, name, paths, logging and
-data-loader settings) may differ.
+data-loader settings) may differ. The backbone weights' path is one of them (it differs between
+machines); runs trained from scratch are counted in the cell's note.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class RunInfo:
     path: Path
     seed: int
     fingerprint: str
+    pretrained: bool  # whether the backbone started from pretrained weights
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,8 @@ class RunIndex:
                 self.warnings.append(f"{recipe_file}: skipped, not a readable recipe "
                                      f"({' '.join(str(exc).split())})")
                 continue
-            info = RunInfo(run_dir, recipe.seed, recipe_fingerprint(recipe.to_dict()))
+            info = RunInfo(run_dir, recipe.seed, recipe_fingerprint(recipe.to_dict()),
+                           recipe.pretrained is not None)
             self.by_fingerprint.setdefault(info.fingerprint, []).append(info)
 
     def runs_for(self, recipe) -> list[RunInfo]:
@@ -226,6 +229,7 @@ class _Scores:
     runs: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
     missing_eval: bool = False
+    from_scratch: int = 0  # runs among ``runs`` without pretrained backbone weights
 
 
 def _scores(index: RunIndex, cell: Cell, baseline: bool, data: str) -> _Scores:
@@ -248,6 +252,7 @@ def _scores(index: RunIndex, cell: Cell, baseline: bool, data: str) -> _Scores:
             continue
         out.values.append(value)
         out.runs.append(str(run.path))
+        out.from_scratch += not run.pretrained
     return out
 
 
@@ -281,6 +286,11 @@ def report_cell(cell: Cell, index: RunIndex, static: StaticResult, data: str = "
         return CellReport(cell, state, detail=note, commands=commands)
     mean, std = _mean_std(main.values)
     runs = tuple(main.runs)
+    scratch = sum(p.from_scratch for p in parts)
+    if scratch:
+        # the papers start from ImageNet weights: say so when a run did not
+        note = "; ".join(x for x in (f"{scratch} run(s) trained from scratch (no pretrained "
+                                     "backbone)", note) if x)
     if cell.baseline:
         base_mean, base_std = _mean_std(parts[1].values)
         mean -= base_mean
