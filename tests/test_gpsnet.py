@@ -186,6 +186,37 @@ def test_bad_arguments_are_gsbench_errors(kwargs, message):
         build_model("gpsnet", num_classes=3, backbone="resnet_tiny", **kwargs)
 
 
+def test_recipes_follow_the_paper_and_table1():
+    from gsbench.recipes import load_recipe
+
+    for name in ("gpsnet101", "gpsnet101_ocnet"):
+        r = load_recipe(name)
+        t = r.train
+        assert (r.data.crop_size, t.batch_size, t.lr, t.weight_decay, t.iterations) == (
+            [769, 769], 8, 0.01, 5e-4, 40000)
+        assert (t.poly_power, r.data.scale_range, r.data.flip) == (0.9, [0.5, 2.0], True)
+        assert (t.ohem_thresh, t.ohem_min_kept) == (0.7, 100000)
+        assert [tuple(b) for b in r.model.dilations] == list(TUNED_DILATIONS) and r.model.gate
+    assert load_recipe("gpsnet101").model.context == "aspp"
+    assert load_recipe("gpsnet101_ocnet").model.context == "oc"
+    # Table 1: (context, untuned?, gate, OHEM) of each row's recipe
+    rows = {"gpsnet101_noohem": ("aspp", False, True, False),
+            "gpsnet101_ocnet_supernet": ("oc", True, False, False),
+            "gpsnet101_ocnet_gate": ("oc", True, True, False),
+            "gpsnet101_ocnet_tuned": ("oc", False, True, False),
+            "gpsnet101_ocnet": ("oc", False, True, True)}
+    for name, (context, untuned, gate, ohem) in rows.items():
+        m, t = load_recipe(name).model, load_recipe(name).train
+        grid = UNTUNED_DILATIONS if untuned else TUNED_DILATIONS
+        assert (m.context, [tuple(b) for b in m.dilations], m.gate) == (context, list(grid), gate)
+        assert (t.ohem_thresh is not None) == ohem and t.weight_decay == 5e-4
+    for name, model in (("gpsnet101_baseline", "deeplabv3"), ("gpsnet101_ocnet_baseline", "ocnet")):
+        r = load_recipe(name)
+        assert r.model.name == model and r.train.ohem_thresh is None
+        assert (r.data.crop_size, r.train.iterations, r.train.weight_decay) == ([769, 769], 40000, 5e-4)
+    assert load_recipe("gpsnet101_ocnet_baseline").model.context == "asp"
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_smoke_training_on_synthetic_data_learns(tmp_path):
