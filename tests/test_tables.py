@@ -201,7 +201,7 @@ def test_static_table_is_computed_with_the_paper_values_beside(tmp_path):
     assert cells[("aspp", "params_m")].ours == pytest.approx(18.874368)  # 4 x 3x3 2048 -> 256
     assert "RF / SR not reproduced" in cells[("tuned-gps", "rf")].detail
     markdown = render_markdown([report])
-    assert "| ASPP (" in markdown and "| 73.00 | 73.00 | +0.00 |" in markdown
+    assert "| ASPP ({1,12,24,36}) | RF | computed | 73 | 73 | +0 | computed |" in markdown
 
 
 # --- the report: runs ------------------------------------------------------------------------------

@@ -141,7 +141,10 @@ class Cell:
 
     @property
     def setting(self) -> str:
-        """The evaluation setting in words: ``cityscapes val ms+flip r=5px``."""
+        """The evaluation setting in words: ``cityscapes val ms+flip r=5px`` (``computed`` for a
+        figure computed on the spot)."""
+        if self.kind == "static":
+            return "computed"
         parts = [self.dataset or "-", self.split, self.scales + ("+flip" if self.flip else "")]
         if self.radius is not None:
             parts.append(f"r={self.radius}px")

@@ -30,7 +30,8 @@ CSV_COLUMNS = (
     "delta", "state", "runs", "commands", "detail",
 )
 
-_PRECISE = {"sr": 3}
+#: Decimals of figures that the papers do not print with two.
+_PRECISE = {"sr": 3, "rf": 0}
 
 
 def _fmt(value: float | None, metric: str = "", signed: bool = False) -> str:
