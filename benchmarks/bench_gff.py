@@ -115,7 +115,8 @@ def pairwise_gff(features: list[Tensor], gates: list[Tensor]) -> list[Tensor]:
 def time_fusion(size, channels, device, repeats):
     torch.manual_seed(0)
     shapes = [(size // 4, size // 4)] + [(size // 8, size // 8)] * 3
-    features = [torch.randn(1, channels, h, w, device=device, requires_grad=True) for h, w in shapes]
+    features = [torch.randn(1, channels, h, w, device=device, requires_grad=True)
+                for h, w in shapes]
     gates = [torch.rand(1, 1, h, w, device=device, requires_grad=True) for h, w in shapes]
     results = {}
     for name, fn in (("gated_fully_fusion", gated_fully_fusion), ("pairwise", pairwise_gff)):
@@ -169,13 +170,15 @@ def main():
         peak_f = measure_peak_memory(model, shape, backward=False)
         peak_b = measure_peak_memory(model, shape, backward=True)
         rows[name] = (fc, bc, peak_b.bytes)
-        print(f"  {name:20s} {params:6.2f} M {gflops:7.1f} GFLOPs | forward {fw * 1e3:7.1f} ms wall "
+        print(f"  {name:20s} {params:6.2f} M {gflops:7.1f} GFLOPs | "
+              f"forward {fw * 1e3:7.1f} ms wall "
               f"{fc * 1e3:7.1f} ms CPU | fwd+bwd {bw * 1e3:7.1f} ms wall {bc * 1e3:7.1f} ms CPU | "
               f"peak fwd {mib(peak_f.bytes)}, fwd+bwd {mib(peak_b.bytes)}")
     base = rows["pspnet (baseline)"]
     for name, (fc, bc, peak) in rows.items():
         if name != "pspnet (baseline)":
-            print(f"  {name:20s} / baseline: forward x{fc / base[0]:.2f}, fwd+bwd x{bc / base[1]:.2f}"
+            print(f"  {name:20s} / baseline: forward x{fc / base[0]:.2f}, "
+                  f"fwd+bwd x{bc / base[1]:.2f}"
                   f" (CPU time), peak fwd+bwd x{peak / base[2]:.2f}")
     print(f"  memory: {peak_b.method}")
 
@@ -187,7 +190,8 @@ def main():
               f"fwd+bwd {bw * 1e3:7.1f} ms wall {bc * 1e3:7.1f} ms CPU")
     (_, vf), (_, vb) = fusion["gated_fully_fusion"]
     (_, pf), (_, pb) = fusion["pairwise"]
-    print(f"  pairwise / gated_fully_fusion (CPU time): forward x{pf / vf:.2f}, fwd+bwd x{pb / vb:.2f}")
+    print(f"  pairwise / gated_fully_fusion (CPU time): forward x{pf / vf:.2f}, "
+          f"fwd+bwd x{pb / vb:.2f}")
 
 
 if __name__ == "__main__":

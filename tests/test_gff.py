@@ -31,11 +31,11 @@ def _seed():
     torch.manual_seed(0)
 
 
-# --- independent slow references ---------------------------------------------------------------------
+# --- independent slow references ------------------------------------------------------------------
 
 
 def naive_bilinear(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
-    """C x H x W -> C x out_h x out_w, half-pixel centres (align_corners=False), one pixel at a time."""
+    """C x H x W -> C x out_h x out_w, half-pixel centres (align_corners=False), pixel by pixel."""
     channels, height, width = x.shape
     out = np.zeros((channels, out_h, out_w))
     for i in range(out_h):
@@ -229,7 +229,7 @@ def test_head_equals_the_explicit_concatenations(dfp):
         torch.testing.assert_close(head(features), expected, rtol=1e-10, atol=1e-10)
 
 
-# --- model contract ---------------------------------------------------------------------------------
+# --- model contract -------------------------------------------------------------------------------
 
 VARIANTS = [
     {"fusion": "gff", "dfp": True},
@@ -243,7 +243,8 @@ VARIANTS = [
 ]
 
 
-@pytest.mark.parametrize("options", VARIANTS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+@pytest.mark.parametrize("options", VARIANTS,
+                         ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
 def test_model_shapes_and_gradients(options):
     torch.set_num_threads(1)
     model = build_model("gff", num_classes=5, backbone="resnet_tiny", fusion_channels=8, **options)
@@ -273,7 +274,7 @@ def test_bad_options_are_gsbench_errors(kwargs, message):
         build_model("gff", num_classes=3, backbone="resnet_tiny", fusion_channels=8, **kwargs)
 
 
-# --- Table 3 on the meta device ----------------------------------------------------------------------
+# --- Table 3 on the meta device -------------------------------------------------------------------
 
 
 @functools.lru_cache(maxsize=None)  # meta models are read, never changed, by these tests
@@ -290,7 +291,7 @@ def test_head_parameters_follow_the_layers_the_paper_describes():
         return cin * cout * k * k + 2 * cout
 
     levels, width, classes = (256, 512, 1024, 2048), 256, 19
-    psp = (4 * conv_bn(2048, 512, 1) + conv_bn(4096, 512, 3))  # PPM + bottleneck (y_0 before reduction)
+    psp = 4 * conv_bn(2048, 512, 1) + conv_bn(4096, 512, 3)  # PPM + bottleneck (y_0 unreduced)
     gff = (conv_bn(512, width, 1)  # y_0 to the pyramid's width
            + sum(conv_bn(c, width, 1) for c in levels)  # reductions
            + 4 * (width + 1)  # one-channel gates with bias
@@ -321,7 +322,7 @@ def test_table3_parameters_within_3_percent_and_flops_as_documented():
     assert figures["gff_dfp"][1] == pytest.approx(611.2, abs=0.05)
 
 
-# --- smoke training ------------------------------------------------------------------------------------
+# --- smoke training -------------------------------------------------------------------------------
 
 
 @pytest.mark.slow

@@ -62,13 +62,13 @@ Parameters are within 3 % of the table (+2.7 %, +2.8 %); the increases are not. 
 on the stride-4 level alone cost 38.7 GFLOPs at 512 x 512. The DFP step is close in parameters
 (+0.92 M against +0.8 M) and cheaper in FLOPs (+9.1 G against +25.4 G): the paper may run every
 H_i at stride 4, and we apply each 1x1 conv over a concatenation of resized maps part by part at
-the parts' own resolutions (:func:`conv1x1_of_resized_concat`; the same function, fewer FLOPs). We build what the text says and report the difference rather than drop layers
-to match the table.
+the parts' own resolutions (:func:`conv1x1_of_resized_concat`; the same function, fewer FLOPs).
+We build what the text says and report the difference rather than drop layers to match the
+table.
 """
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -84,7 +84,7 @@ FUSIONS = ("concat", "add", "fpn", "gated_fpn", "gff")
 BASES = ("pspnet", "denseaspp")
 
 
-# --- the fusion equations, as plain functions of tensors -------------------------------------------
+# --- the fusion equations, as plain functions of tensors ------------------------------------------
 
 
 def gated_fully_fusion(features: list[Tensor], gates: list[Tensor]) -> list[Tensor]:
@@ -147,7 +147,7 @@ def conv1x1_of_resized_concat(conv: nn.Conv2d, parts: list[Tensor], size) -> Ten
     return out if conv.bias is None else out + conv.bias.view(1, -1, 1, 1)
 
 
-# --- modules -------------------------------------------------------------------------------------------
+# --- modules --------------------------------------------------------------------------------------
 
 
 class Gate(nn.Sequential):
@@ -219,11 +219,13 @@ class MultiLevelFusion(nn.Module):
         elif self.fusion == "add":
             fused = addition_fusion(x)
         elif self.fusion == "concat":
-            fused = [squeeze(torch.cat([resize(f, level.shape[-2:]) for f in x], dim=1))
-                     for squeeze, level in zip(self.squeeze, x)]
+            fused = []
+            for (conv, bn, relu), level in zip(self.squeeze, x):
+                fused.append(relu(bn(conv1x1_of_resized_concat(conv, x, level.shape[-2:]))))
         else:
             x = x + [resize(context, x[-1].shape[-2:])]
-            gates = [gate(f) for gate, f in zip(self.gates, x)] if self.fusion == "gated_fpn" else None
+            gated = self.fusion == "gated_fpn"
+            gates = [gate(f) for gate, f in zip(self.gates, x)] if gated else None
             fused = fpn_fusion(x, gates)[:-1]  # the context level itself is not output
         return [refine(f) for refine, f in zip(self.refine, fused)]
 
