@@ -180,6 +180,8 @@ def test_resnet101_gps_head_sizes_on_meta():
     ({"dilations": ((1, 2), (3,))}, "same number of positive integers"),
     ({"dilations": ((0, 1),)}, "positive integers"),
     ({"dilations": ()}, "non-empty"),
+    ({"dilations": ((1, "3"), (2, 2))}, "positive integers"),
+    ({"dilations": ((True, 3),)}, "positive integers"),
 ])
 def test_bad_arguments_are_gsbench_errors(kwargs, message):
     with pytest.raises(GsbenchError, match=message):

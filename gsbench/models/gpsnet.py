@@ -36,6 +36,7 @@ OHEM (threshold 0.7, at least 100,000 pixels) is the recipes' ``train.ohem_thres
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -62,18 +63,15 @@ def check_dilations(dilations: Sequence[Sequence[int]]) -> tuple[tuple[int, ...]
     Every branch must have the same number of layers (the grid of Fig. 1a), since layer l of
     branch b reads layer l of branch b - 1.
     """
-    try:
-        grid = tuple(tuple(int(r) for r in branch) for branch in dilations)
-        valid = (len(grid) > 0 and len(grid[0]) > 0
-                 and all(len(b) == len(grid[0]) for b in grid)
-                 and all(r >= 1 for b in grid for r in b)
-                 and all(float(r) == r for b in dilations for r in b))
-    except (TypeError, ValueError):
-        valid = False
+    branches = list(dilations) if isinstance(dilations, (list, tuple)) else []
+    valid = bool(branches) and all(
+        isinstance(b, (list, tuple)) and len(b) > 0 and len(b) == len(branches[0])
+        and all(isinstance(r, numbers.Integral) and not isinstance(r, bool) and r >= 1 for r in b)
+        for b in branches)
     if not valid:
         raise GsbenchError("gpsnet dilations must be a non-empty list of branches, each a list of "
                            f"the same number of positive integers, got {dilations!r}")
-    return grid
+    return tuple(tuple(int(r) for r in b) for b in branches)
 
 
 class GatePrediction(nn.Module):
