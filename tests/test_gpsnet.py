@@ -37,7 +37,8 @@ def conv_bn_relu(block: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     conv, bn = block[0], block[1]
     y = F.conv2d(x, conv.weight, None, padding=conv.padding, dilation=conv.dilation)
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    y = (y - bn.running_mean.view(1, -1, 1, 1)) * scale.view(1, -1, 1, 1) + bn.bias.view(1, -1, 1, 1)
+    shift = bn.bias - bn.running_mean * scale
+    y = y * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
     return torch.clamp(y, min=0)
 
 
@@ -215,7 +216,8 @@ def test_recipes_follow_the_paper_and_table1():
     for name, model in (("gpsnet101_baseline", "deeplabv3"), ("gpsnet101_ocnet_baseline", "ocnet")):
         r = load_recipe(name)
         assert r.model.name == model and r.train.ohem_thresh is None
-        assert (r.data.crop_size, r.train.iterations, r.train.weight_decay) == ([769, 769], 40000, 5e-4)
+        assert (r.data.crop_size, r.train.iterations, r.train.weight_decay) == (
+            [769, 769], 40000, 5e-4)
     assert load_recipe("gpsnet101_ocnet_baseline").model.context == "asp"
 
 

@@ -142,6 +142,7 @@ def test_rfsr_command_table_json_and_bad_input():
         "ASPP", "DenseASPP", "SuperNet", "GPS"]
     assert data["custom"][0]["rf"] == 7 and data["custom"][2]["rf"] == 2 * (1 + 3 + 4) + 1
     result = runner.invoke(app, ["rfsr"], terminal_width=200)
-    assert result.exit_code == 0 and "Tuned GPS" in result.output and "not reproduced" in result.output
+    assert result.exit_code == 0
+    assert "Tuned GPS" in result.output and "not reproduced" in result.output
     result = runner.invoke(app, ["rfsr", "--dilations", "1;x"])
     assert result.exit_code == 2 and "--dilations '1;x'" in result.output

@@ -95,7 +95,8 @@ def _shift_or(out: np.ndarray, source: np.ndarray, dy: int, dx: int) -> None:
     out[yd, xd] |= source[ys, xs]
 
 
-def atrous_layer(positions: np.ndarray, dilation: int, kernel_size: int = KERNEL_SIZE) -> np.ndarray:
+def atrous_layer(positions: np.ndarray, dilation: int,
+                 kernel_size: int = KERNEL_SIZE) -> np.ndarray:
     """Positions after one k x k atrous layer of ``dilation``: P + {-r .. r step r}^2 (Eq. 4)."""
     half = (kernel_size - 1) // 2
     offsets = [dilation * (i - half) for i in range(kernel_size)]
@@ -283,7 +284,8 @@ def parse_dilations(text: str) -> tuple[str, tuple]:
     """``"1,12,24,36"`` -> ("rates", (1, 12, 24, 36)) for ASPP / DenseASPP;
     ``"1,3;11,13;23,29;33,37"`` -> ("grid", ((1, 3), ...)) for SuperNet / GPS."""
     try:
-        parts = [tuple(int(v) for v in part.split(",")) for part in text.replace(" ", "").split(";")]
+        parts = [tuple(int(v) for v in part.split(","))
+                 for part in text.replace(" ", "").split(";")]
     except ValueError:
         parts = []
     if not parts or any(not p or min(p) < 1 for p in parts):
@@ -296,7 +298,8 @@ def parse_dilations(text: str) -> tuple[str, tuple]:
     return "grid", tuple(parts)
 
 
-def stats_for_dilations(text: str, in_channels: int = DEFAULT_IN_CHANNELS) -> list[ContextModuleStats]:
+def stats_for_dilations(text: str,
+                        in_channels: int = DEFAULT_IN_CHANNELS) -> list[ContextModuleStats]:
     """The rows a ``--dilations`` setting asks for: ASPP and DenseASPP for a flat list of rates,
     SuperNet and GPS for a grid of branches."""
     kind, value = parse_dilations(text)
