@@ -1,19 +1,24 @@
-"""Raw dataset input: what a dataset reader found on disk, and safe extraction of zip archives.
+"""Raw dataset input: what a dataset reader found on disk, safe extraction of the official
+archives (zip and tar), and reading raw label files (grey or palette PNG, SBD ``.mat``).
 
-:class:`RawDataset` is the contract between a dataset reader (``cityscapes.py``, ``ade20k.py``:
-find the files, check names and pairing) and ``prepare.py`` (convert, validate pixels, write).
+:class:`RawDataset` is the contract between a dataset reader (``cityscapes.py``, ``ade20k.py``,
+``voc.py``, ``context.py``, ``cocostuff.py``: find the files, check names and pairing) and
+``prepare.py`` (convert, validate pixels, write).
 
-:func:`extract_zip` unpacks the official archives. Every member name is checked before anything
-is written (no absolute paths, no ``..`` components, no symlinks: the "zip-slip" attacks), each
-member is extracted atomically (written to a temporary file, then renamed), and members already
-on disk with the right size are skipped, so an interrupted extraction resumes where it stopped.
+:func:`extract_zip` and :func:`extract_tar` unpack the official archives. Every member is checked
+before anything is written (no absolute paths, no ``..`` components, no symlinks; tar archives
+also no hard links, devices or fifos: the "zip-slip" attacks), each member is extracted
+atomically (written to a temporary file, then renamed), and members already on disk with the
+right size are skipped, so an interrupted extraction resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
+import tarfile
 import tempfile
 import zipfile
 from collections.abc import Iterable
@@ -25,6 +30,7 @@ import numpy as np
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from gsbench.errors import GsbenchError
+from gsbench.io import read_label
 
 
 @dataclass(frozen=True)
@@ -69,12 +75,8 @@ def files_with_suffix(folder: Path, suffix: str) -> dict[str, Path]:
     }
 
 
-def _member_parts(archive: Path, info: zipfile.ZipInfo) -> tuple[str, ...]:
-    """Relative path components of a member, or raise naming the unsafe member."""
-    name = info.filename
-    mode = info.external_attr >> 16
-    if stat.S_ISLNK(mode):
-        raise GsbenchError(f"{archive}: refusing symlink member {name!r}")
+def _safe_parts(archive: Path, name: str) -> tuple[str, ...]:
+    """Relative path components of the member ``name``, or raise naming the unsafe member."""
     unified = name.replace("\\", "/")
     if unified.startswith("/") or (len(unified) > 1 and unified[1] == ":"):
         raise GsbenchError(f"{archive}: refusing member with an absolute path {name!r}")
@@ -82,6 +84,27 @@ def _member_parts(archive: Path, info: zipfile.ZipInfo) -> tuple[str, ...]:
     if ".." in parts:
         raise GsbenchError(f"{archive}: refusing member with a '..' component {name!r}")
     return parts
+
+
+def _member_parts(archive: Path, info: zipfile.ZipInfo) -> tuple[str, ...]:
+    """Relative path components of a zip member, or raise naming the unsafe member."""
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise GsbenchError(f"{archive}: refusing symlink member {info.filename!r}")
+    return _safe_parts(archive, info.filename)
+
+
+def _wanted(parts: tuple[str, ...], only_under: Iterable[str] | None) -> bool:
+    """True if the member ``parts`` lies under one of the folder paths in ``only_under``
+    (``"VOCdevkit"`` or ``"VOCdevkit/VOC2012/JPEGImages"``), or if there is no restriction."""
+    if not parts:
+        return False
+    if only_under is None:
+        return True
+    for folder in only_under:
+        prefix = tuple(p for p in PurePosixPath(folder).parts if p not in ("", "."))
+        if parts[: len(prefix)] == prefix:
+            return True
+    return False
 
 
 def extract_zip(
@@ -93,12 +116,12 @@ def extract_zip(
 ) -> Path:
     """Extract ``archive`` into ``dest`` safely; return ``dest``.
 
-    ``only_under`` restricts extraction to members whose first path component is one of the
-    given folder names (the Cityscapes archives also hold a README and license.txt each, with
+    ``only_under`` restricts extraction to members under the given folder paths, relative to
+    the archive's top (the Cityscapes archives also hold a README and license.txt each, with
     the same names). Members already present with the archive's size are not rewritten.
     """
     archive, dest = Path(archive), Path(dest)
-    keep = None if only_under is None else set(only_under)
+    keep = None if only_under is None else list(only_under)
     try:
         zf = zipfile.ZipFile(archive)
     except FileNotFoundError:
@@ -108,7 +131,7 @@ def extract_zip(
     with zf:
         # Check every member first, so an unsafe archive extracts nothing at all.
         members = [(info, _member_parts(archive, info)) for info in zf.infolist()]
-        members = [(i, p) for i, p in members if p and (keep is None or p[0] in keep)]
+        members = [(i, p) for i, p in members if _wanted(p, keep)]
         todo = []
         for info, parts in members:
             target = dest.joinpath(*parts)
@@ -149,3 +172,179 @@ def _unlink_quietly(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def _tar_member_parts(archive: Path, info: tarfile.TarInfo) -> tuple[str, ...]:
+    """Relative path components of a tar member, or raise naming the unsafe member: only
+    regular files and folders are extracted, so links can never point outside ``dest``."""
+    if info.issym() or info.islnk():
+        raise GsbenchError(f"{archive}: refusing link member {info.name!r}")
+    if not (info.isfile() or info.isdir()):
+        raise GsbenchError(f"{archive}: refusing special (device or fifo) member {info.name!r}")
+    return _safe_parts(archive, info.name)
+
+
+def extract_tar(
+    archive: str | os.PathLike,
+    dest: str | os.PathLike,
+    *,
+    only_under: Iterable[str] | None = None,
+    progress: bool = False,
+) -> Path:
+    """Extract the tar archive ``archive`` (plain, gzip, bzip2 or xz) into ``dest`` safely, with
+    the same rules as :func:`extract_zip`; return ``dest``.
+
+    Every member of the archive is checked before anything is written, even members outside
+    ``only_under``: an archive with an unsafe member is refused as a whole.
+    """
+    archive, dest = Path(archive), Path(dest)
+    keep = None if only_under is None else list(only_under)
+    try:
+        tf = tarfile.open(archive, "r:*")
+    except FileNotFoundError:
+        raise GsbenchError(f"{archive}: file not found") from None
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise GsbenchError(f"{archive}: not a readable tar archive ({exc})") from None
+    with tf:
+        try:
+            infos = tf.getmembers()
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise GsbenchError(f"{archive}: not a readable tar archive ({exc})") from None
+        members = [(info, _tar_member_parts(archive, info)) for info in infos]
+        members = [(i, p) for i, p in members if _wanted(p, keep)]
+        todo = []
+        for info, parts in members:
+            target = dest.joinpath(*parts)
+            if info.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+            elif not (target.is_file() and target.stat().st_size == info.size):
+                todo.append((info, target))
+        total = sum(info.size for info, _ in todo)
+        columns = (TextColumn(f"extract {archive.name}"), BarColumn(), DownloadColumn(),
+                   TimeRemainingColumn())
+        with Progress(*columns, disable=not progress or not todo) as bar:
+            task = bar.add_task("extract", total=total)
+            # Archive order: a compressed stream is then read forwards only.
+            for info, target in todo:
+                _extract_tar_member(tf, archive, info, target)
+                bar.advance(task, info.size)
+    return dest
+
+
+def _extract_tar_member(
+    tf: tarfile.TarFile, archive: Path, info: tarfile.TarInfo, target: Path
+) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            src = tf.extractfile(info)
+            if src is None:
+                raise tarfile.TarError("no data")
+            with src:
+                shutil.copyfileobj(src, out, 1 << 20)
+            if out.tell() != info.size:
+                raise EOFError(f"{out.tell()} of {info.size} bytes")
+        os.replace(tmp, target)
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        _unlink_quietly(tmp)
+        raise GsbenchError(f"{archive}: cannot extract member {info.name!r} ({exc})") from None
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+# --- raw label files ----------------------------------------------------------------------------
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_PALETTE = 3  # IHDR colour type of indexed-colour PNGs
+
+
+def _is_palette_png(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(26)
+    except OSError:
+        return False
+    return head.startswith(_PNG_SIGNATURE) and head[12:16] == b"IHDR" and head[25] == _PNG_PALETTE
+
+
+def read_palette_indices(path: Path) -> np.ndarray:
+    """The palette indices of an indexed-colour PNG (the PASCAL VOC ``SegmentationClass``
+    files), not the colours OpenCV would expand them to."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            if image.mode != "P":
+                raise GsbenchError(f"{path}: palette PNG decoded as mode {image.mode!r}, not 'P'")
+            return np.array(image, dtype=np.uint8)
+    except (OSError, ValueError) as exc:
+        raise GsbenchError(f"{path}: not a readable image ({exc})") from None
+
+
+def read_sbd_mat(path: Path) -> np.ndarray:
+    """``GTcls.Segmentation`` of an SBD class annotation (``benchmark_RELEASE/dataset/cls/*.mat``,
+    Hariharan et al. 2011): class indices 0..20 as uint8 (values above 255 are refused)."""
+    from scipy.io import loadmat
+
+    try:
+        document = loadmat(str(path), variable_names=["GTcls"])
+    except Exception as exc:  # scipy raises ValueError, TypeError, MatReadError... for bad files
+        raise GsbenchError(f"{path}: not a readable MATLAB file ({exc})") from None
+    try:
+        segmentation = document["GTcls"]["Segmentation"][0, 0]
+    except (KeyError, ValueError, IndexError, TypeError):
+        raise GsbenchError(f"{path}: no struct field GTcls.Segmentation") from None
+    segmentation = np.asarray(segmentation)
+    if segmentation.ndim != 2 or segmentation.dtype.kind not in "ui":
+        raise GsbenchError(
+            f"{path}: GTcls.Segmentation must be a 2-D integer array, got "
+            f"{segmentation.dtype} of shape {segmentation.shape}"
+        )
+    if segmentation.size and (segmentation.min() < 0 or segmentation.max() > 255):
+        raise GsbenchError(f"{path}: GTcls.Segmentation values outside 0..255")
+    return segmentation.astype(np.uint8)
+
+
+def read_raw_label(path: str | os.PathLike) -> np.ndarray:
+    """A raw label file as a 2-D array of label ids: ``.mat`` files are SBD annotations
+    (:func:`read_sbd_mat`), palette PNGs give their indices, other images are read unchanged."""
+    path = Path(path)
+    if not path.is_file():
+        raise GsbenchError(f"{path}: file not found")
+    if path.suffix.lower() == ".mat":
+        return read_sbd_mat(path)
+    if _is_palette_png(path):
+        return read_palette_indices(path)
+    return read_label(path)
+
+
+# --- split lists --------------------------------------------------------------------------------
+
+def read_split_list(path: Path, stem_pattern: re.Pattern[str]) -> list[str]:
+    """The stems listed one per line in ``path`` (``ImageSets/Segmentation/train.txt``), in
+    order; raise naming the file and line for a malformed or repeated stem."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise GsbenchError(f"{path}: missing split list") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GsbenchError(f"{path}: unreadable split list ({exc})") from None
+    stems: list[str] = []
+    seen: set[str] = set()
+    for number, line in enumerate(lines, start=1):
+        stem = line.strip()
+        if not stem:
+            continue
+        if stem_pattern.fullmatch(stem) is None:
+            raise GsbenchError(
+                f"{path}: line {number} {stem!r} does not match {stem_pattern.pattern}"
+            )
+        if stem in seen:
+            raise GsbenchError(f"{path}: line {number} repeats {stem!r}")
+        seen.add(stem)
+        stems.append(stem)
+    if not stems:
+        raise GsbenchError(f"{path}: empty split list")
+    return stems
