@@ -1,7 +1,7 @@
 """``prepare-data``: turn a raw dataset into trainId labels, edge targets and ``manifest.json``.
 
-For every sample with ground truth it validates the raw files (readable PNG/JPEG, label the size
-of its image, 8-bit ids that exist in the official table), writes
+For every sample with ground truth it validates the raw files (readable PNG/JPEG or SBD ``.mat``,
+label the size of its image, 8-bit ids that exist in the official table), writes
 ``labels/{split}/.../{stem}_trainIds.png`` (uint8 trainIds, 255 = ignore) and
 ``edges/{split}/.../{stem}_edge.png`` (uint8 0/1, :func:`gsbench.data.edges.edge_map`), and
 records sha256 checksums and the image size. Raw files are only read, never written.
@@ -34,12 +34,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from gsbench.data.ade20k import find_ade20k
 from gsbench.data.cityscapes import find_cityscapes
+from gsbench.data.cocostuff import find_cocostuff
+from gsbench.data.context import find_context
 from gsbench.data.edges import DEFAULT_EDGE_RADIUS, disk_kernel, edge_map
 from gsbench.data.labels import IGNORE_INDEX
 from gsbench.data.manifest import (
     DEFAULT_PREPARED_DIRNAME, MANIFEST_FORMAT, MANIFEST_NAME, Manifest, Sample,
 )
-from gsbench.data.raw import RawDataset, RawSample
+from gsbench.data.raw import RawDataset, RawSample, read_raw_label
+from gsbench.data.voc import find_voc
 from gsbench.errors import GsbenchError
 from gsbench.io import (
     atomic_write_bytes, atomic_write_json, encode_png, read_label, read_rgb, sha256_file,
@@ -50,7 +53,13 @@ JOURNAL_NAME = ".prepare-journal.jsonl"
 PREPARE_VERSION = 1
 SPLIT_ORDER = ("train", "val", "test")
 #: dataset name -> reader of its raw layout
-DATASET_FINDERS = {"cityscapes": find_cityscapes, "ade20k": find_ade20k}
+DATASET_FINDERS = {
+    "cityscapes": find_cityscapes,
+    "ade20k": find_ade20k,
+    "voc": find_voc,
+    "context": find_context,
+    "cocostuff": find_cocostuff,
+}
 
 Fingerprints = dict[str, list[int]]  # relative path -> [size, mtime_ns]
 
@@ -80,6 +89,30 @@ def prepare_ade20k(
     return prepare_raw("ade20k", root, out, workers=workers, progress=progress).manifest
 
 
+def prepare_voc(
+    root: Path, out: Path | None = None, *, workers: int = 2, progress: bool = True
+) -> Manifest:
+    """Prepare PASCAL VOC 2012 (+ SBD "trainaug" when present) under ``root``; see
+    :func:`gsbench.data.voc.find_voc` and :func:`prepare_dataset`."""
+    return prepare_raw("voc", root, out, workers=workers, progress=progress).manifest
+
+
+def prepare_context(
+    root: Path, out: Path | None = None, *, workers: int = 2, progress: bool = True
+) -> Manifest:
+    """Prepare PASCAL Context (59 classes) under ``root``; see
+    :func:`gsbench.data.context.find_context` and :func:`prepare_dataset`."""
+    return prepare_raw("context", root, out, workers=workers, progress=progress).manifest
+
+
+def prepare_cocostuff(
+    root: Path, out: Path | None = None, *, workers: int = 2, progress: bool = True
+) -> Manifest:
+    """Prepare COCO-Stuff 164k (171 classes) under ``root``; see
+    :func:`gsbench.data.cocostuff.find_cocostuff` and :func:`prepare_dataset`."""
+    return prepare_raw("cocostuff", root, out, workers=workers, progress=progress).manifest
+
+
 def prepare_raw(
     dataset: str,
     root: str | os.PathLike,
@@ -89,8 +122,8 @@ def prepare_raw(
     progress: bool = True,
     edge_radius: float = DEFAULT_EDGE_RADIUS,
 ) -> PrepareResult:
-    """Find the raw files of ``dataset`` ("cityscapes" or "ade20k") and prepare them into
-    ``out`` (default ``root/gsbench``)."""
+    """Find the raw files of ``dataset`` (a key of :data:`DATASET_FINDERS`) and prepare them
+    into ``out`` (default ``root/gsbench``)."""
     if dataset not in DATASET_FINDERS:
         raise GsbenchError(f"unknown dataset {dataset!r} (known: {', '.join(DATASET_FINDERS)})")
     root = Path(root).expanduser()
@@ -180,7 +213,7 @@ def prepare_sample(
     height, width = image.shape[:2]
     named = {"image": sample.image}
     if sample.raw_label is not None:
-        raw = read_label(sample.raw_label)
+        raw = read_raw_label(sample.raw_label)
         if raw.dtype != np.uint8:
             raise GsbenchError(f"{sample.raw_label}: expected 8-bit label ids, got {raw.dtype}")
         if raw.shape != (height, width):

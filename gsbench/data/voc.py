@@ -1,0 +1,169 @@
+"""Reader of the raw PASCAL VOC 2012 segmentation layout, with the SBD augmented set, the input
+of ``prepare-data voc``.
+
+Accepted layouts under ``ROOT`` (the folder given as ``--root``):
+
+    VOCdevkit/VOC2012/JPEGImages/{stem}.jpg
+    VOCdevkit/VOC2012/SegmentationClass/{stem}.png          palette PNG: 0..20, 255 = void
+    VOCdevkit/VOC2012/ImageSets/Segmentation/{train,val}.txt
+    benchmark_RELEASE/dataset/cls/{stem}.mat                optional SBD (Hariharan et al. 2011):
+    benchmark_RELEASE/dataset/{train,val}.txt               GTcls.Segmentation, uint8 0..20
+    benchmark_RELEASE/dataset/img/{stem}.jpg                (used where JPEGImages lacks an image)
+
+``ROOT`` may also be the ``VOCdevkit`` or ``VOC2012`` folder itself (SBD is then looked for in
+``ROOT`` only). Instead of the folders, the official archives ``VOCtrainval_11-May-2012.tar`` and
+``benchmark.tgz`` may lie in ``ROOT``; the parts used are extracted into ``OUT/raw/``.
+
+Splits: ``train`` (1,464 images) and ``val`` (1,449) from ``ImageSets/Segmentation``, and, when
+SBD is present, ``trainaug``: (SBD train + SBD val + VOC train) minus VOC val, the 10,582 images
+of the usual augmented training set. A ``trainaug`` image keeps its VOC annotation where it has
+one (the VOC train images; it has the 255 void band that SBD lacks) and takes its SBD ``.mat``
+otherwise. trainIds are the VOC indices: 0 = background, 1..20 the classes, 255 = ignore.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from gsbench.data.labels import IGNORE_INDEX
+from gsbench.data.raw import (
+    RawDataset, RawSample, extract_tar, files_with_suffix, read_split_list,
+)
+from gsbench.errors import GsbenchError
+
+VOC_ARCHIVE = "VOCtrainval_11-May-2012.tar"
+SBD_ARCHIVE = "benchmark.tgz"
+SBD_DIRNAME = "benchmark_RELEASE"
+#: VOC image names: ``{year}_{six digits}``, e.g. ``2007_000032``.
+STEM_PATTERN = re.compile(r"\d{4}_\d{6}")
+VOC_SPLITS = ("train", "val")
+TRAINAUG_SPLIT = "trainaug"
+
+VOC_NUM_CLASSES = 21
+#: Class names in trainId order (the VOC devkit's order, background first).
+VOC_CLASS_NAMES: tuple[str, ...] = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
+    "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+)
+
+
+def _label_to_train_lut() -> np.ndarray:
+    lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+    lut[:VOC_NUM_CLASSES] = np.arange(VOC_NUM_CLASSES, dtype=np.uint8)
+    return lut
+
+
+#: raw VOC/SBD index -> trainId (the identity on 0..20; 255 void stays 255).
+VOC_LABEL_TO_TRAIN = _label_to_train_lut()
+#: raw indices that may appear in a VOC or SBD annotation.
+VOC_KNOWN_LABEL_IDS = np.zeros(256, dtype=bool)
+VOC_KNOWN_LABEL_IDS[:VOC_NUM_CLASSES] = True
+VOC_KNOWN_LABEL_IDS[IGNORE_INDEX] = True
+
+
+def _voc_folder(root: Path, out: Path, progress: bool) -> Path:
+    for candidate in (root, root / "VOC2012", root / "VOCdevkit" / "VOC2012"):
+        if (candidate / "JPEGImages").is_dir() or (candidate / "SegmentationClass").is_dir():
+            return candidate
+    archive = root / VOC_ARCHIVE
+    if archive.is_file():
+        used = ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation")
+        extract_tar(archive, out / "raw", only_under=[f"VOCdevkit/VOC2012/{d}" for d in used],
+                    progress=progress)
+        return out / "raw" / "VOCdevkit" / "VOC2012"
+    raise GsbenchError(
+        f"{root}: missing VOCdevkit/VOC2012/ with JPEGImages/ and SegmentationClass/ "
+        f"(or the archive {VOC_ARCHIVE})"
+    )
+
+
+def _sbd_folder(root: Path, out: Path, progress: bool) -> Path | None:
+    """``benchmark_RELEASE/dataset`` if SBD is present (as a folder or ``benchmark.tgz``)."""
+    folder = root / SBD_DIRNAME / "dataset"
+    if folder.is_dir():
+        return folder
+    archive = root / SBD_ARCHIVE
+    if archive.is_file():
+        # Class masks and lists only; the images are VOC 2012's JPEGImages.
+        used = ("cls", "train.txt", "val.txt")
+        extract_tar(archive, out / "raw", only_under=[f"{SBD_DIRNAME}/dataset/{d}" for d in used],
+                    progress=progress)
+        return out / "raw" / SBD_DIRNAME / "dataset"
+    return None
+
+
+def _folder_files(folder: Path, suffix: str) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise GsbenchError(f"{folder}: missing folder")
+    return files_with_suffix(folder, suffix)
+
+
+def _sample(split: str, stem: str, image: Path, label: Path) -> RawSample:
+    return RawSample(
+        split=split, stem=stem, image=image, raw_label=label, instance=None,
+        label_out=f"labels/{split}/{stem}_trainIds.png", edge_out=f"edges/{split}/{stem}_edge.png",
+    )
+
+
+def trainaug_stems(voc_train: list[str], voc_val: list[str], sbd_train: list[str],
+                   sbd_val: list[str]) -> list[str]:
+    """The usual augmented training set: (SBD train + SBD val + VOC train) minus VOC val, sorted
+    (10,582 images with the official lists)."""
+    return sorted((set(sbd_train) | set(sbd_val) | set(voc_train)) - set(voc_val))
+
+
+def find_voc(root: str | Path, out: str | Path, *, progress: bool = False) -> RawDataset:
+    """Find and pair the raw VOC 2012 (and SBD) files under ``root`` (extracting archives into
+    ``out``); see the module docstring for the layouts and the ``trainaug`` rule."""
+    root, out = Path(root).expanduser(), Path(out).expanduser()
+    if not root.is_dir():
+        raise GsbenchError(f"{root}: no such folder")
+    voc = _voc_folder(root, out, progress)
+    images = _folder_files(voc / "JPEGImages", ".jpg")
+    labels = _folder_files(voc / "SegmentationClass", ".png")
+    if unpaired := sorted(labels.keys() - images.keys()):
+        raise GsbenchError(f"{labels[unpaired[0]]}: label without its image {unpaired[0]}.jpg")
+    lists = voc / "ImageSets" / "Segmentation"
+    stems = {split: read_split_list(lists / f"{split}.txt", STEM_PATTERN) for split in VOC_SPLITS}
+
+    samples: list[RawSample] = []
+    for split in VOC_SPLITS:
+        listing = lists / f"{split}.txt"
+        for stem in stems[split]:
+            if stem not in images:
+                raise GsbenchError(f"{listing}: {stem} has no image {voc / 'JPEGImages'}/{stem}.jpg")
+            if stem not in labels:
+                raise GsbenchError(
+                    f"{listing}: {stem} has no label {voc / 'SegmentationClass'}/{stem}.png"
+                )
+            samples.append(_sample(split, stem, images[stem], labels[stem]))
+
+    sbd = _sbd_folder(root, out, progress)
+    if sbd is not None:
+        sbd_lists = {split: read_split_list(sbd / f"{split}.txt", STEM_PATTERN)
+                     for split in ("train", "val")}
+        masks = _folder_files(sbd / "cls", ".mat")
+        sbd_images = files_with_suffix(sbd / "img", ".jpg") if (sbd / "img").is_dir() else {}
+        for stem in trainaug_stems(stems["train"], stems["val"], sbd_lists["train"],
+                                   sbd_lists["val"]):
+            image = images.get(stem) or sbd_images.get(stem)
+            if image is None:
+                raise GsbenchError(f"{voc / 'JPEGImages'}/{stem}.jpg: missing image of the "
+                                   f"{TRAINAUG_SPLIT} sample {stem}")
+            label = labels.get(stem) or masks.get(stem)
+            if label is None:
+                raise GsbenchError(f"{sbd / 'cls'}/{stem}.mat: missing SBD label of the "
+                                   f"{TRAINAUG_SPLIT} sample {stem}")
+            samples.append(_sample(TRAINAUG_SPLIT, stem, image, label))
+
+    return RawDataset(
+        name="voc",
+        class_names=VOC_CLASS_NAMES,
+        label_to_train=VOC_LABEL_TO_TRAIN,
+        known_label_ids=VOC_KNOWN_LABEL_IDS,
+        samples=tuple(samples),
+    )
