@@ -125,6 +125,51 @@ def prepare_data_ade20k(
     _prepare_real_dataset("ade20k", root, out, workers, quiet)
 
 
+# --- prepare-data voc / context / cocostuff ---
+_TAR_ROOT_HELP = "Raw dataset folder (extracted folders, or the official archives)."
+
+
+@prepare_app.command("voc")
+@user_errors
+def prepare_data_voc(
+    root: Path = typer.Option(..., "--root", help=_TAR_ROOT_HELP + " VOCdevkit/VOC2012/ "
+                              "(+ benchmark_RELEASE/ for SBD), or VOCtrainval_11-May-2012.tar "
+                              "(+ benchmark.tgz)."),
+    out: Optional[Path] = typer.Option(None, "--out", help=_OUT_HELP),
+    workers: int = typer.Option(2, "--workers", min=1, help=_WORKERS_HELP),
+    quiet: bool = typer.Option(False, "--quiet", help=_QUIET_HELP),
+) -> None:
+    """PASCAL VOC 2012 (21 classes): train, val and, with SBD, trainaug (10,582 images)."""
+    _prepare_real_dataset("voc", root, out, workers, quiet)
+
+
+@prepare_app.command("context")
+@user_errors
+def prepare_data_context(
+    root: Path = typer.Option(..., "--root", help=_TAR_ROOT_HELP + " VOCdevkit/VOC2010/ with "
+                              "SegmentationClassContext/ and ImageSets/SegmentationContext/."),
+    out: Optional[Path] = typer.Option(None, "--out", help=_OUT_HELP),
+    workers: int = typer.Option(2, "--workers", min=1, help=_WORKERS_HELP),
+    quiet: bool = typer.Option(False, "--quiet", help=_QUIET_HELP),
+) -> None:
+    """PASCAL Context 59: trainId labels (value - 1, background 0 -> 255), edges, manifest.json."""
+    _prepare_real_dataset("context", root, out, workers, quiet)
+
+
+@prepare_app.command("cocostuff")
+@user_errors
+def prepare_data_cocostuff(
+    root: Path = typer.Option(..., "--root", help=_TAR_ROOT_HELP + " images/ + annotations/ "
+                              "(stuffthingmaps), or train2017.zip, val2017.zip and "
+                              "stuffthingmaps_trainval2017.zip."),
+    out: Optional[Path] = typer.Option(None, "--out", help=_OUT_HELP),
+    workers: int = typer.Option(2, "--workers", min=1, help=_WORKERS_HELP),
+    quiet: bool = typer.Option(False, "--quiet", help=_QUIET_HELP),
+) -> None:
+    """COCO-Stuff 164k (171 classes): the used ids in order -> trainIds 0..170, edges, manifest."""
+    _prepare_real_dataset("cocostuff", root, out, workers, quiet)
+
+
 # --- prepare-data synthetic ---
 @prepare_app.command("synthetic")
 @user_errors
