@@ -75,8 +75,11 @@ def test_ccnet_figures_match_the_written_out_count_and_the_paper_row():
     assert figures["paper"] == {"label": "CCNet", "gflops": 198, "params_m": 18,
                                 "memory_mb": 730, "miou": 81.1}
     assert figures["scope"] == "module" and "alone" in figures["counts"]
-    # On the 512-channel 97 x 97 map of Table 3, RCCA is the 16.5 GFLOPs the CCNet paper gives.
-    assert rcca_macs(512, 97, 97) * 2 / 1e9 == pytest.approx(16.54, abs=0.01)
+    # On the 512-channel 97 x 97 map of Table 3, RCCA saves "about 85 %" of the non-local
+    # block's FLOPs (CCNet abstract): the figures of both modules measured here.
+    nonlocal_block = profile_attention_module("nonlocal", (1, 512, 97, 97))
+    ratio = rcca_macs(512, 97, 97) / (nonlocal_block["gmacs"] * 1e9)
+    assert 0.13 < ratio < 0.19
 
 
 def test_lazy_psa_mask_is_fixed_from_the_profiled_map():
