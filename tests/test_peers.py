@@ -46,7 +46,7 @@ def _softmax(values: list[torch.Tensor]) -> torch.Tensor:
     return torch.softmax(torch.stack(values), dim=0)
 
 
-# --- CCNet ------------------------------------------------------------------------------------------
+# --- CCNet ----------------------------------------------------------------------------------------
 
 
 def slow_criss_cross(query, key, value):
@@ -87,7 +87,7 @@ def test_recurrent_criss_cross_shares_one_module_applied_twice():
     torch.testing.assert_close(RecurrentCrissCrossAttention(16)(x), x)
 
 
-# --- DANet ------------------------------------------------------------------------------------------
+# --- DANet ----------------------------------------------------------------------------------------
 
 
 def slow_position_attention(query, key, value):
@@ -147,7 +147,7 @@ def test_paper_and_official_channel_energy_differ_and_modules_add_the_residual()
         ChannelAttention("max")
 
 
-# --- ANN --------------------------------------------------------------------------------------------
+# --- ANN ------------------------------------------------------------------------------------------
 
 
 def slow_pyramid_sample(x, sizes):
@@ -208,7 +208,7 @@ def test_apnb_and_afnb_match_direct_composition():
                                rtol=1e-4, atol=1e-5)
 
 
-# --- models -----------------------------------------------------------------------------------------
+# --- models ---------------------------------------------------------------------------------------
 
 
 def _open_residual_scales(model):
@@ -281,7 +281,8 @@ def test_head_parameter_counts_match_the_layer_by_layer_sum():
             + _conv(256, mid, bias=True, bn=False) + _conv(2 * mid, mid))
     ann = afnb + _conv(c, mid, 3) + apnb + cls
     with torch.device("meta"):
-        heads = {"cc": CCHead(c, classes), "da": DAHead(c, classes), "ann": ANNHead(low, c, classes)}
+        heads = {"cc": CCHead(c, classes), "da": DAHead(c, classes),
+                 "ann": ANNHead(low, c, classes)}
     assert {k: count_parameters(v) for k, v in heads.items()} == {"cc": cc, "da": da, "ann": ann}
 
 

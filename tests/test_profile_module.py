@@ -116,7 +116,8 @@ def test_cli_profile_module_json_and_table():
 
 @pytest.mark.parametrize("args,message", [
     (["--module", "nope"], "unknown attention module 'nope'"),
-    (["--module", "ccnet", "--model", "fcn"], "exactly one of --recipe NAME, --model NAME or --module"),
+    (["--module", "ccnet", "--model", "fcn"],
+     "exactly one of --recipe NAME, --model NAME or --module"),
     (["--module", "ccnet", "--scope", "all"], "scope must be one of module, head"),
     (["--model", "fcn", "--scope", "head"], "--scope needs --module"),
     (["--module", "ccnet", "--input", "1x32x6"], "input shape must look like"),

@@ -90,7 +90,8 @@ def get_attention_entry(name: str) -> AttentionEntry:
     entries = _entries()
     if name not in entries:
         close = difflib.get_close_matches(name, list(entries), n=3, cutoff=0.4)
-        hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(entries))}"
+        known = ", ".join(sorted(entries))
+        hint = f"did you mean {', '.join(close)}?" if close else f"known: {known}"
         raise GsbenchError(f"unknown attention module {name!r}; {hint}")
     return entries[name]
 
@@ -130,7 +131,8 @@ def load_ranet_table3() -> dict:
     try:
         table = yaml.safe_load(RANET_TABLE3.read_text())
     except (OSError, yaml.YAMLError) as error:
-        raise GsbenchError(f"{RANET_TABLE3}: cannot read the RANet Table 3 data ({error})") from None
+        message = f"{RANET_TABLE3}: cannot read the RANet Table 3 data ({error})"
+        raise GsbenchError(message) from None
     keys = {"label", "gflops", "params_m", "memory_mb", "miou"}
     if not isinstance(table, dict) or not isinstance(table.get("rows"), dict) or any(
             not isinstance(row, dict) or set(row) != keys for row in table["rows"].values()):
@@ -184,7 +186,8 @@ def profile_attention_module(name: str, input_shape: tuple[int, int, int, int],
 
 
 class HeadOnMap(nn.Module):
-    """A decode head fed with one map as c5 (and its first half of channels as c4)."""
+    """A decode head fed with one map as c5 (and its first half of channels as c4); returns the
+    main logits (DANet's head returns a dict)."""
 
     def __init__(self, head: nn.Module):
         super().__init__()
@@ -192,7 +195,8 @@ class HeadOnMap(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         low = x[:, : x.shape[1] // 2]
-        return self.head([low, low, low, x])
+        logits = self.head([low, low, low, x])
+        return logits["out"] if isinstance(logits, dict) else logits
 
 
 # --- the methods of RANet Table 3 (RANet's own module registers itself beside its model) ----------
@@ -208,18 +212,11 @@ def _ccnet_module(in_channels: int) -> nn.Module:
     return RecurrentCrissCrossAttention(in_channels, recurrence=2)
 
 
-class _DAHeadOut(nn.Module):
-    """DAHead returns a dict; profiling wants the fused logits."""
-
-    def __init__(self, in_channels: int):
-        super().__init__()
-        self.head = DAHead(in_channels, HEAD_NUM_CLASSES)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head([x, x, x, x])["out"]
+def _danet_head(in_channels: int) -> nn.Module:
+    return HeadOnMap(DAHead(in_channels, HEAD_NUM_CLASSES))
 
 
-@register_attention_module("danet", head=_DAHeadOut,
+@register_attention_module("danet", head=_danet_head,
                            description="DANet position + channel attention (PAM + CAM)")
 def _danet_module(in_channels: int) -> nn.Module:
     return DualAttention(in_channels)
