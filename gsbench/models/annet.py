@@ -1,27 +1,28 @@
 """ANN: Asymmetric Non-local Neural Networks (Zhu et al., "Asymmetric Non-local Neural Networks
 for Semantic Segmentation", ICCV 2019), laid out as mmsegmentation's ANNHead.
 
-Asymmetric non-local attention (Sec. 3.2, Eq. 3-5): the key and value are not taken at all N
-positions but at S representative points sampled by *pyramid pooling* of the projected key and
-value maps - adaptive average pooling to 1x1, 3x3, 6x6 and 8x8 cells, flattened and
-concatenated, so S = 1 + 9 + 36 + 64 = 110 whatever the map size. With query Q (N x C'),
-sampled key K_P and value V_P (S x C'):
+Asymmetric non-local attention (Sec. 3): the key and value are not taken at all N positions
+but at S representative points sampled by *pyramid pooling* of the projected key and value
+maps - adaptive average pooling to 1x1, 3x3, 6x6 and 8x8 cells, flattened and concatenated, so
+S = 1 + 9 + 36 + 64 = 110 whatever the map size. With query Q (N x C'), sampled key K_P and
+value V_P (S x C'):
 
     Y = softmax(Q K_P^T / sqrt(C')) V_P          (N x S attention instead of N x N)
 
-then a 1x1 output conv. The 1/sqrt(C') scaling is mmseg's (``matmul_norm``); the paper's
-non-local formulation leaves it out, it only rescales the logits.
+then a 1x1 output conv. The 1/sqrt(C') scaling follows mmseg (``matmul_norm``); it only
+rescales the logits.
 
-- APNB (Asymmetric Pyramid Non-local Block, Fig. 3): self-attention on one map; key and query
-  share one 1x1 conv + BN + ReLU to C' = 256, the value is a 1x1 conv to 256, the output conv
-  goes back to C; the result is concatenated with the input and fused by a 1x1 conv + BN + ReLU.
-- AFNB (Asymmetric Fusion Non-local Block, Fig. 4): query from the high-level map (stage 5),
-  key and value from the low-level one (stage 4), each projection a 1x1 conv + BN + ReLU (value:
-  plain 1x1 conv) to 256; the output conv goes to the high-level width (2048), the result is
-  concatenated with the high-level map and fused by a 1x1 conv + BN (no ReLU, as mmseg).
+- APNB (Asymmetric Pyramid Non-local Block): self-attention on one map; key and query share one
+  1x1 conv + BN + ReLU to C' = 256, the value is a 1x1 conv to 256, the output conv goes back
+  to C; the result is concatenated with the input and fused by a 1x1 conv + BN + ReLU.
+- AFNB (Asymmetric Fusion Non-local Block): query from the high-level map (the paper's stage 5,
+  c5, 2048 channels), key and value from the low-level one (its stage 4, c4, 1024 channels),
+  each projection a 1x1 conv + BN + ReLU (value: plain 1x1 conv) to 256; the output conv goes
+  to the high-level width (2048), the result is concatenated with the high-level map and fused
+  by a 1x1 conv + BN (no ReLU, as mmseg).
 
 Head: AFNB(c4, c5) -> dropout -> 3x3 conv 2048 -> 512 (BN, ReLU) -> APNB -> dropout 0.1 ->
-1x1 classifier; aux FCN head on stage 3 (= c4) with weight 0.4.
+1x1 classifier; the aux FCN head (weight 0.4) also reads c4, as in every gsbench model.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def pyramid_sample(x: Tensor, sizes: tuple[int, ...] = PYRAMID_SIZES) -> Tensor:
 
 
 def asymmetric_attention(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
-    """softmax(Q K_P^T / sqrt(C')) V_P (Eq. 3-5): ``query`` N x C' x H x W, ``key`` and
+    """softmax(Q K_P^T / sqrt(C')) V_P: ``query`` N x C' x H x W, ``key`` and
     ``value`` the sampled N x C' x S and N x Cv x S; returns N x Cv x H x W."""
     n, channels, h, w = query.shape
     energy = torch.bmm(query.flatten(2).transpose(1, 2), key) / math.sqrt(channels)  # N x HW x S
