@@ -179,6 +179,9 @@ def build_loss(model_name: str, *, options: dict | None = None, **common) -> nn.
     import difflib
     import inspect
 
+    from gsbench.models.registry import import_all_model_modules
+
+    import_all_model_modules()  # model files register their losses when they are imported
     cls = MODEL_LOSSES.get(model_name, SegmentationLoss)
     options = dict(options or {})
     accepted = [name for name in inspect.signature(cls).parameters if name not in common]

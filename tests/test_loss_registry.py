@@ -30,3 +30,9 @@ def test_registered_loss_gets_its_options_and_typos_are_named(monkeypatch):
         build_loss("fcn", options={"edge_weight": 3.0}, **common)
     out = build_loss("toy", **common)({"out": torch.zeros(1, 2, 2, 2)}, {"label": torch.zeros(1, 2, 2, dtype=torch.long)})
     assert torch.isclose(out["loss"], torch.log(torch.tensor(2.0)))
+
+
+def test_model_losses_are_found_without_building_the_model_first():
+    # DANet registers its loss in its model file; build_loss must not depend on import order.
+    loss = build_loss("danet", ignore_index=255, aux_weight=0.4, ohem_thresh=None, ohem_min_kept=10)
+    assert type(loss).__name__ == "DANetLoss"

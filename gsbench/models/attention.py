@@ -39,7 +39,7 @@ from gsbench.models.ccnet import CCHead, RecurrentCrissCrossAttention
 from gsbench.models.danet import DAHead, DualAttention
 from gsbench.models.nonlocal_net import NonLocalBlock, NonLocalHead
 from gsbench.models.psanet import PointwiseSpatialAttention, PSAHead
-from gsbench.models.registry import _import_all_model_modules
+from gsbench.models.registry import import_all_model_modules
 from gsbench.recipes import RECIPES_DIR
 
 ATTENTION_SCOPES = ("module", "head")
@@ -76,7 +76,7 @@ def register_attention_module(name: str, *, head: Callable[[int], nn.Module] | N
 
 
 def _entries() -> dict[str, AttentionEntry]:
-    _import_all_model_modules()
+    import_all_model_modules()
     return _ATTENTION
 
 

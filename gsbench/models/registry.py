@@ -43,7 +43,7 @@ def register_model(fn: Callable | None = None, *, name: str | None = None):
     return decorator(fn) if fn is not None else decorator
 
 
-def _import_all_model_modules() -> None:
+def import_all_model_modules() -> None:
     """Import every module of gsbench.models so that their builders are registered."""
     package = importlib.import_module(_PACKAGE)
     for info in pkgutil.iter_modules(package.__path__):
@@ -53,13 +53,13 @@ def _import_all_model_modules() -> None:
 
 def list_models() -> list[str]:
     """Names of all registered models, sorted."""
-    _import_all_model_modules()
+    import_all_model_modules()
     return sorted(_MODELS)
 
 
 def get_model_builder(name: str) -> Callable[..., nn.Module]:
     """The builder registered as ``name``; an unknown name raises a GsbenchError with hints."""
-    _import_all_model_modules()
+    import_all_model_modules()
     if name not in _MODELS:
         close = difflib.get_close_matches(name, list(_MODELS), n=3, cutoff=0.4)
         known = ", ".join(sorted(_MODELS))
