@@ -32,6 +32,9 @@ Choices where the paper is silent (documented for the reproduction):
   std), scaled to 0/1 and never differentiated. The official code runs it on the *normalised*
   tensor cast to uint8, and feeds 0/255 values.
 - Without Canny the boundary probability enters the ASPP directly (no 1x1 mixing conv).
+- Initialisation: Kaiming for the residual blocks, variance-preserving fan-in for the shape
+  stream's 1x1 convs (:func:`init_linear_1x1`); with Kaiming's fan-out rule there the boundary
+  logits start in the hundreds and training from scratch diverges at lr 0.01.
 - Resizing follows the project (bilinear, align_corners=False); the boundary map is resized
   down to the ASPP's resolution bilinearly, as the official code does.
 - The auxiliary FCN head on c4 is available (``aux=True``) but Gated-SCNN trains without one;
@@ -79,7 +82,10 @@ def canny_edges(images: Tensor, thresholds: tuple[int, int] = CANNY_THRESHOLDS) 
 
     The images are de-normalised to uint8 RGB first; ``cv2.Canny`` on a 3-channel image uses the
     channel with the strongest gradient at each pixel. One OpenCV call per image of the batch.
+    Canny is no torch operation: FLOP counts leave it out.
     """
+    if images.device.type == "meta":  # shape-only runs (parameter / FLOP counts)
+        return images.new_empty(images.shape[0], 1, *images.shape[2:])
     mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1)
     with torch.no_grad():
