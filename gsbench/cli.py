@@ -140,7 +140,7 @@ def prepare_data_voc(
     quiet: bool = typer.Option(False, "--quiet", help=_QUIET_HELP),
 ) -> None:
     """PASCAL VOC 2012 (21 classes): train, val and, with SBD, trainaug (10,582 images)."""
-    _prepare_real_dataset("voc", root, out, workers, quiet)
+    _prepare_real_dataset("voc2012", root, out, workers, quiet)
 
 
 @prepare_app.command("context")
@@ -153,7 +153,7 @@ def prepare_data_context(
     quiet: bool = typer.Option(False, "--quiet", help=_QUIET_HELP),
 ) -> None:
     """PASCAL Context 59: trainId labels (value - 1, background 0 -> 255), edges, manifest.json."""
-    _prepare_real_dataset("context", root, out, workers, quiet)
+    _prepare_real_dataset("pascal_context", root, out, workers, quiet)
 
 
 @prepare_app.command("cocostuff")
@@ -167,7 +167,7 @@ def prepare_data_cocostuff(
     quiet: bool = typer.Option(False, "--quiet", help=_QUIET_HELP),
 ) -> None:
     """COCO-Stuff 164k (171 classes): the used ids in order -> trainIds 0..170, edges, manifest."""
-    _prepare_real_dataset("cocostuff", root, out, workers, quiet)
+    _prepare_real_dataset("coco_stuff", root, out, workers, quiet)
 
 
 # --- prepare-data synthetic ---

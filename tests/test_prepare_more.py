@@ -139,7 +139,7 @@ def test_voc_with_sbd_splits_labels_and_raw_files_untouched(tmp_path):
     before = tree_digest(root)
     manifest = prepare_voc(root, workers=1, progress=False)
     assert tree_digest(root) == before
-    assert manifest.dataset == "voc" and manifest.num_classes == 21
+    assert manifest.dataset == "voc2012" and manifest.num_classes == 21
     assert manifest.class_names == list(VOC_CLASS_NAMES) and manifest.class_names[0] == "background"
     assert list(manifest.splits) == ["train", "val", "trainaug"]
     assert [s.stem for s in manifest.split("train")] == VOC_TRAIN
@@ -189,7 +189,7 @@ def test_voc_from_official_tar_archives_rerun_noop_and_changed_mat(tmp_path):
     make_tar(src / "VOCdevkit", root / "VOCtrainval_11-May-2012.tar")
     make_tar(src / "benchmark_RELEASE", root / "benchmark.tgz", "w:gz")
     archives = tree_digest(root)
-    from_tar = prepare_raw("voc", root, workers=2, progress=False)
+    from_tar = prepare_raw("voc2012", root, workers=2, progress=False)
     assert tree_digest(root) == archives
     sample = from_tar.manifest.split("trainaug")[2]
     assert sample.image == "raw/VOCdevkit/VOC2012/JPEGImages/2008_000010.jpg"
@@ -200,12 +200,12 @@ def test_voc_from_official_tar_archives_rerun_noop_and_changed_mat(tmp_path):
 
     out = root / "gsbench"
     mtimes = output_mtimes(out)
-    again = prepare_raw("voc", root, workers=1, progress=False)
+    again = prepare_raw("voc2012", root, workers=1, progress=False)
     assert again.up_to_date and output_mtimes(out) == mtimes  # no re-extraction, no rewrite
 
     write_sbd_mat(src / "benchmark_RELEASE/dataset/cls/2008_000010.mat",
                   np.full((H, W), 15, np.uint8))  # all person
-    changed = prepare_raw("voc", src, workers=1, progress=False)
+    changed = prepare_raw("voc2012", src, workers=1, progress=False)
     assert (changed.prepared, changed.reused) == (1, 6)
     assert np.all(read_png(src / "gsbench/labels/trainaug/2008_000010_trainIds.png") == 15)
 
@@ -281,7 +281,7 @@ def test_context_59_ignores_background(tmp_path):
     before = tree_digest(root)
     manifest = prepare_context(root, workers=1, progress=False)
     assert tree_digest(root) == before
-    assert manifest.dataset == "context" and manifest.num_classes == 59
+    assert manifest.dataset == "pascal_context" and manifest.num_classes == 59
     assert manifest.class_names == list(CONTEXT_CLASS_NAMES) and len(set(CONTEXT_CLASS_NAMES)) == 59
     assert {s: [x.stem for x in manifest.split(s)] for s in manifest.splits} == CONTEXT_SPLITS
     for split in CONTEXT_SPLITS:
@@ -359,7 +359,7 @@ def test_cocostuff_171_classes_from_folders_and_zips(tmp_path):
     before = tree_digest(root)
     manifest = prepare_cocostuff(root, workers=1, progress=False)
     assert tree_digest(root) == before
-    assert manifest.dataset == "cocostuff" and manifest.num_classes == 171
+    assert manifest.dataset == "coco_stuff" and manifest.num_classes == 171
     assert manifest.class_names == list(COCOSTUFF_CLASS_NAMES)
     assert len(set(COCOSTUFF_CLASS_NAMES)) == 171
     names = manifest.class_names
@@ -545,3 +545,10 @@ def test_cli_summary_names_the_splits(tmp_path):
     assert "train 2, val 1, trainaug 4" in first.output and "prepared 7" in first.output
     second = runner.invoke(app, args)
     assert second.exit_code == 0 and "up to date" in second.output
+
+
+def test_manifest_names_are_the_paper_tables_dataset_names():
+    from gsbench.data.prepare import DATASET_FINDERS
+    from gsbench.tables.registry import KNOWN_DATASETS
+
+    assert set(DATASET_FINDERS) <= set(KNOWN_DATASETS)

@@ -26,6 +26,8 @@ from gsbench.data.labels import IGNORE_INDEX
 from gsbench.data.raw import RawDataset, RawSample, extract_zip, files_with_suffix
 from gsbench.errors import GsbenchError
 
+#: the dataset's name in manifests, recipes and the paper tables (recipes/tables)
+DATASET_NAME = "coco_stuff"
 #: raw folder name -> manifest split name
 SPLITS = {"train2017": "train", "val2017": "val"}
 LABELS_ARCHIVE = "stuffthingmaps_trainval2017.zip"
@@ -140,7 +142,7 @@ def find_cocostuff(root: str | Path, out: str | Path, *, progress: bool = False)
                 edge_out=f"edges/{split}/{stem}_edge.png",
             ))
     return RawDataset(
-        name="cocostuff",
+        name=DATASET_NAME,
         class_names=COCOSTUFF_CLASS_NAMES,
         label_to_train=COCOSTUFF_LABEL_TO_TRAIN,
         known_label_ids=COCOSTUFF_KNOWN_LABEL_IDS,

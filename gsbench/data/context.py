@@ -29,6 +29,8 @@ from gsbench.data.raw import (
 )
 from gsbench.errors import GsbenchError
 
+#: the dataset's name in manifests, recipes and the paper tables (recipes/tables)
+DATASET_NAME = "pascal_context"
 VOC2010_ARCHIVE = "VOCtrainval_03-May-2010.tar"
 LABEL_DIRNAME = "SegmentationClassContext"
 LISTS_DIRNAME = "ImageSets/SegmentationContext"
@@ -115,7 +117,7 @@ def find_context(root: str | Path, out: str | Path, *, progress: bool = False) -
                 edge_out=f"edges/{split}/{stem}_edge.png",
             ))
     return RawDataset(
-        name="context",
+        name=DATASET_NAME,
         class_names=CONTEXT_CLASS_NAMES,
         label_to_train=CONTEXT_LABEL_TO_TRAIN,
         known_label_ids=CONTEXT_KNOWN_LABEL_IDS,

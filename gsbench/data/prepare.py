@@ -56,9 +56,9 @@ SPLIT_ORDER = ("train", "val", "test")
 DATASET_FINDERS = {
     "cityscapes": find_cityscapes,
     "ade20k": find_ade20k,
-    "voc": find_voc,
-    "context": find_context,
-    "cocostuff": find_cocostuff,
+    "voc2012": find_voc,
+    "pascal_context": find_context,
+    "coco_stuff": find_cocostuff,
 }
 
 Fingerprints = dict[str, list[int]]  # relative path -> [size, mtime_ns]
@@ -94,7 +94,7 @@ def prepare_voc(
 ) -> Manifest:
     """Prepare PASCAL VOC 2012 (+ SBD "trainaug" when present) under ``root``; see
     :func:`gsbench.data.voc.find_voc` and :func:`prepare_dataset`."""
-    return prepare_raw("voc", root, out, workers=workers, progress=progress).manifest
+    return prepare_raw("voc2012", root, out, workers=workers, progress=progress).manifest
 
 
 def prepare_context(
@@ -102,7 +102,7 @@ def prepare_context(
 ) -> Manifest:
     """Prepare PASCAL Context (59 classes) under ``root``; see
     :func:`gsbench.data.context.find_context` and :func:`prepare_dataset`."""
-    return prepare_raw("context", root, out, workers=workers, progress=progress).manifest
+    return prepare_raw("pascal_context", root, out, workers=workers, progress=progress).manifest
 
 
 def prepare_cocostuff(
@@ -110,7 +110,7 @@ def prepare_cocostuff(
 ) -> Manifest:
     """Prepare COCO-Stuff 164k (171 classes) under ``root``; see
     :func:`gsbench.data.cocostuff.find_cocostuff` and :func:`prepare_dataset`."""
-    return prepare_raw("cocostuff", root, out, workers=workers, progress=progress).manifest
+    return prepare_raw("coco_stuff", root, out, workers=workers, progress=progress).manifest
 
 
 def prepare_raw(

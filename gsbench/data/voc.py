@@ -34,6 +34,8 @@ from gsbench.data.raw import (
 )
 from gsbench.errors import GsbenchError
 
+#: the dataset's name in manifests, recipes and the paper tables (recipes/tables)
+DATASET_NAME = "voc2012"
 VOC_ARCHIVE = "VOCtrainval_11-May-2012.tar"
 SBD_ARCHIVE = "benchmark.tgz"
 SBD_DIRNAME = "benchmark_RELEASE"
@@ -161,7 +163,7 @@ def find_voc(root: str | Path, out: str | Path, *, progress: bool = False) -> Ra
             samples.append(_sample(TRAINAUG_SPLIT, stem, image, label))
 
     return RawDataset(
-        name="voc",
+        name=DATASET_NAME,
         class_names=VOC_CLASS_NAMES,
         label_to_train=VOC_LABEL_TO_TRAIN,
         known_label_ids=VOC_KNOWN_LABEL_IDS,
