@@ -286,7 +286,8 @@ def test_context_59_ignores_background(tmp_path):
     assert {s: [x.stem for x in manifest.split(s)] for s in manifest.splits} == CONTEXT_SPLITS
     for split in CONTEXT_SPLITS:
         for sample in manifest.split(split):
-            raw = read_png(root / "VOCdevkit/VOC2010/SegmentationClassContext" / f"{sample.stem}.png")
+            labels = root / "VOCdevkit/VOC2010/SegmentationClassContext"
+            raw = read_png(labels / f"{sample.stem}.png")
             expected = np.full(raw.shape, 255, np.uint8)
             for value in range(1, 60):
                 expected[raw == value] = value - 1

@@ -110,7 +110,9 @@ def find_context(root: str | Path, out: str | Path, *, progress: bool = False) -
             if stem not in images:
                 raise GsbenchError(f"{listing}: {stem} has no image {image_folder}/{stem}.jpg")
             if stem not in labels:
-                raise GsbenchError(f"{listing}: {stem} has no label {base / LABEL_DIRNAME}/{stem}.png")
+                raise GsbenchError(
+                    f"{listing}: {stem} has no label {base / LABEL_DIRNAME}/{stem}.png"
+                )
             samples.append(RawSample(
                 split=split, stem=stem, image=images[stem], raw_label=labels[stem], instance=None,
                 label_out=f"labels/{split}/{stem}_trainIds.png",

@@ -137,7 +137,9 @@ def find_voc(root: str | Path, out: str | Path, *, progress: bool = False) -> Ra
         listing = lists / f"{split}.txt"
         for stem in stems[split]:
             if stem not in images:
-                raise GsbenchError(f"{listing}: {stem} has no image {voc / 'JPEGImages'}/{stem}.jpg")
+                raise GsbenchError(
+                    f"{listing}: {stem} has no image {voc / 'JPEGImages'}/{stem}.jpg"
+                )
             if stem not in labels:
                 raise GsbenchError(
                     f"{listing}: {stem} has no label {voc / 'SegmentationClass'}/{stem}.png"
