@@ -11,8 +11,9 @@
 
 The cost of RIB depends on how many regions RCB finds. A random map with the initial heads
 gives one region; by default the map is made piecewise constant (a random 6 x 6 map
-upsampled by nearest neighbour, plus noise) and sharpens the class head, so that the map splits into tens of regions
-as a trained model's does (the paper: about 400 pixels per region). The region count is printed.
+upsampled by nearest neighbour, plus noise) and the class head is sharpened, so that the map
+splits into several regions as a trained model's does (the paper: about 400 pixels per region).
+The region count is printed.
 
     python benchmarks/bench_ranet.py                      # CUDA when available
     python benchmarks/bench_ranet.py --device cpu --size 33 --memory-size 33
@@ -35,7 +36,7 @@ from gsbench.models.ranet import DEFAULT_CHUNK_ELEMENTS, RegionAttention
 
 
 class BlobMap(nn.Module):
-    """Turns the random input of the complexity helpers into a piecewise-smooth map (cheap:
+    """Turns the random input of the complexity helpers into a piecewise-constant map (cheap:
     one pooling and one upsampling) and runs the region attention on it; returns O."""
 
     def __init__(self, channels: int, max_chunk_elements: int, blobs: bool):

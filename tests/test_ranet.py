@@ -33,7 +33,7 @@ from gsbench.models.ranet import (
 H, W = 5, 6
 
 
-# --- slow references -------------------------------------------------------------------------------
+# --- slow references ------------------------------------------------------------------------------
 
 def slow_segment_max(boundary: np.ndarray) -> np.ndarray:
     """D_ij: walk the segment one pixel step along its major axis, interpolate along the minor."""
@@ -139,7 +139,7 @@ def slow_rib(features, scores, regions, k, intra=True, inter=True):
     return out
 
 
-# --- RCB -------------------------------------------------------------------------------------------
+# --- RCB ------------------------------------------------------------------------------------------
 
 def test_segment_max_matches_slow_walk_and_is_symmetric():
     boundary = torch.rand(H * W, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
@@ -260,7 +260,8 @@ def test_connected_regions_match_scipy_on_random_graphs():
         blocks = list(torch.arange(40).split(7))
         got = connected_regions(lambda rows: a[rows], 40, torch.device("cpu"), blocks).numpy()
         _, labels = connected_components(csr_matrix(a.numpy()), directed=False)
-        np.testing.assert_array_equal(got[:, None] == got[None, :], labels[:, None] == labels[None, :])
+        np.testing.assert_array_equal(got[:, None] == got[None, :],
+                                      labels[:, None] == labels[None, :])
 
 
 def test_chunked_module_equals_unchunked_with_gradients():
@@ -292,7 +293,7 @@ def test_representative_scores_gradient_matches_finite_differences():
                                     fast_mode=True)
 
 
-# --- RIB -------------------------------------------------------------------------------------------
+# --- RIB ------------------------------------------------------------------------------------------
 
 def test_select_representatives_takes_the_top_k_of_each_region():
     scores = torch.tensor([0.1, 0.9, 0.5, 0.5, 0.7, 0.2, 0.8])
@@ -307,7 +308,8 @@ def test_region_interaction_matches_slow_equations(intra, inter):
     num, channels, k = 30, 5, 3
     features = 0.5 * torch.randn(num, channels, dtype=torch.float64, generator=generator)
     scores = torch.rand(num, dtype=torch.float64, generator=generator)
-    regions = torch.tensor([0] * 12 + [1] * 2 + [2] * 9 + [3] * 7)[torch.randperm(num, generator=generator)]
+    sizes = torch.tensor([0] * 12 + [1] * 2 + [2] * 9 + [3] * 7)
+    regions = sizes[torch.randperm(num, generator=generator)]
     reps = select_representatives(scores, regions, 4, k)
     expected = slow_rib(features, scores, regions, k, intra, inter)
     for chunk in (10**9, 2 * k * channels):  # one block / blocks of 2 pixels
@@ -315,7 +317,7 @@ def test_region_interaction_matches_slow_equations(intra, inter):
         torch.testing.assert_close(got, expected)
 
 
-# --- model, loss, recipes --------------------------------------------------------------------------
+# --- model, loss, recipes -------------------------------------------------------------------------
 
 VARIANTS = [
     {},
@@ -330,7 +332,11 @@ VARIANTS = [
 ]
 
 
-@pytest.mark.parametrize("options", VARIANTS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "ranet")
+def variant_id(options: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in options.items()) or "ranet"
+
+
+@pytest.mark.parametrize("options", VARIANTS, ids=variant_id)
 def test_model_contract_and_finite_gradients(options):
     torch.manual_seed(0)
     model = build_model("ranet", num_classes=19, backbone="resnet_tiny", aux=True, **options)
@@ -363,7 +369,8 @@ def test_loss_adds_coarse_and_boundary_terms_and_checks_its_inputs():
     edge = (torch.rand(1, 4, 5) < 0.3).float()
     outputs = {"out": torch.randn(1, 3, 4, 5), "coarse": torch.randn(1, 3, 4, 5),
                "boundary": torch.randn(1, 1, 4, 5)}
-    result = RANetLoss(coarse_weight=0.5, boundary_weight=2.0)(outputs, {"label": label, "edge": edge})
+    loss = RANetLoss(coarse_weight=0.5, boundary_weight=2.0)
+    result = loss(outputs, {"label": label, "edge": edge})
     ce = F.cross_entropy(outputs["out"], label, ignore_index=255)
     coarse = F.cross_entropy(outputs["coarse"], label, ignore_index=255)
     p = torch.sigmoid(outputs["boundary"][:, 0])
@@ -405,7 +412,7 @@ def test_full_recipe_model_size_on_meta_device():
         assert load_recipe(f"ranet101_k{k}").model.num_representatives == k
 
 
-# --- smoke training --------------------------------------------------------------------------------
+# --- smoke training -------------------------------------------------------------------------------
 
 @pytest.mark.slow
 def test_smoke_training_learns_on_synthetic_data(tmp_path):
@@ -437,4 +444,5 @@ def test_smoke_training_learns_on_synthetic_data(tmp_path):
         label = val[i]["label"].numpy().astype(np.uint8)
         confusion.update(np.full_like(label, majority), label)
     trivial = confusion.compute()["miou"]  # a fraction in [0, 1], as the run's metrics
-    assert result.metrics["miou"] > max(2 * trivial, trivial + 0.03), (result.metrics["miou"], trivial)
+    miou = result.metrics["miou"]
+    assert miou > max(2 * trivial, trivial + 0.03), (miou, trivial)

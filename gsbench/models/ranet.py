@@ -81,7 +81,7 @@ REGION_CUES = ("both", "boundary", "semantic")
 DEFAULT_CHUNK_ELEMENTS = 1 << 23
 
 
-# --- RCB: pairwise maps ----------------------------------------------------------------------------
+# --- RCB: pairwise maps ---------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=8)
 def _segment_tables(height: int, width: int, device: torch.device,
@@ -230,7 +230,7 @@ def first_link_regions(adjacent_rows, num: int, device: torch.device,
 GROUPINGS = {"first_link": first_link_regions, "components": connected_regions}
 
 
-# --- RIB -------------------------------------------------------------------------------------------
+# --- RIB ------------------------------------------------------------------------------------------
 
 def select_representatives(scores: Tensor, regions: Tensor, num_regions: int,
                            k: int) -> Tensor:
@@ -261,11 +261,10 @@ def _segment_softmax(logits: Tensor, segments: Tensor, num_segments: int, dim: i
     index_shape[dim] = -1
     index = segments.view(index_shape).expand_as(logits)
     peak = torch.full(shape, -math.inf, dtype=logits.dtype, device=logits.device)
-    peak = peak.scatter_reduce(dim, index, logits, reduce="amax", include_self=True).detach()
+    peak = peak.scatter_reduce(dim, index, logits.detach(), reduce="amax", include_self=True)
     peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
     exp = torch.exp(logits - peak.gather(dim, index))
-    total = torch.zeros(shape, dtype=logits.dtype, device=logits.device).scatter_add(dim, index, exp)
-    total = total.gather(dim, index)
+    total = logits.new_zeros(shape).scatter_add(dim, index, exp).gather(dim, index)
     return torch.where(total > 0, exp / total.clamp(min=torch.finfo(logits.dtype).tiny), 0.0)
 
 
@@ -361,7 +360,7 @@ def region_interaction(features: Tensor, scores: Tensor, regions: Tensor, reps: 
     return weighted + _in_pixel_blocks(_slot_mix, block_rows, regions, attn, global_slots)
 
 
-# --- the module ------------------------------------------------------------------------------------
+# --- the module -----------------------------------------------------------------------------------
 
 class RegionAttention(nn.Module):
     """RCB + RIB on a feature map A (N x M x h x w); returns (O, boundary logits, class logits).
@@ -478,8 +477,7 @@ class RegionAttention(nn.Module):
         dtype = torch.promote_types(features.dtype, torch.float32)
         with torch.autocast(features.device.type, enabled=False):
             boundary = torch.sigmoid(boundary_logits.to(dtype)).reshape(n, -1)
-            prob = torch.softmax(class_logits.to(dtype), dim=1).reshape(n, class_logits.shape[1], -1)
-            prob = prob.transpose(1, 2)
+            prob = torch.softmax(class_logits.to(dtype), dim=1).flatten(2).transpose(1, 2)
             flat = features.to(dtype).reshape(n, channels, -1).transpose(1, 2)
             outputs = []
             for b in range(n):
@@ -597,7 +595,7 @@ def ranet(
     return RANetModel(encoder, head, aux_head)
 
 
-# --- RANet Table 3: the module on its own (``gsbench profile --module ranet``) ---------------------
+# --- RANet Table 3: the module on its own (``gsbench profile --module ranet``) --------------------
 
 class _RegionAttentionContext(nn.Module):
     """RCB + RIB returning the contextual map O only (its score heads are still computed)."""
