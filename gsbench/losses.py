@@ -269,6 +269,10 @@ def class_balanced_bce(edge_logits: torch.Tensor, edge_target: torch.Tensor) -> 
     return F.binary_cross_entropy_with_logits(edge_logits.float(), target, weight=weight)
 
 
+def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def straight_through_gumbel_argmax(
     logits: torch.Tensor, tau: float = 1.0, noise: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -278,7 +282,7 @@ def straight_through_gumbel_argmax(
     value); backward: the gradient of ``softmax((log p + g) / tau)`` with Gumbel(0, 1) noise
     ``g`` (Eq. 9), sampled unless ``noise`` is given.
     """
-    log_p = F.log_softmax(logits.float(), dim=1)
+    log_p = F.log_softmax(_at_least_float32(logits), dim=1)
     if noise is None:
         uniform = torch.rand_like(log_p).clamp_(1e-10, 1.0 - 1e-7)
         noise = -torch.log(-torch.log(uniform))
@@ -345,6 +349,14 @@ def dual_task_boundary_loss(
     there the ground truth has no class to draw a boundary with. The paper sums over ``p+``; the
     mean keeps lambda_3 = 1 on the scale of the other (mean) terms. 0 when ``p+`` is empty.
     """
+    # float32 even under bf16 / fp16 autocast: the potentials are small differences of smoothed
+    # maps and p+ is "non-zero", both lost in half precision
+    with torch.autocast(logits.device.type, enabled=False):
+        return _dual_task_boundary_loss(_at_least_float32(logits), label, sigma, tau,
+                                        ignore_index, noise)
+
+
+def _dual_task_boundary_loss(logits, label, sigma, tau, ignore_index, noise):
     num_classes = logits.shape[1]
     predicted = straight_through_gumbel_argmax(logits, tau, noise)
     ignored = label == ignore_index

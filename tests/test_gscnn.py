@@ -347,6 +347,16 @@ def test_dual_task_boundary_loss_is_zero_for_a_perfect_prediction():
     assert dual_task_boundary_loss(torch.zeros(1, 4, 8, 8), flat).item() == 0.0
 
 
+def test_dual_task_boundary_loss_stays_float32_under_autocast():
+    logits = torch.randn(2, 4, 16, 16)
+    label = torch.randint(0, 4, (2, 16, 16))
+    noise = torch.zeros(2, 4, 16, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = dual_task_boundary_loss(logits, label, noise=noise)
+    assert low.dtype == torch.float32
+    assert low.item() == dual_task_boundary_loss(logits, label, noise=noise).item()
+
+
 def test_dual_task_consistency_loss_matches_eq6():
     logits = torch.randn(2, 4, 5, 6, dtype=torch.float64)
     label = torch.randint(0, 4, (2, 5, 6))
