@@ -35,10 +35,13 @@ import cv2
 import numpy as np
 
 from gsbench.data.ade20k import ADE20K_LABEL_TO_TRAIN
+from gsbench.data.cocostuff import COCOSTUFF_LABEL_TO_TRAIN
+from gsbench.data.context import CONTEXT_LABEL_TO_TRAIN
 from gsbench.data.labels import CITYSCAPES_LABEL_TO_TRAIN, IGNORE_INDEX
 from gsbench.data.manifest import Manifest, Sample
+from gsbench.data.voc import VOC_LABEL_TO_TRAIN
 from gsbench.errors import GsbenchError
-from gsbench.io import read_label
+from gsbench.io import png_size, read_label, read_label_indices
 
 #: Boundary F-score radii in pixels at full resolution (Gated-SCNN Table 2: 3, 5, 9, 12 px).
 DEFAULT_RADII: tuple[int, ...] = (3, 5, 9, 12)
@@ -48,7 +51,13 @@ FSCORE_CONVENTIONS = ("gscnn", "strict")
 PRED_FORMATS = ("trainid", "labelid")
 #: ``--pred-format labelid``: the dataset's raw label values -> trainIds (Cityscapes labelIds
 #: through the official table; ADE20K annotation values 1..150, 0 = "other").
-LABEL_ID_TO_TRAIN = {"cityscapes": CITYSCAPES_LABEL_TO_TRAIN, "ade20k": ADE20K_LABEL_TO_TRAIN}
+LABEL_ID_TO_TRAIN = {
+    "cityscapes": CITYSCAPES_LABEL_TO_TRAIN,
+    "ade20k": ADE20K_LABEL_TO_TRAIN,
+    "voc2012": VOC_LABEL_TO_TRAIN,
+    "pascal_context": CONTEXT_LABEL_TO_TRAIN,
+    "coco_stuff": COCOSTUFF_LABEL_TO_TRAIN,
+}
 #: Files with these suffixes are predictions; anything else in the folder (logs, JSON) is skipped.
 IMAGE_SUFFIXES = frozenset(
     {".png", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".jpg", ".jpeg", ".webp"}
@@ -239,45 +248,10 @@ def plan_prediction_dir(
     ]
 
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PNG_PALETTE = 3  # IHDR colour type of indexed-colour PNGs
-
-
-def _png_header(path: Path) -> tuple[int, int, int] | None:
-    """(height, width, colour type) from a PNG's IHDR (26 bytes read), or None for non-PNGs."""
-    with open(path, "rb") as f:
-        head = f.read(26)
-    if len(head) < 26 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
-        return None
-    return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big"), head[25]
-
-
-def png_size(path: Path) -> tuple[int, int] | None:
-    """(height, width) from a PNG header, or None for other files."""
-    header = _png_header(path)
-    return None if header is None else header[:2]
-
-
 def read_prediction(path: Path) -> np.ndarray:
-    """A prediction as a 2-D label array. Indexed-colour PNGs (mmsegmentation's Cityscapes
-    ``format_only`` output: labelIds with the Cityscapes colours as palette) give their palette
-    indices, not the colours OpenCV would expand them to."""
-    header = _png_header(path)
-    if header is None or header[2] != _PNG_PALETTE:
-        return read_label(path)
-    try:
-        from PIL import Image
-    except ImportError:
-        raise GsbenchError(
-            f"{path}: a palette PNG; reading its indices needs Pillow (pip install pillow)"
-        ) from None
-    try:
-        with Image.open(path) as image:
-            if image.mode != "P":
-                raise GsbenchError(f"{path}: palette PNG decoded as mode {image.mode!r}, not 'P'")
-            return np.array(image)
-    except OSError as exc:
-        raise GsbenchError(f"{path}: not a readable image ({exc})") from None
+    """A prediction as a 2-D label array; palette PNGs (mmsegmentation's Cityscapes
+    ``format_only`` output: labelIds with the Cityscapes colours as palette) give their indices."""
+    return read_label_indices(path)
 
 
 def check_prediction_sizes(pairs: Sequence[PredictionPair]) -> None:

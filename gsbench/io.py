@@ -93,6 +93,46 @@ def read_label(path: str | os.PathLike) -> np.ndarray:
     return array
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_PALETTE = 3  # IHDR colour type of indexed-colour PNGs
+
+
+def png_header(path: str | os.PathLike) -> tuple[int, int, int] | None:
+    """(height, width, colour type) from a PNG's IHDR (26 bytes read), or None for other files."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(26)
+    except OSError:
+        return None
+    if len(head) < 26 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big"), head[25]
+
+
+def png_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(height, width) from a PNG header, or None for other files."""
+    header = png_header(path)
+    return None if header is None else header[:2]
+
+
+def read_label_indices(path: str | os.PathLike) -> np.ndarray:
+    """A label map as stored: indexed-colour PNGs (PASCAL VOC ``SegmentationClass``,
+    mmsegmentation's palette predictions) give their palette indices, not the colours OpenCV
+    would expand them to; every other image is read unchanged (:func:`read_label`)."""
+    header = png_header(path)
+    if header is None or header[2] != _PNG_PALETTE:
+        return read_label(path)
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            if image.mode != "P":
+                raise GsbenchError(f"{path}: palette PNG decoded as mode {image.mode!r}, not 'P'")
+            return np.array(image, dtype=np.uint8)
+    except (OSError, ValueError) as exc:
+        raise GsbenchError(f"{path}: not a readable image ({exc})") from None
+
+
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
     """Read a colour image as HxWx3 uint8 RGB, or raise naming the file."""
     path = Path(path)

@@ -467,3 +467,12 @@ def test_none_switches_boundary_f_and_crops_off(tmp_path):
     for stem in gts:
         direct.update(preds[stem], gts[stem])
     _assert_same(_metric_part(metrics), direct.compute())
+
+
+def test_labelid_tables_cover_every_prepared_dataset():
+    from gsbench.data.prepare import DATASET_FINDERS
+    from gsbench.evaluate import prediction_lut
+
+    for dataset in DATASET_FINDERS:
+        lut = prediction_lut("labelid", dataset, num_classes=1)
+        assert lut.shape == (256,) and lut.dtype == np.uint8

@@ -6,7 +6,7 @@ the manifest's folder, so a prepared folder can be moved together with its raw d
 
     {
       "format": "gsbench-manifest/1",
-      "dataset": "cityscapes",                       # or "ade20k"
+      "dataset": "cityscapes",       # or ade20k, voc2012, pascal_context, coco_stuff
       "num_classes": 19,
       "class_names": ["road", ...],
       "ignore_index": 255,

@@ -30,7 +30,7 @@ import numpy as np
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from gsbench.errors import GsbenchError
-from gsbench.io import read_label
+from gsbench.io import read_label_indices
 
 
 @dataclass(frozen=True)
@@ -256,32 +256,6 @@ def _extract_tar_member(
 
 # --- raw label files ----------------------------------------------------------------------------
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PNG_PALETTE = 3  # IHDR colour type of indexed-colour PNGs
-
-
-def _is_palette_png(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(26)
-    except OSError:
-        return False
-    return head.startswith(_PNG_SIGNATURE) and head[12:16] == b"IHDR" and head[25] == _PNG_PALETTE
-
-
-def read_palette_indices(path: Path) -> np.ndarray:
-    """The palette indices of an indexed-colour PNG (the PASCAL VOC ``SegmentationClass``
-    files), not the colours OpenCV would expand them to."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            if image.mode != "P":
-                raise GsbenchError(f"{path}: palette PNG decoded as mode {image.mode!r}, not 'P'")
-            return np.array(image, dtype=np.uint8)
-    except (OSError, ValueError) as exc:
-        raise GsbenchError(f"{path}: not a readable image ({exc})") from None
-
 
 def read_sbd_mat(path: Path) -> np.ndarray:
     """``GTcls.Segmentation`` of an SBD class annotation (``benchmark_RELEASE/dataset/cls/*.mat``,
@@ -315,9 +289,7 @@ def read_raw_label(path: str | os.PathLike) -> np.ndarray:
         raise GsbenchError(f"{path}: file not found")
     if path.suffix.lower() == ".mat":
         return read_sbd_mat(path)
-    if _is_palette_png(path):
-        return read_palette_indices(path)
-    return read_label(path)
+    return read_label_indices(path)
 
 
 # --- split lists --------------------------------------------------------------------------------
