@@ -52,7 +52,11 @@ rows i (all j at once, ``max_chunk_elements`` bounds rows x hw x L). A no-grad p
 one image (hw x hw floats, 354 MB at 97 x 97) to threshold the symmetrised score, the regions
 are computed and F^g is freed; J is then computed block by block under
 :func:`torch.utils.checkpoint.checkpoint`, so backward recomputes each block's D, E, F and F^g
-instead of keeping them. Measured peaks are in benchmarks/RESULTS.md
+instead of keeping them. The thresholded graph G (hw x hw bool, 88 MB) lives while the regions
+are found; the segment-sample table is cached per map size (72 MB at 97 x 97). RIB's per-pixel
+work against the K slots of the pixel's region runs in checkpointed pixel blocks as well. The
+inter-region step is dense over the R <= QK representatives (R x R), which is small unless RCB
+splits the map into thousands of regions. Measured peaks are in benchmarks/RESULTS.md
 (``python benchmarks/bench_ranet.py``).
 """
 
