@@ -10,7 +10,8 @@ and ``backbone.`` prefixes):
 - a plain torchvision ResNet (7x7 ``conv1``): its stem and the first block's input-side weights
   cannot fit the deep stem, so only the tensors that fit are loaded and a warning lists the rest.
 
-The ImageNet classifier (``fc.*``) is always dropped. Files load with ``weights_only=True``:
+The ImageNet classifier is always dropped: ``fc.*`` (ResNet) and ``classifier.*`` plus the
+final ``bn_out.*`` of the WideResNet-38 checkpoints, which the segmentation backbone does not use. Files load with ``weights_only=True``:
 no pickled code is executed.
 """
 
@@ -71,7 +72,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                 key = new + key[len(old):]
                 break
         renamed[key] = value
-    return {k: v for k, v in renamed.items() if not k.startswith("fc.")}
+    return {k: v for k, v in renamed.items() if not k.startswith(_CLASSIFIER_PREFIXES)}
+
+
+#: ImageNet-classifier tensors of the supported checkpoints (see the module docstring).
+_CLASSIFIER_PREFIXES = ("fc.", "classifier.", "bn_out.")
 
 
 def load_pretrained(backbone: nn.Module, path: str | Path) -> None:
