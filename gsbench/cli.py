@@ -453,10 +453,59 @@ def evaluate_target(
     return metrics
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def ablate() -> None:
-    """Train and evaluate the missing cells of a paper's ablation table."""
-    not_yet("ablate", "it arrives with the paper-tables roadmap item")
+@app.command()
+@user_errors
+def ablate(
+    table: str = typer.Argument(..., metavar="TABLE", help="A table (gff.table1) or table file."),
+    data: str = typer.Option("DATA", "--data", help="Prepared dataset folder the runs train on."),
+    scale: str = typer.Option(
+        "full", "--scale", help="full: the papers' recipes; smoke: their toy -smoke variants."),
+    seeds: int = typer.Option(1, "--seeds", help="Runs per cell (seeds s..s+N-1); report: mean +- std."),
+    runs: Path = typer.Option(Path("runs"), "--runs", help="Folder of the run folders."),
+    devices: str = typer.Option(
+        "cpu", "--devices", help="cpu (one run at a time) or cuda:0,cuda:1,... (one run per GPU)."),
+    rows: Optional[list[str]] = typer.Option(
+        None, "--row", help="Only this row of the table (row id, repeatable)."),
+    nproc: int = typer.Option(
+        8, "--nproc-per-node", help="--dry-run at full scale: GPUs per run in the torchrun lines."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the commands instead of running them."),
+) -> None:
+    """Train and evaluate the missing cells of a paper table (finished runs are skipped,
+    interrupted ones resumed, unevaluated ones evaluated).
+
+    With --dry-run, print one `train ... && eval ...` line per missing run (torchrun lines at
+    full scale) for a cluster scheduler. `gsbench report TABLE --scale S` shows the result.
+    """
+    from gsbench.tables import select_tables
+    from gsbench.tables.ablate import parse_devices, plan_ablation, plan_commands, run_plan
+
+    chosen = select_tables([table])
+    if len(chosen) != 1:
+        raise GsbenchError(f"ablate takes one table, {table!r} names {len(chosen)} (e.g. gff.table1)")
+    device_list = parse_devices(devices)
+    if data == "DATA" and not dry_run:
+        raise GsbenchError("--data is required to train (a prepared dataset folder)")
+    plan = plan_ablation(chosen[0], runs, scale=scale, seeds=seeds, rows=rows)
+    for warning in plan.warnings:
+        err_console.print(f"warning: {warning}", highlight=False, soft_wrap=True)
+    for cell, why in plan.skipped:
+        err_console.print(f"skipped {cell}: {why}", highlight=False, soft_wrap=True)
+    pending = plan.pending
+    console.print(f"{plan.table.id} at {scale} scale: {len(plan.done)} cell(s) done, "
+                  f"{len(pending)} run(s) to train or evaluate, {len(plan.skipped)} cell(s) "
+                  "skipped", highlight=False)
+    if dry_run:
+        gpu = scale == "full" or device_list != ["cpu"]
+        for line in plan_commands(plan, data, device="cuda" if gpu else "cpu",
+                                  nproc=nproc if scale == "full" else 1):
+            sys.stdout.write(line + "\n")
+        return
+    results = run_plan(plan, data, device_list,
+                       on_event=lambda message: console.print(message, highlight=False))
+    failed = [r for r in results if r.returncode != 0]
+    if failed:
+        raise GsbenchError(f"{len(failed)} of {len(results)} run(s) failed; logs: "
+                           + ", ".join(str(r.log) for r in failed))
 
 
 # --- report -------------------------------------------------------------------------------------
@@ -474,6 +523,11 @@ def report(
         None, "--out", help="Write report.{md,csv,tex} and the plots (PNG) into this folder."),
     data: str = typer.Option(
         "DATA", "--data", help="Prepared dataset path to put in the commands of missing cells."),
+    scale: str = typer.Option(
+        "full", "--scale", help="full: runs of the papers' recipes; smoke: runs of their -smoke "
+        "variants (as `gsbench ablate --scale smoke` trains them)."),
+    html: Optional[Path] = typer.Option(
+        None, "--html", help="Write DIR/report.html: one self-contained page, plots inlined."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No terminal tables."),
 ) -> None:
     """Print the papers' tables with the paper's numbers beside ours.
@@ -491,9 +545,14 @@ def report(
         raise GsbenchError(f"unknown --format {fmt!r} (use {', '.join(FORMATS)})")
     chosen = select_tables(tables or [])
     index = RunIndex(runs)
-    reports = [build_report(table, index, data) for table in chosen]
+    reports = [build_report(table, index, data, scale) for table in chosen]
     for warning in index.warnings:
         err_console.print(f"warning: {warning}", highlight=False, soft_wrap=True)
+    if html is not None:
+        from gsbench.tables.html import write_html_report
+
+        page = write_html_report(reports, index, html)
+        err_console.print(f"wrote {page}", highlight=False)
     if out is None and fmt is not None:
         # plain text on stdout, for redirecting into a file
         sys.stdout.write(render(reports, fmt))

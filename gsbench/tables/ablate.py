@@ -1,0 +1,270 @@
+"""``gsbench ablate``: train and evaluate the missing cells of a paper table.
+
+A plan is built from the table (:func:`plan_ablation`): every cell that needs a trained run
+(:attr:`~gsbench.tables.registry.Cell.reproduced_by_training`) asks, for each of its recipes
+(the row's, and the baseline's for a difference cell) and each seed, for one run folder with one
+evaluation (split, single / multi-scale, flip). Cells sharing a run share one job. A job is what
+is still missing for its run, judged from the run folders under ``--runs`` exactly as
+``gsbench report`` matches them (:class:`~gsbench.tables.RunIndex`):
+
+* no run folder: train, then evaluate;
+* a run with ``checkpoints/last.pt`` but no ``checkpoints/final.pt`` (interrupted): resume, then
+  evaluate;
+* a finished run without the cell's ``eval/<split>_<ss|ms>[_flip]/metrics.json``: evaluate only;
+* everything present: nothing (the cell is done).
+
+At ``--scale smoke`` each recipe is replaced by its smoke stand-in
+(:func:`~gsbench.tables.smoke_training`); ``gsbench report --scale smoke`` matches the same runs.
+``--seeds N`` trains seeds ``s, s+1, ..., s+N-1`` (``s`` the recipe's seed) in separate folders;
+the report shows their mean +- std. Jobs run as ``gsbench`` subprocesses, one at a time per
+device (:func:`run_plan`), or are printed for a cluster scheduler (:func:`plan_commands`).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shlex
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from gsbench.errors import GsbenchError
+from gsbench.io import atomic_write_text
+from gsbench.tables import (
+    RunIndex, Table, TrainingSpec, cell_training, eval_metrics_file, recipe_fingerprint, run_name,
+)
+
+#: An evaluation setting of a run: (split, "ss" or "ms", flip).
+EvalSetting = tuple[str, str, bool]
+
+
+@dataclass
+class RunJob:
+    """One run folder of the plan and what it still needs."""
+
+    run_dir: Path
+    spec: TrainingSpec
+    seed: int
+    action: str | None  # "train", "resume" or None (trained already)
+    evals: list[EvalSetting] = field(default_factory=list)  # evaluations still missing
+    cells: list[str] = field(default_factory=list)  # the cells it fills ("row.column")
+
+    @property
+    def pending(self) -> bool:
+        return self.action is not None or bool(self.evals)
+
+    def _seed_overrides(self) -> tuple[str, ...]:
+        return self.spec.overrides + ((f"seed={self.seed}",) if self.seed != self.spec.resolved.seed else ())
+
+    def commands(self, data: str, device: str = "cpu", nproc: int = 1) -> list[list[str]]:
+        """The ``gsbench`` command lines (argument lists) of this job, in order. ``nproc`` > 1
+        trains under ``torchrun`` with that many processes (one GPU each)."""
+        device_words = [] if device == "cpu" else ["--device", device]
+        out: list[list[str]] = []
+        if self.action is not None:
+            train = ["torchrun", f"--nproc_per_node={nproc}", "-m", "gsbench.cli", "train"] \
+                if nproc > 1 else ["gsbench", "train"]
+            if self.action == "resume":
+                train += ["--resume"]
+            else:
+                train += ["--recipe", self.spec.recipe]
+                for override in self._seed_overrides():
+                    train += ["--set", override]
+            out.append(train + ["--data", data, "--out", str(self.run_dir), *device_words])
+        for split, scales, flip in self.evals:
+            words = ["gsbench", "eval", str(self.run_dir), "--data", data, "--split", split]
+            words += ["--ms"] if scales == "ms" else []
+            words += ["--flip"] if flip else []
+            out.append(words + device_words)
+        return out
+
+
+@dataclass
+class AblationPlan:
+    table: Table
+    scale: str
+    runs_dir: Path
+    jobs: list[RunJob]
+    done: list[str]  # cells whose runs and evaluations all exist
+    skipped: list[tuple[str, str]]  # (cell, why it cannot be trained at this scale)
+    warnings: list[str]
+
+    @property
+    def pending(self) -> list[RunJob]:
+        return [job for job in self.jobs if job.pending]
+
+
+def _cell_label(cell) -> str:
+    return f"{cell.row_id}.{cell.column}"
+
+
+def _finished(run_dir: Path) -> bool:
+    return (run_dir / "checkpoints" / "final.pt").is_file()
+
+
+def _interrupted(run_dir: Path) -> bool:
+    return (run_dir / "checkpoints" / "last.pt").is_file() and not _finished(run_dir)
+
+
+def plan_ablation(table: Table, runs_dir: Path = Path("runs"), *, scale: str = "full",
+                  seeds: int = 1, rows: list[str] | None = None) -> AblationPlan:
+    """What training and evaluation the trainable cells of ``table`` (of the rows ``rows``, all
+    when None) still need, given the run folders under ``runs_dir``."""
+    if seeds < 1:
+        raise GsbenchError(f"--seeds must be at least 1, got {seeds}")
+    row_ids = [rid for rid, _ in table.rows]
+    for row in rows or ():
+        if row not in row_ids:
+            raise GsbenchError(f"{table.id}: no row {row!r} (rows: {', '.join(row_ids)})")
+    runs_dir = Path(runs_dir)
+    index = RunIndex(runs_dir)
+    jobs: dict[tuple[str, int], RunJob] = {}
+    taken: set[Path] = set()
+    done, skipped, warnings = [], [], list(index.warnings)
+    for cell in table.cells:
+        if not cell.reproduced_by_training or (rows and cell.row_id not in rows):
+            continue
+        label = _cell_label(cell)
+        try:
+            specs = [cell_training(cell, baseline, scale)
+                     for baseline in ((False, True) if cell.baseline else (False,))]
+        except GsbenchError as exc:
+            skipped.append((label, str(exc)))
+            continue
+        setting = (cell.split, cell.scales, cell.flip)
+        cell_jobs = []
+        for spec in specs:
+            for offset in range(seeds):
+                seed = spec.resolved.seed + offset
+                key = (recipe_fingerprint(spec.resolved.to_dict()), seed)
+                if key not in jobs:
+                    job = _new_job(index, spec, seed, runs_dir, taken)
+                    if isinstance(job, str):
+                        skipped.append((label, job))
+                        break
+                    jobs[key] = job
+                job = jobs[key]
+                if label not in job.cells:
+                    job.cells.append(label)
+                has_eval = job.action is None and \
+                    eval_metrics_file(job.run_dir, *setting) is not None
+                if not has_eval and setting not in job.evals:
+                    job.evals.append(setting)
+                cell_jobs.append(job)
+            else:
+                continue
+            break
+        else:
+            if not any(job.pending for job in cell_jobs):
+                done.append(label)
+    return AblationPlan(table, scale, runs_dir, list(jobs.values()), done, skipped, warnings)
+
+
+def _new_job(index: RunIndex, spec: TrainingSpec, seed: int, runs_dir: Path,
+             taken: set[Path]) -> RunJob | str:
+    """The job of one (recipe, seed), or why it cannot be planned."""
+    existing = sorted((r for r in index.runs_for(spec.resolved) if r.seed == seed),
+                      key=lambda r: (not _finished(r.path), str(r.path)))
+    for run in existing:
+        if _finished(run.path):
+            return RunJob(run.path, spec, seed, None)
+        if _interrupted(run.path):
+            return RunJob(run.path, spec, seed, "resume")
+    if existing:
+        return (f"{existing[0].path}: run folder of {spec.recipe} (seed {seed}) has no checkpoint "
+                "to resume from; delete it to train again")
+    base = spec.folder if seed == spec.resolved.seed else run_name(spec.folder, (f"seed={seed}",))
+    run_dir = runs_dir / base
+    if run_dir in taken or (run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir()))):
+        return (f"{run_dir}: folder exists but holds no run of {spec.recipe} (seed {seed}) with this "
+                "recipe; move it away or pass another --runs")
+    taken.add(run_dir)
+    return RunJob(run_dir, spec, seed, "train")
+
+
+def plan_commands(plan: AblationPlan, data: str, *, device: str = "cpu", nproc: int = 1) -> list[str]:
+    """One shell line per pending job (``train ... && eval ...``), for a cluster scheduler."""
+    return [" && ".join(shlex.join(words) for words in job.commands(data, device, nproc))
+            for job in plan.pending]
+
+
+def parse_devices(text: str) -> list[str]:
+    """``cpu`` or a comma-separated list of ``cuda:N``: the devices jobs are spread over."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if items == ["cpu"]:
+        return items
+    if not items or any(not (item.startswith("cuda:") and item[5:].isdigit()) for item in items):
+        raise GsbenchError(f"--devices {text!r}: use cpu or a list like cuda:0,cuda:1")
+    if len(set(items)) != len(items):
+        raise GsbenchError(f"--devices {text!r}: a device is listed twice")
+    return items
+
+
+@dataclass(frozen=True)
+class JobResult:
+    job: RunJob
+    device: str
+    returncode: int
+    log: Path
+
+
+def _argv(words: list[str]) -> list[str]:
+    # the installed entry point may not be on PATH: run the package with this interpreter
+    return [sys.executable, "-m", "gsbench.cli", *words[1:]] if words[0] == "gsbench" else words
+
+
+def run_plan(plan: AblationPlan, data: str, devices: list[str], *,
+             on_event: Callable[[str], None] = lambda message: None) -> list[JobResult]:
+    """Run the pending jobs as ``gsbench`` subprocesses: one worker per device takes the next job
+    from a shared queue (on CPU: one job at a time). A job's output goes to
+    ``<runs>/ablate-logs/<run folder>.log``; a failed job does not stop the others. A CUDA job
+    sees only its GPU (``CUDA_VISIBLE_DEVICES``) and runs with ``--device cuda``."""
+    jobs: queue.Queue[RunJob] = queue.Queue()
+    for job in plan.pending:
+        jobs.put(job)
+    logs = plan.runs_dir / "ablate-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    results: list[JobResult] = []
+    lock = threading.Lock()
+
+    def worker(device: str) -> None:
+        env = dict(os.environ)
+        if device != "cpu":
+            env["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
+        while True:
+            try:
+                job = jobs.get_nowait()
+            except queue.Empty:
+                return
+            log = logs / f"{job.run_dir.name}.log"
+            lines = []
+            code = 0
+            with lock:
+                on_event(f"{device}: {job.action or 'eval'} {job.run_dir} ({', '.join(job.cells)})")
+            for words in job.commands(data, "cpu" if device == "cpu" else "cuda"):
+                proc = subprocess.run(_argv(words + ["--quiet"]), env=env, stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                lines += [f"$ {shlex.join(words)}", proc.stdout]
+                code = proc.returncode
+                if code != 0:
+                    break
+            atomic_write_text(log, "\n".join(lines))
+            with lock:
+                results.append(JobResult(job, device, code, log))
+                state = "done" if code == 0 else f"FAILED (exit {code}, see {log})"
+                on_event(f"{device}: {state}: {job.run_dir}")
+
+    threads = [threading.Thread(target=worker, args=(device,), daemon=True) for device in devices]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+__all__ = ["AblationPlan", "JobResult", "RunJob", "parse_devices", "plan_ablation",
+           "plan_commands", "run_plan"]
