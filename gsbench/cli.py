@@ -493,7 +493,7 @@ def ablate(
     pending = plan.pending
     console.print(f"{plan.table.id} at {scale} scale: {len(plan.done)} cell(s) done, "
                   f"{len(pending)} run(s) to train or evaluate, {len(plan.skipped)} cell(s) "
-                  "skipped", highlight=False)
+                  "skipped", highlight=False, soft_wrap=True)
     if dry_run:
         gpu = scale == "full" or device_list != ["cpu"]
         for line in plan_commands(plan, data, device="cuda" if gpu else "cpu",
@@ -501,7 +501,8 @@ def ablate(
             sys.stdout.write(line + "\n")
         return
     results = run_plan(plan, data, device_list,
-                       on_event=lambda message: console.print(message, highlight=False))
+                       on_event=lambda message: console.print(message, highlight=False,
+                                                              soft_wrap=True))
     failed = [r for r in results if r.returncode != 0]
     if failed:
         raise GsbenchError(f"{len(failed)} of {len(results)} run(s) failed; logs: "
