@@ -10,10 +10,12 @@ from gsbench.cli import QUICKSTART_N_TRAIN, app
 from gsbench.engine.checkpoint import load_checkpoint
 
 
-def test_reduced_quickstart_writes_every_artefact(tmp_path):
+def test_reduced_quickstart_writes_every_artefact(tmp_path, monkeypatch):
     out = tmp_path / "qs"
     args = ["quickstart", "--out", str(out), "--iterations", "2", "--size", "64x128",
             "--n-train", "8", "--n-val", "2"]
+    # The run records the process's command line; make it the one a user would have typed.
+    monkeypatch.setattr("sys.argv", ["gsbench", *args])
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     # 1. prepared synthetic data
@@ -26,7 +28,7 @@ def test_reduced_quickstart_writes_every_artefact(tmp_path):
         assert (run / name).is_file(), name
     final = load_checkpoint(run / "checkpoints" / "final.pt")
     assert final["iteration"] == 2
-    assert "quickstart" in (run / "command.txt").read_text()
+    assert (run / "command.txt").read_text().startswith("gsbench quickstart --out ")
     # 3. evaluation files and the printed table
     metrics = json.loads((run / "eval" / "val_ss" / "metrics.json").read_text())
     assert metrics["split"] == "val" and metrics["num_images"] == 2
