@@ -31,9 +31,18 @@ def test_ablate_then_report_fills_every_trainable_cell(tmp_path):
     runner = CliRunner()
     common = [TABLE, "--scale", "smoke", "--runs", str(runs)]
 
+    # an interrupted run of one cell's recipe (as a killed job leaves it): ablate resumes it
+    stopped = runs / "interrupted"
+    result = runner.invoke(app, ["train", "--recipe", "gff101-smoke", "--data", str(data),
+                                 "--out", str(stopped), "--stop-after", "10", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert not (stopped / "checkpoints" / "final.pt").exists()
+
     result = runner.invoke(app, ["ablate", *common, "--data", str(data)])
     assert result.exit_code == 0, result.output
     assert "0 cell(s) done, 3 run(s) to train or evaluate, 0 cell(s) skipped" in _text(result)
+    assert f"cpu: resume {stopped}" in _text(result)
+    assert (stopped / "checkpoints" / "final.pt").is_file()
 
     # a second pass finds everything done and starts nothing
     again = runner.invoke(app, ["ablate", *common, "--data", str(data)])
@@ -50,6 +59,7 @@ def test_ablate_then_report_fills_every_trainable_cell(tmp_path):
         (run,) = row["runs"].split()
         metrics = eval_metrics_file(Path(run), cell.split, cell.scales, cell.flip)
         assert Path(run).parent == runs and metrics is not None
+        assert (Path(run) / "checkpoints" / "final.pt").is_file()
         assert float(row["ours"]) == pytest.approx(json.loads(metrics.read_text())["miou"])
         assert row["commands"] == ""
 
