@@ -473,8 +473,9 @@ def ablate(
     """Train and evaluate the missing cells of a paper table (finished runs are skipped,
     interrupted ones resumed, unevaluated ones evaluated).
 
-    With --dry-run, print one `train ... && eval ...` line per missing run (torchrun lines at
-    full scale) for a cluster scheduler. `gsbench report TABLE --scale S` shows the result.
+    --dry-run prints the commands instead (torchrun lines at full scale), for a scheduler.
+
+    `gsbench report TABLE --scale S` then shows the table.
     """
     from gsbench.tables import select_tables
     from gsbench.tables.ablate import parse_devices, plan_ablation, plan_commands, run_plan

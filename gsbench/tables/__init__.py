@@ -13,6 +13,11 @@ A run matches a cell when its ``recipe.yaml`` equals the cell's resolved recipe 
 that changes the result; the keys in :data:`RUN_MATCH_IGNORED` (seed, name, paths, logging and
 data-loader settings) may differ. The backbone weights' path is one of them (it differs between
 machines); runs trained from scratch are counted in the cell's note.
+
+At ``scale="smoke"`` (``gsbench report --scale smoke``) each cell's recipe is replaced by its
+smoke stand-in (:func:`smoke_training`: the toy-size ``-smoke`` variant of the recipe or of its
+closest relative, with the cell's non-size settings as ``--set`` overrides), and the runs are
+matched against that; ``gsbench ablate --scale smoke`` trains exactly these runs.
 """
 
 from __future__ import annotations
@@ -283,7 +288,9 @@ def smoke_training(name: str, overrides: tuple[str, ...] = ()) -> TrainingSpec:
         toy = {k for k in full.keys() | smoke.keys() if full.get(k, _ABSENT) != smoke.get(k, _ABSENT)}
         dropped = sorted(k for k in full if k not in wanted and k not in toy and k not in ignored)
         if dropped:
-            problems.append(f"{family}{SMOKE_SUFFIX} has {', '.join(dropped)}")
+            more = f" (+{len(dropped) - 2} more)" if len(dropped) > 2 else ""
+            problems.append(f"{family}{SMOKE_SUFFIX} has {', '.join(dropped[:2])}{more}, "
+                            f"which {name} lacks")
             continue
         sets = tuple(_override_text(k, v) for k, v in wanted.items()
                      if k not in toy and k not in ignored and full.get(k, _ABSENT) != v)
@@ -306,15 +313,19 @@ def cell_training(cell: Cell, baseline: bool = False, scale: str = "full") -> Tr
         raise GsbenchError(f"{cell.table_id} {cell.row_id}.{cell.column}: the cell names no recipe")
     if scale == "full":
         return TrainingSpec(name, sets, cell_recipe(cell, baseline=baseline), run_name(name, sets))
-    try:
-        return _smoke_training_cached(name, sets)
-    except GsbenchError as exc:
-        raise GsbenchError(f"{cell.table_id} {cell.row_id}.{cell.column}: {exc}") from None
+    spec = _smoke_training_cached(name, sets)
+    if isinstance(spec, str):
+        raise GsbenchError(spec)
+    return spec
 
 
 @functools.lru_cache(maxsize=None)
-def _smoke_training_cached(name: str, overrides: tuple[str, ...]) -> TrainingSpec:
-    return smoke_training(name, overrides)
+def _smoke_training_cached(name: str, overrides: tuple[str, ...]) -> TrainingSpec | str:
+    # the refusal is cached too: a table repeats its recipes over many cells
+    try:
+        return smoke_training(name, overrides)
+    except GsbenchError as exc:
+        return str(exc)
 
 
 # --- commands -----------------------------------------------------------------------------------
