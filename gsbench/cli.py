@@ -553,13 +553,17 @@ def report(
     if html is not None:
         from gsbench.tables.html import write_html_report
 
-        page = write_html_report(reports, index, html)
+        page = write_html_report(reports, index, html, scale)
         err_console.print(f"wrote {page}", highlight=False)
     if out is None and fmt is not None:
         # plain text on stdout, for redirecting into a file
         sys.stdout.write(render(reports, fmt))
         return
     if not quiet:
+        if scale == "smoke":
+            from gsbench.tables import SMOKE_NOTE
+
+            console.print(SMOKE_NOTE, highlight=False)
         for item in reports:
             console.print(rich_table(item))
             console.print(summary_line(item), highlight=False)

@@ -79,6 +79,12 @@ def test_markup_is_escaped():
     assert 'alt="a&lt;b"' in text and "x &amp; y" in text
 
 
+def test_smoke_scale_page_says_so():
+    report = build_report(select_tables(["gff.table2"])[0], RunIndex(Path("no-such-runs")), scale="smoke")
+    assert "Smoke scale" in render_html([report], scale="smoke")
+    assert "Smoke scale" not in render_html([report])
+
+
 def test_cli_report_html(tmp_path):
     runs = _runs(tmp_path / "runs")
     result = CliRunner().invoke(app, ["report", "gff.table1", "--runs", str(runs), "--html",

@@ -44,6 +44,9 @@ from gsbench.tables.static import StaticResult, compute_static
 #: (tiny backbone and crops, a few CPU iterations) that run end to end on synthetic data.
 SCALES = ("full", "smoke")
 SMOKE_SUFFIX = "-smoke"
+#: What a smoke-scale report says above its tables.
+SMOKE_NOTE = ("Smoke scale: every number of ours comes from a toy run (tiny backbone, small crops, "
+              "a few iterations) and is not comparable to the paper's.")
 
 #: Recipe keys that may differ between a run and a cell's recipe: they do not change the numbers
 #: (the seed is what the mean +- std is taken over).
@@ -285,7 +288,8 @@ def smoke_training(name: str, overrides: tuple[str, ...] = ()) -> TrainingSpec:
     for family in families:
         full = _flatten(load_recipe(family).to_dict())
         smoke = _flatten(load_recipe(family + SMOKE_SUFFIX).to_dict())
-        toy = {k for k in full.keys() | smoke.keys() if full.get(k, _ABSENT) != smoke.get(k, _ABSENT)}
+        toy = {k for k in full.keys() | smoke.keys()
+               if full.get(k, _ABSENT) != smoke.get(k, _ABSENT)}
         dropped = sorted(k for k in full if k not in wanted and k not in toy and k not in ignored)
         if dropped:
             more = f" (+{len(dropped) - 2} more)" if len(dropped) > 2 else ""
@@ -465,9 +469,9 @@ def build_reports(names: list[str] | tuple[str, ...] = (), runs_dir: Path = Path
 
 
 __all__ = [
-    "CELL_STATES", "PAPERS", "RUN_MATCH_IGNORED", "SCALES", "SMOKE_SUFFIX", "Cell", "CellReport",
-    "RunIndex", "Table", "TableReport", "TrainingSpec", "build_report", "build_reports",
-    "cell_training", "eval_command", "eval_metrics_file", "load_all_tables", "load_table_file",
-    "metric_value", "recipe_fingerprint", "report_cell", "run_name", "select_tables",
-    "smoke_family", "smoke_training", "train_command",
+    "CELL_STATES", "PAPERS", "RUN_MATCH_IGNORED", "SCALES", "SMOKE_NOTE", "SMOKE_SUFFIX", "Cell",
+    "CellReport", "RunIndex", "Table", "TableReport", "TrainingSpec", "build_report",
+    "build_reports", "cell_training", "eval_command", "eval_metrics_file", "load_all_tables",
+    "load_table_file", "metric_value", "recipe_fingerprint", "report_cell", "run_name",
+    "select_tables", "smoke_families", "smoke_training", "train_command",
 ]

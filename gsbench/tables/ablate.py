@@ -58,7 +58,9 @@ class RunJob:
         return self.action is not None or bool(self.evals)
 
     def _seed_overrides(self) -> tuple[str, ...]:
-        return self.spec.overrides + ((f"seed={self.seed}",) if self.seed != self.spec.resolved.seed else ())
+        if self.seed == self.spec.resolved.seed:
+            return self.spec.overrides
+        return (*self.spec.overrides, f"seed={self.seed}")
 
     def commands(self, data: str, device: str = "cpu", nproc: int = 1) -> list[list[str]]:
         """The ``gsbench`` command lines (argument lists) of this job, in order. ``nproc`` > 1
@@ -180,13 +182,14 @@ def _new_job(index: RunIndex, spec: TrainingSpec, seed: int, runs_dir: Path,
     base = spec.folder if seed == spec.resolved.seed else run_name(spec.folder, (f"seed={seed}",))
     run_dir = runs_dir / base
     if run_dir in taken or (run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir()))):
-        return (f"{run_dir}: folder exists but holds no run of {spec.recipe} (seed {seed}) with this "
-                "recipe; move it away or pass another --runs")
+        return (f"{run_dir}: folder exists but holds no run of {spec.recipe} (seed {seed}) with "
+                "this recipe; move it away or pass another --runs")
     taken.add(run_dir)
     return RunJob(run_dir, spec, seed, "train")
 
 
-def plan_commands(plan: AblationPlan, data: str, *, device: str = "cpu", nproc: int = 1) -> list[str]:
+def plan_commands(plan: AblationPlan, data: str, *, device: str = "cpu",
+                  nproc: int = 1) -> list[str]:
     """One shell line per pending job (``train ... && eval ...``), for a cluster scheduler."""
     return [" && ".join(shlex.join(words) for words in job.commands(data, device, nproc))
             for job in plan.pending]

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from gsbench.io import atomic_write_text
-from gsbench.tables import RunIndex, TableReport
+from gsbench.tables import SMOKE_NOTE, RunIndex, TableReport
 from gsbench.tables.render import (
     _fmt, _numbers, _row_label, matplotlib_available, ours_text, source_text, summary_line,
     write_plots,
@@ -34,6 +34,7 @@ tr.reproduced td.ours, tr.computed td.ours { background: #e6f4ea; }
 tr.missing-run td.ours, tr.missing-eval td.ours { background: #fdecea; }
 td.src { font-size: 12px; color: #555; max-width: 40em; overflow-wrap: anywhere; }
 .summary { color: #555; }
+p.scale { background: #fff4d6; border: 1px solid #e6c96a; padding: .5em 1em; }
 ol.commands code { font-size: 12px; overflow-wrap: anywhere; }
 figure { display: inline-block; margin: 0 1em 1em 0; }
 figure img { max-width: 600px; border: 1px solid #ddd; }
@@ -77,9 +78,10 @@ def _table_html(report: TableReport) -> str:
 
 
 def render_html(reports: list[TableReport], plots: list[tuple[str, bytes]] = (),
-                plots_note: str = "") -> str:
+                plots_note: str = "", scale: str = "full") -> str:
     """The page: every report's table, then the ``(name, PNG bytes)`` plots inlined."""
-    body = [_table_html(report) for report in reports]
+    body = [f'<p class="scale">{_e(SMOKE_NOTE)}</p>'] if scale == "smoke" else []
+    body += [_table_html(report) for report in reports]
     if plots or plots_note:
         body.append('<section id="plots"><h2>Plots</h2>')
         if plots_note:
@@ -96,7 +98,8 @@ def render_html(reports: list[TableReport], plots: list[tuple[str, bytes]] = (),
         "</html>", ""])
 
 
-def write_html_report(reports: list[TableReport], index: RunIndex, out_dir: Path) -> Path:
+def write_html_report(reports: list[TableReport], index: RunIndex, out_dir: Path,
+                      scale: str = "full") -> Path:
     """Write ``out_dir/report.html`` with the plots of ``index``'s runs; returns the path."""
     plots: list[tuple[str, bytes]] = []
     note = ""
@@ -107,7 +110,7 @@ def write_html_report(reports: list[TableReport], index: RunIndex, out_dir: Path
         note = "matplotlib is not installed: no plots (pip install matplotlib)"
     path = Path(out_dir) / HTML_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, render_html(reports, plots, note))
+    atomic_write_text(path, render_html(reports, plots, note, scale))
     return path
 
 
