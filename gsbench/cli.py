@@ -48,12 +48,6 @@ def user_errors(func):
     return wrapper
 
 
-def not_yet(what: str, roadmap: str) -> None:
-    """Refuse a command that a later roadmap item brings, with a clear message and exit 2."""
-    err_console.print(f"[bold red]error:[/] `gsbench {what}` is not available yet: {roadmap}")
-    raise typer.Exit(2)
-
-
 def _version_callback(value: bool) -> None:
     if value:
         console.print(f"gsbench {__version__}")
