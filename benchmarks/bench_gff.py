@@ -20,9 +20,6 @@ tensor storage, parameters excluded, the input pyramid included).
 from __future__ import annotations
 
 import argparse
-import platform
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +29,8 @@ from gsbench.metrics.complexity import count_flops, count_parameters, measure_pe
 from gsbench.models.common import resize
 from gsbench.models.gff import GFFHead, gated_fully_fusion
 from gsbench.models.pspnet import PSPHead
+
+from _common import environment_line, mib, timed
 
 CHANNELS = (256, 512, 1024, 2048)  # ResNet-50/101 stages 2-5
 
@@ -64,25 +63,6 @@ def heads(num_classes: int, variants: bool) -> dict[str, nn.Module]:
         for fusion in ("concat", "add", "fpn", "gated_fpn"):
             built[f"pspnet + {fusion}"] = GFFHead(CHANNELS, num_classes, fusion=fusion, dfp=False)
     return {name: HeadOnPyramid(head) for name, head in built.items()}
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn, device, repeats):
-    """Median (wall, CPU) seconds of ``fn`` after one warm-up call."""
-    fn()
-    sync(device)
-    walls, cpus = [], []
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        fn()
-        sync(device)
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return statistics.median(walls), statistics.median(cpus)
 
 
 def time_head(model: nn.Module, c2: Tensor, device, repeats):
@@ -136,10 +116,6 @@ def time_fusion(size, channels, device, repeats):
     return results
 
 
-def mib(n):
-    return f"{n / 2**20:.1f} MiB"
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -152,8 +128,7 @@ def main():
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
-          f"{platform.processor() or platform.machine()}")
+    print(environment_line(device))
 
     s = args.size
     shape = (1, CHANNELS[0], s // 4, s // 4)

@@ -19,8 +19,6 @@ and of the RF / SR walk (gsbench.metrics.rfsr).
 from __future__ import annotations
 
 import argparse
-import platform
-import statistics
 import time
 
 import torch
@@ -30,6 +28,8 @@ from gsbench.metrics.rfsr import receptive_field, supernet_positions
 from gsbench.models.deeplab import ASPP
 from gsbench.models.denseaspp import DenseASPPBlock
 from gsbench.models.gpsnet import TUNED_DILATIONS, UNTUNED_DILATIONS, SuperNet
+
+from _common import environment_line, timed
 
 
 def modules(channels):
@@ -41,25 +41,6 @@ def modules(channels):
         "SuperNet (untuned, no gate)": lambda: SuperNet(channels, UNTUNED_DILATIONS, gate=False),
         "GPS (tuned, gates)": lambda: SuperNet(channels, TUNED_DILATIONS, gate=True),
     }
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn, device, repeats):
-    """Median (wall, CPU) seconds of ``fn`` after one warm-up call."""
-    fn()
-    sync(device)
-    walls, cpus = [], []
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        fn()
-        sync(device)
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return statistics.median(walls), statistics.median(cpus)
 
 
 def run_timing(channels, size, device, repeats):
@@ -126,8 +107,7 @@ def main():
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
-          f"{platform.processor() or platform.machine()}")
+    print(environment_line(device))
 
     c, s = args.channels, args.size
     print(f"\nContext modules on 2x{c}x{s}x{s}: median of {args.repeats}")

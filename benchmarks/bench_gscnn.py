@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
 import warnings
 
 import torch
@@ -32,30 +30,13 @@ from gsbench.metrics.complexity import count_parameters, measure_peak_memory
 from gsbench.models import build_model
 from gsbench.models.gscnn import canny_edges
 
+from _common import timed
+
 VARIANTS = {  # name: method options of the gscnn builder
     "baseline (DeepLabV3+)": {"shape_stream": False, "use_canny": False},
     "+ GCL (shape stream)": {"shape_stream": True, "use_canny": False},
     "+ Gradients (Canny)": {"shape_stream": True, "use_canny": True},
 }
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn, device, repeats):
-    """Median (wall, CPU) seconds of ``fn`` after one warm-up call."""
-    fn()
-    sync(device)
-    walls, cpus = [], []
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        fn()
-        sync(device)
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return statistics.median(walls), statistics.median(cpus)
 
 
 def make_batch(n, h, w, classes, device, seed=0):

@@ -18,34 +18,14 @@
 from __future__ import annotations
 
 import argparse
-import platform
-import statistics
-import time
 
 import torch
 
 from gsbench.models.attention import build_attention_module, profile_attention_module
 
+from _common import environment_line, timed
+
 TIMED = ("nonlocal", "ccnet", "danet", "annet", "psanet")
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn, device, repeats):
-    """Median (wall, CPU) seconds of ``fn`` after one warm-up call."""
-    fn()
-    sync(device)
-    walls, cpus = [], []
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        fn()
-        sync(device)
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return statistics.median(walls), statistics.median(cpus)
 
 
 def run_timing(channels, size, device, repeats):
@@ -99,8 +79,7 @@ def main():
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
-          f"{platform.processor() or platform.machine()}")
+    print(environment_line(device))
 
     s, c = args.size, args.channels
     print(f"\nattention modules alone on 1x{c}x{s}x{s}: median of {args.repeats}")

@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import platform
-import statistics
-import time
 from unittest import mock
 
 import torch
@@ -32,6 +29,8 @@ import torch.nn.functional as F
 import gsbench.models.psanet as psanet
 from gsbench.metrics.complexity import count_flops, count_parameters, measure_peak_memory
 from gsbench.models.psanet import PointwiseSpatialAttention, full_mask_size, shrunk_size
+
+from _common import environment_line, mib, timed
 
 
 def looped_point_wise_attention(predicted, mode, mask_size, compact=False):
@@ -52,25 +51,6 @@ def looped_point_wise_attention(predicted, mode, mask_size, compact=False):
     if mode == "collect":
         return F.softmax(target_major, dim=1)
     return F.softmax(target_major, dim=2).transpose(1, 2)
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn, device, repeats):
-    """Median (wall, CPU) seconds of ``fn`` after one warm-up call."""
-    fn()  # warm-up: cached indices, allocator
-    sync(device)
-    walls, cpus = [], []
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        fn()
-        sync(device)
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return statistics.median(walls), statistics.median(cpus)
 
 
 def build(channels, size, device, seed=0):
@@ -141,10 +121,6 @@ def tensor_sizes(channels, size, shrink_factor=2, bytes_per_value=4):
     }
 
 
-def mib(n):
-    return f"{n / 2**20:.1f} MiB"
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -158,8 +134,7 @@ def main():
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
-          f"{platform.processor() or platform.machine()}")
+    print(environment_line(device))
 
     size = args.size
     print(f"\nPSA module (bi, shrink 2, full mask) on 1x{args.channels}x{size}x{size}, and its "

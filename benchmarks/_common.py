@@ -1,0 +1,49 @@
+"""Helpers shared by the model benchmarks (bench_gff, bench_gpsnet, bench_gscnn, bench_peers,
+bench_psanet): timing with wall and CPU time, the machine line and MiB formatting.
+
+The scripts are run as ``python benchmarks/bench_X.py``, which puts this folder on ``sys.path``,
+so they import this module as ``_common``.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+
+import torch
+
+
+def sync(device: torch.device) -> None:
+    """Wait for queued CUDA work, so that a timer stops when the work is done."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device: torch.device, repeats: int) -> tuple[float, float]:
+    """Median (wall, CPU) seconds of ``fn`` after one warm-up call.
+
+    CPU time is that of all threads of the process: on a shared machine it is the stable figure,
+    while wall time also counts waiting for a core.
+    """
+    fn()  # warm-up: cached indices, allocator
+    sync(device)
+    walls, cpus = [], []
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        fn()
+        sync(device)
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def environment_line(device: torch.device) -> str:
+    """torch version, device, thread count and processor: the first line of a benchmark's output."""
+    return (f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
+            f"{platform.processor() or platform.machine()}")
+
+
+def mib(n: float) -> str:
+    """A byte count as MiB with one decimal."""
+    return f"{n / 2**20:.1f} MiB"
