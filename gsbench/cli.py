@@ -6,6 +6,7 @@ a :class:`~gsbench.errors.GsbenchError` becomes ``error: <message>`` on stderr a
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 from pathlib import Path
@@ -211,6 +212,9 @@ def train(
         None, "--data", help="Prepared dataset folder (or raw root holding gsbench/manifest.json)."),
     overrides: list[str] = typer.Option(
         [], "--set", help="Override a recipe key, e.g. --set train.lr=0.02 (repeatable)."),
+    pretrained: Optional[Path] = typer.Option(
+        None, "--pretrained", help="Local ImageNet backbone weights (torchvision or mmseg layout); "
+        "sets the recipe's `pretrained`."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default: runs/RECIPE_NAME)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoints/last.pt."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda (under torchrun: one GPU per process)."),
@@ -226,9 +230,13 @@ def train(
     from gsbench.engine.train import load_run_recipe, train as run_training
     from gsbench.recipes import load_recipe
 
+    if pretrained is not None and not pretrained.is_file():
+        raise GsbenchError(f"{pretrained}: --pretrained weights file not found")
     if resume:
         if out is None:
             raise GsbenchError("--resume needs --out RUN_DIR (the run folder to continue)")
+        if pretrained is not None:
+            raise GsbenchError("--pretrained cannot change a resumed run (its weights come from the checkpoint)")
         resolved = load_run_recipe(out)
         if recipe is not None or overrides:
             requested = load_recipe(recipe if recipe is not None else out / "recipe.yaml", overrides)
@@ -240,6 +248,8 @@ def train(
         raise GsbenchError("--recipe is required (a name from `gsbench zoo` or a YAML file)")
     else:
         resolved = load_recipe(recipe, overrides)
+        if pretrained is not None:
+            resolved = dataclasses.replace(resolved, pretrained=str(pretrained.resolve()))
     run_dir = out if out is not None else Path("runs") / resolved.name
     result = run_training(resolved, run_dir, data_root=data, resume=resume, device=device,
                           quiet=quiet, command=["gsbench", *sys.argv[1:]], stop_after=stop_after)
