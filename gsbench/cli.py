@@ -96,73 +96,43 @@ _WORKERS_HELP = "Worker processes (one per CPU core is a good choice)."
 _QUIET_HELP = "No progress bar and no summary."
 
 
-@prepare_app.command("cityscapes")
-@user_errors
-def prepare_data_cityscapes(
-    root: Path = typer.Option(..., "--root", help=_ROOT_HELP + " leftImg8bit/ + gtFine/."),
-    out: Optional[Path] = typer.Option(None, "--out", help=_OUT_HELP),
-    workers: int = typer.Option(2, "--workers", min=1, help=_WORKERS_HELP),
-    quiet: bool = typer.Option(False, "--quiet", help=_QUIET_HELP),
-) -> None:
-    """Cityscapes fine annotations: trainId labels, edge targets, manifest.json with checksums."""
-    _prepare_real_dataset("cityscapes", root, out, workers, quiet)
+def _add_real_dataset_command(command: str, dataset: str, root_help: str, summary: str) -> None:
+    """Register `gsbench prepare-data COMMAND`: the same options and output for every raw dataset."""
+
+    @prepare_app.command(command, help=summary)
+    @user_errors
+    def prepare_data(
+        root: Path = typer.Option(..., "--root", help=root_help),
+        out: Optional[Path] = typer.Option(None, "--out", help=_OUT_HELP),
+        workers: int = typer.Option(2, "--workers", min=1, help=_WORKERS_HELP),
+        quiet: bool = typer.Option(False, "--quiet", help=_QUIET_HELP),
+    ) -> None:
+        _prepare_real_dataset(dataset, root, out, workers, quiet)
 
 
-@prepare_app.command("ade20k")
-@user_errors
-def prepare_data_ade20k(
-    root: Path = typer.Option(..., "--root", help=_ROOT_HELP + " ADEChallengeData2016/."),
-    out: Optional[Path] = typer.Option(None, "--out", help=_OUT_HELP),
-    workers: int = typer.Option(2, "--workers", min=1, help=_WORKERS_HELP),
-    quiet: bool = typer.Option(False, "--quiet", help=_QUIET_HELP),
-) -> None:
-    """ADE20K (SceneParsing 150): trainId labels (value - 1, 0 -> 255), edges, manifest.json."""
-    _prepare_real_dataset("ade20k", root, out, workers, quiet)
+_add_real_dataset_command(
+    "cityscapes", "cityscapes", _ROOT_HELP + " leftImg8bit/ + gtFine/.",
+    "Cityscapes fine annotations: trainId labels, edge targets, manifest.json with checksums.")
+_add_real_dataset_command(
+    "ade20k", "ade20k", _ROOT_HELP + " ADEChallengeData2016/.",
+    "ADE20K (SceneParsing 150): trainId labels (value - 1, 0 -> 255), edges, manifest.json.")
 
 
 # --- prepare-data voc / context / cocostuff ---
 _TAR_ROOT_HELP = "Raw dataset folder (extracted folders, or the official archives)."
 
-
-@prepare_app.command("voc")
-@user_errors
-def prepare_data_voc(
-    root: Path = typer.Option(..., "--root", help=_TAR_ROOT_HELP + " VOCdevkit/VOC2012/ "
-                              "(+ benchmark_RELEASE/ for SBD), or VOCtrainval_11-May-2012.tar "
-                              "(+ benchmark.tgz)."),
-    out: Optional[Path] = typer.Option(None, "--out", help=_OUT_HELP),
-    workers: int = typer.Option(2, "--workers", min=1, help=_WORKERS_HELP),
-    quiet: bool = typer.Option(False, "--quiet", help=_QUIET_HELP),
-) -> None:
-    """PASCAL VOC 2012 (21 classes): train, val and, with SBD, trainaug (10,582 images)."""
-    _prepare_real_dataset("voc2012", root, out, workers, quiet)
-
-
-@prepare_app.command("context")
-@user_errors
-def prepare_data_context(
-    root: Path = typer.Option(..., "--root", help=_TAR_ROOT_HELP + " VOCdevkit/VOC2010/ with "
-                              "SegmentationClassContext/ and ImageSets/SegmentationContext/."),
-    out: Optional[Path] = typer.Option(None, "--out", help=_OUT_HELP),
-    workers: int = typer.Option(2, "--workers", min=1, help=_WORKERS_HELP),
-    quiet: bool = typer.Option(False, "--quiet", help=_QUIET_HELP),
-) -> None:
-    """PASCAL Context 59: trainId labels (value - 1, background 0 -> 255), edges, manifest.json."""
-    _prepare_real_dataset("pascal_context", root, out, workers, quiet)
-
-
-@prepare_app.command("cocostuff")
-@user_errors
-def prepare_data_cocostuff(
-    root: Path = typer.Option(..., "--root", help=_TAR_ROOT_HELP + " images/ + annotations/ "
-                              "(stuffthingmaps), or train2017.zip, val2017.zip and "
-                              "stuffthingmaps_trainval2017.zip."),
-    out: Optional[Path] = typer.Option(None, "--out", help=_OUT_HELP),
-    workers: int = typer.Option(2, "--workers", min=1, help=_WORKERS_HELP),
-    quiet: bool = typer.Option(False, "--quiet", help=_QUIET_HELP),
-) -> None:
-    """COCO-Stuff 164k (171 classes): the used ids in order -> trainIds 0..170, edges, manifest."""
-    _prepare_real_dataset("coco_stuff", root, out, workers, quiet)
+_add_real_dataset_command(
+    "voc", "voc2012", _TAR_ROOT_HELP + " VOCdevkit/VOC2012/ (+ benchmark_RELEASE/ for SBD), "
+    "or VOCtrainval_11-May-2012.tar (+ benchmark.tgz).",
+    "PASCAL VOC 2012 (21 classes): train, val and, with SBD, trainaug (10,582 images).")
+_add_real_dataset_command(
+    "context", "pascal_context", _TAR_ROOT_HELP + " VOCdevkit/VOC2010/ with "
+    "SegmentationClassContext/ and ImageSets/SegmentationContext/.",
+    "PASCAL Context 59: trainId labels (value - 1, background 0 -> 255), edges, manifest.json.")
+_add_real_dataset_command(
+    "cocostuff", "coco_stuff", _TAR_ROOT_HELP + " images/ + annotations/ (stuffthingmaps), or "
+    "train2017.zip, val2017.zip and stuffthingmaps_trainval2017.zip.",
+    "COCO-Stuff 164k (171 classes): the used ids in order -> trainIds 0..170, edges, manifest.")
 
 
 # --- prepare-data synthetic ---
