@@ -21,9 +21,10 @@ import stat
 import tarfile
 import tempfile
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 import numpy as np
 
@@ -130,38 +131,80 @@ def extract_zip(
         raise GsbenchError(f"{archive}: not a readable zip archive ({exc})") from None
     with zf:
         # Check every member first, so an unsafe archive extracts nothing at all.
-        members = [(info, _member_parts(archive, info)) for info in zf.infolist()]
-        members = [(i, p) for i, p in members if _wanted(p, keep)]
-        todo = []
-        for info, parts in members:
-            target = dest.joinpath(*parts)
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-            elif not (target.is_file() and target.stat().st_size == info.file_size):
-                todo.append((info, target))
-        total = sum(info.file_size for info, _ in todo)
-        columns = (TextColumn(f"extract {archive.name}"), BarColumn(), DownloadColumn(),
-                   TimeRemainingColumn())
-        with Progress(*columns, disable=not progress or not todo) as bar:
-            task = bar.add_task("extract", total=total)
-            for info, target in todo:
-                _extract_member(zf, archive, info, target)
-                bar.advance(task, info.file_size)
+        members = [_Member(info, _member_parts(archive, info), info.is_dir(), info.file_size)
+                   for info in zf.infolist()]
+
+        def write(info: zipfile.ZipInfo, out: BinaryIO) -> None:
+            with zf.open(info) as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+
+        _extract_members(archive, dest, members, keep, progress, write,
+                         (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError))
     return dest
 
 
-def _extract_member(
-    zf: zipfile.ZipFile, archive: Path, info: zipfile.ZipInfo, target: Path
+@dataclass(frozen=True)
+class _Member:
+    """One checked archive member: the archive's own entry, its safe relative path components,
+    whether it is a folder and its uncompressed size in bytes."""
+
+    info: zipfile.ZipInfo | tarfile.TarInfo
+    parts: tuple[str, ...]
+    is_dir: bool
+    size: int
+
+
+def _extract_members(
+    archive: Path,
+    dest: Path,
+    members: list[_Member],
+    keep: list[str] | None,
+    progress: bool,
+    write: Callable[[zipfile.ZipInfo | tarfile.TarInfo, BinaryIO], None],
+    errors: tuple[type[BaseException], ...],
 ) -> None:
+    """Extract the already-checked ``members`` that are under ``keep`` into ``dest``, in archive
+    order (a compressed tar stream is then read forwards only): folders are created, files
+    missing or of another size are written atomically with ``write(info, out)``. An exception in
+    ``errors`` becomes a GsbenchError naming the archive and the member."""
+    todo = []
+    for member in members:
+        if not _wanted(member.parts, keep):
+            continue
+        target = dest.joinpath(*member.parts)
+        if member.is_dir:
+            target.mkdir(parents=True, exist_ok=True)
+        elif not (target.is_file() and target.stat().st_size == member.size):
+            todo.append((member, target))
+    total = sum(member.size for member, _ in todo)
+    columns = (TextColumn(f"extract {archive.name}"), BarColumn(), DownloadColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, disable=not progress or not todo) as bar:
+        task = bar.add_task("extract", total=total)
+        for member, target in todo:
+            _write_member_atomically(archive, member.info, target, write, errors)
+            bar.advance(task, member.size)
+
+
+def _write_member_atomically(
+    archive: Path,
+    info: zipfile.ZipInfo | tarfile.TarInfo,
+    target: Path,
+    write: Callable[[zipfile.ZipInfo | tarfile.TarInfo, BinaryIO], None],
+    errors: tuple[type[BaseException], ...],
+) -> None:
+    """Write one member to a temporary file beside ``target``, then rename it into place, so an
+    interrupted extraction never leaves a partial file under the member's name."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as out, zf.open(info) as src:
-            shutil.copyfileobj(src, out, 1 << 20)
+        with os.fdopen(fd, "wb") as out:
+            write(info, out)
         os.replace(tmp, target)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
+    except errors as exc:
         _unlink_quietly(tmp)
-        raise GsbenchError(f"{archive}: cannot extract member {info.filename!r} ({exc})") from None
+        name = info.filename if isinstance(info, zipfile.ZipInfo) else info.name
+        raise GsbenchError(f"{archive}: cannot extract member {name!r} ({exc})") from None
     except BaseException:
         _unlink_quietly(tmp)
         raise
@@ -210,34 +253,10 @@ def extract_tar(
             infos = tf.getmembers()
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise GsbenchError(f"{archive}: not a readable tar archive ({exc})") from None
-        members = [(info, _tar_member_parts(archive, info)) for info in infos]
-        members = [(i, p) for i, p in members if _wanted(p, keep)]
-        todo = []
-        for info, parts in members:
-            target = dest.joinpath(*parts)
-            if info.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-            elif not (target.is_file() and target.stat().st_size == info.size):
-                todo.append((info, target))
-        total = sum(info.size for info, _ in todo)
-        columns = (TextColumn(f"extract {archive.name}"), BarColumn(), DownloadColumn(),
-                   TimeRemainingColumn())
-        with Progress(*columns, disable=not progress or not todo) as bar:
-            task = bar.add_task("extract", total=total)
-            # Archive order: a compressed stream is then read forwards only.
-            for info, target in todo:
-                _extract_tar_member(tf, archive, info, target)
-                bar.advance(task, info.size)
-    return dest
+        members = [_Member(info, _tar_member_parts(archive, info), info.isdir(), info.size)
+                   for info in infos]
 
-
-def _extract_tar_member(
-    tf: tarfile.TarFile, archive: Path, info: tarfile.TarInfo, target: Path
-) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
+        def write(info: tarfile.TarInfo, out: BinaryIO) -> None:
             src = tf.extractfile(info)
             if src is None:
                 raise tarfile.TarError("no data")
@@ -245,13 +264,10 @@ def _extract_tar_member(
                 shutil.copyfileobj(src, out, 1 << 20)
             if out.tell() != info.size:
                 raise EOFError(f"{out.tell()} of {info.size} bytes")
-        os.replace(tmp, target)
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        _unlink_quietly(tmp)
-        raise GsbenchError(f"{archive}: cannot extract member {info.name!r} ({exc})") from None
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
+
+        _extract_members(archive, dest, members, keep, progress, write,
+                         (tarfile.TarError, EOFError, OSError))
+    return dest
 
 
 # --- raw label files ----------------------------------------------------------------------------
