@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from gsbench.data.labels import IGNORE_INDEX
-from gsbench.data.raw import RawDataset, RawSample, extract_zip, files_with_suffix
+from gsbench.data.raw import (
+    RawDataset, RawSample, extract_zip, files_with_suffix, flat_sample, paired_stems,
+)
 from gsbench.errors import GsbenchError
 
 DATASET_DIRNAME = "ADEChallengeData2016"
@@ -97,16 +99,8 @@ def find_ade20k(root: str | Path, out: str | Path, *, progress: bool = False) ->
         labels = _split_files(base / "annotations" / folder, ".png", split)
         if not images:
             raise GsbenchError(f"{base / 'images' / folder}: no .jpg images")
-        if unpaired := sorted(images.keys() - labels.keys()):
-            raise GsbenchError(f"{images[unpaired[0]]}: image without its label {unpaired[0]}.png")
-        if unpaired := sorted(labels.keys() - images.keys()):
-            raise GsbenchError(f"{labels[unpaired[0]]}: label without its image {unpaired[0]}.jpg")
-        for stem in sorted(images):
-            samples.append(RawSample(
-                split=split, stem=stem, image=images[stem], raw_label=labels[stem], instance=None,
-                label_out=f"labels/{split}/{stem}_trainIds.png",
-                edge_out=f"edges/{split}/{stem}_edge.png",
-            ))
+        for stem in paired_stems(images, labels):
+            samples.append(flat_sample(split, stem, images[stem], labels[stem]))
     known = np.zeros(256, dtype=bool)
     known[: ADE20K_NUM_CLASSES + 1] = True
     return RawDataset(

@@ -23,7 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from gsbench.data.labels import IGNORE_INDEX
-from gsbench.data.raw import RawDataset, RawSample, extract_zip, files_with_suffix
+from gsbench.data.raw import (
+    RawDataset, RawSample, extract_zip, files_with_suffix, flat_sample, paired_stems,
+)
 from gsbench.errors import GsbenchError
 
 #: the dataset's name in manifests, recipes and the paper tables (recipes/tables)
@@ -131,16 +133,8 @@ def find_cocostuff(root: str | Path, out: str | Path, *, progress: bool = False)
         labels = _split_files(label_root / folder, ".png")
         if not images:
             raise GsbenchError(f"{image_root / folder}: no .jpg images")
-        if unpaired := sorted(images.keys() - labels.keys()):
-            raise GsbenchError(f"{images[unpaired[0]]}: image without its label {unpaired[0]}.png")
-        if unpaired := sorted(labels.keys() - images.keys()):
-            raise GsbenchError(f"{labels[unpaired[0]]}: label without its image {unpaired[0]}.jpg")
-        for stem in sorted(images):
-            samples.append(RawSample(
-                split=split, stem=stem, image=images[stem], raw_label=labels[stem], instance=None,
-                label_out=f"labels/{split}/{stem}_trainIds.png",
-                edge_out=f"edges/{split}/{stem}_edge.png",
-            ))
+        for stem in paired_stems(images, labels):
+            samples.append(flat_sample(split, stem, images[stem], labels[stem]))
     return RawDataset(
         name=DATASET_NAME,
         class_names=COCOSTUFF_CLASS_NAMES,

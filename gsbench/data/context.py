@@ -25,7 +25,7 @@ import numpy as np
 
 from gsbench.data.labels import IGNORE_INDEX
 from gsbench.data.raw import (
-    RawDataset, RawSample, extract_tar, files_with_suffix, read_split_list,
+    RawDataset, RawSample, extract_tar, files_with_suffix, flat_sample, read_split_list,
 )
 from gsbench.errors import GsbenchError
 
@@ -113,11 +113,7 @@ def find_context(root: str | Path, out: str | Path, *, progress: bool = False) -
                 raise GsbenchError(
                     f"{listing}: {stem} has no label {base / LABEL_DIRNAME}/{stem}.png"
                 )
-            samples.append(RawSample(
-                split=split, stem=stem, image=images[stem], raw_label=labels[stem], instance=None,
-                label_out=f"labels/{split}/{stem}_trainIds.png",
-                edge_out=f"edges/{split}/{stem}_edge.png",
-            ))
+            samples.append(flat_sample(split, stem, images[stem], labels[stem]))
     return RawDataset(
         name=DATASET_NAME,
         class_names=CONTEXT_CLASS_NAMES,

@@ -52,6 +52,25 @@ class RawSample:
         return f"{self.split}/{self.stem}"
 
 
+def flat_sample(split: str, stem: str, image: Path, raw_label: Path) -> RawSample:
+    """A labelled sample of a dataset without city folders or instance maps (ADE20K, VOC,
+    Context, COCO-Stuff): outputs labels/SPLIT/STEM_trainIds.png, edges/SPLIT/STEM_edge.png."""
+    return RawSample(
+        split=split, stem=stem, image=image, raw_label=raw_label, instance=None,
+        label_out=f"labels/{split}/{stem}_trainIds.png", edge_out=f"edges/{split}/{stem}_edge.png",
+    )
+
+
+def paired_stems(images: dict[str, Path], labels: dict[str, Path]) -> list[str]:
+    """The sorted stems of ``images`` (``.jpg``) once every image has its ``.png`` label and every
+    label its image; otherwise raise naming the first file without its partner."""
+    if unpaired := sorted(images.keys() - labels.keys()):
+        raise GsbenchError(f"{images[unpaired[0]]}: image without its label {unpaired[0]}.png")
+    if unpaired := sorted(labels.keys() - images.keys()):
+        raise GsbenchError(f"{labels[unpaired[0]]}: label without its image {unpaired[0]}.jpg")
+    return sorted(images)
+
+
 @dataclass(frozen=True)
 class RawDataset:
     """A raw dataset found on disk with its label table.

@@ -30,7 +30,7 @@ import numpy as np
 
 from gsbench.data.labels import IGNORE_INDEX
 from gsbench.data.raw import (
-    RawDataset, RawSample, extract_tar, files_with_suffix, read_split_list,
+    RawDataset, RawSample, extract_tar, files_with_suffix, flat_sample, read_split_list,
 )
 from gsbench.errors import GsbenchError
 
@@ -104,13 +104,6 @@ def _folder_files(folder: Path, suffix: str) -> dict[str, Path]:
     return files_with_suffix(folder, suffix)
 
 
-def _sample(split: str, stem: str, image: Path, label: Path) -> RawSample:
-    return RawSample(
-        split=split, stem=stem, image=image, raw_label=label, instance=None,
-        label_out=f"labels/{split}/{stem}_trainIds.png", edge_out=f"edges/{split}/{stem}_edge.png",
-    )
-
-
 def trainaug_stems(voc_train: list[str], voc_val: list[str], sbd_train: list[str],
                    sbd_val: list[str]) -> list[str]:
     """The usual augmented training set: (SBD train + SBD val + VOC train) minus VOC val, sorted
@@ -144,7 +137,7 @@ def find_voc(root: str | Path, out: str | Path, *, progress: bool = False) -> Ra
                 raise GsbenchError(
                     f"{listing}: {stem} has no label {voc / 'SegmentationClass'}/{stem}.png"
                 )
-            samples.append(_sample(split, stem, images[stem], labels[stem]))
+            samples.append(flat_sample(split, stem, images[stem], labels[stem]))
 
     sbd = _sbd_folder(root, out, progress)
     if sbd is not None:
@@ -162,7 +155,7 @@ def find_voc(root: str | Path, out: str | Path, *, progress: bool = False) -> Ra
             if label is None:
                 raise GsbenchError(f"{sbd / 'cls'}/{stem}.mat: missing SBD label of the "
                                    f"{TRAINAUG_SPLIT} sample {stem}")
-            samples.append(_sample(TRAINAUG_SPLIT, stem, image, label))
+            samples.append(flat_sample(TRAINAUG_SPLIT, stem, image, label))
 
     return RawDataset(
         name=DATASET_NAME,
