@@ -1,5 +1,5 @@
 """Helpers shared by the model benchmarks (bench_gff, bench_gpsnet, bench_gscnn, bench_peers,
-bench_psanet): timing with wall and CPU time, the machine line and MiB formatting.
+bench_psanet): timing with wall and CPU time, the opening machine line and MiB formatting.
 
 The scripts are run as ``python benchmarks/bench_X.py``, which puts this folder on ``sys.path``,
 so they import this module as ``_common``.
@@ -38,10 +38,14 @@ def timed(fn, device: torch.device, repeats: int) -> tuple[float, float]:
     return statistics.median(walls), statistics.median(cpus)
 
 
-def environment_line(device: torch.device) -> str:
-    """torch version, device, thread count and processor: the first line of a benchmark's output."""
-    return (f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
-            f"{platform.processor() or platform.machine()}")
+def start_benchmark(args) -> torch.device:
+    """Apply ``--threads`` to torch and print the machine line (torch version, device, threads,
+    processor) that opens a benchmark's output; return the ``--device`` to run on."""
+    device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
+          f"{platform.processor() or platform.machine()}")
+    return device
 
 
 def mib(n: float) -> str:

@@ -30,7 +30,7 @@ from gsbench.models.common import resize
 from gsbench.models.gff import GFFHead, gated_fully_fusion
 from gsbench.models.pspnet import PSPHead
 
-from _common import environment_line, mib, timed
+from _common import mib, start_benchmark, timed
 
 CHANNELS = (256, 512, 1024, 2048)  # ResNet-50/101 stages 2-5
 
@@ -126,9 +126,7 @@ def main():
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads (1: stable CPU times on a shared machine)")
     args = parser.parse_args()
-    device = torch.device(args.device)
-    torch.set_num_threads(args.threads)
-    print(environment_line(device))
+    device = start_benchmark(args)
 
     s = args.size
     shape = (1, CHANNELS[0], s // 4, s // 4)

@@ -29,7 +29,7 @@ from gsbench.models.deeplab import ASPP
 from gsbench.models.denseaspp import DenseASPPBlock
 from gsbench.models.gpsnet import TUNED_DILATIONS, UNTUNED_DILATIONS, SuperNet
 
-from _common import environment_line, timed
+from _common import start_benchmark, timed
 
 
 def modules(channels):
@@ -105,9 +105,7 @@ def main():
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads (1: stable CPU times on a shared machine)")
     args = parser.parse_args()
-    device = torch.device(args.device)
-    torch.set_num_threads(args.threads)
-    print(environment_line(device))
+    device = start_benchmark(args)
 
     c, s = args.channels, args.size
     print(f"\nContext modules on 2x{c}x{s}x{s}: median of {args.repeats}")

@@ -23,7 +23,7 @@ import torch
 
 from gsbench.models.attention import build_attention_module, profile_attention_module
 
-from _common import environment_line, timed
+from _common import start_benchmark, timed
 
 TIMED = ("nonlocal", "ccnet", "danet", "annet", "psanet")
 
@@ -77,9 +77,7 @@ def main():
                         help="registered modules for the Table 3 part (RANet's own benchmark "
                              "covers ranet, whose CPU forward at 97x97 takes long)")
     args = parser.parse_args()
-    device = torch.device(args.device)
-    torch.set_num_threads(args.threads)
-    print(environment_line(device))
+    device = start_benchmark(args)
 
     s, c = args.size, args.channels
     print(f"\nattention modules alone on 1x{c}x{s}x{s}: median of {args.repeats}")

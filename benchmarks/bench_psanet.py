@@ -30,7 +30,7 @@ import gsbench.models.psanet as psanet
 from gsbench.metrics.complexity import count_flops, count_parameters, measure_peak_memory
 from gsbench.models.psanet import PointwiseSpatialAttention, full_mask_size, shrunk_size
 
-from _common import environment_line, mib, timed
+from _common import mib, start_benchmark, timed
 
 
 def looped_point_wise_attention(predicted, mode, mask_size, compact=False):
@@ -132,9 +132,7 @@ def main():
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads (1: stable CPU times on a shared machine)")
     args = parser.parse_args()
-    device = torch.device(args.device)
-    torch.set_num_threads(args.threads)
-    print(environment_line(device))
+    device = start_benchmark(args)
 
     size = args.size
     print(f"\nPSA module (bi, shrink 2, full mask) on 1x{args.channels}x{size}x{size}, and its "
