@@ -429,26 +429,16 @@ def test_recipes_follow_the_paper():
 
 
 @pytest.mark.slow
-def test_smoke_training_learns_on_synthetic_scenes(tmp_path):
+def test_smoke_training_learns_on_synthetic_scenes(tmp_path, most_frequent_class_miou):
     """gscnn101-smoke for 60 iterations at 64 x 128: the loss falls and the val mIoU beats always
     predicting the most frequent training class."""
     from gsbench.data.synthetic import prepare_synthetic
     from gsbench.engine.train import train
-    from gsbench.io import read_label
-    from gsbench.metrics.confusion import ConfusionMatrix
 
     torch.set_num_threads(1)
     manifest = prepare_synthetic(tmp_path / "data", n_train=16, n_val=4, size=(64, 128), workers=1,
                                  progress=False)
-    counts = np.zeros(256, np.int64)
-    for sample in manifest.splits["train"]:
-        counts += np.bincount(read_label(manifest.root / sample.label).ravel(), minlength=256)
-    most_frequent = int(np.argmax(counts[:manifest.num_classes]))
-    trivial = ConfusionMatrix(manifest.num_classes)
-    for sample in manifest.splits["val"]:
-        label = read_label(manifest.root / sample.label)
-        trivial.update(np.full_like(label, most_frequent), label)
-    trivial_miou = trivial.compute()["miou"]
+    trivial_miou = most_frequent_class_miou(manifest)
 
     recipe = load_recipe("gscnn101-smoke", [
         "train.iterations=60", "train.batch_size=4", "data.crop_size=[64,128]",

@@ -1,0 +1,26 @@
+"""Fixtures shared by several test files."""
+
+import numpy as np
+import pytest
+
+from gsbench.io import read_label
+from gsbench.metrics.confusion import ConfusionMatrix
+
+
+@pytest.fixture
+def most_frequent_class_miou():
+    """``miou(manifest, majority_from="train")``: the val mIoU of always predicting the most
+    frequent labelled class of the ``majority_from`` split, the floor a smoke training must beat."""
+
+    def miou(manifest, majority_from: str = "train") -> float:
+        counts = np.zeros(256, np.int64)
+        for sample in manifest.splits[majority_from]:
+            counts += np.bincount(read_label(manifest.root / sample.label).ravel(), minlength=256)
+        most_frequent = int(np.argmax(counts[:manifest.num_classes]))
+        trivial = ConfusionMatrix(manifest.num_classes)
+        for sample in manifest.splits["val"]:
+            label = read_label(manifest.root / sample.label)
+            trivial.update(np.full_like(label, most_frequent), label)
+        return float(trivial.compute()["miou"])
+
+    return miou
