@@ -67,3 +67,19 @@ def all_reduce_arrays(arrays: dict[str, np.ndarray]) -> None:
         tensor = torch.from_numpy(np.array(value, copy=True))
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         arrays[key] = tensor.numpy().reshape(value.shape).astype(value.dtype, copy=False)
+
+
+class ArrayState:
+    """Checkpoint and multi-process plumbing of an accumulator whose whole state is the numpy
+    arrays in ``self._state`` (counts and sums, so merging processes is a sum)."""
+
+    _state: dict[str, np.ndarray]
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {key: value.copy() for key, value in self._state.items()}
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
+        load_arrays(self._state, state, type(self).__name__)
+
+    def all_reduce(self) -> None:
+        all_reduce_arrays(self._state)

@@ -30,7 +30,7 @@ pixel whose classes are all matched is not looked at again (disks are nested).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import NamedTuple
 
 import numpy as np
@@ -38,11 +38,10 @@ import numpy as np
 from gsbench.errors import GsbenchError
 from gsbench.metrics._common import (
     IGNORE_INDEX,
-    all_reduce_arrays,
+    ArrayState,
     as_label_map,
     check_num_classes,
     check_same_shape,
-    load_arrays,
 )
 
 DEFAULT_RADII = (3, 5, 9, 12)
@@ -238,7 +237,7 @@ def boundary_fscore(
     return ImageBoundaryScores(fscore, precision, recall, present)
 
 
-class BoundaryFScore:
+class BoundaryFScore(ArrayState):
     """Accumulator of per-image boundary F: sums of F and image counts for both conventions.
 
     State (all summable, so ``merge`` and ``all_reduce`` are additions): ``fscore_sum`` and
@@ -304,12 +303,3 @@ class BoundaryFScore:
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(valid.any(axis=0), np.nansum(per_class, axis=0) / valid.sum(axis=0), np.nan)
         return {"per_class": per_class, "mean": mean, "radii": self.radii}
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        return {key: value.copy() for key, value in self._state.items()}
-
-    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
-        load_arrays(self._state, state, "BoundaryFScore")
-
-    def all_reduce(self) -> None:
-        all_reduce_arrays(self._state)

@@ -9,18 +9,15 @@ that are not evaluated), FP counts pixels predicted as c whose GT is another eva
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 
 from gsbench.errors import GsbenchError
 from gsbench.metrics._common import (
     IGNORE_INDEX,
-    all_reduce_arrays,
+    ArrayState,
     as_label_map,
     check_num_classes,
     check_same_shape,
-    load_arrays,
 )
 
 
@@ -110,7 +107,7 @@ def scores_from_confusion(matrix: np.ndarray) -> dict[str, object]:
     }
 
 
-class ConfusionMatrix:
+class ConfusionMatrix(ArrayState):
     """Accumulator of :func:`confusion_matrix` over images (``update``/``merge``/``compute``)."""
 
     def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX) -> None:
@@ -140,12 +137,3 @@ class ConfusionMatrix:
 
     def compute(self) -> dict[str, object]:
         return scores_from_confusion(self.matrix)
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        return {key: value.copy() for key, value in self._state.items()}
-
-    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
-        load_arrays(self._state, state, "ConfusionMatrix")
-
-    def all_reduce(self) -> None:
-        all_reduce_arrays(self._state)

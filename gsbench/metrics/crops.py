@@ -13,16 +13,15 @@ in integers).
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 import numpy as np
 
 from gsbench.errors import GsbenchError
 from gsbench.metrics._common import (
     IGNORE_INDEX,
-    all_reduce_arrays,
+    ArrayState,
     check_num_classes,
-    load_arrays,
 )
 from gsbench.metrics.confusion import confusion_matrices_by_region, scores_from_confusion
 
@@ -99,7 +98,7 @@ def crop_confusion_matrices(
     return inside[1:], inside[0]
 
 
-class CropMIoU:
+class CropMIoU(ArrayState):
     """Accumulator of the confusion matrix inside each crop; ``compute()`` -> {"0": miou, ...}."""
 
     def __init__(
@@ -141,12 +140,3 @@ class CropMIoU:
             str(factor): scores_from_confusion(matrix)["miou"]
             for factor, matrix in zip(self.factors, self._state["matrices"])
         }
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        return {key: value.copy() for key, value in self._state.items()}
-
-    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
-        load_arrays(self._state, state, "CropMIoU")
-
-    def all_reduce(self) -> None:
-        all_reduce_arrays(self._state)

@@ -10,8 +10,6 @@ ignores classes whose denominator is 0, like mIoU.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 
 from gsbench.data.labels import (
@@ -22,10 +20,9 @@ from gsbench.data.labels import (
 from gsbench.errors import GsbenchError
 from gsbench.metrics._common import (
     IGNORE_INDEX,
-    all_reduce_arrays,
+    ArrayState,
     as_label_map,
     check_same_shape,
-    load_arrays,
 )
 from gsbench.metrics.confusion import confusion_matrix
 
@@ -98,7 +95,7 @@ def instance_weighted_counts(pred: np.ndarray, instance_ids: np.ndarray) -> tupl
     return tp_weighted, fn_weighted
 
 
-class InstanceIoU:
+class InstanceIoU(ArrayState):
     """Accumulator of Cityscapes iIoU over images (19 trainId classes, 8 with instances)."""
 
     def __init__(self, ignore_index: int = IGNORE_INDEX) -> None:
@@ -144,12 +141,3 @@ class InstanceIoU:
             "per_class_iiou": dict(zip(CITYSCAPES_INSTANCE_TRAIN_IDS, iiou.tolist())),
             "iiou": float(finite.mean()) if finite.size else float("nan"),
         }
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        return {key: value.copy() for key, value in self._state.items()}
-
-    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
-        load_arrays(self._state, state, "InstanceIoU")
-
-    def all_reduce(self) -> None:
-        all_reduce_arrays(self._state)
