@@ -152,6 +152,25 @@ def test_segment_max_matches_slow_walk_and_is_symmetric():
     np.testing.assert_allclose(segment_max(boundary, rows, H, W).numpy(), expected[[3, 17, 29]])
 
 
+def test_segment_max_gradient_goes_to_the_winning_sample():
+    """The custom backward equals autograd through a dense max over the slow walk's samples
+    (random B: no ties between different samples)."""
+    boundary = torch.rand(H * W, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    weights = torch.rand(H * W, H * W, dtype=torch.float64,
+                         generator=torch.Generator().manual_seed(2))
+    leaf = boundary.clone().requires_grad_()
+    (segment_max(leaf, torch.arange(H * W), H, W) * weights).sum().backward()
+    expected = torch.zeros(H * W, dtype=torch.float64)
+    d = slow_segment_max(boundary.view(H, W).numpy())
+    eps = 1e-6
+    for k in range(H * W):  # finite differences of sum(w * D), one pixel at a time
+        bumped = boundary.clone()
+        bumped[k] += eps
+        d_bumped = slow_segment_max(bumped.view(H, W).numpy())
+        expected[k] = float((torch.from_numpy(d_bumped - d) * weights).sum() / eps)
+    torch.testing.assert_close(leaf.grad, expected, rtol=1e-4, atol=1e-4)
+
+
 def test_segment_max_on_a_wall_separates_its_sides():
     boundary = torch.zeros(H, W, dtype=torch.float64)
     boundary[:, 3] = 1.0  # a vertical wall at x = 3

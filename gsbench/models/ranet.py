@@ -48,11 +48,12 @@ The decode head then concatenates A and the contextual map O, applies a 3x3 conv
 not describe the layers after RIB).
 
 Memory: nothing of size (hw)^2 x L is ever stored. The pairwise maps are computed in blocks of
-rows i (all j at once, ``max_chunk_elements`` bounds rows x hw x L). A no-grad pass stores F^g of
-one image (hw x hw floats, 354 MB at 97 x 97) to threshold the symmetrised score, the regions
-are computed and F^g is freed; J is then computed block by block under
-:func:`torch.utils.checkpoint.checkpoint`, so backward recomputes each block's D, E, F and F^g
-instead of keeping them. The thresholded graph G (hw x hw bool, 88 MB) lives while the regions
+rows i (all j at once, ``max_chunk_elements`` bounds rows x hw x L). The forward pass stores F^g
+of one image (hw x hw floats, 354 MB at 97 x 97) without autograd, groups the pixels into
+regions, reads J of Eq. (5) off it and frees it. Backward recomputes F^g block by block and
+accumulates the block's gradients (:class:`_RepresentativeScores`), and the maximum of Eq. (1)
+passes its gradient to the winning sample only (:class:`_SegmentMax`), so one block's graph is
+alive at a time. The thresholded graph G (hw x hw bool, 88 MB) lives while the regions
 are found; the segment-sample table is cached per map size (72 MB at 97 x 97). RIB's per-pixel
 work against the K slots of the pixel's region runs in checkpointed pixel blocks as well. The
 inter-region step is dense over the R <= QK representatives (R x R), which is small unless RCB
@@ -115,6 +116,35 @@ def _segment_tables(height: int, width: int, device: torch.device,
     return low, high, weight
 
 
+class _SegmentMax(torch.autograd.Function):
+    """Eq. (1)'s maximum over the interpolated samples, keeping only the winning sample.
+
+    Autograd through ``amax`` of the rows x hw x T samples would keep (and in backward build)
+    several rows x hw x T tensors; the gradient of a maximum reaches only the sample that won,
+    so saving that sample's two neighbours and weight (rows x hw each) is enough. On exact ties
+    between different samples the first one takes the whole gradient (a valid subgradient;
+    ``amax`` would split it). Samples t > L repeat the end point, so ties there go to one pixel
+    either way.
+    """
+
+    @staticmethod
+    def forward(ctx, boundary: Tensor, low: Tensor, high: Tensor, weight: Tensor) -> Tensor:
+        values = torch.lerp(boundary[low], boundary[high], weight)
+        best, arg = values.max(dim=-1, keepdim=True)
+        ctx.save_for_backward(low.gather(-1, arg), high.gather(-1, arg), weight.gather(-1, arg))
+        ctx.num = boundary.numel()
+        return best.squeeze(-1)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        low, high, weight = (t.flatten() for t in ctx.saved_tensors)
+        grad = grad.flatten()
+        out = grad.new_zeros(ctx.num)
+        out.index_add_(0, low, grad * (1 - weight))
+        out.index_add_(0, high, grad * weight)
+        return out, None, None, None
+
+
 def segment_max(boundary: Tensor, rows: Tensor, height: int, width: int) -> Tensor:
     """D of Eq. (1) for the pixels ``rows`` against every pixel: ``len(rows) x hw``.
 
@@ -130,9 +160,8 @@ def segment_max(boundary: Tensor, rows: Tensor, height: int, width: int) -> Tens
     dx = (cols % width).unsqueeze(0) - (rows % width).unsqueeze(1)
     offset = (dy + height - 1) * (2 * width - 1) + (dx + width - 1)
     start = rows.view(-1, 1, 1)
-    low = boundary[low_table[offset] + start]
-    high = boundary[high_table[offset] + start]
-    return torch.lerp(low, high, weight_table[offset]).amax(dim=-1)
+    return _SegmentMax.apply(boundary, low_table[offset] + start, high_table[offset] + start,
+                             weight_table[offset])
 
 
 def entropy_bits(prob: Tensor) -> Tensor:
@@ -232,6 +261,63 @@ def first_link_regions(adjacent_rows, num: int, device: torch.device,
 
 #: Region assignment rules of :class:`RegionAttention` (``grouping``).
 GROUPINGS = {"first_link": first_link_regions, "components": connected_regions}
+
+
+def _pair_scores(rows: Tensor, boundary: Tensor, prob: Tensor, weight: Tensor, bias: Tensor,
+                 height: int, width: int, cue: str) -> Tensor:
+    """F^g rows (Eq. 1-4): W^g (x) F on each row's map, computed in F's dtype."""
+    attention = region_attention(boundary, prob, rows, height, width, cue)
+    return regularised_scores(attention, weight.to(attention.dtype), bias.to(attention.dtype),
+                              height, width)
+
+
+def _region_mean(scores: Tensor, rows: Tensor, regions: Tensor, counts: Tensor) -> Tensor:
+    """J of Eq. (5) for ``rows``: the mean of their F^g rows over each row's own region."""
+    same = regions[rows].unsqueeze(1) == regions.unsqueeze(0)
+    return (scores * same).sum(dim=1) / counts[regions[rows]]
+
+
+class _RepresentativeScores(torch.autograd.Function):
+    """J of Eq. (5) with a backward that recomputes F^g block by block.
+
+    Forward keeps nothing of size hw x hw: it reads J off the F^g matrix of the grouping pass
+    when given one (else recomputes the blocks without autograd). Backward recomputes each
+    block's F^g with autograd and accumulates its gradients into preallocated buffers, so only
+    one block's graph is alive at a time. This is :func:`torch.utils.checkpoint.checkpoint` per
+    block, written out so that the forward need not recompute, and so that no per-block tensor
+    outlives its block (on CPU, glibc's heap otherwise fragments and grows with every block).
+    """
+
+    @staticmethod
+    def forward(ctx, geometry, score_matrix, boundary, prob, weight, bias):
+        regions, blocks, height, width, cue = geometry
+        counts = torch.bincount(regions).to(boundary.dtype)
+        out = boundary.new_empty(regions.numel())
+        for rows in blocks:
+            scores = (score_matrix[rows] if score_matrix is not None else
+                      _pair_scores(rows, boundary, prob, weight, bias, height, width, cue))
+            out[rows] = _region_mean(scores, rows, regions, counts)
+        ctx.geometry = geometry
+        ctx.save_for_backward(boundary, prob, weight, bias)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        regions, blocks, height, width, cue = ctx.geometry
+        inputs = [t.detach().requires_grad_() for t in ctx.saved_tensors]
+        wanted = [i for i, needs in enumerate(ctx.needs_input_grad[2:]) if needs]
+        totals = [torch.zeros_like(t) for t in inputs]
+        counts = torch.bincount(regions).to(inputs[0].dtype)
+        for rows in blocks:
+            with torch.enable_grad():
+                scores = _pair_scores(rows, *inputs, height, width, cue)
+                block = _region_mean(scores, rows, regions, counts)
+                parts = torch.autograd.grad(block, [inputs[i] for i in wanted], grad[rows],
+                                            allow_unused=True)  # a one-cue F leaves B or C out
+            for i, part in zip(wanted, parts):
+                if part is not None:
+                    totals[i] += part
+        return (None, None, *[totals[i] if i in wanted else None for i in range(4)])
 
 
 # --- RIB ------------------------------------------------------------------------------------------
@@ -426,51 +512,48 @@ class RegionAttention(nn.Module):
     def pair_scores(self, boundary: Tensor, prob: Tensor, rows: Tensor, height: int,
                     width: int) -> Tensor:
         """F^g rows (Eq. 1-4) of one image: boundary (hw,), prob (hw x N)."""
-        attention = region_attention(boundary, prob, rows, height, width, self.cue)
-        weight, bias = self.score_weight.to(attention.dtype), self.score_bias.to(attention.dtype)
-        return regularised_scores(attention, weight, bias, height, width)
+        return _pair_scores(rows, boundary, prob, self.score_weight, self.score_bias, height,
+                            width, self.cue)
+
+    def _blocks(self, height: int, width: int, device: torch.device) -> list[Tensor]:
+        rows = _row_blocks(height * width, height, width, self.max_chunk_elements)
+        return [block.to(device) for block in rows]
+
+    @torch.no_grad()
+    def _score_matrix(self, boundary: Tensor, prob: Tensor, height: int, width: int) -> Tensor:
+        """F^g of every pair of one image (hw x hw), filled in place block by block."""
+        num = height * width
+        scores = boundary.new_empty(num, num)
+        for rows in self._blocks(height, width, boundary.device):
+            scores[rows] = self.pair_scores(boundary, prob, rows, height, width)
+        return scores
+
+    @torch.no_grad()
+    def _group(self, scores: Tensor, height: int, width: int) -> Tensor:
+        """Region ids from the F^g matrix: G of Eq. (4) and the ``grouping`` rule."""
+        def adjacent(rows: Tensor) -> Tensor:
+            return (scores[rows] + scores[:, rows].T) > 2 * self.region_threshold
+
+        return GROUPINGS[self.grouping](adjacent, height * width, scores.device,
+                                        self._blocks(height, width, scores.device))
 
     def regions(self, boundary: Tensor, prob: Tensor, height: int, width: int) -> Tensor:
-        """Region id of every pixel of one image (Eq. 4 and the connected components of G)."""
-        num = height * width
-        blocks = _row_blocks(num, height, width, self.max_chunk_elements)
-        with torch.no_grad():
-            # Filled in place: a list of blocks and their concatenation would hold it twice.
-            scores = boundary.new_empty(num, num)
-            for rows in blocks:
-                rows = rows.to(boundary.device)
-                scores[rows] = self.pair_scores(boundary, prob, rows, height, width)
-
-            def adjacent(rows: Tensor) -> Tensor:
-                return (scores[rows] + scores[:, rows].T) > 2 * self.region_threshold
-
-            regions = GROUPINGS[self.grouping](adjacent, num, boundary.device, blocks)
-            del scores
-        return regions
+        """Region id of every pixel of one image (Eq. 4 and the ``grouping`` rule)."""
+        return self._group(self._score_matrix(boundary, prob, height, width), height, width)
 
     def representative_scores(self, boundary: Tensor, prob: Tensor, regions: Tensor,
-                              height: int, width: int) -> Tensor:
-        """J of Eq. (5), block by block; backward recomputes each block (checkpoint)."""
-        num = height * width
-        counts = torch.bincount(regions).to(boundary.dtype)
+                              height: int, width: int,
+                              score_matrix: Tensor | None = None) -> Tensor:
+        """J of Eq. (5) of one image, differentiable in B, C and W^g.
 
-        def block_scores(rows: Tensor, boundary: Tensor, prob: Tensor, weight: Tensor,
-                         bias: Tensor) -> Tensor:
-            attention = region_attention(boundary, prob, rows, height, width, self.cue)
-            scores = regularised_scores(attention, weight.to(attention.dtype),
-                                        bias.to(attention.dtype), height, width)
-            same = regions[rows].unsqueeze(1) == regions.unsqueeze(0)
-            return (scores * same).sum(dim=1) / counts[regions[rows]]
-
-        parts = []
-        for rows in _row_blocks(num, height, width, self.max_chunk_elements):
-            rows = rows.to(boundary.device)
-            args = (rows, boundary, prob, self.score_weight, self.score_bias)
-            if torch.is_grad_enabled():
-                parts.append(checkpoint(block_scores, *args, use_reentrant=False))
-            else:
-                parts.append(block_scores(*args))
-        return torch.cat(parts)
+        ``score_matrix``: F^g of every pair when the grouping pass already computed it (the
+        forward then reads it instead of recomputing); backward always recomputes block by
+        block (see :class:`_RepresentativeScores`).
+        """
+        geometry = (regions, self._blocks(height, width, boundary.device), height, width,
+                    self.cue)
+        return _RepresentativeScores.apply(geometry, score_matrix, boundary, prob,
+                                           self.score_weight, self.score_bias)
 
     def forward(self, features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         n, channels, height, width = features.shape
@@ -485,8 +568,11 @@ class RegionAttention(nn.Module):
             flat = features.to(dtype).reshape(n, channels, -1).transpose(1, 2)
             outputs = []
             for b in range(n):
-                regions = self.regions(boundary[b], prob[b], height, width)
-                scores = self.representative_scores(boundary[b], prob[b], regions, height, width)
+                score_matrix = self._score_matrix(boundary[b], prob[b], height, width)
+                regions = self._group(score_matrix, height, width)
+                scores = self.representative_scores(boundary[b], prob[b], regions, height, width,
+                                                     score_matrix)
+                del score_matrix
                 with torch.no_grad():
                     reps = select_representatives(scores.detach(), regions,
                                                   int(regions.max()) + 1, self.num_representatives)
