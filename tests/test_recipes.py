@@ -36,12 +36,17 @@ def test_the_zoo_has_every_method_depth_and_dataset():
         assert f"{family}-smoke" in SMOKE
 
 
+#: The evaluated classes of each dataset, as the papers count them.
+CLASSES_PER_DATASET = {"cityscapes": 19, "ade20k": 150, "voc2012": 21, "pascal_context": 59,
+                       "coco_stuff": 171, "coco_stuff10k": 171}
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_every_recipe_loads_and_round_trips(name):
     recipe = load_recipe(name)
     assert recipe.name == name
     assert recipe_from_dict(yaml.safe_load(recipe.to_yaml())) == recipe
-    assert recipe.data.num_classes == {"cityscapes": 19, "ade20k": 150}[recipe.data.dataset]
+    assert recipe.data.num_classes == CLASSES_PER_DATASET[recipe.data.dataset]
     if recipe.model.name == "psanet":
         crop_h, crop_w = recipe.data.crop_size
         assert recipe.model.mask_size == [
@@ -161,3 +166,32 @@ def test_zoo_lists_models_and_recipes():
     assert result.exit_code == 0, result.output
     for text in ("psanet101_collect_ade20k", "psanet101-smoke", "denseaspp", "nonlocal", "90000"):
         assert text in result.output
+
+
+def test_other_dataset_and_trainval_recipes_follow_the_papers():
+    for name in ("fcn50_voc2012", "psanet50_collect_voc2012", "psanet101_voc2012"):
+        r = load_recipe(name)  # PSANet Sec. 5: 30K iterations on SBD train_aug, rotation + blur
+        assert (r.data.dataset, r.data.train_split, r.data.val_split) == ("voc2012", "trainaug", "val")
+        assert (r.train.iterations, r.train.batch_size, r.train.lr) == (30000, 16, 0.01)
+        assert r.data.rotate_degrees == 10.0 and r.data.blur_prob > 0
+    for name, dataset, depth in (("gff50_dfp_pascal_context", "pascal_context", 50),
+                                 ("gff101_dfp_pascal_context", "pascal_context", 101),
+                                 ("gff101_dfp_coco_stuff10k", "coco_stuff10k", 101)):
+        r = load_recipe(name)  # GFF Implementation Details: crop 512, 150K iterations, batch 16
+        assert (r.model.name, r.model.dfp, r.model.backbone) == ("gff", True, f"resnet{depth}")
+        assert (r.data.dataset, r.data.crop_size) == (dataset, [512, 512])
+        assert (r.train.iterations, r.train.batch_size, r.train.lr) == (150000, 16, 0.001)
+    for name, dataset in (("ranet101_pascal_context", "pascal_context"),
+                          ("ranet101_coco_stuff10k", "coco_stuff10k")):
+        r = load_recipe(name)  # RANet Sec. 4: 520 x 520, 60K mini-batches of 8
+        assert (r.model.name, r.data.dataset, r.data.crop_size) == ("ranet", dataset, [520, 520])
+        assert (r.train.iterations, r.train.batch_size) == (60000, 8)
+    for name, base in (("psanet101_trainval", "psanet101"), ("gff101_dfp_trainval", "gff101_dfp"),
+                       ("gpsnet101_ocnet_trainval", "gpsnet101_ocnet"),
+                       ("ranet101_trainval", "ranet101")):
+        r, b = load_recipe(name), load_recipe(base)
+        assert r.data.train_split == "train+val"
+        assert (r.model, r.train) == (b.model, b.train)
+    denseaspp = load_recipe("gff101_denseaspp_baseline")
+    assert denseaspp.model.name == "denseaspp"
+    assert denseaspp.train == load_recipe("gff101_denseaspp").train
