@@ -70,11 +70,12 @@ def main_options(
 
 # --- prepare-data cityscapes / ade20k ---
 def _prepare_real_dataset(dataset: str, root: Path, out: Optional[Path], workers: int,
-                          quiet: bool) -> None:
+                          quiet: bool, **options) -> None:
     from gsbench.data.prepare import prepare_raw
 
     show_progress = not quiet and sys.stdout.isatty()
-    result = prepare_raw(dataset, root, out, workers=workers, progress=show_progress)
+    result = prepare_raw(dataset, root, out, workers=workers, progress=show_progress,
+                         options=options)
     if quiet:
         return
     where = result.out / "manifest.json"
@@ -110,9 +111,24 @@ def _add_real_dataset_command(command: str, dataset: str, root_help: str, summar
         _prepare_real_dataset(dataset, root, out, workers, quiet)
 
 
-_add_real_dataset_command(
-    "cityscapes", "cityscapes", _ROOT_HELP + " leftImg8bit/ + gtFine/.",
-    "Cityscapes fine annotations: trainId labels, edge targets, manifest.json with checksums.")
+@prepare_app.command(
+    "cityscapes",
+    help="Cityscapes: train, val (fine) and test (no labels), plus train_extra (the 19,998 "
+    "coarse images) when ROOT holds gtCoarse/ and leftImg8bit/train_extra/ (or gtCoarse.zip and "
+    "leftImg8bit_trainextra.zip); trainId labels, edge targets, manifest.json with checksums.")
+@user_errors
+def prepare_data_cityscapes(
+    root: Path = typer.Option(
+        ..., "--root", help=_ROOT_HELP + " leftImg8bit/ + gtFine/ (+ gtCoarse/)."),
+    out: Optional[Path] = typer.Option(None, "--out", help=_OUT_HELP),
+    workers: int = typer.Option(2, "--workers", min=1, help=_WORKERS_HELP),
+    quiet: bool = typer.Option(False, "--quiet", help=_QUIET_HELP),
+    no_coarse: bool = typer.Option(
+        False, "--no-coarse", help="Skip the coarse annotations even if ROOT holds them."),
+) -> None:
+    _prepare_real_dataset("cityscapes", root, out, workers, quiet, coarse=not no_coarse)
+
+
 _add_real_dataset_command(
     "ade20k", "ade20k", _ROOT_HELP + " ADEChallengeData2016/.",
     "ADE20K (SceneParsing 150): trainId labels (value - 1, 0 -> 255), edges, manifest.json.")
@@ -133,6 +149,11 @@ _add_real_dataset_command(
     "cocostuff", "coco_stuff", _TAR_ROOT_HELP + " images/ + annotations/ (stuffthingmaps), or "
     "train2017.zip, val2017.zip and stuffthingmaps_trainval2017.zip.",
     "COCO-Stuff 164k (171 classes): the used ids in order -> trainIds 0..170, edges, manifest.")
+_add_real_dataset_command(
+    "cocostuff10k", "coco_stuff10k", _TAR_ROOT_HELP + " images/ + annotations/ (.mat) + "
+    "imageLists/, or cocostuff-10k-v1.1.zip.",
+    "COCO-Stuff 10k (GFF Table 9, RANet Tables 4 and 6; 171 classes): train = train.txt (9,000), "
+    "val = test.txt (1,000, public labels: the papers' testing/validation set).")
 
 
 # --- prepare-data synthetic ---

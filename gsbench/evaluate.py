@@ -36,6 +36,7 @@ import numpy as np
 
 from gsbench.data.ade20k import ADE20K_LABEL_TO_TRAIN
 from gsbench.data.cocostuff import COCOSTUFF_LABEL_TO_TRAIN
+from gsbench.data.cocostuff10k import COCOSTUFF10K_LABEL_TO_TRAIN
 from gsbench.data.context import CONTEXT_LABEL_TO_TRAIN
 from gsbench.data.labels import CITYSCAPES_LABEL_TO_TRAIN, IGNORE_INDEX
 from gsbench.data.manifest import Manifest, Sample
@@ -50,13 +51,15 @@ DEFAULT_CROP_FACTORS: tuple[int, ...] = tuple(range(0, 401, 50))
 FSCORE_CONVENTIONS = ("gscnn", "strict")
 PRED_FORMATS = ("trainid", "labelid")
 #: ``--pred-format labelid``: the dataset's raw label values -> trainIds (Cityscapes labelIds
-#: through the official table; ADE20K annotation values 1..150, 0 = "other").
+#: through the official table; ADE20K annotation values 1..150, 0 = "other"; COCO-Stuff 164k
+#: map values id - 1, COCO-Stuff 10k the ids of its ``S`` maps, 0 = unlabeled).
 LABEL_ID_TO_TRAIN = {
     "cityscapes": CITYSCAPES_LABEL_TO_TRAIN,
     "ade20k": ADE20K_LABEL_TO_TRAIN,
     "voc2012": VOC_LABEL_TO_TRAIN,
     "pascal_context": CONTEXT_LABEL_TO_TRAIN,
     "coco_stuff": COCOSTUFF_LABEL_TO_TRAIN,
+    "coco_stuff10k": COCOSTUFF10K_LABEL_TO_TRAIN,
 }
 #: Files with these suffixes are predictions; anything else in the folder (logs, JSON) is skipped.
 IMAGE_SUFFIXES = frozenset(

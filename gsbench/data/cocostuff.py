@@ -1,5 +1,6 @@
 """Reader of COCO-Stuff 164k (Caesar et al. 2018) with its 171 classes, the input of
-``prepare-data cocostuff``.
+``prepare-data cocostuff``. (COCO-Stuff 10k, the set of GFF Table 9 and RANet Tables 4 and 6, is
+:mod:`gsbench.data.cocostuff10k`; it reuses this module's label table.)
 
 Accepted layout under ``ROOT`` (the official ``stuffthingmaps`` next to the COCO 2017 images):
 

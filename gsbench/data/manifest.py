@@ -6,7 +6,8 @@ the manifest's folder, so a prepared folder can be moved together with its raw d
 
     {
       "format": "gsbench-manifest/1",
-      "dataset": "cityscapes",       # or ade20k, voc2012, pascal_context, coco_stuff
+      "dataset": "cityscapes",       # or ade20k, voc2012, pascal_context, coco_stuff,
+                                     # coco_stuff10k
       "num_classes": 19,
       "class_names": ["road", ...],
       "ignore_index": 255,
@@ -23,6 +24,9 @@ the manifest's folder, so a prepared folder can be moved together with its raw d
         ]
       }
     }
+
+Wherever a split is named, ``a+b`` means the splits ``a`` and ``b`` one after the other (see
+:meth:`Manifest.split`).
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ from gsbench.io import atomic_write_json, read_json
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "gsbench-manifest/1"
+#: Joins split names into a union: ``train+val`` is train followed by val (:meth:`Manifest.split`).
+SPLIT_UNION = "+"
 #: Name of the prepared folder that ``prepare-data`` creates inside a raw dataset root by default.
 DEFAULT_PREPARED_DIRNAME = "gsbench"
 
@@ -69,10 +75,38 @@ class Manifest:
         return (self.root / relative).resolve()
 
     def split(self, name: str) -> list[Sample]:
-        if name not in self.splits:
-            known = ", ".join(sorted(self.splits)) or "none"
-            raise GsbenchError(f"{self.root / MANIFEST_NAME}: no split {name!r} (has: {known})")
-        return self.splits[name]
+        """The samples of the split ``name``, or of a union of splits.
+
+        ``a+b+c`` is the concatenation of the splits ``a``, ``b`` and ``c`` in that order,
+        wherever a split is named (recipe ``data.train_split``/``val_split``, ``gsbench eval
+        --split``): ``train+val`` is the papers' "train on train + val, submit test" protocol
+        (GFF Table 5, PSANet Table 6, RANet Table 5, GPSNet Table 2), ``train+val+train_extra``
+        adds the Cityscapes coarse set. A part may appear once, and the parts may not share an
+        image (a stem), so that no sample is trained on or scored twice.
+        """
+        if name in self.splits:
+            return self.splits[name]
+        where = self.root / MANIFEST_NAME
+        known = ", ".join(sorted(self.splits)) or "none"
+        if SPLIT_UNION not in name:
+            raise GsbenchError(f"{where}: no split {name!r} (has: {known})")
+        parts = name.split(SPLIT_UNION)
+        for part in parts:
+            if part not in self.splits:
+                raise GsbenchError(f"{where}: no split {part!r} in {name!r} (has: {known})")
+        if repeated := sorted({part for part in parts if parts.count(part) > 1}):
+            raise GsbenchError(f"{where}: split union {name!r} names {repeated[0]!r} twice")
+        samples: list[Sample] = []
+        owner: dict[str, str] = {}
+        for part in parts:
+            for sample in self.splits[part]:
+                if (first := owner.setdefault(sample.stem, part)) != part:
+                    raise GsbenchError(
+                        f"{where}: split union {name!r}: {sample.stem!r} is in both {first!r} "
+                        f"and {part!r}"
+                    )
+            samples.extend(self.splits[part])
+        return samples
 
     def to_json(self) -> dict[str, Any]:
         return {

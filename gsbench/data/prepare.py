@@ -1,7 +1,7 @@
 """``prepare-data``: turn a raw dataset into trainId labels, edge targets and ``manifest.json``.
 
-For every sample with ground truth it validates the raw files (readable PNG/JPEG or SBD ``.mat``,
-label the size of its image, 8-bit ids that exist in the official table), writes
+For every sample with ground truth it validates the raw files (readable PNG/JPEG, SBD or COCO-Stuff
+10k ``.mat``, label the size of its image, 8-bit ids that exist in the official table), writes
 ``labels/{split}/.../{stem}_trainIds.png`` (uint8 trainIds, 255 = ignore) and
 ``edges/{split}/.../{stem}_edge.png`` (uint8 0/1, :func:`gsbench.data.edges.edge_map`), and
 records sha256 checksums and the image size. Raw files are only read, never written.
@@ -23,7 +23,7 @@ import hashlib
 import json
 import multiprocessing
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from gsbench.data.ade20k import find_ade20k
 from gsbench.data.cityscapes import find_cityscapes
 from gsbench.data.cocostuff import find_cocostuff
+from gsbench.data.cocostuff10k import find_cocostuff10k
 from gsbench.data.context import find_context
 from gsbench.data.edges import DEFAULT_EDGE_RADIUS, disk_kernel, edge_map
 from gsbench.data.labels import IGNORE_INDEX
@@ -59,6 +60,7 @@ DATASET_FINDERS = {
     "voc2012": find_voc,
     "pascal_context": find_context,
     "coco_stuff": find_cocostuff,
+    "coco_stuff10k": find_cocostuff10k,
 }
 
 Fingerprints = dict[str, list[int]]  # relative path -> [size, mtime_ns]
@@ -76,10 +78,14 @@ class PrepareResult:
 
 
 def prepare_cityscapes(
-    root: Path, out: Path | None = None, *, workers: int = 2, progress: bool = True
+    root: Path, out: Path | None = None, *, workers: int = 2, progress: bool = True,
+    coarse: bool = True,
 ) -> Manifest:
-    """Prepare Cityscapes (fine annotations) under ``root``; see :func:`prepare_dataset`."""
-    return prepare_raw("cityscapes", root, out, workers=workers, progress=progress).manifest
+    """Prepare Cityscapes under ``root``: the fine annotations, and the coarse ``train_extra``
+    split when the root holds it and ``coarse`` is true; see
+    :func:`gsbench.data.cityscapes.find_cityscapes` and :func:`prepare_dataset`."""
+    return prepare_raw("cityscapes", root, out, workers=workers, progress=progress,
+                       options={"coarse": coarse}).manifest
 
 
 def prepare_ade20k(
@@ -113,6 +119,15 @@ def prepare_cocostuff(
     return prepare_raw("coco_stuff", root, out, workers=workers, progress=progress).manifest
 
 
+def prepare_cocostuff10k(
+    root: Path, out: Path | None = None, *, workers: int = 2, progress: bool = True
+) -> Manifest:
+    """Prepare COCO-Stuff 10k (cocostuff-10k-v1.1, 171 classes; train 9,000 / val 1,000) under
+    ``root``; see :func:`gsbench.data.cocostuff10k.find_cocostuff10k` and
+    :func:`prepare_dataset`."""
+    return prepare_raw("coco_stuff10k", root, out, workers=workers, progress=progress).manifest
+
+
 def prepare_raw(
     dataset: str,
     root: str | os.PathLike,
@@ -121,14 +136,16 @@ def prepare_raw(
     workers: int = 2,
     progress: bool = True,
     edge_radius: float = DEFAULT_EDGE_RADIUS,
+    options: Mapping[str, Any] | None = None,
 ) -> PrepareResult:
     """Find the raw files of ``dataset`` (a key of :data:`DATASET_FINDERS`) and prepare them
-    into ``out`` (default ``root/gsbench``)."""
+    into ``out`` (default ``root/gsbench``). ``options`` are keyword arguments of the dataset's
+    reader (Cityscapes: ``coarse``)."""
     if dataset not in DATASET_FINDERS:
         raise GsbenchError(f"unknown dataset {dataset!r} (known: {', '.join(DATASET_FINDERS)})")
     root = Path(root).expanduser()
     out = root / DEFAULT_PREPARED_DIRNAME if out is None else Path(out).expanduser()
-    raw = DATASET_FINDERS[dataset](root, out, progress=progress)
+    raw = DATASET_FINDERS[dataset](root, out, progress=progress, **(options or {}))
     return prepare_dataset(raw, out, workers=workers, progress=progress, edge_radius=edge_radius)
 
 
@@ -171,8 +188,9 @@ def prepare_dataset(
     reused = len(done)
 
     todo = [sample for key, sample in by_key.items() if key not in done]
-    jobs = [(sample, str(out), raw.label_to_train, raw.known_label_ids, float(edge_radius))
-            for sample in todo]
+    label_reader = raw.label_reader or read_raw_label
+    jobs = [(sample, str(out), raw.label_to_train, raw.known_label_ids, float(edge_radius),
+             label_reader) for sample in todo]
     columns = (TextColumn(f"prepare {raw.name}"), BarColumn(), MofNCompleteColumn(),
                TimeRemainingColumn())
     with Progress(*columns, disable=not progress) as bar, \
@@ -207,13 +225,15 @@ def prepare_sample(
     label_to_train: np.ndarray,
     known_label_ids: np.ndarray,
     edge_radius: float = DEFAULT_EDGE_RADIUS,
+    label_reader: Callable[[Path], np.ndarray] = read_raw_label,
 ) -> dict[str, Any]:
-    """Validate one raw sample, write its outputs and return its journal record."""
+    """Validate one raw sample, write its outputs and return its journal record
+    (``label_reader`` reads the raw label file, see :class:`RawDataset`)."""
     image = read_rgb(sample.image)
     height, width = image.shape[:2]
     named = {"image": sample.image}
     if sample.raw_label is not None:
-        raw = read_raw_label(sample.raw_label)
+        raw = label_reader(sample.raw_label)
         if raw.dtype != np.uint8:
             raise GsbenchError(f"{sample.raw_label}: expected 8-bit label ids, got {raw.dtype}")
         if raw.shape != (height, width):
@@ -262,8 +282,9 @@ def prepare_sample(
 
 
 def _prepare_job(job: tuple) -> dict[str, Any]:
-    sample, out, label_to_train, known_label_ids, edge_radius = job
-    return prepare_sample(sample, Path(out), label_to_train, known_label_ids, edge_radius)
+    sample, out, label_to_train, known_label_ids, edge_radius, label_reader = job
+    return prepare_sample(sample, Path(out), label_to_train, known_label_ids, edge_radius,
+                          label_reader)
 
 
 def _init_worker() -> None:

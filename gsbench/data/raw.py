@@ -2,8 +2,8 @@
 archives (zip and tar), and reading raw label files (grey or palette PNG, SBD ``.mat``).
 
 :class:`RawDataset` is the contract between a dataset reader (``cityscapes.py``, ``ade20k.py``,
-``voc.py``, ``context.py``, ``cocostuff.py``: find the files, check names and pairing) and
-``prepare.py`` (convert, validate pixels, write).
+``voc.py``, ``context.py``, ``cocostuff.py``, ``cocostuff10k.py``: find the files, check names
+and pairing) and ``prepare.py`` (convert, validate pixels, write).
 
 :func:`extract_zip` and :func:`extract_tar` unpack the official archives. Every member is checked
 before anything is written (no absolute paths, no ``..`` components, no symlinks; tar archives
@@ -77,6 +77,8 @@ class RawDataset:
 
     ``label_to_train`` maps every raw label id (0..255) to a trainId; ``known_label_ids`` marks
     the raw ids that exist in the official table (any other id in a label file is an error).
+    ``label_reader`` reads one raw label file as a 2-D uint8 id map; None means
+    :func:`read_raw_label`. It runs in the worker processes, so it must be a module-level function.
     """
 
     name: str
@@ -84,6 +86,7 @@ class RawDataset:
     label_to_train: np.ndarray
     known_label_ids: np.ndarray
     samples: tuple[RawSample, ...]
+    label_reader: Callable[[Path], np.ndarray] | None = None
 
 
 def files_with_suffix(folder: Path, suffix: str) -> dict[str, Path]:
