@@ -126,6 +126,9 @@ class DataConfig:
     blur_prob: float = 0.0  # probability of a 5x5 Gaussian blur
     color_jitter: float = 0.0  # brightness/contrast/saturation strength; 0 disables it
     flip: bool = True
+    #: fraction of each epoch's crops centred on a class drawn uniformly among the split's
+    #: classes (Gated-SCNN's test-server model: 0.5; see gsbench.data.uniform); 0 disables it
+    class_uniform: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -411,6 +414,9 @@ def _check_values(recipe: Recipe) -> None:
         raise _SchemaError("data.scale_range", f"data.scale_range must be 0 < low <= high, got {[low, high]}")
     if not 0.0 <= recipe.data.blur_prob <= 1.0:
         raise _SchemaError("data.blur_prob", f"data.blur_prob must be in [0, 1], got {recipe.data.blur_prob}")
+    if not 0.0 <= recipe.data.class_uniform <= 1.0:
+        raise _SchemaError("data.class_uniform",
+                           f"data.class_uniform must be in [0, 1], got {recipe.data.class_uniform}")
     if recipe.train.amp_dtype not in ("bfloat16", "float16"):
         raise _SchemaError("train.amp_dtype", f"train.amp_dtype must be bfloat16 or float16, got {recipe.train.amp_dtype!r}")
 

@@ -202,3 +202,16 @@ def test_coarse_recipes_add_train_extra_to_their_base():
         r, b = load_recipe(name), load_recipe(base)
         assert r.data.train_split == "train+val+train_extra"
         assert (r.model, r.train, r.data.crop_size) == (b.model, b.train, b.data.crop_size)
+
+
+def test_gscnn_test_server_recipe_follows_the_paper():
+    # Gated-SCNN Sec. 4 "Cityscapes Benchmark": the WideResNet-38 model with GCL and dual-task
+    # loss, 175 epochs at batch 16 and lr 1e-2 poly, class-uniform 800x800 crops, no coarse data
+    r, base = load_recipe("gscnn_wrn38_test"), load_recipe("gscnn_wrn38")
+    assert r.model == base.model and r.model.backbone == "wideresnet38" and r.model.shape_stream
+    assert r.train.loss_options == base.train.loss_options and r.train.loss_options["dual_task"]
+    assert r.train.iterations == round(175 * 2975 / 16) == 32539
+    assert (r.train.batch_size, r.train.lr, r.train.poly_power) == (16, 0.01, 0.9)
+    assert (r.data.crop_size, r.data.class_uniform, r.data.train_split) == ([800, 800], 0.5, "train")
+    assert base.data.class_uniform == 0.0
+    assert r.data.scale_range == base.data.scale_range and r.data.flip

@@ -32,7 +32,7 @@ from gsbench.data.transforms import (
     train_transform,
 )
 from gsbench.engine.checkpoint import load_checkpoint, load_model_weights
-from gsbench.engine.train import param_groups, poly_lr, train
+from gsbench.engine.train import load_run_recipe, param_groups, poly_lr, train
 from gsbench.errors import GsbenchError
 from gsbench.io import write_png
 from gsbench.recipes import list_recipes, load_recipe
@@ -289,6 +289,25 @@ def test_interrupted_and_resumed_run_matches_uninterrupted_bitwise(data_root, tm
     final_split = load_model_weights(tmp_path / "split" / "checkpoints" / "final.pt")
     assert weights_equal(final_whole, final_split)
     assert [r["loss"] for r in whole.log] == [float(r["loss"]) for r in second.log]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_class_uniform_run_resumes_bitwise(data_root, tmp_path):
+    """data.class_uniform: the per-epoch plan is rebuilt on resume (3 epochs of 2 batches here)."""
+    torch.set_num_threads(1)
+    overrides = ["train.iterations=5", "train.checkpoint_every=2", "train.log_every=1",
+                 "data.class_uniform=0.5"]
+    recipe = load_recipe("psanet101-smoke", overrides)
+    whole = train(recipe, tmp_path / "whole", data_root=data_root, quiet=True)
+    train(recipe, tmp_path / "split", data_root=data_root, quiet=True, stop_after=3)
+    second = train(recipe, tmp_path / "split", data_root=data_root, quiet=True, resume=True)
+    assert second.finished and [r["loss"] for r in whole.log] == [float(r["loss"]) for r in second.log]
+    assert weights_equal(load_model_weights(tmp_path / "whole" / "checkpoints" / "final.pt"),
+                         load_model_weights(tmp_path / "split" / "checkpoints" / "final.pt"))
+    assert load_run_recipe(tmp_path / "split").data.class_uniform == 0.5
+    plain = train(load_recipe("psanet101-smoke", overrides[:-1]), tmp_path / "plain",
+                  data_root=data_root, quiet=True)
+    assert [r["loss"] for r in plain.log] != [r["loss"] for r in whole.log]  # the option is used
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")

@@ -8,6 +8,11 @@ Items are dictionaries::
 Augmentation randomness comes from a generator seeded by ``(seed, epoch, index)`` (see
 :meth:`SegmentationDataset.generator`), so an item is the same whichever worker loads it, in
 whatever order, in one process or under torchrun; :meth:`set_epoch` changes it per epoch.
+
+With ``class_uniform = p > 0`` (recipe ``data.class_uniform``) a fraction ``p`` of each epoch's
+positions load an image chosen for a class and crop around that class (Gated-SCNN's class-uniform
+sampling, :mod:`gsbench.data.uniform`); the plan comes from ``(seed, epoch)`` alone, so the same
+holds. ``p = 0`` draws nothing extra: items are exactly those of a dataset without the option.
 """
 
 from __future__ import annotations
@@ -19,12 +24,24 @@ from torch.utils.data import Dataset
 from gsbench.data.labels import IGNORE_INDEX
 from gsbench.data.manifest import Manifest
 from gsbench.data.transforms import Compose, Pair, eval_transform
+from gsbench.data.uniform import (
+    ClassPixelIndex, EpochPlan, build_class_index, class_anchor, plan_epoch,
+)
 from gsbench.errors import GsbenchError
 from gsbench.io import read_label, read_rgb
 
 
+#: Spawn key of the epoch-plan generator, apart from the per-item generators' seeds.
+_PLAN_STREAM = 1
+
+
 class SegmentationDataset(Dataset):
-    """Images, trainId labels and (when prepared) edge maps of ``manifest``'s ``split``."""
+    """Images, trainId labels and (when prepared) edge maps of ``manifest``'s ``split``.
+
+    ``class_uniform`` is the class-uniform fraction (0 disables it); ``class_index`` the split's
+    :class:`~gsbench.data.uniform.ClassPixelIndex` when the caller has it already (it is built,
+    or read from its cache, otherwise).
+    """
 
     def __init__(
         self,
@@ -33,6 +50,8 @@ class SegmentationDataset(Dataset):
         transform: Compose | None = None,
         seed: int = 0,
         with_edges: bool = True,
+        class_uniform: float = 0.0,
+        class_index: ClassPixelIndex | None = None,
     ):
         self.manifest = manifest
         self.split = split
@@ -44,20 +63,53 @@ class SegmentationDataset(Dataset):
         self.epoch = 0
         # edges are returned only when every sample of the split has them (a batch needs all)
         self.has_edges = with_edges and all(s.edge for s in self.samples)
+        if not 0.0 <= class_uniform <= 1.0:
+            raise GsbenchError(f"data.class_uniform must be in [0, 1], got {class_uniform}")
+        self.class_uniform = float(class_uniform)
+        self.class_index: ClassPixelIndex | None = None
+        self.plan: EpochPlan | None = None
+        if self.class_uniform > 0:
+            if class_index is None:
+                class_index = build_class_index(manifest, split)
+            self.class_index = class_index
+            expected = (len(self.samples), manifest.num_classes)
+            if self.class_index.counts.shape != expected:
+                raise GsbenchError(
+                    f"{manifest.root}: class index of split {split!r} has shape "
+                    f"{self.class_index.counts.shape}, expected {expected}"
+                )
+            if self.class_index.present.size == 0:
+                raise GsbenchError(
+                    f"{manifest.root}: split {split!r} has no labelled pixel of any class, so "
+                    "data.class_uniform has no class to sample"
+                )
+            self.set_epoch(0)
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def set_epoch(self, epoch: int) -> None:
-        """Use the augmentation draws of ``epoch`` (call before creating the loader iterator)."""
+        """Use the augmentation draws (and class-uniform plan) of ``epoch``; call it before
+        creating the loader iterator, so that the workers get them."""
         self.epoch = int(epoch)
+        if self.class_index is not None:
+            stream = np.random.SeedSequence([self.seed, self.epoch], spawn_key=(_PLAN_STREAM,))
+            self.plan = plan_epoch(self.class_index, self.class_uniform, np.random.default_rng(stream))
+
+    def crop_source(self, index: int) -> tuple[int, int | None]:
+        """The sample that item ``index`` loads in the current epoch, and the class its crop is
+        centred on (None: an ordinary random crop of sample ``index``)."""
+        if self.plan is None or self.plan.classes[index] < 0:
+            return index, None
+        return int(self.plan.images[index]), int(self.plan.classes[index])
 
     def generator(self, index: int) -> np.random.Generator:
         """The augmentation generator of item ``index`` in the current epoch."""
         return np.random.default_rng([self.seed, self.epoch, index])
 
     def __getitem__(self, index: int) -> dict:
-        sample = self.samples[index]
+        source, class_id = self.crop_source(index)
+        sample = self.samples[source]
         image = read_rgb(self.manifest.path(sample.image))
         label = edge = None
         if sample.label is not None:
@@ -71,7 +123,11 @@ class SegmentationDataset(Dataset):
                 )
         if self.has_edges:
             edge = read_label(self.manifest.path(sample.edge)).astype(np.uint8)
-        pair = self.transform(Pair(image, label, edge), self.generator(index))
+        rng = self.generator(index)
+        anchor = None
+        if class_id is not None:
+            anchor = class_anchor(label, class_id, rng, self.manifest.path(sample.label))
+        pair = self.transform(Pair(image, label, edge, anchor), rng)
         item = {"image": pair.image, "stem": sample.stem}
         if pair.label is not None:
             item["label"] = torch.from_numpy(pair.label.astype(np.int64))

@@ -4,8 +4,11 @@ Each transform takes a :class:`Pair` and a ``numpy.random.Generator`` and return
 generator is the only source of randomness, so a sample's augmentation is fixed by the generator
 the dataset seeds for it (from seed, epoch and index): results do not depend on worker count or
 order. Images stay uint8 RGB until :class:`Normalize`; labels are uint8 trainIds with 255 =
-ignore; edges are uint8 0/1. Geometry uses bilinear interpolation for images and nearest for
-labels and edges, as in hszhao/semseg's ``transform.py`` (the PSANet authors' pipeline).
+ignore; edges are uint8 0/1. A pair may carry an ``anchor`` pixel that the crop must contain
+(class-uniform sampling, :mod:`gsbench.data.uniform`): the geometric steps before the crop move
+it with the image, the crop consumes it. Geometry uses bilinear interpolation for images and
+nearest for labels and edges, as in hszhao/semseg's ``transform.py`` (the PSANet authors'
+pipeline).
 """
 
 from __future__ import annotations
@@ -34,6 +37,38 @@ class Pair:
     image: np.ndarray | torch.Tensor
     label: np.ndarray | None = None  # HxW uint8 trainIds
     edge: np.ndarray | None = None  # HxW uint8 0/1
+    #: (row, col) of a pixel the crop must contain, in this image's coordinates; None: any crop
+    anchor: tuple[int, int] | None = None
+
+
+def _map_anchor(anchor: tuple[int, int] | None, matrix: np.ndarray) -> tuple[int, int] | None:
+    """The pixel (row, col) that a 2x3 affine ``matrix`` (on x = col, y = row) moves ``anchor`` to."""
+    if anchor is None:
+        return None
+    x, y = matrix[:2] @ np.array([anchor[1], anchor[0], 1.0])
+    return int(np.floor(y + 0.5)), int(np.floor(x + 0.5))
+
+
+def _scale_matrix(fx: float, fy: float) -> np.ndarray:
+    """Source -> resized image with cv2.resize's pixel-centre convention (3x3)."""
+    return np.array([[fx, 0, 0.5 * fx - 0.5], [0, fy, 0.5 * fy - 0.5], [0, 0, 1]])
+
+
+def _window_start(rng: np.random.Generator, extent: int, size: int, anchor: int | None) -> int:
+    """First row (or column) of a ``size``-pixel window in ``extent >= size`` pixels.
+
+    Without an anchor: uniform over every position. With one: uniform in ``[anchor - size + 1,
+    anchor]`` (the windows that contain the anchor), then clamped into the image, as the
+    centroid crop of NVIDIA's class-uniform sampling (``RandomCrop.__call__(img, mask,
+    centroid)`` in nv-tlabs/GSCNN ``transforms/joint_transforms.py``). That code draws from
+    ``[anchor - size, anchor]``, whose first value leaves the anchor one pixel outside the
+    window; gsbench starts one pixel later so the anchor is always inside. An anchor outside the
+    image (moved there by a rotation) is first clamped to the nearest edge pixel.
+    """
+    if anchor is None:
+        return int(rng.integers(0, extent - size + 1))
+    anchor = min(max(anchor, 0), extent - 1)
+    return int(np.clip(rng.integers(anchor - size + 1, anchor + 1), 0, extent - size))
 
 
 def _resize_targets(pair: Pair, size_wh: tuple[int, int]) -> dict:
@@ -69,7 +104,8 @@ class RandomScale:
         h, w = pair.image.shape[:2]
         size = (max(1, round(w * factor)), max(1, round(h * factor)))
         image = cv2.resize(pair.image, size, interpolation=cv2.INTER_LINEAR)
-        return replace(pair, image=image, **_resize_targets(pair, size))
+        anchor = _map_anchor(pair.anchor, _scale_matrix(size[0] / w, size[1] / h))
+        return replace(pair, image=image, anchor=anchor, **_resize_targets(pair, size))
 
 
 class RandomRotate:
@@ -93,7 +129,7 @@ class RandomRotate:
         image = warp(pair.image, cv2.INTER_LINEAR, MEAN_RGB_UINT8)
         label = None if pair.label is None else warp(pair.label, cv2.INTER_NEAREST, IGNORE_INDEX)
         edge = None if pair.edge is None else warp(pair.edge, cv2.INTER_NEAREST, 0)
-        return Pair(image, label, edge)
+        return Pair(image, label, edge, _map_anchor(pair.anchor, matrix))
 
 
 class RandomGaussianBlur:
@@ -147,12 +183,16 @@ class HorizontalFlip:
         def flip(array):
             return None if array is None else np.ascontiguousarray(array[:, ::-1])
 
-        return Pair(flip(pair.image), flip(pair.label), flip(pair.edge))
+        anchor = None
+        if pair.anchor is not None:
+            anchor = (pair.anchor[0], pair.image.shape[1] - 1 - pair.anchor[1])
+        return Pair(flip(pair.image), flip(pair.label), flip(pair.edge), anchor)
 
 
 class RandomCrop:
     """A ``height x width`` window at a uniform random position; a smaller input is first padded
-    at the bottom and right (image with the mean colour, label with ignore, edge with 0)."""
+    at the bottom and right (image with the mean colour, label with ignore, edge with 0). With an
+    anchor the window contains it (:func:`_window_start`)."""
 
     def __init__(self, height: int, width: int):
         self.height, self.width = int(height), int(width)
@@ -167,10 +207,12 @@ class RandomCrop:
                     return None
                 return cv2.copyMakeBorder(array, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=fill)
 
-            pair = Pair(pad(pair.image, MEAN_RGB_UINT8), pad(pair.label, IGNORE_INDEX), pad(pair.edge, 0))
+            pair = Pair(pad(pair.image, MEAN_RGB_UINT8), pad(pair.label, IGNORE_INDEX), pad(pair.edge, 0),
+                        pair.anchor)
             h, w = pair.image.shape[:2]
-        top = int(rng.integers(0, h - self.height + 1))
-        left = int(rng.integers(0, w - self.width + 1))
+        anchor = pair.anchor or (None, None)
+        top = _window_start(rng, h, self.height, anchor[0])
+        left = _window_start(rng, w, self.width, anchor[1])
         window = (slice(top, top + self.height), slice(left, left + self.width))
 
         def crop(array):
@@ -200,10 +242,11 @@ class RandomScaleRotateCrop:
     ``cv2.warpAffine`` straight into the crop window.
 
     Same random draws in the same order (factor, angle, top, left) and the same geometry as the
-    three steps in sequence, but one resampling of only the crop's pixels instead of resizing
-    (up to 2x) and rotating the whole image first: about 10x less work on 1024x2048 Cityscapes
-    images. Images are resampled once (bilinear) instead of twice, so values differ from the
-    sequential steps by interpolation rounding only (see the tests).
+    three steps in sequence (an anchor is moved by the scale and rotation, then kept in the
+    window as by :class:`RandomCrop`), but one resampling of only the crop's pixels instead of
+    resizing (up to 2x) and rotating the whole image first: about 10x less work on 1024x2048
+    Cityscapes images. Images are resampled once (bilinear) instead of twice, so values differ
+    from the sequential steps by interpolation rounding only (see the tests).
     """
 
     def __init__(self, scale_range: Sequence[float], degrees: float, crop_size: Sequence[int]):
@@ -216,13 +259,12 @@ class RandomScaleRotateCrop:
         factor = rng.uniform(self.low, self.high)
         scaled_w, scaled_h = max(1, round(w * factor)), max(1, round(h * factor))
         angle = rng.uniform(-self.degrees, self.degrees) if self.degrees > 0 else 0.0
-        # the crop window lies in the scaled image padded at the bottom/right up to the crop
-        top = int(rng.integers(0, max(scaled_h, self.height) - self.height + 1))
-        left = int(rng.integers(0, max(scaled_w, self.width) - self.width + 1))
-        fx, fy = scaled_w / w, scaled_h / h
-        # source -> scaled image, with cv2.resize's pixel-centre convention
-        scale = np.array([[fx, 0, 0.5 * fx - 0.5], [0, fy, 0.5 * fy - 0.5], [0, 0, 1]])
+        scale = _scale_matrix(scaled_w / w, scaled_h / h)
         rotate = np.vstack([cv2.getRotationMatrix2D((scaled_w / 2.0, scaled_h / 2.0), angle, 1.0), [0, 0, 1]])
+        anchor = _map_anchor(pair.anchor, rotate @ scale) or (None, None)
+        # the crop window lies in the scaled image padded at the bottom/right up to the crop
+        top = _window_start(rng, max(scaled_h, self.height), self.height, anchor[0])
+        left = _window_start(rng, max(scaled_w, self.width), self.width, anchor[1])
         shift = np.array([[1, 0, -left], [0, 1, -top], [0, 0, 1]], dtype=np.float64)
         matrix = (shift @ rotate @ scale)[:2]
         size = (self.width, self.height)

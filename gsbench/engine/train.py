@@ -13,11 +13,11 @@ A run folder holds everything needed to understand and continue a run::
     checkpoints/final.pt  (the final weights)
     tensorboard/          (when the tensorboard package is installed)
 
-Reproducibility: one seed (the recipe's) initialises the model; the sampler order depends on
-(seed, epoch) and every sample's augmentation on (seed, epoch, index), independent of workers
-and processes. A resumed run restores the model, optimizer, grad scaler, the global random
-states and the sampler position, so on CPU it ends with bit-identical weights to an
-uninterrupted run.
+Reproducibility: one seed (the recipe's) initialises the model; the sampler order and the
+class-uniform plan (``data.class_uniform``) depend on (seed, epoch) and every sample's
+augmentation on (seed, epoch, index), independent of workers and processes. A resumed run
+restores the model, optimizer, grad scaler, the global random states and the sampler position,
+so on CPU it ends with bit-identical weights to an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ import gsbench
 from gsbench.data.dataset import SegmentationDataset
 from gsbench.data.manifest import Manifest
 from gsbench.data.transforms import eval_transform, train_transform
+from gsbench.data.uniform import ClassPixelIndex, build_class_index
 from gsbench.engine.checkpoint import (
     FINAL_NAME,
     LAST_NAME,
@@ -261,7 +262,10 @@ class _Trainer:
         self.loss_fn = build_loss_from_recipe(self.recipe).to(ctx.device)
 
         data = self.recipe.data
-        self.dataset = SegmentationDataset(manifest, data.train_split, train_transform(data), seed=self.recipe.seed)
+        self.dataset = SegmentationDataset(
+            manifest, data.train_split, train_transform(data), seed=self.recipe.seed,
+            class_uniform=data.class_uniform, class_index=self._class_index(manifest),
+        )
         self.sampler = ResumableSampler(
             self.dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
             seed=self.recipe.seed, drop_last=False,
@@ -275,6 +279,23 @@ class _Trainer:
         self.val_dataset = None
         if cfg.val_every:
             self.val_dataset = SegmentationDataset(manifest, data.val_split, eval_transform(), with_edges=False)
+
+    def _class_index(self, manifest: Manifest) -> ClassPixelIndex | None:
+        """The class-uniform index of the training split (None when data.class_uniform is 0).
+        Rank 0 builds it first, so that the other ranks read the cache it writes."""
+        if self.recipe.data.class_uniform == 0:
+            return None
+        split = self.recipe.data.train_split
+        index = problem = None
+        if self.ctx.is_main:
+            try:
+                index = build_class_index(manifest, split)
+            except GsbenchError as exc:
+                problem = str(exc)
+        problem = broadcast_object(self.ctx, problem)  # also keeps the other ranks waiting
+        if problem:
+            raise GsbenchError(problem)
+        return index if index is not None else build_class_index(manifest, split)
 
     def _write_run_files(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
