@@ -320,9 +320,16 @@ def eval_command(
     ),
     workers: int = typer.Option(2, "--workers", help="Worker processes (results do not depend on it)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-    ms: bool = typer.Option(False, "--ms", help="TARGET: multi-scale inference (see --scales)."),
-    scales: str = typer.Option(
-        "0.5,0.75,1.0,1.25,1.5,1.75", "--scales", help="TARGET: the scales of --ms."
+    ms: bool = typer.Option(
+        False, "--ms", help="TARGET: multi-scale inference at 0.5,0.75,1.0,1.25,1.5,1.75."
+    ),
+    scales: Optional[str] = typer.Option(
+        None, "--scales", help="TARGET: multi-scale inference at these scales (e.g. "
+        "0.75,1.0,1.25,1.5,1.75; implies --ms)."
+    ),
+    output: str = typer.Option(
+        "out", "--output", help="TARGET: the model output to score: out (the prediction) or "
+        "an auxiliary map the model exposes (coarse: RANet's semantic score map C)."
     ),
     flip: bool = typer.Option(False, "--flip", help="TARGET: also infer the mirrored image."),
     slide: bool = typer.Option(
@@ -341,7 +348,7 @@ def eval_command(
 
     Either a folder of saved predictions (--pred-dir P --data ROOT) or a trained model
     (TARGET = run folder or checkpoint, --data ROOT), whose metrics default to
-    TARGET/eval/{split}_{ss|ms}[_flip][_slide]/metrics.{json,csv,md}.
+    TARGET/eval/{split}_{ss|ms|ms-<scales>}[_flip][_slide][_<output>]/metrics.{json,csv,md}.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -352,7 +359,7 @@ def eval_command(
             raise GsbenchError("give a TARGET (run folder or checkpoint) or --pred-dir, not both")
         evaluate_target(
             target, data, split=split, ms=ms, scales=scales, flip=flip, slide=slide,
-            save_pred=save_pred, export=export, out_dir=out_dir, device=device,
+            output=output, save_pred=save_pred, export=export, out_dir=out_dir, device=device,
             radii=parse_int_list(radii, "--radii", minimum=1),
             crop_factors=None if crop_factors is None
             else parse_int_list(crop_factors, "--crop-factors", minimum=0),
@@ -362,6 +369,8 @@ def eval_command(
         return
     if pred_dir is None or data is None:
         raise GsbenchError("give --pred-dir (predicted label maps) and --data (a prepared dataset)")
+    if output != "out":
+        raise GsbenchError("--output picks a model output: it needs a TARGET, not --pred-dir")
     radii_px = parse_int_list(radii, "--radii", minimum=1)
     factors = None if crop_factors is None else parse_int_list(crop_factors, "--crop-factors")
 
@@ -400,20 +409,24 @@ def write_and_print_metrics(
 
 def evaluate_target(
     target: Path, data: Optional[Path], *, split: str = "val", ms: bool = False,
-    scales: str = "0.5,0.75,1.0,1.25,1.5,1.75", flip: bool = False, slide: bool = False,
+    scales: Optional[str] = None, flip: bool = False, slide: bool = False, output: str = "out",
     save_pred: Optional[Path] = None, export: Optional[str] = None, out_dir: Optional[Path] = None,
     device: str = "cpu", radii=None, crop_factors=None, fscore_convention: str = "gscnn",
     out: Optional[Path] = None, csv_path: Optional[Path] = None,
     markdown_path: Optional[Path] = None, quiet: bool = False,
 ) -> Optional[dict]:
     """`gsbench eval RUN_DIR|CHECKPOINT`: infer the split with the trained model and score it
-    (None for a split without ground truth, which only exports or saves predictions)."""
+    (None for a split without ground truth, which only exports or saves predictions). ``scales``
+    (comma-separated) implies ``ms``; ``ms`` alone uses DEFAULT_MS_SCALES."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from gsbench.engine.eval_setting import EvalSetting
     from gsbench.engine.inference import (
-        InferenceOptions, evaluate_model, inference_tag, load_model_for_eval, parse_scales,
+        DEFAULT_MS_SCALES, InferenceOptions, evaluate_model, inference_tag, load_model_for_eval,
+        parse_scales,
     )
 
+    ms_scales = parse_scales(scales) if scales is not None else DEFAULT_MS_SCALES
     loaded = load_model_for_eval(target, device)
     data = data if data is not None else loaded.recipe.data.root
     if data is None:
@@ -421,11 +434,13 @@ def evaluate_target(
     options = InferenceOptions(
         mode="slide" if slide else "whole",
         crop_size=tuple(loaded.recipe.data.crop_size) if slide else None,
-        scales=parse_scales(scales) if ms else (1.0,),
+        scales=ms_scales if ms or scales is not None else (1.0,),
         flip=flip,
+        output=output,
     )
     if out is None and csv_path is None and markdown_path is None and loaded.run_dir is not None:
-        folder = loaded.run_dir / "eval" / f"{split}_{inference_tag(options)}"
+        setting = EvalSetting(split, options.scales, options.flip, options.output)
+        folder = setting.folder(loaded.run_dir, slide=slide)  # where report and ablate look
         out, csv_path, markdown_path = (folder / f"metrics.{ext}" for ext in ("json", "csv", "md"))
     with Progress(
         TextColumn(f"inferring {split}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -452,7 +467,10 @@ def evaluate_target(
 @user_errors
 def ablate(
     table: str = typer.Argument(..., metavar="TABLE", help="A table (gff.table1) or table file."),
-    data: str = typer.Option("DATA", "--data", help="Prepared dataset folder the runs train on."),
+    data: Optional[list[str]] = typer.Option(
+        None, "--data", metavar="[DATASET=]PATH",
+        help="Prepared dataset folder the runs train on: PATH for every dataset of the table, or "
+        "DATASET=PATH (repeatable) for one, e.g. --data cityscapes=cs --data pascal_context=pc."),
     scale: str = typer.Option(
         "full", "--scale", help="full: the papers' recipes; smoke: their toy -smoke variants."),
     seeds: int = typer.Option(1, "--seeds", help="Runs per cell (seeds s..s+N-1); report: mean +- std."),
@@ -468,20 +486,27 @@ def ablate(
     """Train and evaluate the missing cells of a paper table (finished runs are skipped,
     interrupted ones resumed, unevaluated ones evaluated).
 
-    --dry-run prints the commands instead (torchrun lines at full scale), for a scheduler.
+    --dry-run prints the commands instead (torchrun lines at full scale), for a scheduler;
+    a dataset without --data shows as <DATASET data> there.
 
     `gsbench report TABLE --scale S` then shows the table.
     """
     from gsbench.tables import select_tables
-    from gsbench.tables.ablate import parse_devices, plan_ablation, plan_commands, run_plan
+    from gsbench.tables.ablate import (
+        DataRoots, parse_devices, placeholder_root, plan_ablation, plan_commands, run_plan,
+    )
 
     chosen = select_tables([table])
     if len(chosen) != 1:
         raise GsbenchError(f"ablate takes one table, {table!r} names {len(chosen)} (e.g. gff.table1)")
     device_list = parse_devices(devices)
-    if data == "DATA" and not dry_run:
-        raise GsbenchError("--data is required to train (a prepared dataset folder)")
+    if not data and not dry_run:
+        raise GsbenchError("--data is required to train (a prepared dataset folder, or "
+                           "DATASET=PATH per dataset)")
+    roots = DataRoots.parse(data or [])
     plan = plan_ablation(chosen[0], runs, scale=scale, seeds=seeds, rows=rows)
+    if not dry_run:
+        roots.check(plan.pending)  # every dataset has its data before anything runs
     for warning in plan.warnings:
         err_console.print(f"warning: {warning}", highlight=False, soft_wrap=True)
     for cell, why in plan.skipped:
@@ -491,12 +516,15 @@ def ablate(
                   f"{len(pending)} run(s) to train or evaluate, {len(plan.skipped)} cell(s) "
                   "skipped", highlight=False, soft_wrap=True)
     if dry_run:
+        for dataset in roots.missing(pending):
+            err_console.print(f"note: no --data for {dataset}: its commands say "
+                              f"{placeholder_root(dataset)}", highlight=False, soft_wrap=True)
         gpu = scale == "full" or device_list != ["cpu"]
-        for line in plan_commands(plan, data, device="cuda" if gpu else "cpu",
-                                  nproc=nproc if scale == "full" else 1):
+        for line in plan_commands(plan, roots, device="cuda" if gpu else "cpu",
+                                  nproc=nproc if scale == "full" else 1, placeholders=True):
             sys.stdout.write(line + "\n")
         return
-    results = run_plan(plan, data, device_list,
+    results = run_plan(plan, roots, device_list,
                        on_event=lambda message: console.print(message, highlight=False,
                                                               soft_wrap=True))
     failed = [r for r in results if r.returncode != 0]

@@ -22,8 +22,8 @@ from gsbench.cli import app
 from gsbench.errors import GsbenchError
 from gsbench.recipes import RECIPES_DIR, load_recipe
 from gsbench.tables import (
-    RunIndex, build_report, eval_metrics_file, load_all_tables, load_table_file, recipe_fingerprint,
-    select_tables,
+    EvalSetting, RunIndex, build_report, eval_metrics_file, load_all_tables, load_table_file,
+    recipe_fingerprint, select_tables,
 )
 from gsbench.tables.registry import PAPERS, TRAINED_METRICS
 from gsbench.tables.render import render_csv, render_latex, render_markdown
@@ -258,13 +258,20 @@ def test_report_joins_runs_with_mean_std_delta_and_commands(runs):
 
 
 def test_multi_scale_cells_read_the_ms_evaluation(runs):
+    # GFF's MS row averages scales 0.75..1.75, not gsbench's default 0.5..1.75 (folder val_ms)
     (table,) = select_tables(["gff.table2"])
     cell = {c.cell.row_id: c for c in build_report(table, RunIndex(runs)).cells}["gff-dfp-ms"]
-    assert cell.state == "missing-run" and "--ms" in cell.commands[0]
-    _fake_run(runs, "dfp", "gff101_dfp", 0, {"miou": 82.0}, tag="val_ms")
+    assert cell.state == "missing-run"
+    assert cell.commands[0].endswith("--ms --scales 0.75,1.0,1.25,1.5,1.75")
+    _fake_run(runs, "dfp", "gff101_dfp", 0, {"miou": 81.0}, tag="val_ms")
+    cell = {c.cell.row_id: c for c in build_report(table, RunIndex(runs)).cells}["gff-dfp-ms"]
+    assert cell.state == "missing-eval" and cell.ours is None
+    (runs / "dfp" / "eval" / "val_ms-0.75-1.0-1.25-1.5-1.75").mkdir()
+    (runs / "dfp" / "eval" / "val_ms-0.75-1.0-1.25-1.5-1.75" / "metrics.json").write_text(
+        json.dumps({"miou": 82.0}), encoding="utf-8")
     cell = {c.cell.row_id: c for c in build_report(table, RunIndex(runs)).cells}["gff-dfp-ms"]
     assert cell.ours == 82.0 and cell.delta == pytest.approx(0.2)
-    assert eval_metrics_file(runs / "dfp", "val", "ss", False) is None
+    assert eval_metrics_file(runs / "dfp", EvalSetting("val")) is None
 
 
 def test_baseline_cells_report_the_difference(tmp_path, runs):

@@ -57,7 +57,7 @@ def test_ablate_then_report_fills_every_trainable_cell(tmp_path):
         assert cell.reproduced_by_training and row["row_id"] == cell.row_id
         assert row["state"] == "reproduced", row
         (run,) = row["runs"].split()
-        metrics = eval_metrics_file(Path(run), cell.split, cell.scales, cell.flip)
+        metrics = eval_metrics_file(Path(run), cell.evaluation)
         assert Path(run).parent == runs and metrics is not None
         assert (Path(run) / "checkpoints" / "final.pt").is_file()
         assert float(row["ours"]) == pytest.approx(json.loads(metrics.read_text())["miou"])

@@ -4,6 +4,11 @@ Pure functions over a segmentation model whose ``forward(images)`` returns ``{"o
 with the logits at the input resolution (the gsbench model contract). Images are N x 3 x H x W
 ImageNet-normalised floats; every function returns N x C x H x W at the input resolution.
 
+A model may expose further class-logit maps that can be scored instead of ``"out"``: it lists
+their names in an ``extra_outputs`` attribute and returns them in eval mode when called as
+``model(images, outputs=names)`` (RANet's coarse map C, the "coarse segmentation" of RANet
+Table 4). :attr:`InferenceOptions.output` picks the map; :func:`model_outputs` lists them.
+
 Conventions (those of mmsegmentation, which the papers' public code agrees with up to rounding):
 
 - sliding window: windows of the crop size start every ``stride`` pixels, the last window of a
@@ -37,14 +42,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gsbench.engine.eval_setting import DEFAULT_MS_SCALES, MAIN_OUTPUT, eval_tag
 from gsbench.errors import GsbenchError
 
 if TYPE_CHECKING:
     from gsbench.data.manifest import Manifest, Sample
     from gsbench.recipes import Recipe
 
-#: The multi-scale test scales of PSANet / semseg and mmsegmentation's Cityscapes TTA.
-DEFAULT_MS_SCALES: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 #: Inference modes understood by :func:`infer`.
 INFERENCE_MODES = ("whole", "slide")
 
@@ -55,6 +59,8 @@ class InferenceOptions:
 
     ``crop_size`` and ``stride`` are (height, width); ``stride`` defaults to 2/3 of the crop
     (semseg's ``stride_rate = 2/3``). ``crop_size`` is required for ``mode="slide"``.
+    ``output`` is the model output that is scored: ``"out"`` (the prediction) or one of the
+    model's ``extra_outputs`` (see :func:`model_outputs`).
     """
 
     mode: str = "whole"
@@ -62,6 +68,7 @@ class InferenceOptions:
     stride: tuple[int, int] | None = None
     scales: tuple[float, ...] = (1.0,)
     flip: bool = False
+    output: str = MAIN_OUTPUT
 
     def __post_init__(self) -> None:
         if self.mode not in INFERENCE_MODES:
@@ -70,6 +77,8 @@ class InferenceOptions:
             raise GsbenchError("sliding-window inference needs a crop size (crop_size)")
         if not self.scales or any(s <= 0 for s in self.scales):
             raise GsbenchError(f"inference scales {self.scales}: need at least one scale, all > 0")
+        if not isinstance(self.output, str) or not self.output:
+            raise GsbenchError(f"inference output {self.output!r}: expected the name of a model output")
 
     @property
     def resolved_stride(self) -> tuple[int, int] | None:
@@ -83,8 +92,25 @@ def default_stride(crop_size: tuple[int, int]) -> tuple[int, int]:
     return (math.ceil(crop_size[0] * 2 / 3), math.ceil(crop_size[1] * 2 / 3))
 
 
-def _logits(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    out = model(images)["out"]
+def model_outputs(model: nn.Module) -> tuple[str, ...]:
+    """The class-logit maps ``model`` can return at inference: ``"out"`` and its
+    ``extra_outputs`` (e.g. ``("out", "coarse")`` for RANet with its region blocks)."""
+    return (MAIN_OUTPUT, *getattr(model, "extra_outputs", ()))
+
+
+def check_output(model: nn.Module, output: str, what: str = "the model") -> None:
+    """A GsbenchError unless ``output`` is one of :func:`model_outputs`."""
+    outputs = model_outputs(model)
+    if output not in outputs:
+        raise GsbenchError(f"output {output!r}: {what} has no such output "
+                           f"(its outputs: {', '.join(outputs)})")
+
+
+def _logits(model: nn.Module, images: torch.Tensor, output: str = MAIN_OUTPUT) -> torch.Tensor:
+    if output == MAIN_OUTPUT:
+        out = model(images)[MAIN_OUTPUT]
+    else:
+        out = model(images, outputs=(output,))[output]
     if out.shape[-2:] != images.shape[-2:]:
         raise GsbenchError(
             f"model returned logits of size {tuple(out.shape[-2:])} for an input of size "
@@ -94,9 +120,10 @@ def _logits(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def infer_whole(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Logits of the whole image in one forward pass (N x C x H x W)."""
-    return _logits(model, images)
+def infer_whole(model: nn.Module, images: torch.Tensor, output: str = MAIN_OUTPUT) -> torch.Tensor:
+    """Logits (of the model output ``output``) of the whole image in one forward pass
+    (N x C x H x W)."""
+    return _logits(model, images, output)
 
 
 def window_starts(size: int, crop: int, stride: int) -> list[int]:
@@ -132,6 +159,7 @@ def infer_slide(
     images: torch.Tensor,
     crop_size: tuple[int, int],
     stride: tuple[int, int] | None = None,
+    output: str = MAIN_OUTPUT,
 ) -> torch.Tensor:
     """Sliding-window logits (N x C x H x W): overlapping windows' logits averaged per pixel."""
     stride = stride or default_stride(crop_size)
@@ -144,7 +172,7 @@ def infer_slide(
     total: torch.Tensor | None = None
     for y in window_starts(padded_h, crop_h, stride[0]):
         for x in window_starts(padded_w, crop_w, stride[1]):
-            window = _logits(model, images[:, :, y : y + crop_h, x : x + crop_w])
+            window = _logits(model, images[:, :, y : y + crop_h, x : x + crop_w], output)
             if total is None:
                 total = window.new_zeros((n, window.shape[1], padded_h, padded_w))
             total[:, :, y : y + crop_h, x : x + crop_w] += window
@@ -156,8 +184,9 @@ def infer_slide(
 def _infer_once(model: nn.Module, images: torch.Tensor, options: InferenceOptions) -> torch.Tensor:
     if options.mode == "slide":
         assert options.crop_size is not None
-        return infer_slide(model, images, options.crop_size, options.resolved_stride)
-    return infer_whole(model, images)
+        return infer_slide(model, images, options.crop_size, options.resolved_stride,
+                           options.output)
+    return infer_whole(model, images, options.output)
 
 
 @torch.no_grad()
@@ -168,10 +197,12 @@ def infer(
 
     For each scale s the image is resized to round(s*H) x round(s*W), inferred whole or by
     sliding window, the logits resized back to H x W, then softmax; the flipped image's
-    logits are flipped back before the softmax. The argmax is the prediction.
+    logits are flipped back before the softmax. The argmax is the prediction. The logits are
+    those of the model output ``options.output``.
     """
     if images.ndim != 4 or images.shape[1] != 3:
         raise GsbenchError(f"images must be N x 3 x H x W, got shape {tuple(images.shape)}")
+    check_output(model, options.output)
     height, width = images.shape[-2:]
     probabilities: torch.Tensor | None = None
     views = 0
@@ -364,8 +395,9 @@ def evaluate_model(
         raise GsbenchError(f"--export {export!r}: supported formats are {', '.join(EXPORT_FORMATS)}")
     if export is not None and export_dir is None:
         raise GsbenchError(f"--export {export} needs --out-dir DIR for the result files")
-    manifest = Manifest.load(data)
     recipe = loaded.recipe
+    check_output(loaded.model, options.output, f"the {recipe.model.name} model of {loaded.checkpoint}")
+    manifest = Manifest.load(data)
     if manifest.num_classes != recipe.data.num_classes:
         raise GsbenchError(
             f"{manifest.root}: dataset has {manifest.num_classes} classes but the model of "
@@ -419,21 +451,21 @@ def evaluate_model(
 
 
 def inference_settings(options: InferenceOptions) -> dict:
-    """The inference options as plain JSON values (recorded in metrics.json)."""
-    return {
+    """The inference options as plain JSON values (recorded in metrics.json; ``output`` only
+    when another output than the prediction was scored)."""
+    settings = {
         "mode": options.mode,
         "crop_size": list(options.crop_size) if options.crop_size else None,
         "stride": list(options.resolved_stride) if options.resolved_stride else None,
         "scales": list(options.scales),
         "flip": options.flip,
     }
+    if options.output != MAIN_OUTPUT:
+        settings["output"] = options.output
+    return settings
 
 
 def inference_tag(options: InferenceOptions) -> str:
-    """Short name of the settings for file names: ``ss``, ``ms``, ``ms_flip_slide`` ..."""
-    parts = ["ms" if tuple(options.scales) != (1.0,) else "ss"]
-    if options.flip:
-        parts.append("flip")
-    if options.mode == "slide":
-        parts.append("slide")
-    return "_".join(parts)
+    """Short name of the settings for file names: ``ss``, ``ms``, ``ms-0.5-1.0-2.0_flip_slide``,
+    ``ss_coarse`` ... (:func:`gsbench.engine.eval_setting.eval_tag`)."""
+    return eval_tag(options.scales, options.flip, options.mode == "slide", options.output)

@@ -61,7 +61,13 @@ class SegmentationModel(nn.Module):
     ``decode_head`` takes the backbone's list [c2, c3, c4, c5] and returns logits at any
     resolution; heads initialise their own weights (``init_kaiming`` plus any special init).
     ``.backbone`` gets the base learning rate; everything else is "head".
+
+    ``extra_outputs`` names further class-logit maps (N x C x H x W, input resolution) that a
+    subclass returns in eval mode too when called as ``model(images, outputs=names)``, so that
+    ``gsbench eval --output NAME`` can score them instead of ``"out"`` (RANet: ``"coarse"``).
     """
+
+    extra_outputs: tuple[str, ...] = ()
 
     def __init__(self, backbone: nn.Module, decode_head: nn.Module,
                  aux_head: nn.Module | None = None):

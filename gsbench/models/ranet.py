@@ -629,21 +629,27 @@ class RANetModel(SegmentationModel):
 
     In training mode the outputs add ``"boundary"`` (N x 1 x H x W boundary logits of B) and
     ``"coarse"`` (N x C x H x W logits of the semantic score maps C), both at the input
-    resolution, for :class:`gsbench.losses.RANetLoss`.
+    resolution, for :class:`gsbench.losses.RANetLoss`. In eval mode ``model(images,
+    outputs=("coarse",))`` adds the coarse logits too: RANet Table 4 scores their argmax as the
+    "coarse segmentation" (``gsbench eval RUN --output coarse``).
     """
 
-    def forward(self, images: Tensor) -> dict[str, Tensor]:
+    @property
+    def extra_outputs(self) -> tuple[str, ...]:
+        """``("coarse",)`` when the head has RCB (context "region"), else ``()``."""
+        return ("coarse",) if self.decode_head.context_type == "region" else ()
+
+    def forward(self, images: Tensor, outputs: tuple[str, ...] = ()) -> dict[str, Tensor]:
         size = images.shape[-2:]
         features = self.backbone(images)
         head = self.decode_head(features)
-        outputs = {"out": resize(head["out"], size)}
-        if self.training:
-            for key in ("boundary", "coarse"):
-                if key in head:
-                    outputs[key] = resize(head[key], size)
-            if self.aux_head is not None:
-                outputs["aux"] = resize(self.aux_head(features[2]), size)
-        return outputs
+        result = {"out": resize(head["out"], size)}
+        for key in ("boundary", "coarse"):
+            if key in head and (self.training or key in outputs):
+                result[key] = resize(head[key], size)
+        if self.training and self.aux_head is not None:
+            result["aux"] = resize(self.aux_head(features[2]), size)
+        return result
 
 
 @register_model

@@ -4,7 +4,9 @@
 :mod:`gsbench.tables.static` computes the tables that need no training; this module finds, for
 every trained cell, the run folders under ``runs/`` whose resolved recipe is the cell's recipe
 (with its ``--set`` overrides), reads the cell's metric from each run's
-``eval/<split>_<ss|ms>[_flip]/metrics.json`` and reports the mean and standard deviation over
+``eval/<split>_<tag>/metrics.json`` (the folder ``gsbench eval`` writes for the cell's
+:attr:`~gsbench.tables.registry.Cell.evaluation`, see :mod:`gsbench.engine.eval_setting`) and
+reports the mean and standard deviation over
 the runs (one per seed), the difference to the paper and the runs used; a cell with no run gets
 the exact ``gsbench train ... && gsbench eval ...`` command that fills it.
 :mod:`gsbench.tables.render` writes the result as a rich table, Markdown, CSV or LaTeX.
@@ -34,6 +36,7 @@ from typing import Any
 
 import yaml
 
+from gsbench.engine.eval_setting import EvalSetting
 from gsbench.errors import GsbenchError
 from gsbench.tables.registry import (
     PAPERS, Cell, Table, cell_recipe, load_all_tables, load_table_file, select_tables,
@@ -163,18 +166,13 @@ class RunIndex:
         return [run for runs in self.by_fingerprint.values() for run in runs]
 
 
-def eval_tag(scales: str, flip: bool) -> str:
-    """The folder name part of an evaluation setting, as ``gsbench eval`` writes it."""
-    return scales + ("_flip" if flip else "")
-
-
-def eval_metrics_file(run_dir: Path, split: str, scales: str, flip: bool) -> Path | None:
-    """``RUN/eval/<split>_<tag>/metrics.json`` (whole-image inference, or sliding-window when
-    only that was run), or None."""
-    base = run_dir / "eval" / f"{split}_{eval_tag(scales, flip)}"
-    for folder in (base, base.with_name(base.name + "_slide")):
-        if (folder / "metrics.json").is_file():
-            return folder / "metrics.json"
+def eval_metrics_file(run_dir: Path, setting: EvalSetting) -> Path | None:
+    """``RUN/eval/<split>_<tag>/metrics.json`` of ``setting`` as ``gsbench eval`` writes it
+    (whole-image inference, or sliding-window when only that was run), or None."""
+    for slide in (False, True):
+        path = setting.folder(run_dir, slide=slide) / "metrics.json"
+        if path.is_file():
+            return path
     return None
 
 
@@ -349,13 +347,9 @@ def train_command(recipe: str, overrides: tuple[str, ...], run_dir: Path, data: 
     return shlex.join(words)
 
 
-def eval_command(run_dir: Path, cell: Cell, data: str) -> str:
-    words = ["gsbench", "eval", str(run_dir), "--data", data, "--split", cell.split]
-    if cell.scales == "ms":
-        words.append("--ms")
-    if cell.flip:
-        words.append("--flip")
-    return shlex.join(words)
+def eval_command(run_dir: Path, setting: EvalSetting, data: str) -> str:
+    """``gsbench eval RUN --data DATA --split S [--ms [--scales ...]] [--flip] [--output O]``."""
+    return shlex.join(["gsbench", "eval", str(run_dir), "--data", data, *setting.cli_args()])
 
 
 # --- the report ---------------------------------------------------------------------------------
@@ -377,14 +371,14 @@ def _scores(index: RunIndex, cell: Cell, baseline: bool, data: str, scale: str =
     if not runs:
         run_dir = index.runs_dir / spec.folder
         out.commands.append(f"{train_command(spec.recipe, spec.overrides, run_dir, data)} && "
-                            f"{eval_command(run_dir, cell, data)}")
+                            f"{eval_command(run_dir, cell.evaluation, data)}")
         return out
     for run in sorted(runs, key=lambda r: (r.seed, str(r.path))):
-        path = eval_metrics_file(run.path, cell.split, cell.scales, cell.flip)
+        path = eval_metrics_file(run.path, cell.evaluation)
         value = metric_value(_read_metrics(path), cell) if path is not None else None
         if value is None:
             out.missing_eval = True
-            out.commands.append(eval_command(run.path, cell, data))
+            out.commands.append(eval_command(run.path, cell.evaluation, data))
             continue
         out.values.append(value)
         out.runs.append(str(run.path))
@@ -470,8 +464,8 @@ def build_reports(names: list[str] | tuple[str, ...] = (), runs_dir: Path = Path
 
 __all__ = [
     "CELL_STATES", "PAPERS", "RUN_MATCH_IGNORED", "SCALES", "SMOKE_NOTE", "SMOKE_SUFFIX", "Cell",
-    "CellReport", "RunIndex", "Table", "TableReport", "TrainingSpec", "build_report",
-    "build_reports", "cell_training", "eval_command", "eval_metrics_file", "load_all_tables",
+    "CellReport", "EvalSetting", "RunIndex", "Table", "TableReport", "TrainingSpec",
+    "build_report", "build_reports", "cell_training", "eval_command", "eval_metrics_file", "load_all_tables",
     "load_table_file", "metric_value", "recipe_fingerprint", "report_cell", "run_name",
     "select_tables", "smoke_families", "smoke_training", "train_command",
 ]

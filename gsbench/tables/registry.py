@@ -2,11 +2,12 @@
 
 Each file ``recipes/tables/<paper>_table<n>.yaml`` holds one table of one paper as data: the
 paper's number for every cell, and how gsbench reproduces it - the recipe (plus ``--set``
-overrides) to train, the evaluation setting (dataset, split, single / multi-scale, flip, boundary
-radius, crop factor, class) and the metric. Settings cascade: the table's top-level keys are the
-defaults, a column refines them (its metric, radius, class ...), a row names the model (recipe)
-and may refine them again, and ``overrides`` (``ROW`` or ``ROW.COLUMN``) refine single rows or
-cells. The resolved :class:`Cell` is what ``gsbench report`` and ``gsbench ablate`` consume.
+overrides) to train, the evaluation setting (dataset, split, single / multi-scale and the
+multi-scale list, flip, the model output scored, boundary radius, crop factor, class) and the
+metric. Settings cascade: the table's top-level keys are the defaults, a column refines them
+(its metric, radius, class ...), a row names the model (recipe) and may refine them again, and
+``overrides`` (``ROW`` or ``ROW.COLUMN``) refine single rows or cells. The resolved
+:class:`Cell` is what ``gsbench report`` and ``gsbench ablate`` consume.
 
 Layout of a file (every key is checked; an unknown key, a recipe that does not exist, a bad
 metric name is a one-line :class:`~gsbench.errors.GsbenchError` naming the file and the key)::
@@ -18,6 +19,8 @@ metric name is a one-line :class:`~gsbench.errors.GsbenchError` naming the file 
     split: val
     scales: ss                     # ss | ms (multi-scale inference)
     flip: false
+    # ms_scales: [0.75, 1.0, 1.25, 1.5, 1.75]  # the test scales of ms cells (default 0.5..1.75)
+    # output: coarse               # score this model output instead of the prediction "out"
     columns:
       - {key: ss_miou, label: "SS mIoU", metric: miou}
       - {key: ms_miou, label: "MS mIoU", metric: miou, scales: ms}
@@ -26,7 +29,10 @@ metric name is a one-line :class:`~gsbench.errors.GsbenchError` naming the file 
 
 Rows are a list (each with ``method``, and an optional ``id``; the id defaults to a slug of the
 method) or a mapping from row id to a row with ``label``. A row's value keys are the column
-keys; ``null`` is a cell the paper leaves empty. Cells that cannot be reproduced say why:
+keys; ``null`` is a cell the paper leaves empty. ``ms_scales`` (only on ``ms`` cells; default
+:data:`~gsbench.engine.eval_setting.DEFAULT_MS_SCALES`) and ``output`` (an auxiliary class-logit
+map of the model, e.g. RANet's ``coarse``) choose the evaluation folder of a run, see
+:mod:`gsbench.engine.eval_setting`. Cells that cannot be reproduced say why:
 ``reproducible: false`` with a ``reason`` (a test server, a dataset gsbench does not prepare),
 ``quoted_from`` (another paper's number, quoted for comparison; with a ``recipe`` gsbench still
 reproduces it), or ``status: missing-recipe`` (the named recipe is not written yet). A ``baseline``
@@ -48,6 +54,9 @@ from typing import Any
 
 import yaml
 
+from gsbench.engine.eval_setting import (
+    DEFAULT_MS_SCALES, MAIN_OUTPUT, SINGLE_SCALE, EvalSetting, is_default_ms, scale_text,
+)
 from gsbench.errors import GsbenchError
 from gsbench.recipes import RECIPES_DIR
 from gsbench.tables.static import STATIC_TABLES
@@ -71,8 +80,9 @@ KNOWN_DATASETS = PREPARED_DATASETS + ("voc2012", "pascal_context", "coco_stuff")
 #: Splits whose ground truth is public (a test split is scored by the benchmark's server).
 SCORED_SPLITS = ("train", "val")
 
-#: Metrics read from a run's ``eval/<split>_<ss|ms>[_flip]/metrics.json`` and the setting each
-#: needs: boundary F needs ``radius`` (px), crop mIoU ``crop_factor``, per-class ones ``class``.
+#: Metrics read from a run's ``eval/<split>_<tag>/metrics.json`` (:class:`EvalSetting`) and the
+#: setting each needs: boundary F needs ``radius`` (px), crop mIoU ``crop_factor``, per-class
+#: ones ``class``.
 TRAINED_METRICS: dict[str, tuple[str, ...]] = {
     "miou": (),
     "pixel_acc": (),
@@ -88,7 +98,8 @@ STATUSES = ("ok", "missing-recipe")
 SCALES = ("ss", "ms")
 
 # Keys that set how a cell is evaluated; allowed at the top level, in columns, rows, overrides.
-_EVAL_KEYS = ("dataset", "split", "scales", "flip", "radius", "crop_factor", "class")
+_EVAL_KEYS = ("dataset", "split", "scales", "ms_scales", "flip", "output", "radius", "crop_factor",
+              "class")
 # A row or a single cell may score another metric than its column (rows of mIoU and F-score).
 _CELL_METRIC_KEYS = ("metric",)
 # Keys that say where a cell's number comes from; allowed everywhere except the column list.
@@ -129,6 +140,8 @@ class Cell:
     radius: int | None = None
     crop_factor: int | None = None
     class_name: str | None = None
+    ms_scales: tuple[float, ...] | None = None  # the test scales of an ms cell (None for ss)
+    output: str = MAIN_OUTPUT  # the model output scored (an auxiliary map, e.g. RANet's coarse)
     recipe: str | None = None
     overrides: tuple[str, ...] = ()
     baseline: str | None = None
@@ -141,11 +154,17 @@ class Cell:
 
     @property
     def setting(self) -> str:
-        """The evaluation setting in words: ``cityscapes val ms+flip r=5px`` (``computed`` for a
-        figure computed on the spot)."""
+        """The evaluation setting in words: ``cityscapes val ms+flip r=5px``,
+        ``cityscapes val ms(0.75,1.0,1.25,1.5,1.75)`` (a list other than the default),
+        ``cityscapes val ss output=coarse`` (``computed`` for a figure computed on the spot)."""
         if self.kind == "static":
             return "computed"
-        parts = [self.dataset or "-", self.split, self.scales + ("+flip" if self.flip else "")]
+        scales = self.scales
+        if self.ms_scales is not None and not is_default_ms(self.ms_scales):
+            scales += "(" + ",".join(scale_text(s) for s in self.ms_scales) + ")"
+        parts = [self.dataset or "-", self.split, scales + ("+flip" if self.flip else "")]
+        if self.output != MAIN_OUTPUT:
+            parts.append(f"output={self.output}")
         if self.radius is not None:
             parts.append(f"r={self.radius}px")
         if self.crop_factor is not None:
@@ -153,6 +172,13 @@ class Cell:
         if self.class_name is not None:
             parts.append(self.class_name)
         return " ".join(parts)
+
+    @property
+    def evaluation(self) -> EvalSetting:
+        """The evaluation of a run that gives this cell's number (split, scales, flip, output):
+        what ``gsbench ablate`` runs and where ``gsbench report`` reads the metrics."""
+        scales = (self.ms_scales or DEFAULT_MS_SCALES) if self.scales == "ms" else SINGLE_SCALE
+        return EvalSetting(self.split, scales, self.flip, self.output)
 
     @property
     def reproduced_by_training(self) -> bool:
@@ -404,6 +430,11 @@ class _TableParser:
         for key in ("flip", "reproducible"):
             if key in s and not isinstance(s[key], bool):
                 raise self.fail(f"{where}.{key}", f"must be true or false, got {s[key]!r}")
+        ms_scales = self.ms_scales(s.get("ms_scales"), scales, f"{where}.ms_scales")
+        output = s.get("output", MAIN_OUTPUT)
+        if not isinstance(output, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", output):
+            raise self.fail(f"{where}.output", f"must be the name of a model output (out, coarse "
+                            f"...), got {output!r}")
         dataset = s.get("dataset")
         if kind == "trained" and dataset not in KNOWN_DATASETS:
             raise self.fail(f"{where}.dataset", f"unknown dataset {dataset!r} "
@@ -467,10 +498,24 @@ class _TableParser:
             column_label=column.label, paper_value=None if value is None else float(value),
             metric=metric, kind=kind, dataset=dataset, split=split, scales=scales,
             flip=bool(s.get("flip", False)), radius=s.get("radius"), crop_factor=s.get("crop_factor"),
-            class_name=class_name, recipe=recipe, overrides=sets, baseline=baseline,
-            baseline_overrides=baseline_sets, status=status, reproducible=reproducible,
+            class_name=class_name, ms_scales=ms_scales, output=output, recipe=recipe,
+            overrides=sets, baseline=baseline, baseline_overrides=baseline_sets, status=status, reproducible=reproducible,
             reason=s.get("reason"), quoted_from=s.get("quoted_from"), note=s.get("note"),
         )
+
+    def ms_scales(self, value: Any, scales: str, where: str) -> tuple[float, ...] | None:
+        """The test scales of a cell: None for ss, the given list or the default for ms."""
+        if value is None:
+            return DEFAULT_MS_SCALES if scales == "ms" else None
+        if scales != "ms":
+            raise self.fail(where, "is for multi-scale cells: the cell has scales: ss")
+        if not isinstance(value, list) or not value or any(
+                isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                or v <= 0 for v in value):
+            raise self.fail(where, f"must be a non-empty list of scales > 0, got {value!r}")
+        if tuple(float(v) for v in value) == SINGLE_SCALE:
+            raise self.fail(where, "[1.0] is single-scale inference: use scales: ss")
+        return tuple(float(v) for v in value)
 
     def overrides(self, value: Any, where: str) -> tuple[str, ...]:
         if value is None:

@@ -20,7 +20,7 @@ from rich.table import Table as RichTable
 
 from gsbench.errors import GsbenchError
 from gsbench.io import atomic_write_bytes, atomic_write_text
-from gsbench.tables import CellReport, RunIndex, TableReport, eval_metrics_file
+from gsbench.tables import CellReport, EvalSetting, RunIndex, TableReport, eval_metrics_file
 
 FORMATS = {"md": "report.md", "csv": "report.csv", "latex": "report.tex"}
 
@@ -251,7 +251,7 @@ def write_plots(index: RunIndex, out_dir: Path, split: str = "val") -> list[Path
     runs = sorted(index.all_runs(), key=lambda r: str(r.path))
     evaluated = []
     for run in runs:
-        path = eval_metrics_file(run.path, split, "ss", False)
+        path = eval_metrics_file(run.path, EvalSetting(split))
         if path is not None:
             import json
 
