@@ -69,6 +69,7 @@ MODEL_OPTIONS: dict[str, dict[str, Any]] = {
         "region_threshold": float,  # grouping threshold of Eq. 4 (official code 0.8)
         "grouping": str,  # first_link (official) | components
         "max_chunk_elements": int,  # memory bound of the pairwise blocks, not a result setting
+        "aspp": bool,  # A = ASPP(c5) instead of a 3x3 conv ("HRNetV2-W48+ASPP", RANet Table 5)
     },
     "gff": {
         "fusion": str,  # concat | add | fpn | gated_fpn | gff (GFF Table 1)

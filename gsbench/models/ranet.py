@@ -1,7 +1,8 @@
 """RANet: Region Attention Network (Shen et al., NeurIPS 2020).
 
-The head runs on the stride-8 feature map A (a 3x3 conv reduces c5 to M = 512 channels) and has
-two blocks (paper Sec. 3):
+The head runs on the stride-8 feature map A (a 3x3 conv reduces c5 to M = 512 channels, or
+DeepLabV3's ASPP does with ``aspp=True``, Table 5's "HRNetV2-W48+ASPP") and has two blocks
+(paper Sec. 3):
 
 Region Construction Block (RCB, Sec. 3.1), for every pair of pixels (i, j) of the h x w map:
 
@@ -75,6 +76,7 @@ from gsbench.errors import GsbenchError
 from gsbench.models.backbones import build_backbone
 from gsbench.models.backbones.resnet import init_kaiming
 from gsbench.models.common import AuxFCNHead, ConvBNReLU, SegmentationModel, classifier, resize
+from gsbench.models.deeplab import ASPP, aspp_rates
 from gsbench.models.nonlocal_net import NonLocalBlock
 from gsbench.models.pspnet import PyramidPooling
 from gsbench.models.registry import register_model
@@ -588,16 +590,22 @@ class RANetHead(nn.Module):
     ``context``: "region" (RCB + RIB), or the Table 1 pixel-wise baselines "spp" (the PSPNet
     pyramid pooling on A) and "nonlocal" (an embedded-Gaussian non-local block on A), which have
     no boundary / class score heads.
+
+    ``aspp_rates``: when given, A is DeepLabV3's ASPP on c5 with these atrous rates and
+    ``channels`` outputs instead of the 3x3 conv: the "+ASPP" of RANet Table 5's
+    "HRNetV2-W48+ASPP" baseline, on which RCB and RIB then run.
     """
 
     def __init__(self, in_channels: int, num_classes: int, dropout: float = 0.1,
-                 context: str = "region", channels: int = 512, **region_options) -> None:
+                 context: str = "region", channels: int = 512,
+                 aspp_rates: tuple[int, ...] | None = None, **region_options) -> None:
         super().__init__()
         if context not in RANET_CONTEXTS:
             raise GsbenchError(f"RANet context must be one of {', '.join(RANET_CONTEXTS)}, "
                                f"got {context!r}")
         self.context_type = context
-        self.reduce = ConvBNReLU(in_channels, channels, 3)
+        self.reduce = (ConvBNReLU(in_channels, channels, 3) if aspp_rates is None else
+                       ASPP(in_channels, tuple(aspp_rates), channels))
         if context == "region":
             self.context = RegionAttention(channels, num_classes, **region_options)
             fused = 2 * channels
@@ -668,8 +676,9 @@ def ranet(
     region_threshold: float = 0.5,
     grouping: str = "first_link",
     max_chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+    aspp: bool = False,
 ) -> nn.Module:
-    """RANet: dilated ResNet + RANet head (+ stage-3 aux FCN head, loss weight 0.4).
+    """RANet: dilated ResNet (or HRNetV2) + RANet head (+ stage-3 aux FCN head, weight 0.4).
 
     The paper trains only the main, coarse and boundary losses; the stage-3 aux head follows
     the project's convention and is switched off with ``aux=False``.
@@ -679,6 +688,11 @@ def ranet(
     ``region_threshold``: t of the grouping test of Eq. (4) (0.5; official code 0.8).
     ``grouping``: "first_link" (the official rule) or "components" (connected components of G).
     ``max_chunk_elements``: memory bound of the pairwise blocks (see the module docstring).
+    ``aspp``: A = DeepLabV3's ASPP on c5 (512 outputs, rates ``aspp_rates(output_stride)``:
+    12/24/36 at stride 8) instead of the 3x3 conv. RANet Table 5's stronger model is
+    ``backbone="hrnetv2_w48", aspp=True`` ("HRNetV2-W48+ASPP"): c5 is then the 720-channel
+    HRNetV2 representation at ``output_stride`` 8, where RCB's pairwise maps stay the size of
+    the ResNet-101 setting (see :mod:`gsbench.models.backbones.hrnet`).
     """
     encoder = build_backbone(backbone, output_stride, pretrained)
     region_options = {}
@@ -686,7 +700,9 @@ def ranet(
         region_options = dict(cue=cue, num_representatives=num_representatives, intra=intra,
                               inter=inter, region_threshold=region_threshold, grouping=grouping,
                               max_chunk_elements=max_chunk_elements)
-    head = RANetHead(encoder.channels[-1], num_classes, dropout, context, **region_options)
+    rates = aspp_rates(output_stride) if aspp else None
+    head = RANetHead(encoder.channels[-1], num_classes, dropout, context, aspp_rates=rates,
+                     **region_options)
     aux_head = AuxFCNHead(encoder.channels[2], num_classes, dropout) if aux else None
     return RANetModel(encoder, head, aux_head)
 

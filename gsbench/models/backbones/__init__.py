@@ -1,7 +1,9 @@
 """Backbones: ``build_backbone(name, output_stride, pretrained)`` -> module returning [c2..c5].
 
 Every backbone's forward returns the four stage features ``[c2, c3, c4, c5]`` and the module
-has ``.channels`` with their channel counts.
+has ``.channels`` with their channel counts. For HRNetV2 (:mod:`.hrnet`) c2-c4 are its first three
+branches and c5 is the HRNetV2 representation (all four branches concatenated at the output
+stride, 4 or 8).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Callable
 from torch import nn
 
 from gsbench.errors import GsbenchError
+from gsbench.models.backbones.hrnet import HRNetV2, hrnetv2_tiny, hrnetv2_w48
 from gsbench.models.backbones.pretrained import PartialCheckpointWarning, load_pretrained
 from gsbench.models.backbones.resnet import ResNet, resnet18, resnet50, resnet101, resnet_tiny
 from gsbench.models.backbones.wideresnet import WideResNet38, wideresnet38, wideresnet_tiny
@@ -24,6 +27,8 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "resnet_tiny": resnet_tiny,
     "wideresnet38": wideresnet38,
     "wideresnet_tiny": wideresnet_tiny,
+    "hrnetv2_w48": hrnetv2_w48,
+    "hrnetv2_tiny": hrnetv2_tiny,
 }
 
 
@@ -52,5 +57,5 @@ def build_backbone(name: str, output_stride: int = 8, pretrained: str | None = N
     return backbone
 
 
-__all__ = ["BACKBONES", "PartialCheckpointWarning", "RandomInitWarning", "ResNet",
+__all__ = ["BACKBONES", "HRNetV2", "PartialCheckpointWarning", "RandomInitWarning", "ResNet",
            "WideResNet38", "build_backbone", "list_backbones", "load_pretrained"]

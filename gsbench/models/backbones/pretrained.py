@@ -1,4 +1,5 @@
-"""Load a local ImageNet checkpoint into a deep-stem ResNet, with clear errors.
+"""Load a local ImageNet checkpoint into a backbone (deep-stem ResNet, WideResNet-38, HRNetV2),
+with clear errors.
 
 Accepted layouts (after unwrapping a ``state_dict`` / ``model`` entry and dropping ``module.``
 and ``backbone.`` prefixes):
@@ -11,8 +12,11 @@ and ``backbone.`` prefixes):
   cannot fit the deep stem, so only the tensors that fit are loaded and a warning lists the rest.
 
 The ImageNet classifier is always dropped: ``fc.*`` (ResNet) and ``classifier.*`` plus the
-final ``bn_out.*`` of the WideResNet-38 checkpoints, which the segmentation backbone does not use. Files load with ``weights_only=True``:
-no pickled code is executed.
+final ``bn_out.*`` of the WideResNet-38 checkpoints, which the segmentation backbone does not use;
+of the official HRNet ImageNet checkpoints (``hrnetv2_w48_imagenet_pretrained.pth``, names
+``conv1, bn1, conv2, bn2, layer1, transition1, stage2 ... stage4``, which must fit exactly) also
+the classification head ``incre_modules.*``, ``downsamp_modules.*`` and ``final_layer.*``. Files
+load with ``weights_only=True``: no pickled code is executed.
 """
 
 from __future__ import annotations
@@ -76,7 +80,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 #: ImageNet-classifier tensors of the supported checkpoints (see the module docstring).
-_CLASSIFIER_PREFIXES = ("fc.", "classifier.", "bn_out.")
+_CLASSIFIER_PREFIXES = ("fc.", "classifier.", "bn_out.", "incre_modules.", "downsamp_modules.",
+                        "final_layer.")
 
 
 def load_pretrained(backbone: nn.Module, path: str | Path) -> None:
