@@ -198,7 +198,8 @@ def test_other_dataset_and_trainval_recipes_follow_the_papers():
 
 
 def test_coarse_recipes_add_train_extra_to_their_base():
-    for name, base in (("psanet101_coarse", "psanet101"), ("ranet101_coarse", "ranet101")):
+    for name, base in (("psanet101_coarse", "psanet101"), ("ranet101_coarse", "ranet101"),
+                       ("ranet_hrnetv2_w48_coarse", "ranet_hrnetv2_w48")):
         r, b = load_recipe(name), load_recipe(base)
         assert r.data.train_split == "train+val+train_extra"
         assert (r.model, r.train, r.data.crop_size) == (b.model, b.train, b.data.crop_size)
