@@ -200,7 +200,7 @@ def missing_folders(root):
     (missing_list, "missing split list"),
     (bad_list_line, "line 2 '000000000077' does not match"),
     (listed_without_image, f"{TRAIN[1]} has no image"),
-    (listed_without_mat, f"{TEST[0]} has no annotation"),
+    (listed_without_mat, f"{TEST[0]} has no label"),
     (mat_without_s, "no variable S (the label map)"),
     (mat_wrong_shape, "label is 42x24 but its image"),
     (mat_ids_above_182, "S holds ids [183, 300] outside 0..182"),

@@ -35,7 +35,7 @@ from gsbench.data.cocostuff import (
     COCOSTUFF_CLASS_NAMES, COCOSTUFF_ID_NAMES, COCOSTUFF_KNOWN_LABEL_IDS, COCOSTUFF_LABEL_TO_TRAIN,
 )
 from gsbench.data.raw import (
-    RawDataset, RawSample, extract_zip, files_with_suffix, flat_sample, read_split_list,
+    RawDataset, RawSample, extract_zip, files_with_suffix, listed_samples, read_split_list,
 )
 from gsbench.errors import GsbenchError
 
@@ -118,14 +118,8 @@ def find_cocostuff10k(root: str | Path, out: str | Path, *, progress: bool = Fal
     samples: list[RawSample] = []
     for listing, split in SPLITS.items():
         path = base / "imageLists" / listing
-        for stem in read_split_list(path, STEM_PATTERN):
-            if stem not in images:
-                raise GsbenchError(f"{path}: {stem} has no image {base / 'images'}/{stem}.jpg")
-            if stem not in labels:
-                raise GsbenchError(
-                    f"{path}: {stem} has no annotation {base / 'annotations'}/{stem}.mat"
-                )
-            samples.append(flat_sample(split, stem, images[stem], labels[stem]))
+        samples += listed_samples(split, path, read_split_list(path, STEM_PATTERN), images,
+                                  labels, base / "images", base / "annotations")
     return RawDataset(
         name=DATASET_NAME,
         class_names=COCOSTUFF_CLASS_NAMES,

@@ -25,7 +25,7 @@ import numpy as np
 
 from gsbench.data.labels import IGNORE_INDEX
 from gsbench.data.raw import (
-    RawDataset, RawSample, extract_tar, files_with_suffix, flat_sample, read_split_list,
+    RawDataset, RawSample, extract_tar, files_with_suffix, listed_samples, read_split_list,
 )
 from gsbench.errors import GsbenchError
 
@@ -106,14 +106,8 @@ def find_context(root: str | Path, out: str | Path, *, progress: bool = False) -
     samples: list[RawSample] = []
     for split in SPLITS:
         listing = base / LISTS_DIRNAME / f"{split}.txt"
-        for stem in read_split_list(listing, STEM_PATTERN):
-            if stem not in images:
-                raise GsbenchError(f"{listing}: {stem} has no image {image_folder}/{stem}.jpg")
-            if stem not in labels:
-                raise GsbenchError(
-                    f"{listing}: {stem} has no label {base / LABEL_DIRNAME}/{stem}.png"
-                )
-            samples.append(flat_sample(split, stem, images[stem], labels[stem]))
+        samples += listed_samples(split, listing, read_split_list(listing, STEM_PATTERN), images,
+                                  labels, image_folder, base / LABEL_DIRNAME)
     return RawDataset(
         name=DATASET_NAME,
         class_names=CONTEXT_CLASS_NAMES,

@@ -61,6 +61,20 @@ def flat_sample(split: str, stem: str, image: Path, raw_label: Path) -> RawSampl
     )
 
 
+def listed_samples(split: str, listing: Path, stems: list[str], images: dict[str, Path],
+                   labels: dict[str, Path], image_dir: Path, label_dir: Path) -> list[RawSample]:
+    """The :func:`flat_sample` of each stem of a split list file (``ImageSets/.../val.txt``);
+    raise naming the list and the expected file when a stem has no image or no label."""
+    samples = []
+    for stem in stems:
+        if stem not in images:
+            raise GsbenchError(f"{listing}: {stem} has no image in {image_dir}")
+        if stem not in labels:
+            raise GsbenchError(f"{listing}: {stem} has no label in {label_dir}")
+        samples.append(flat_sample(split, stem, images[stem], labels[stem]))
+    return samples
+
+
 def paired_stems(images: dict[str, Path], labels: dict[str, Path]) -> list[str]:
     """The sorted stems of ``images`` (``.jpg``) once every image has its ``.png`` label and every
     label its image; otherwise raise naming the first file without its partner."""

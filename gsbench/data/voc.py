@@ -30,7 +30,8 @@ import numpy as np
 
 from gsbench.data.labels import IGNORE_INDEX
 from gsbench.data.raw import (
-    RawDataset, RawSample, extract_tar, files_with_suffix, flat_sample, read_split_list,
+    RawDataset, RawSample, extract_tar, files_with_suffix, flat_sample, listed_samples,
+    read_split_list,
 )
 from gsbench.errors import GsbenchError
 
@@ -127,17 +128,8 @@ def find_voc(root: str | Path, out: str | Path, *, progress: bool = False) -> Ra
 
     samples: list[RawSample] = []
     for split in VOC_SPLITS:
-        listing = lists / f"{split}.txt"
-        for stem in stems[split]:
-            if stem not in images:
-                raise GsbenchError(
-                    f"{listing}: {stem} has no image {voc / 'JPEGImages'}/{stem}.jpg"
-                )
-            if stem not in labels:
-                raise GsbenchError(
-                    f"{listing}: {stem} has no label {voc / 'SegmentationClass'}/{stem}.png"
-                )
-            samples.append(flat_sample(split, stem, images[stem], labels[stem]))
+        samples += listed_samples(split, lists / f"{split}.txt", stems[split], images, labels,
+                                  voc / "JPEGImages", voc / "SegmentationClass")
 
     sbd = _sbd_folder(root, out, progress)
     if sbd is not None:
