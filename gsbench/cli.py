@@ -546,8 +546,9 @@ def report(
         "instead of the terminal tables without --out."),
     out: Optional[Path] = typer.Option(
         None, "--out", help="Write report.{md,csv,tex} and the plots (PNG) into this folder."),
-    data: str = typer.Option(
-        "DATA", "--data", help="Prepared dataset path to put in the commands of missing cells."),
+    data: Optional[list[str]] = typer.Option(
+        None, "--data", help="Prepared data to put in the commands of missing cells: PATH, or "
+        "DATASET=PATH per dataset (repeatable); a dataset without one shows as <DATASET data>."),
     scale: str = typer.Option(
         "full", "--scale", help="full: runs of the papers' recipes; smoke: runs of their -smoke "
         "variants (as `gsbench ablate --scale smoke` trains them)."),
@@ -568,9 +569,12 @@ def report(
 
     if fmt is not None and fmt not in FORMATS:
         raise GsbenchError(f"unknown --format {fmt!r} (use {', '.join(FORMATS)})")
+    from gsbench.tables.ablate import DataRoots
+
+    roots = DataRoots.parse(data or [])
     chosen = select_tables(tables or [])
     index = RunIndex(runs)
-    reports = [build_report(table, index, data, scale) for table in chosen]
+    reports = [build_report(table, index, roots, scale) for table in chosen]
     for warning in index.warnings:
         err_console.print(f"warning: {warning}", highlight=False, soft_wrap=True)
     if html is not None:

@@ -22,6 +22,8 @@ from gsbench.tables import RunIndex, build_report, eval_metrics_file, load_table
 from gsbench.tables import ablate as ablate_module
 from gsbench.tables.ablate import DataRoots, plan_ablation, plan_commands, run_plan
 
+runner = CliRunner()
+
 GFF_SCALES = (0.75, 1.0, 1.25, 1.5, 1.75)  # GFF (AAAI 2020), "MS: multi-scale inference"
 GSCNN_TEST_SCALES = (0.5, 1.0, 2.0)  # Gated-SCNN Sec. 4.2, Cityscapes benchmark submission
 
@@ -307,3 +309,14 @@ def test_dry_run_prints_a_placeholder_for_a_dataset_without_root(tmp_path):
     (ade,) = [line for line in lines if "--recipe pspnet101_ade20k " in line]
     assert "--data /cs " in psp and "'<ade20k data>'" not in psp
     assert ade.count("--data '<ade20k data>'") == 2  # train and eval
+
+
+def test_report_puts_each_datasets_root_in_the_commands_of_missing_cells(tmp_path):
+    args = ["report", "ranet.table4", "--runs", str(tmp_path / "runs"), "--format", "csv"]
+    given = runner.invoke(app, [*args, "--data", "cityscapes=cs", "--data", "coco_stuff10k=coco"])
+    assert given.exit_code == 0, given.output
+    commands = given.stdout
+    assert "ranet101 --data cs " in commands and "ranet101_coco_stuff10k --data coco " in commands
+    assert "ranet101_pascal_context --data '<pascal_context data>' " in commands
+    bad = runner.invoke(app, [*args, "--data", "mars=x"])
+    assert bad.exit_code == 2 and "unknown dataset 'mars'" in bad.output

@@ -32,7 +32,7 @@ import shlex
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -42,6 +42,9 @@ from gsbench.tables.registry import (
     PAPERS, Cell, Table, cell_recipe, load_all_tables, load_table_file, select_tables,
 )
 from gsbench.tables.static import StaticResult, compute_static
+
+if TYPE_CHECKING:  # ablate imports this module
+    from gsbench.tables.ablate import DataRoots
 
 #: The sizes a table can be reproduced at: the papers' recipes, or their toy ``-smoke`` variants
 #: (tiny backbone and crops, a few CPU iterations) that run end to end on synthetic data.
@@ -364,9 +367,11 @@ class _Scores:
     from_scratch: int = 0  # runs among ``runs`` without pretrained backbone weights
 
 
-def _scores(index: RunIndex, cell: Cell, baseline: bool, data: str, scale: str = "full") -> _Scores:
+def _scores(index: RunIndex, cell: Cell, baseline: bool, data, scale: str = "full") -> _Scores:
     spec = cell_training(cell, baseline, scale)
     out = _Scores()
+    # one path for every dataset, or ablate's DataRoots (a placeholder for a dataset without one)
+    data = data if isinstance(data, str) else data.root_or_placeholder(cell.dataset)
     runs = index.runs_for(spec.resolved)
     if not runs:
         run_dir = index.runs_dir / spec.folder
@@ -390,7 +395,7 @@ def _mean_std(values: list[float]) -> tuple[float, float | None]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
-def report_cell(cell: Cell, index: RunIndex, static: StaticResult, data: str = "DATA",
+def report_cell(cell: Cell, index: RunIndex, static: StaticResult, data: "str | DataRoots" = "DATA",
                 scale: str = "full") -> CellReport:
     """Our value of one cell, or why there is none (at ``scale``: the runs of the papers' recipes,
     or of their smoke variants, see :func:`cell_training`)."""
@@ -437,7 +442,7 @@ def report_cell(cell: Cell, index: RunIndex, static: StaticResult, data: str = "
                       commands=commands)
 
 
-def build_report(table: Table, index: RunIndex, data: str = "DATA",
+def build_report(table: Table, index: RunIndex, data: "str | DataRoots" = "DATA",
                  scale: str = "full") -> TableReport:
     """Every cell of ``table`` with our value (from ``index``'s runs at ``scale``, or computed
     on the spot)."""
@@ -449,7 +454,7 @@ def build_report(table: Table, index: RunIndex, data: str = "DATA",
 
 
 def build_reports(names: list[str] | tuple[str, ...] = (), runs_dir: Path = Path("runs"),
-                  data: str = "DATA", scale: str = "full") -> list[TableReport]:
+                  data: "str | DataRoots" = "DATA", scale: str = "full") -> list[TableReport]:
     """Reports of the tables ``names`` (ids, papers or files; all when empty) against the runs
     found under ``runs_dir``."""
     tables = select_tables(list(names))

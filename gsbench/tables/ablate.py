@@ -261,6 +261,11 @@ class DataRoots:
                     raise GsbenchError(f"--data {root}: no such folder (the prepared {dataset} "
                                        "data)")
 
+    def root_or_placeholder(self, dataset: str | None) -> str:
+        """The root of ``dataset``, or ``<dataset data>`` when none was given."""
+        root = self.root(dataset)
+        return root if root is not None else placeholder_root(dataset)
+
     def for_job(self, job: RunJob, placeholder: bool = False) -> str:
         """The root of ``job``'s dataset; without one ``<dataset data>`` when ``placeholder``,
         else a GsbenchError."""
@@ -269,7 +274,7 @@ class DataRoots:
             return root
         if not placeholder:
             raise _no_root(self.missing([job]))
-        return placeholder_root(job.dataset)
+        return self.root_or_placeholder(job.dataset)
 
 
 def _no_root(missing: dict[str, list[str]]) -> GsbenchError:
