@@ -130,12 +130,19 @@ class _SegmentMax(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, boundary: Tensor, low: Tensor, high: Tensor, weight: Tensor) -> Tensor:
-        values = torch.lerp(boundary[low], boundary[high], weight)
-        best, arg = values.max(dim=-1, keepdim=True)
-        ctx.save_for_backward(low.gather(-1, arg), high.gather(-1, arg), weight.gather(-1, arg))
+    def forward(ctx, boundary: Tensor, tables: tuple[Tensor, Tensor, Tensor], offset: Tensor,
+                start: Tensor) -> Tensor:
+        low_table, high_table, weight_table = tables
+        # One rows x hw x T index tensor alive at a time; the interpolation runs in place.
+        values = boundary[low_table[offset] + start]
+        values.lerp_(boundary[high_table[offset] + start], weight_table[offset])
+        best, arg = values.max(dim=-1)
+        del values
+        ctx.save_for_backward(low_table[offset, arg] + start[..., 0],
+                              high_table[offset, arg] + start[..., 0],
+                              weight_table[offset, arg])
         ctx.num = boundary.numel()
-        return best.squeeze(-1)
+        return best
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -161,9 +168,8 @@ def segment_max(boundary: Tensor, rows: Tensor, height: int, width: int) -> Tens
         rows, width, rounding_mode="floor").unsqueeze(1)
     dx = (cols % width).unsqueeze(0) - (rows % width).unsqueeze(1)
     offset = (dy + height - 1) * (2 * width - 1) + (dx + width - 1)
-    start = rows.view(-1, 1, 1)
-    return _SegmentMax.apply(boundary, low_table[offset] + start, high_table[offset] + start,
-                             weight_table[offset])
+    return _SegmentMax.apply(boundary, (low_table, high_table, weight_table), offset,
+                             rows.view(-1, 1, 1))
 
 
 def entropy_bits(prob: Tensor) -> Tensor:
