@@ -11,7 +11,8 @@ from gsbench.recipes import load_recipe
 
 # gscnn101-smoke, gff101_dfp-smoke, gpsnet101_ocnet-smoke, ranet101-smoke and the peers' smoke
 # recipes are checked in their own test files.
-RECIPES = ["gscnn_wrn38-smoke", "gff101-smoke", "gpsnet101-smoke", "ranet_hrnetv2_w48-smoke"]
+RECIPES = ["gscnn_wrn38-smoke", "gscnn101_baseline-smoke", "gff101-smoke", "gpsnet101-smoke",
+           "ranet_hrnetv2_w48-smoke"]
 
 
 @pytest.fixture(scope="module")

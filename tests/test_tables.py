@@ -360,3 +360,15 @@ def test_static_table_rows_need_their_recipes(tmp_path):
     loaded = load_table_file(_write_table(tmp_path, table, "gscnn_table5.yaml"))
     with pytest.raises(GsbenchError, match="rows.r50.baseline: gscnn_table5 needs a baseline recipe"):
         build_report(loaded, RunIndex(tmp_path))
+
+
+def test_every_trainable_cell_has_a_smoke_stand_in(tables):
+    """`gsbench ablate --scale smoke` can fill every cell it could train at full scale."""
+    from gsbench.tables import cell_training
+
+    for table in tables:
+        for cell in table.cells:
+            if cell.reproduced_by_training:
+                for baseline in (False, True) if cell.baseline else (False,):
+                    spec = cell_training(cell, baseline, "smoke")
+                    assert spec.recipe.endswith("-smoke"), (table.id, cell.row_id, cell.column)
