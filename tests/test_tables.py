@@ -208,6 +208,20 @@ def test_static_table_is_computed_with_the_paper_values_beside(tmp_path):
     assert "| ASPP ({1,12,24,36}) | RF | computed | 73 | 73 | +0 | computed |" in markdown
 
 
+def test_ranet_table3_counts_ranets_parameters_without_running_it(tmp_path):
+    from gsbench.metrics.complexity import count_parameters
+    from gsbench.models.ranet import RANetHead
+
+    (table,) = select_tables(["ranet.table3"])
+    cells = {(c.cell.row_id, c.cell.column): c
+             for c in build_report(table, RunIndex(tmp_path / "no-runs")).cells}
+    params = cells[("ranet", "params_m")]
+    assert params.state == "computed"  # the whole head on the 512-channel map, 19 classes
+    assert params.ours == pytest.approx(count_parameters(RANetHead(512, 19)) / 1e6)
+    assert cells[("ranet", "gflops")].state == "not-computed"
+    assert "gsbench profile --module ranet" in cells[("ranet", "gflops")].detail
+
+
 # --- the report: runs ------------------------------------------------------------------------------
 
 

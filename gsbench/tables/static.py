@@ -135,7 +135,8 @@ def ranet_table3(table: "Table") -> StaticResult:
     """RANet Table 3: the complexity of each attention method's decode head on the table's
     feature map (``input_shape``, 1 x 512 x 97 x 97); the head is the whole increase over the
     backbone. Row ids are the names of :mod:`gsbench.models.attention`'s registry."""
-    from gsbench.models.attention import profile_attention_module
+    from gsbench.metrics.complexity import count_parameters
+    from gsbench.models.attention import build_attention_module, profile_attention_module
 
     shape = table.input_shape or (1, 512, 97, 97)
     values, notes = {}, {}
@@ -143,10 +144,14 @@ def ranet_table3(table: "Table") -> StaticResult:
         warnings.simplefilter("ignore")
         for row_id, _ in table.rows:
             if not _runs_on_meta(row_id, shape):
+                # Parameters need no forward pass; FLOPs and memory do.
+                module = _quiet_meta_build(
+                    lambda: build_attention_module(row_id, shape[1], RANET_SCOPE))
+                values[row_id] = {"params_m": count_parameters(module) / 1e6}
                 notes[row_id] = (
-                    "not computed on the spot: its forward depends on tensor values (no meta-device "
-                    f"run); measure it with `gsbench profile --module {row_id} --input "
-                    f"{'x'.join(map(str, shape))}` (minutes on a CPU)")
+                    "FLOPs and memory not computed on the spot: its forward depends on tensor "
+                    f"values (no meta-device run); measure them with `gsbench profile --module "
+                    f"{row_id} --input {'x'.join(map(str, shape))}` (minutes on a CPU)")
                 continue
             figures = profile_attention_module(row_id, shape, scope=RANET_SCOPE, latency=False)
             values[row_id] = {"gflops": figures["gflops"], "gmacs": figures["gmacs"],
