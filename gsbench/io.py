@@ -66,9 +66,10 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def encode_png(array: np.ndarray) -> bytes:
-    """PNG bytes of a uint8/uint16 HxW or HxWx3 (RGB) array."""
+    """PNG bytes of a uint8/uint16 HxW, HxWx3 (RGB) or HxWx4 (RGBA) array."""
     if array.ndim == 3:
-        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
+        array = cv2.cvtColor(array, cv2.COLOR_RGBA2BGRA if array.shape[2] == 4
+                             else cv2.COLOR_RGB2BGR)
     ok, buf = cv2.imencode(".png", array)
     if not ok:
         raise GsbenchError(f"could not encode an array of shape {array.shape} as PNG")

@@ -7,6 +7,7 @@ import time
 
 import cv2
 import numpy as np
+from PIL import Image
 import pytest
 from scipy.stats import spearmanr
 from typer.testing import CliRunner
@@ -68,6 +69,8 @@ def test_labels_instances_colours_and_polygons_agree(small_dataset):
         labels = read_label(label_path)
         instances = read_label(prefix + "instanceIds.png")
         colour = read_rgb(prefix + "color.png")
+        with Image.open(prefix + "color.png") as png:  # RGBA, opaque, as json2labelImg writes it
+            assert png.mode == "RGBA" and np.asarray(png)[..., 3].min() == 255
         split, city = label_path.parent.parent.name, label_path.parent.name
         stem = label_path.name.removesuffix("_gtFine_labelIds.png")
         image = read_rgb(small_dataset / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png")

@@ -103,14 +103,16 @@ CITYSCAPES_ID_TO_ADE20K = _cityscapes_to_ade20k_lut()
 
 
 def _label_colour_lut() -> np.ndarray:
-    lut = np.zeros((256, 3), dtype=np.uint8)
+    lut = np.zeros((256, 4), dtype=np.uint8)
+    lut[:, 3] = 255
     for label in CITYSCAPES_LABELS:
         if label.id >= 0:
-            lut[label.id] = label.color
+            lut[label.id, :3] = label.color
     return lut
 
 
-#: Cityscapes labelId -> official colour (RGB), for the ``_gtFine_color.png`` files.
+#: Cityscapes labelId -> official colour (RGBA, opaque: cityscapesscripts' json2labelImg writes
+#: the ``_gtFine_color.png`` files as RGBA), for the ``_gtFine_color.png`` files.
 CITYSCAPES_ID_TO_COLOR = _label_colour_lut()
 
 
