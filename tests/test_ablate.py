@@ -86,10 +86,14 @@ def no_baseline_smoke(monkeypatch):
     """Hide the Gated-SCNN baselines' own smoke recipes: the other Gated-SCNN smoke recipes have
     loss_options, which a --set cannot remove, so nothing can stand in for the baselines."""
     import gsbench.recipes
+    from gsbench.tables import _smoke_training_cached
 
     every = gsbench.recipes.list_recipes
     monkeypatch.setattr(gsbench.recipes, "list_recipes",
                         lambda: [n for n in every() if "_baseline" not in n])
+    _smoke_training_cached.cache_clear()  # mappings made with every recipe visible
+    yield
+    _smoke_training_cached.cache_clear()  # ... and those made without, for the next tests
 
 
 def test_smoke_mapping_refuses_what_it_cannot_express(no_baseline_smoke):
