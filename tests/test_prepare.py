@@ -1,7 +1,6 @@
 """prepare-data for Cityscapes and ADE20K on tiny raw datasets built in tmp_path."""
 
 import hashlib
-import os
 import stat
 import zipfile
 from pathlib import Path
@@ -76,6 +75,20 @@ def tree_digest(root: Path, skip: str = "gsbench") -> dict[str, tuple[str, int]]
         str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
         for p in sorted(root.rglob("*")) if p.is_file() and skip not in p.relative_to(root).parts
     }
+
+
+def assert_refused(result, words: str, culprit: Path, root: Path, before) -> str:
+    """``prepare-data`` refused bad input: exit 2, one ``error:`` line naming ``culprit`` with
+    ``words``, no manifest written and the raw tree under ``root`` unchanged (``before`` is its
+    :func:`tree_digest`). Returns the message."""
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1  # one line (rich's soft wrap keeps it whole)
+    message = result.output.strip()
+    assert message.startswith("error:") and words in message, message
+    assert str(culprit) in message
+    assert not (root / "gsbench/manifest.json").exists()
+    assert tree_digest(root) == before
+    return message
 
 
 def output_mtimes(out: Path) -> dict[str, int]:

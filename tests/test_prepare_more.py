@@ -22,7 +22,7 @@ from gsbench.data.prepare import prepare_cocostuff, prepare_context, prepare_raw
 from gsbench.data.raw import extract_tar
 from gsbench.data.voc import VOC_CLASS_NAMES, trainaug_stems
 from gsbench.errors import GsbenchError
-from test_prepare import output_mtimes, tree_digest, write
+from test_prepare import assert_refused, output_mtimes, tree_digest, write
 
 H, W = 24, 40
 runner = CliRunner()
@@ -529,13 +529,7 @@ def test_bad_input_exits_2_with_one_line_naming_the_file(tmp_path, dataset, brea
     before = tree_digest(root)
     result = runner.invoke(app, ["prepare-data", dataset, "--root", str(root),
                                  "--workers", "1", "--quiet"])
-    assert result.exit_code == 2, result.output
-    assert result.output.count("\n") == 1  # one line (rich's soft wrap keeps it whole)
-    message = result.output.strip()
-    assert message.startswith("error:") and words in message, message
-    assert str(culprit) in message
-    assert not (root / "gsbench/manifest.json").exists()
-    assert tree_digest(root) == before
+    assert_refused(result, words, culprit, root, before)
 
 
 def test_cli_summary_names_the_splits(tmp_path):
