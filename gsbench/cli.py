@@ -218,7 +218,8 @@ def train(
     Multi-GPU: torchrun --nproc_per_node 8 -m gsbench.cli train --recipe psanet101 --data DIR
     --device cuda (multi-node: add torchrun's --nnodes/--rdzv_endpoint flags).
     """
-    from gsbench.engine.train import load_run_recipe, train as run_training
+    from gsbench.engine.run_dir import load_run_recipe
+    from gsbench.engine.train import train as run_training
     from gsbench.recipes import load_recipe
 
     if pretrained is not None and not pretrained.is_file():

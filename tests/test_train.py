@@ -32,7 +32,8 @@ from gsbench.data.transforms import (
     train_transform,
 )
 from gsbench.engine.checkpoint import load_checkpoint, load_model_weights
-from gsbench.engine.train import load_run_recipe, param_groups, poly_lr, train
+from gsbench.engine.run_dir import load_run_recipe
+from gsbench.engine.train import param_groups, poly_lr, train
 from gsbench.errors import GsbenchError
 from gsbench.io import write_png
 from gsbench.recipes import list_recipes, load_recipe

@@ -10,7 +10,8 @@ runs no code. The training state (``checkpoints/last.pt``)::
      "recipe": dict}
 
 and the final weights (``checkpoints/final.pt``): ``{"format", "kind": "model", "iteration",
-"model", "recipe"}``; :func:`load_model_weights` reads either.
+"model", "recipe"}``; :func:`load_model_weights` reads either. Where they lie in a run folder
+is :mod:`gsbench.engine.run_dir`'s.
 """
 
 from __future__ import annotations
@@ -24,12 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from gsbench.engine.run_dir import find_checkpoint
 from gsbench.errors import GsbenchError
 from gsbench.io import atomic_write_bytes
 
 CHECKPOINT_FORMAT = "gsbench-checkpoint/1"
-LAST_NAME = "last.pt"
-FINAL_NAME = "final.pt"
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
@@ -55,15 +55,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 def load_model_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The model state_dict of a checkpoint file, or of a run folder (its final weights, else
     its last training checkpoint)."""
-    path = Path(path)
-    if path.is_dir():
-        for name in (FINAL_NAME, LAST_NAME):
-            candidate = path / "checkpoints" / name
-            if candidate.is_file():
-                path = candidate
-                break
-        else:
-            raise GsbenchError(f"{path}: no checkpoints/{FINAL_NAME} or checkpoints/{LAST_NAME}")
+    path, _ = find_checkpoint(path)
     state = load_checkpoint(path)
     if "model" not in state:
         raise GsbenchError(f"{path}: checkpoint has no 'model' weights")

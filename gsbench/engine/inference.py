@@ -263,28 +263,6 @@ class LoadedModel:
     iteration: int | None
 
 
-def find_checkpoint(target: str | os.PathLike) -> tuple[Path, Path | None]:
-    """(checkpoint file, run folder or None) for a run folder (its final weights, else its
-    last training checkpoint) or a checkpoint file (inside ``RUN/checkpoints/`` or anywhere)."""
-    from gsbench.engine.checkpoint import FINAL_NAME, LAST_NAME
-
-    target = Path(target).expanduser()
-    if target.is_dir():
-        for name in (FINAL_NAME, LAST_NAME):
-            candidate = target / "checkpoints" / name
-            if candidate.is_file():
-                return candidate, target
-        raise GsbenchError(
-            f"{target}: no checkpoints/{FINAL_NAME} or checkpoints/{LAST_NAME} (is it a run folder?)"
-        )
-    if not target.exists():
-        raise GsbenchError(f"{target}: no such run folder or checkpoint")
-    run_dir = target.parent.parent if target.parent.name == "checkpoints" else None
-    if run_dir is not None and not (run_dir / "recipe.yaml").is_file():
-        run_dir = None
-    return target, run_dir
-
-
 def load_model_for_eval(target: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
     """Build the recipe's model and load the trained weights of a run folder or checkpoint.
 
@@ -293,7 +271,7 @@ def load_model_for_eval(target: str | os.PathLike, device: str | torch.device = 
     recipe's model (missing, unexpected or differently shaped tensors) raise a GsbenchError.
     """
     from gsbench.engine.checkpoint import load_checkpoint
-    from gsbench.engine.train import load_run_recipe
+    from gsbench.engine.run_dir import find_checkpoint, load_run_recipe
     from gsbench.recipes import build_model_from_recipe, recipe_from_dict
 
     checkpoint, run_dir = find_checkpoint(target)

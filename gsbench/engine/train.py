@@ -6,12 +6,9 @@ Sec. 4, Gated-SCNN Sec. 4, RANet Sec. 4): SGD with momentum, learning rate
 power 0.9), weight decay on every parameter, and the head (every parameter outside
 ``model.backbone``) at ``head_lr_mult`` times the base rate as in hszhao/semseg.
 
-A run folder holds everything needed to understand and continue a run::
-
-    recipe.yaml  command.txt  versions.json  seed.txt  log.csv  metrics.json (if validated)
-    checkpoints/last.pt   (the full training state, every train.checkpoint_every iterations)
-    checkpoints/final.pt  (the final weights)
-    tensorboard/          (when the tensorboard package is installed)
+A run writes its run folder (:mod:`gsbench.engine.run_dir`: the recipe, the command, versions,
+seed, log, validation metrics and checkpoints), which is everything needed to understand and
+continue it.
 
 Reproducibility: one seed (the recipe's) initialises the model; the sampler order and the
 class-uniform plan (``data.class_uniform``) depend on (seed, epoch) and every sample's
@@ -37,7 +34,6 @@ from typing import Callable, Iterator
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
@@ -47,8 +43,6 @@ from gsbench.data.manifest import Manifest
 from gsbench.data.transforms import eval_transform, train_transform
 from gsbench.data.uniform import ClassPixelIndex, build_class_index
 from gsbench.engine.checkpoint import (
-    FINAL_NAME,
-    LAST_NAME,
     capture_rng_state,
     load_checkpoint,
     restore_rng_state,
@@ -62,9 +56,18 @@ from gsbench.engine.distributed import (
     init_distributed,
     shutdown_distributed,
 )
+from gsbench.engine.inference import infer_whole
+from gsbench.engine.run_dir import (
+    CHECKPOINTS_DIR,
+    FINAL_NAME,
+    LAST_NAME,
+    RECIPE_FILE,
+    check_run_dir,
+)
 from gsbench.errors import GsbenchError
 from gsbench.io import atomic_write_json, atomic_write_text, read_json
-from gsbench.recipes import Recipe, build_loss_from_recipe, build_model_from_recipe, recipe_from_dict
+from gsbench.metrics.confusion import ConfusionMatrix
+from gsbench.recipes import Recipe, build_loss_from_recipe, build_model_from_recipe
 
 
 @dataclass
@@ -123,29 +126,6 @@ def versions() -> dict[str, str | None]:
     }
 
 
-def check_run_dir(run_dir: Path, resume: bool) -> str | None:
-    """Why ``run_dir`` cannot be used (or None): a fresh run needs an empty or absent folder,
-    a resumed one a previous run's recipe and last checkpoint."""
-    if not resume:
-        if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-            return f"{run_dir}: run folder is not empty; pass --resume to continue it or choose another --out"
-        return None
-    for needed in ("recipe.yaml", f"checkpoints/{LAST_NAME}"):
-        if not (run_dir / needed).is_file():
-            return f"{run_dir}: cannot resume, {needed} is missing"
-    return None
-
-
-def load_run_recipe(run_dir: Path) -> Recipe:
-    """The resolved recipe saved in a run folder."""
-    path = run_dir / "recipe.yaml"
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise GsbenchError(f"{path}: cannot read the run's recipe ({exc})") from None
-    return recipe_from_dict(raw, source=str(path))
-
-
 def train(
     recipe: Recipe,
     run_dir: str | Path,
@@ -183,7 +163,7 @@ class _Trainer:
         self.command = command if command is not None else sys.argv
         self.build_model = build_model or build_model_from_recipe
         self.data_root = data_root if data_root is not None else recipe.data.root
-        self.ckpt_dir = run_dir / "checkpoints"
+        self.ckpt_dir = run_dir / CHECKPOINTS_DIR
         self.log_rows: list[dict] = []
         self.log_columns: list[str] | None = None
         self.metrics_history: list[dict] = []
@@ -299,7 +279,7 @@ class _Trainer:
 
     def _write_run_files(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.run_dir / "recipe.yaml", self.recipe.to_yaml())
+        atomic_write_text(self.run_dir / RECIPE_FILE, self.recipe.to_yaml())
         atomic_write_text(self.run_dir / "command.txt", shlex.join(self.command) + "\n")
         atomic_write_json(self.run_dir / "versions.json", versions())
         atomic_write_text(self.run_dir / "seed.txt", f"{self.recipe.seed}\n")
@@ -483,9 +463,6 @@ class _Trainer:
     @torch.no_grad()
     def _validate(self) -> dict:
         """mIoU on the validation split (whole images), shared across ranks."""
-        from gsbench.engine.inference import infer_whole
-        from gsbench.metrics.confusion import ConfusionMatrix
-
         model = self.model
         was_training = model.training
         model.eval()

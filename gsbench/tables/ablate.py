@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from gsbench.engine.eval_setting import EvalSetting
+from gsbench.engine.run_dir import is_finished, is_interrupted
 from gsbench.errors import GsbenchError
 from gsbench.io import atomic_write_text
 from gsbench.tables import (
@@ -108,14 +109,6 @@ def _cell_label(cell) -> str:
     return f"{cell.row_id}.{cell.column}"
 
 
-def _finished(run_dir: Path) -> bool:
-    return (run_dir / "checkpoints" / "final.pt").is_file()
-
-
-def _interrupted(run_dir: Path) -> bool:
-    return (run_dir / "checkpoints" / "last.pt").is_file() and not _finished(run_dir)
-
-
 def plan_ablation(table: Table, runs_dir: Path = Path("runs"), *, scale: str = "full",
                   seeds: int = 1, rows: list[str] | None = None) -> AblationPlan:
     """What training and evaluation the trainable cells of ``table`` (of the rows ``rows``, all
@@ -174,11 +167,11 @@ def _new_job(index: RunIndex, spec: TrainingSpec, seed: int, runs_dir: Path,
              taken: set[Path], dataset: str | None) -> RunJob | str:
     """The job of one (recipe, seed) on ``dataset``, or why it cannot be planned."""
     existing = sorted((r for r in index.runs_for(spec.resolved) if r.seed == seed),
-                      key=lambda r: (not _finished(r.path), str(r.path)))
+                      key=lambda r: (not is_finished(r.path), str(r.path)))
     for run in existing:
-        if _finished(run.path):
+        if is_finished(run.path):
             return RunJob(run.path, spec, seed, None, dataset)
-        if _interrupted(run.path):
+        if is_interrupted(run.path):
             return RunJob(run.path, spec, seed, "resume", dataset)
     if existing:
         return (f"{existing[0].path}: run folder of {spec.recipe} (seed {seed}) has no checkpoint "
