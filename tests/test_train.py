@@ -254,6 +254,16 @@ def test_every_smoke_recipe_trains_two_iterations(name, data_root, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
+def test_training_sets_the_poly_learning_rate(data_root, tmp_path):
+    recipe = load_recipe("fcn101-smoke", ["train.iterations=3", "train.log_every=1"])
+    result = train(recipe, tmp_path / "run", data_root=data_root, quiet=True)
+    cfg = recipe.train  # the logged lr is the backbone's (multiplier 1), set before each step
+    assert [row["lr"] for row in result.log] == [
+        poly_lr(cfg.lr, i, cfg.iterations, cfg.poly_power) for i in range(cfg.iterations)
+    ]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
 def test_run_folder_contents_and_safe_checkpoints(data_root, tmp_path):
     recipe = load_recipe("fcn101-smoke", ["train.iterations=4", "train.val_every=2", "train.log_every=2",
                                           "train.checkpoint_every=2"])

@@ -379,9 +379,9 @@ class _Trainer:
     def _step(self, batch: dict) -> torch.Tensor:
         """One SGD iteration; returns the mean over ranks of [loss, parts...] (float64)."""
         cfg = self.cfg
-        factor = (1.0 - self.iteration / cfg.iterations) ** cfg.poly_power
         for group in self.optimizer.param_groups:
-            group["lr"] = cfg.lr * group["lr_mult"] * factor
+            group["lr"] = poly_lr(cfg.lr * group["lr_mult"], self.iteration, cfg.iterations,
+                                  cfg.poly_power)
         device = self.ctx.device
         images = batch["image"].to(device, non_blocking=True)
         if self.channels_last:
