@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from gsbench.cli import app
-from gsbench.engine.inference import InferenceOptions, infer, model_outputs, predict
+from gsbench.engine.inference import InferenceOptions, infer, predict
+from gsbench.engine.outputs import model_outputs
 from gsbench.errors import GsbenchError
 from gsbench.models import build_model
 

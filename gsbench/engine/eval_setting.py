@@ -25,14 +25,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from gsbench.engine.outputs import MAIN_OUTPUT
 from gsbench.errors import GsbenchError
 
 #: The multi-scale test scales of PSANet / semseg, RANet and mmsegmentation's Cityscapes TTA.
 DEFAULT_MS_SCALES: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 #: The scales of single-scale inference.
 SINGLE_SCALE: tuple[float, ...] = (1.0,)
-#: The model output scored by default: the final prediction.
-MAIN_OUTPUT = "out"
 
 
 def scale_text(scale: float) -> str:
@@ -112,5 +111,5 @@ class EvalSetting:
         return words
 
 
-__all__ = ["DEFAULT_MS_SCALES", "EvalSetting", "MAIN_OUTPUT", "SINGLE_SCALE", "eval_tag",
+__all__ = ["DEFAULT_MS_SCALES", "EvalSetting", "SINGLE_SCALE", "eval_tag",
            "is_default_ms", "scale_text", "scales_tag"]

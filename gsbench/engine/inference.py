@@ -4,10 +4,8 @@ Pure functions over a segmentation model whose ``forward(images)`` returns ``{"o
 with the logits at the input resolution (the gsbench model contract). Images are N x 3 x H x W
 ImageNet-normalised floats; every function returns N x C x H x W at the input resolution.
 
-A model may expose further class-logit maps that can be scored instead of ``"out"``: it lists
-their names in an ``extra_outputs`` attribute and returns them in eval mode when called as
-``model(images, outputs=names)`` (RANet's coarse map C, the "coarse segmentation" of RANet
-Table 4). :attr:`InferenceOptions.output` picks the map; :func:`model_outputs` lists them.
+A model may expose further class-logit maps that can be scored instead of ``"out"``
+(:mod:`gsbench.engine.outputs`); :attr:`InferenceOptions.output` picks the map.
 
 Conventions (those of mmsegmentation, which the papers' public code agrees with up to rounding):
 
@@ -42,7 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gsbench.engine.eval_setting import DEFAULT_MS_SCALES, MAIN_OUTPUT, eval_tag
+from gsbench.engine.eval_setting import DEFAULT_MS_SCALES, eval_tag
+from gsbench.engine.outputs import MAIN_OUTPUT, check_output
 from gsbench.errors import GsbenchError
 
 if TYPE_CHECKING:
@@ -60,7 +59,7 @@ class InferenceOptions:
     ``crop_size`` and ``stride`` are (height, width); ``stride`` defaults to 2/3 of the crop
     (semseg's ``stride_rate = 2/3``). ``crop_size`` is required for ``mode="slide"``.
     ``output`` is the model output that is scored: ``"out"`` (the prediction) or one of the
-    model's ``extra_outputs`` (see :func:`model_outputs`).
+    model's ``extra_outputs`` (see :func:`gsbench.engine.outputs.model_outputs`).
     """
 
     mode: str = "whole"
@@ -90,20 +89,6 @@ class InferenceOptions:
 def default_stride(crop_size: tuple[int, int]) -> tuple[int, int]:
     """2/3 of the crop, rounded up (semseg: ``ceil(crop * 2/3)``)."""
     return (math.ceil(crop_size[0] * 2 / 3), math.ceil(crop_size[1] * 2 / 3))
-
-
-def model_outputs(model: nn.Module) -> tuple[str, ...]:
-    """The class-logit maps ``model`` can return at inference: ``"out"`` and its
-    ``extra_outputs`` (e.g. ``("out", "coarse")`` for RANet with its region blocks)."""
-    return (MAIN_OUTPUT, *getattr(model, "extra_outputs", ()))
-
-
-def check_output(model: nn.Module, output: str, what: str = "the model") -> None:
-    """A GsbenchError unless ``output`` is one of :func:`model_outputs`."""
-    outputs = model_outputs(model)
-    if output not in outputs:
-        raise GsbenchError(f"output {output!r}: {what} has no such output "
-                           f"(its outputs: {', '.join(outputs)})")
 
 
 def _logits(model: nn.Module, images: torch.Tensor, output: str = MAIN_OUTPUT) -> torch.Tensor:

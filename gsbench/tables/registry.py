@@ -56,8 +56,9 @@ import yaml
 
 from gsbench.data.prepare import DATASET_FINDERS
 from gsbench.engine.eval_setting import (
-    DEFAULT_MS_SCALES, MAIN_OUTPUT, SINGLE_SCALE, EvalSetting, is_default_ms, scale_text,
+    DEFAULT_MS_SCALES, SINGLE_SCALE, EvalSetting, is_default_ms, scale_text,
 )
+from gsbench.engine.outputs import MAIN_OUTPUT
 from gsbench.errors import GsbenchError
 from gsbench.recipes import RECIPES_DIR
 from gsbench.tables.static import STATIC_TABLES
