@@ -2,8 +2,9 @@
 
 Generates 500 1024x2048 ground-truth / prediction pairs once (smooth random label maps with
 curved region borders, ignore blobs and prediction errors along the borders), then times the
-full :func:`gsbench.evaluate.evaluate_prediction_dir` call: file matching, PNG decoding, mIoU,
-accuracies, boundary F at 3/5/9/12 px and crop mIoU at 0..400, in ``--workers`` processes.
+full :func:`gsbench.evaluation.pred_dir.evaluate_prediction_dir` call: file matching, PNG
+decoding, mIoU, accuracies, boundary F at 3/5/9/12 px and crop mIoU at 0..400, in ``--workers``
+processes.
 
 Reference measured in the same run: the official Cityscapes evaluator
 (``cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling.evaluateImgLists``, mIoU only,
@@ -31,7 +32,7 @@ import numpy as np
 
 from gsbench.data.labels import CITYSCAPES_CLASS_NAMES, CITYSCAPES_TRAIN_TO_LABEL
 from gsbench.data.manifest import Manifest, Sample
-from gsbench.evaluate import evaluate_prediction_dir
+from gsbench.evaluation.pred_dir import evaluate_prediction_dir
 from gsbench.io import write_png
 
 CITIES = ("frankfurt", "lindau", "munster")

@@ -353,7 +353,8 @@ def eval_command(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from gsbench.evaluate import evaluate_prediction_dir, parse_int_list
+    from gsbench.evaluation.metrics_config import parse_int_list
+    from gsbench.evaluation.pred_dir import evaluate_prediction_dir
 
     if target is not None:
         if pred_dir is not None:

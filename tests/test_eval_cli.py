@@ -19,16 +19,15 @@ from gsbench.data.labels import (
 )
 from gsbench.data.manifest import Manifest, Sample
 from gsbench.errors import GsbenchError
-from gsbench.evaluate import (
-    DEFAULT_CROP_FACTORS,
-    DEFAULT_RADII,
+from gsbench.evaluation.metrics_config import parse_int_list
+from gsbench.evaluation.pred_dir import (
     StemFinder,
     match_prediction_files,
-    parse_int_list,
     prediction_lut,
     prediction_to_train_ids,
 )
 from gsbench.io import read_label, write_png
+from gsbench.metrics import DEFAULT_CROP_FACTORS, DEFAULT_RADII
 from gsbench.metrics.segmentation import SegmentationMetrics
 
 STEMS = ("frankfurt_000000_000294", "lindau_000001_000019", "munster_000002_000003")
@@ -471,7 +470,7 @@ def test_none_switches_boundary_f_and_crops_off(tmp_path):
 
 def test_labelid_tables_cover_every_prepared_dataset():
     from gsbench.data.prepare import DATASET_FINDERS
-    from gsbench.evaluate import prediction_lut
+    from gsbench.evaluation.pred_dir import prediction_lut
 
     for dataset in DATASET_FINDERS:
         lut = prediction_lut("labelid", dataset, num_classes=1)

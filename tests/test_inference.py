@@ -294,7 +294,7 @@ def make_run(run_dir, *, model="fcn", num_classes=19, seed=0, stored_recipe=True
 def test_evaluate_model_matches_scoring_the_saved_predictions(prepared, tmp_path):
     from gsbench.data.transforms import Pair, eval_transform
     from gsbench.engine.inference import evaluate_model, load_model_for_eval
-    from gsbench.evaluate import evaluate_prediction_dir
+    from gsbench.evaluation.pred_dir import evaluate_prediction_dir
     from gsbench.io import read_label, read_rgb
 
     run = tmp_path / "run"

@@ -13,7 +13,7 @@ from gsbench.cli import app
 from gsbench.data.cocostuff import COCOSTUFF_CLASS_NAMES
 from gsbench.data.edges import edge_map
 from gsbench.data.prepare import prepare_cocostuff10k, prepare_raw
-from gsbench.evaluate import prediction_lut
+from gsbench.evaluation.pred_dir import prediction_lut
 from test_prepare import assert_refused, output_mtimes, tree_digest, write
 
 H, W = 24, 40

@@ -341,7 +341,7 @@ def evaluate_model(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict | None:
     """Run ``loaded`` over ``split`` of the prepared dataset ``data``; return the metrics.json
-    dict (as :func:`gsbench.evaluate.evaluate_prediction_dir` does, plus the inference
+    dict (as :func:`gsbench.evaluation.pred_dir.evaluate_prediction_dir` does, plus the inference
     settings), or None for a split without ground truth (e.g. the Cityscapes test split, which
     needs ``export``).
 
@@ -351,7 +351,7 @@ def evaluate_model(
     """
     from gsbench.data.manifest import Manifest
     from gsbench.engine.export import EXPORT_FORMATS, write_cityscapes_result
-    from gsbench.evaluate import DEFAULT_RADII, MetricsConfig, default_crop_factors, new_metrics
+    from gsbench.evaluation.metrics_config import MetricsConfig, new_metrics
     from gsbench.io import read_label, write_png
 
     if export is not None and export not in EXPORT_FORMATS:
@@ -377,14 +377,8 @@ def evaluate_model(
         )
     metrics = None
     if has_gt:
-        metrics = new_metrics(MetricsConfig(
-            num_classes=manifest.num_classes,
-            class_names=tuple(manifest.class_names),
-            radii=tuple(DEFAULT_RADII if radii is None else radii),
-            crop_factors=tuple(
-                default_crop_factors(manifest.dataset) if crop_factors is None else crop_factors
-            ),
-            fscore_convention=fscore_convention,
+        metrics = new_metrics(MetricsConfig.for_dataset(
+            manifest, radii=radii, crop_factors=crop_factors, fscore_convention=fscore_convention,
             with_instances=all(s.instance is not None for s in samples),
         ))
     for done, (sample, pred) in enumerate(

@@ -15,9 +15,8 @@ The pipeline has three steps, each usable on its own:
 3. :func:`accumulate_metrics` feeds the pairs to :class:`SegmentationMetrics` accumulators in
    worker processes and merges them; :func:`evaluate_prediction_dir` ties the three together.
 
-Evaluating a model (run directory or checkpoint) reuses :class:`MetricsConfig`,
-:func:`new_metrics`, :func:`default_crop_factors` and the renderers of
-:mod:`gsbench.metrics_report`.
+The metrics computed (radii, crop factors, F convention) are :mod:`.metrics_config`'s, shared
+with scoring a model.
 """
 
 from __future__ import annotations
@@ -42,13 +41,10 @@ from gsbench.data.labels import CITYSCAPES_LABEL_TO_TRAIN, IGNORE_INDEX
 from gsbench.data.manifest import Manifest, Sample
 from gsbench.data.voc import VOC_LABEL_TO_TRAIN
 from gsbench.errors import GsbenchError
+from gsbench.evaluation.metrics_config import MetricsConfig, check_fscore_convention, new_metrics
 from gsbench.io import png_size, read_label, read_label_indices
+from gsbench.metrics.boundary import DEFAULT_RADII
 
-#: Boundary F-score radii in pixels at full resolution (Gated-SCNN Table 2: 3, 5, 9, 12 px).
-DEFAULT_RADII: tuple[int, ...] = (3, 5, 9, 12)
-#: Distance-based crop factors of Gated-SCNN Fig. 3-5 (0..400 px in steps of 50).
-DEFAULT_CROP_FACTORS: tuple[int, ...] = tuple(range(0, 401, 50))
-FSCORE_CONVENTIONS = ("gscnn", "strict")
 PRED_FORMATS = ("trainid", "labelid")
 #: ``--pred-format labelid``: the dataset's raw label values -> trainIds (Cityscapes labelIds
 #: through the official table; ADE20K annotation values 1..150, 0 = "other"; COCO-Stuff 164k
@@ -76,18 +72,6 @@ ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
-class MetricsConfig:
-    """Everything needed to build an empty accumulator; picklable, so workers can rebuild it."""
-
-    num_classes: int
-    class_names: tuple[str, ...]
-    radii: tuple[int, ...] = DEFAULT_RADII
-    crop_factors: tuple[int, ...] = DEFAULT_CROP_FACTORS
-    fscore_convention: str = "gscnn"
-    with_instances: bool = False
-
-
-@dataclass(frozen=True)
 class PredictionPair:
     """One image to score: the prediction file and the ground-truth files of its sample."""
 
@@ -97,29 +81,6 @@ class PredictionPair:
     instance: Path | None
     height: int | None = None  # the sample's size from the manifest, for the early size check
     width: int | None = None
-
-
-def default_crop_factors(dataset: str) -> tuple[int, ...]:
-    """The crop factors evaluated unless asked otherwise: Gated-SCNN's distance crops assume
-    Cityscapes' fixed 1024x2048 street views with a vanishing point; ADE20K images have any size
-    and aspect (a portrait image has no room for the crops), so other datasets get none."""
-    return DEFAULT_CROP_FACTORS if dataset == "cityscapes" else ()
-
-
-def new_metrics(config: MetricsConfig):
-    """An empty :class:`gsbench.metrics.segmentation.SegmentationMetrics` for ``config``."""
-    # Imported here so that matching and option checks work (and fail fast) without the
-    # metrics stack loaded.
-    from gsbench.metrics.segmentation import SegmentationMetrics
-
-    return SegmentationMetrics(
-        config.num_classes,
-        list(config.class_names),
-        radii=config.radii,
-        crop_factors=config.crop_factors,
-        fscore_convention=config.fscore_convention,
-        with_instances=config.with_instances,
-    )
 
 
 # --- matching -----------------------------------------------------------------------------------
@@ -426,46 +387,20 @@ def evaluate_prediction_dir(
     ``data``, as the metrics.json dict (scores in percent) plus ``dataset`` and ``split``.
 
     ``radii=()`` skips boundary F, ``crop_factors=()`` the crops; ``crop_factors=None`` means
-    :func:`default_crop_factors` of the dataset."""
+    :func:`~gsbench.evaluation.metrics_config.default_crop_factors` of the dataset."""
     # Option checks before any file is read.
     if pred_format not in PRED_FORMATS:
         raise GsbenchError(
             f"unknown --pred-format {pred_format!r} (use {' or '.join(PRED_FORMATS)})"
         )
-    if fscore_convention not in FSCORE_CONVENTIONS:
-        raise GsbenchError(f"unknown --fscore-convention {fscore_convention!r} "
-                           f"(use {' or '.join(FSCORE_CONVENTIONS)})")
+    check_fscore_convention(fscore_convention)
     manifest = Manifest.load(data)
     lut = prediction_lut(pred_format, manifest.dataset, manifest.num_classes)
     pairs = plan_prediction_dir(pred_dir, manifest, split)
     check_prediction_sizes(pairs)
-    config = MetricsConfig(
-        num_classes=manifest.num_classes,
-        class_names=tuple(manifest.class_names),
-        radii=tuple(radii),
-        crop_factors=tuple(
-            default_crop_factors(manifest.dataset) if crop_factors is None else crop_factors
-        ),
-        fscore_convention=fscore_convention,
+    config = MetricsConfig.for_dataset(
+        manifest, radii=radii, crop_factors=crop_factors, fscore_convention=fscore_convention,
         with_instances=pairs[0].instance is not None,
     )
     metrics = accumulate_metrics(pairs, config, lut, workers=workers, on_progress=on_progress)
     return {"dataset": manifest.dataset, "split": split, **metrics.compute()}
-
-
-def parse_int_list(text: str, option: str, *, minimum: int = 0) -> tuple[int, ...]:
-    """``"3,5,9,12"`` -> ``(3, 5, 9, 12)``, ``"none"`` -> ``()`` (switch the metric off);
-    a one-line error naming ``option`` otherwise."""
-    if text.strip().lower() == "none":
-        return ()
-    try:
-        values = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise GsbenchError(f"{option}: expected comma-separated integers, got {text!r}") from None
-    if not values:
-        raise GsbenchError(f"{option}: expected integers or 'none', got {text!r}")
-    if min(values) < minimum:
-        raise GsbenchError(f"{option}: values must be >= {minimum}, got {text!r}")
-    if len(set(values)) != len(values):
-        raise GsbenchError(f"{option}: repeated value in {text!r}")
-    return values
