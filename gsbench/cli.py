@@ -355,6 +355,7 @@ def eval_command(
 
     from gsbench.evaluation.metrics_config import parse_int_list
     from gsbench.evaluation.pred_dir import evaluate_prediction_dir
+    from gsbench.evaluation.report import write_and_print_metrics
 
     if target is not None:
         if pred_dir is not None:
@@ -387,26 +388,7 @@ def eval_command(
             on_progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
     title = f"{pred_dir} on {metrics['dataset']} {metrics['split']}"
-    write_and_print_metrics(metrics, title, out, csv_path, markdown_path)
-
-
-def write_and_print_metrics(
-    metrics: dict, title: str, out: Optional[Path], csv_path: Optional[Path],
-    markdown_path: Optional[Path], *, quiet: bool = False,
-) -> None:
-    """Write the requested metrics files, then print the rich tables (unless quiet)."""
-    from gsbench.metrics_report import metrics_rich_tables, write_metrics_outputs
-
-    write_metrics_outputs(
-        metrics, json_path=out, csv_path=csv_path, markdown_path=markdown_path, title=title
-    )
-    if quiet:
-        return
-    for table in metrics_rich_tables(metrics, title=title):
-        console.print(table)
-    for path in (out, csv_path, markdown_path):
-        if path is not None:
-            console.print(f"wrote {path}", highlight=False)
+    write_and_print_metrics(metrics, title, out, csv_path, markdown_path, console=console)
 
 
 def evaluate_target(
@@ -423,6 +405,7 @@ def evaluate_target(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from gsbench.engine.eval_setting import EvalSetting
+    from gsbench.evaluation.report import write_and_print_metrics
     from gsbench.engine.inference import (
         DEFAULT_MS_SCALES, InferenceOptions, evaluate_model, inference_tag, load_model_for_eval,
         parse_scales,
@@ -461,7 +444,8 @@ def evaluate_target(
     if metrics is None:
         return None
     title = f"{target} on {metrics['dataset']} {metrics['split']} ({inference_tag(options)})"
-    write_and_print_metrics(metrics, title, out, csv_path, markdown_path, quiet=quiet)
+    write_and_print_metrics(metrics, title, out, csv_path, markdown_path, console=console,
+                            quiet=quiet)
     return metrics
 
 

@@ -1,8 +1,9 @@
-"""Render one metrics.json dict as a terminal table, CSV and Markdown, and write the outputs.
+"""The metrics report: one metrics.json dict as terminal tables, CSV and Markdown, written out.
 
 The dict is the one :meth:`gsbench.metrics.segmentation.SegmentationMetrics.compute` returns
-(scores in percent). Rendering never changes values: the CSV and metrics.json keep full
-precision, the terminal and Markdown round to two decimals as the papers do.
+(scores in percent), as both ways of ``gsbench eval`` produce it. Rendering never changes
+values: the CSV and metrics.json keep full precision, the terminal and Markdown round to two
+decimals as the papers do.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
 from rich.table import Table
 
 from gsbench.errors import GsbenchError
@@ -157,3 +159,27 @@ def write_metrics_outputs(
             atomic_write_text(path, text)
         except OSError as exc:
             raise GsbenchError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+def write_and_print_metrics(
+    metrics: Mapping[str, Any],
+    title: str,
+    out: str | os.PathLike | None,
+    csv_path: str | os.PathLike | None,
+    markdown_path: str | os.PathLike | None,
+    *,
+    console: Console,
+    quiet: bool = False,
+) -> None:
+    """What ``gsbench eval`` ends with: write the requested outputs, then print the tables and
+    the written paths on ``console`` (nothing with ``quiet``)."""
+    write_metrics_outputs(
+        metrics, json_path=out, csv_path=csv_path, markdown_path=markdown_path, title=title
+    )
+    if quiet:
+        return
+    for table in metrics_rich_tables(metrics, title=title):
+        console.print(table)
+    for path in (out, csv_path, markdown_path):
+        if path is not None:
+            console.print(f"wrote {path}", highlight=False)
