@@ -6,6 +6,7 @@ a :class:`~gsbench.errors.GsbenchError` becomes ``error: <message>`` on stderr a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import sys
@@ -351,8 +352,8 @@ def eval_command(
     (TARGET = run folder or checkpoint, --data ROOT), whose metrics default to
     TARGET/eval/{split}_{ss|ms|ms-<scales>}[_flip][_slide][_<output>]/metrics.{json,csv,md}.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
+    from gsbench.engine.eval_setting import DEFAULT_MS_SCALES, SINGLE_SCALE, EvalSetting
+    from gsbench.engine.inference import parse_scales
     from gsbench.evaluation.metrics_config import parse_int_list
     from gsbench.evaluation.pred_dir import evaluate_prediction_dir
     from gsbench.evaluation.report import write_and_print_metrics
@@ -360,12 +361,15 @@ def eval_command(
     if target is not None:
         if pred_dir is not None:
             raise GsbenchError("give a TARGET (run folder or checkpoint) or --pred-dir, not both")
-        evaluate_target(
-            target, data, split=split, ms=ms, scales=scales, flip=flip, slide=slide,
-            output=output, save_pred=save_pred, export=export, out_dir=out_dir, device=device,
-            radii=parse_int_list(radii, "--radii", minimum=1),
-            crop_factors=None if crop_factors is None
-            else parse_int_list(crop_factors, "--crop-factors", minimum=0),
+        radii_px = parse_int_list(radii, "--radii", minimum=1)
+        factors = None if crop_factors is None else parse_int_list(crop_factors, "--crop-factors")
+        # --scales implies --ms; --ms alone means the default multi-scale list
+        ms_scales = parse_scales(scales) if scales is not None else DEFAULT_MS_SCALES
+        setting = EvalSetting(split, ms_scales if ms or scales is not None else SINGLE_SCALE,
+                              flip, output)
+        _evaluate_target(
+            target, data, setting, slide=slide, save_pred=save_pred, export=export,
+            out_dir=out_dir, device=device, radii=radii_px, crop_factors=factors,
             fscore_convention=fscore_convention, out=out, csv_path=csv_path,
             markdown_path=markdown_path, quiet=quiet,
         )
@@ -377,76 +381,56 @@ def eval_command(
     radii_px = parse_int_list(radii, "--radii", minimum=1)
     factors = None if crop_factors is None else parse_int_list(crop_factors, "--crop-factors")
 
-    with Progress(
-        TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err_console, disable=quiet or not err_console.is_terminal, transient=True,
-    ) as progress:
-        task = progress.add_task("scoring", total=None)
+    with _progress("scoring", quiet) as on_progress:
         metrics = evaluate_prediction_dir(
             pred_dir, data, split=split, pred_format=pred_format, radii=radii_px,
             crop_factors=factors, fscore_convention=fscore_convention, workers=workers,
-            on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+            on_progress=on_progress,
         )
     title = f"{pred_dir} on {metrics['dataset']} {metrics['split']}"
     write_and_print_metrics(metrics, title, out, csv_path, markdown_path, console=console)
 
 
-def evaluate_target(
-    target: Path, data: Optional[Path], *, split: str = "val", ms: bool = False,
-    scales: Optional[str] = None, flip: bool = False, slide: bool = False, output: str = "out",
+@contextlib.contextmanager
+def _progress(label: str, quiet: bool):
+    """A transient progress bar on stderr (none with --quiet or off a terminal); yields the
+    ``on_progress(done, total)`` callback that drives it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=err_console, disable=quiet or not err_console.is_terminal, transient=True,
+    ) as progress:
+        task = progress.add_task(label, total=None)
+        yield lambda done, total: progress.update(task, completed=done, total=total)
+
+
+def _evaluate_target(
+    target: Path, data: Optional[Path], setting, *, slide: bool = False,
     save_pred: Optional[Path] = None, export: Optional[str] = None, out_dir: Optional[Path] = None,
     device: str = "cpu", radii=None, crop_factors=None, fscore_convention: str = "gscnn",
     out: Optional[Path] = None, csv_path: Optional[Path] = None,
     markdown_path: Optional[Path] = None, quiet: bool = False,
-) -> Optional[dict]:
-    """`gsbench eval RUN_DIR|CHECKPOINT`: infer the split with the trained model and score it
-    (None for a split without ground truth, which only exports or saves predictions). ``scales``
-    (comma-separated) implies ``ms``; ``ms`` alone uses DEFAULT_MS_SCALES."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from gsbench.engine.eval_setting import EvalSetting
+) -> None:
+    """`gsbench eval RUN_DIR|CHECKPOINT` (and quickstart's last step): the progress bar and the
+    printing around :func:`gsbench.evaluation.model.evaluate_target`."""
+    from gsbench.evaluation.model import evaluate_target
     from gsbench.evaluation.report import write_and_print_metrics
-    from gsbench.engine.inference import (
-        DEFAULT_MS_SCALES, InferenceOptions, evaluate_model, inference_tag, load_model_for_eval,
-        parse_scales,
-    )
 
-    ms_scales = parse_scales(scales) if scales is not None else DEFAULT_MS_SCALES
-    loaded = load_model_for_eval(target, device)
-    data = data if data is not None else loaded.recipe.data.root
-    if data is None:
-        raise GsbenchError("give --data (a prepared dataset); the run's recipe names none")
-    options = InferenceOptions(
-        mode="slide" if slide else "whole",
-        crop_size=tuple(loaded.recipe.data.crop_size) if slide else None,
-        scales=ms_scales if ms or scales is not None else (1.0,),
-        flip=flip,
-        output=output,
-    )
-    if out is None and csv_path is None and markdown_path is None and loaded.run_dir is not None:
-        setting = EvalSetting(split, options.scales, options.flip, options.output)
-        folder = setting.folder(loaded.run_dir, slide=slide)  # where report and ablate look
-        out, csv_path, markdown_path = (folder / f"metrics.{ext}" for ext in ("json", "csv", "md"))
-    with Progress(
-        TextColumn(f"inferring {split}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err_console, disable=quiet or not err_console.is_terminal, transient=True,
-    ) as progress:
-        task = progress.add_task("inferring", total=None)
-        metrics = evaluate_model(
-            loaded, data, split=split, options=options, device=device, save_pred_dir=save_pred,
+    with _progress(f"inferring {setting.split}", quiet) as on_progress:
+        result = evaluate_target(
+            target, data, setting, slide=slide, device=device, save_pred_dir=save_pred,
             export=export, export_dir=out_dir, radii=radii, crop_factors=crop_factors,
-            fscore_convention=fscore_convention,
-            on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+            fscore_convention=fscore_convention, json_path=out, csv_path=csv_path,
+            markdown_path=markdown_path, on_progress=on_progress,
         )
     for folder, what in ((save_pred, "predictions"), (out_dir if export else None, f"{export} export")):
         if folder is not None and not quiet:
             console.print(f"wrote {what} to {folder}", highlight=False)
-    if metrics is None:
-        return None
-    title = f"{target} on {metrics['dataset']} {metrics['split']} ({inference_tag(options)})"
-    write_and_print_metrics(metrics, title, out, csv_path, markdown_path, console=console,
-                            quiet=quiet)
-    return metrics
+    if result.metrics is None:
+        return
+    write_and_print_metrics(result.metrics, result.title, result.json_path, result.csv_path,
+                            result.markdown_path, console=console, quiet=quiet)
 
 
 @app.command()
@@ -761,6 +745,7 @@ def quickstart(
     `gsbench eval RUN_DIR`; the run folder OUT/run can be evaluated again with other options.
     """
     from gsbench.data.synthetic import parse_size, prepare_synthetic
+    from gsbench.engine.eval_setting import EvalSetting
     from gsbench.engine.train import train as run_training
     from gsbench.recipes import load_recipe
 
@@ -787,7 +772,7 @@ def quickstart(
                  command=["gsbench", *sys.argv[1:]])
     if show:
         console.print(f"[bold]3/3[/] evaluate {run_dir} on {manifest.root} (val)", highlight=False)
-    evaluate_target(run_dir, manifest.root, split="val", quiet=quiet)
+    _evaluate_target(run_dir, manifest.root, EvalSetting(split="val"), quiet=quiet)
 
 
 # --- rfsr ---------------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gsbench.engine.eval_setting import DEFAULT_MS_SCALES
 from gsbench.engine.inference import (
-    DEFAULT_MS_SCALES,
     InferenceOptions,
     default_stride,
     infer,
@@ -293,7 +293,7 @@ def make_run(run_dir, *, model="fcn", num_classes=19, seed=0, stored_recipe=True
 
 def test_evaluate_model_matches_scoring_the_saved_predictions(prepared, tmp_path):
     from gsbench.data.transforms import Pair, eval_transform
-    from gsbench.engine.inference import evaluate_model, load_model_for_eval
+    from gsbench.evaluation.model import evaluate_model, load_model_for_eval
     from gsbench.evaluation.pred_dir import evaluate_prediction_dir
     from gsbench.io import read_label, read_rgb
 
@@ -316,7 +316,8 @@ def test_evaluate_model_matches_scoring_the_saved_predictions(prepared, tmp_path
 
 
 def test_checkpoint_file_and_run_dir_give_the_same_metrics(prepared, tmp_path):
-    from gsbench.engine.inference import InferenceOptions, evaluate_model, load_model_for_eval
+    from gsbench.engine.inference import InferenceOptions
+    from gsbench.evaluation.model import evaluate_model, load_model_for_eval
 
     run = tmp_path / "run"
     make_run(run, stored_recipe=True)
@@ -334,7 +335,7 @@ def test_checkpoint_file_and_run_dir_give_the_same_metrics(prepared, tmp_path):
 
 def test_cityscapes_export_of_a_split_without_ground_truth(prepared, tmp_path):
     from gsbench.data.labels import CITYSCAPES_TRAIN_TO_LABEL
-    from gsbench.engine.inference import evaluate_model, load_model_for_eval
+    from gsbench.evaluation.model import evaluate_model, load_model_for_eval
     from gsbench.io import read_label
 
     run = tmp_path / "run"
@@ -358,7 +359,7 @@ def test_cityscapes_export_of_a_split_without_ground_truth(prepared, tmp_path):
 
 
 def test_missing_and_mismatched_checkpoints_are_clear_errors(prepared, tmp_path):
-    from gsbench.engine.inference import evaluate_model, load_model_for_eval
+    from gsbench.evaluation.model import evaluate_model, load_model_for_eval
     from gsbench.io import atomic_write_text
 
     with pytest.raises(GsbenchError, match="no such run folder"):
