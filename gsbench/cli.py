@@ -352,11 +352,12 @@ def eval_command(
     (TARGET = run folder or checkpoint, --data ROOT), whose metrics default to
     TARGET/eval/{split}_{ss|ms|ms-<scales>}[_flip][_slide][_<output>]/metrics.{json,csv,md}.
     """
-    from gsbench.engine.eval_setting import DEFAULT_MS_SCALES, SINGLE_SCALE, EvalSetting
-    from gsbench.engine.inference import parse_scales
     from gsbench.evaluation.metrics_config import parse_int_list
     from gsbench.evaluation.pred_dir import evaluate_prediction_dir
     from gsbench.evaluation.report import write_and_print_metrics
+    from gsbench.evaluation.setting import (
+        DEFAULT_MS_SCALES, SINGLE_SCALE, EvalSetting, parse_scales,
+    )
 
     if target is not None:
         if pred_dir is not None:
@@ -745,8 +746,8 @@ def quickstart(
     `gsbench eval RUN_DIR`; the run folder OUT/run can be evaluated again with other options.
     """
     from gsbench.data.synthetic import parse_size, prepare_synthetic
-    from gsbench.engine.eval_setting import EvalSetting
     from gsbench.engine.train import train as run_training
+    from gsbench.evaluation.setting import EvalSetting
     from gsbench.recipes import load_recipe
 
     run_dir = out / "run"

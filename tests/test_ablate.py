@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gsbench.cli import app
-from gsbench.engine.eval_setting import EvalSetting
+from gsbench.evaluation.setting import EvalSetting
 from gsbench.errors import GsbenchError
 from gsbench.recipes import load_recipe
 from gsbench.tables import (

@@ -14,10 +14,10 @@ import yaml
 from typer.testing import CliRunner
 
 from gsbench.cli import app
-from gsbench.engine.eval_setting import DEFAULT_MS_SCALES, EvalSetting, eval_tag
 from gsbench.engine.inference import InferenceOptions
-from gsbench.evaluation.model import inference_tag
 from gsbench.errors import GsbenchError
+from gsbench.evaluation.model import inference_tag
+from gsbench.evaluation.setting import DEFAULT_MS_SCALES, EvalSetting, eval_tag
 from gsbench.recipes import load_recipe
 from gsbench.tables import RunIndex, build_report, eval_metrics_file, load_table_file, select_tables
 from gsbench.tables import ablate as ablate_module

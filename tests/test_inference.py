@@ -8,19 +8,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gsbench.engine.eval_setting import DEFAULT_MS_SCALES
 from gsbench.engine.inference import (
     InferenceOptions,
     default_stride,
     infer,
     infer_slide,
     infer_whole,
-    parse_scales,
     predict,
     sliding_window_count,
     window_starts,
 )
 from gsbench.errors import GsbenchError
+from gsbench.evaluation.setting import DEFAULT_MS_SCALES, parse_scales
 
 
 class OutModel(nn.Module):

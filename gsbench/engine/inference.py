@@ -27,7 +27,6 @@ Running a trained model over a dataset split and scoring it is :mod:`gsbench.eva
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -209,15 +208,3 @@ def predict(
 ) -> torch.Tensor:
     """Predicted trainIds (N x H x W, uint8) under ``options``."""
     return infer(model, images, options).argmax(dim=1).to(torch.uint8)
-
-
-def parse_scales(text: str | Sequence[float]) -> tuple[float, ...]:
-    """Scales from ``"0.5,0.75,1.0"`` (or a sequence), for CLI options and recipes."""
-    parts = text.split(",") if isinstance(text, str) else list(text)
-    try:
-        scales = tuple(float(part) for part in parts if str(part).strip())
-    except ValueError:
-        raise GsbenchError(f"scales {text!r}: expected comma-separated numbers like 0.5,1.0,1.5")
-    if not scales or any(s <= 0 for s in scales):
-        raise GsbenchError(f"scales {text!r}: need at least one scale, all > 0")
-    return scales

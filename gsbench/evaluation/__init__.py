@@ -1,5 +1,7 @@
 """Evaluation: how a trained model or a folder of predictions becomes a metrics.json.
 
+- :mod:`.setting`: what one evaluation of a run is (split, test scales, flip, scored output)
+  and the name of the run-folder folder it writes to
 - :mod:`.metrics_config`: which metrics are computed, with their defaults (radii, crop
   factors, F-score convention) and the parsing of their options
 - :mod:`.pred_dir`: scoring a folder of predicted label maps (``gsbench eval --pred-dir``)
@@ -7,5 +9,6 @@
 - :mod:`.report`: rendering a metrics.json as terminal tables, CSV and Markdown, and writing it
 
 The modules are imported one by one (``from gsbench.evaluation.pred_dir import ...``); this
-package imports none of them, so that the light ones stay light.
+package imports none of them, so that the light ones (the setting, needed by the tables without
+torch) stay light.
 """

@@ -6,7 +6,7 @@ of a prepared dataset with the test-time inference of :mod:`gsbench.engine.infer
 sliding window, scales, flip, the scored output) and feeds the predictions to the same metrics
 accumulator as ``gsbench eval --pred-dir`` (:mod:`.metrics_config`), optionally saving the
 trainId maps and writing the Cityscapes test-server export. :func:`evaluate_target` is the whole
-command for one :class:`~gsbench.engine.eval_setting.EvalSetting`, including where its metrics
+command for one :class:`~gsbench.evaluation.setting.EvalSetting`, including where its metrics
 go in the run folder (where ``gsbench report`` and ``gsbench ablate`` look for them).
 """
 
@@ -25,13 +25,13 @@ from torch.utils.data import DataLoader
 from gsbench.data.dataset import SegmentationDataset
 from gsbench.data.manifest import Manifest, Sample
 from gsbench.engine.checkpoint import load_checkpoint
-from gsbench.engine.eval_setting import EvalSetting, eval_tag
 from gsbench.engine.export import EXPORT_FORMATS, write_cityscapes_result
 from gsbench.engine.inference import InferenceOptions, predict
 from gsbench.engine.outputs import MAIN_OUTPUT, check_output
 from gsbench.engine.run_dir import find_checkpoint, load_run_recipe
 from gsbench.errors import GsbenchError
 from gsbench.evaluation.metrics_config import MetricsConfig, new_metrics
+from gsbench.evaluation.setting import EvalSetting, eval_tag
 from gsbench.io import read_label, write_png
 from gsbench.recipes import Recipe, build_model_from_recipe, recipe_from_dict
 
@@ -210,7 +210,7 @@ def inference_settings(options: InferenceOptions) -> dict:
 
 def inference_tag(options: InferenceOptions) -> str:
     """Short name of the settings for file names: ``ss``, ``ms``, ``ms-0.5-1.0-2.0_flip_slide``,
-    ``ss_coarse`` ... (:func:`~gsbench.engine.eval_setting.eval_tag`)."""
+    ``ss_coarse`` ... (:func:`~gsbench.evaluation.setting.eval_tag`)."""
     return eval_tag(options.scales, options.flip, options.mode == "slide", options.output)
 
 

@@ -3,7 +3,7 @@
 A plan is built from the table (:func:`plan_ablation`): every cell that needs a trained run
 (:attr:`~gsbench.tables.registry.Cell.reproduced_by_training`) asks, for each of its recipes
 (the row's, and the baseline's for a difference cell) and each seed, for one run folder with one
-evaluation (:class:`~gsbench.engine.eval_setting.EvalSetting`: split, test scales, flip, model
+evaluation (:class:`~gsbench.evaluation.setting.EvalSetting`: split, test scales, flip, model
 output). Cells sharing a run share one job. A job is what
 is still missing for its run, judged from the run folders under ``--runs`` exactly as
 ``gsbench report`` matches them (:class:`~gsbench.tables.RunIndex`):
@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from gsbench.engine.eval_setting import EvalSetting
 from gsbench.engine.run_dir import is_finished, is_interrupted
 from gsbench.errors import GsbenchError
+from gsbench.evaluation.setting import EvalSetting
 from gsbench.io import atomic_write_text
 from gsbench.tables import (
     RunIndex, Table, TrainingSpec, cell_training, eval_metrics_file, recipe_fingerprint, run_name,

@@ -30,9 +30,9 @@ metric name is a one-line :class:`~gsbench.errors.GsbenchError` naming the file 
 Rows are a list (each with ``method``, and an optional ``id``; the id defaults to a slug of the
 method) or a mapping from row id to a row with ``label``. A row's value keys are the column
 keys; ``null`` is a cell the paper leaves empty. ``ms_scales`` (only on ``ms`` cells; default
-:data:`~gsbench.engine.eval_setting.DEFAULT_MS_SCALES`) and ``output`` (an auxiliary class-logit
+:data:`~gsbench.evaluation.setting.DEFAULT_MS_SCALES`) and ``output`` (an auxiliary class-logit
 map of the model, e.g. RANet's ``coarse``) choose the evaluation folder of a run, see
-:mod:`gsbench.engine.eval_setting`. Cells that cannot be reproduced say why:
+:mod:`gsbench.evaluation.setting`. Cells that cannot be reproduced say why:
 ``reproducible: false`` with a ``reason`` (a test server, a dataset gsbench does not prepare),
 ``quoted_from`` (another paper's number, quoted for comparison; with a ``recipe`` gsbench still
 reproduces it), or ``status: missing-recipe`` (the named recipe is not written yet). A ``baseline``
@@ -55,11 +55,11 @@ from typing import Any
 import yaml
 
 from gsbench.data.prepare import DATASET_FINDERS
-from gsbench.engine.eval_setting import (
-    DEFAULT_MS_SCALES, SINGLE_SCALE, EvalSetting, is_default_ms, scale_text,
-)
 from gsbench.engine.outputs import MAIN_OUTPUT
 from gsbench.errors import GsbenchError
+from gsbench.evaluation.setting import (
+    DEFAULT_MS_SCALES, SINGLE_SCALE, EvalSetting, is_default_ms, scale_text,
+)
 from gsbench.recipes import RECIPES_DIR
 from gsbench.tables.static import STATIC_TABLES
 

@@ -40,6 +40,18 @@ def scale_text(scale: float) -> str:
     return repr(float(scale))
 
 
+def parse_scales(text: str | Sequence[float]) -> tuple[float, ...]:
+    """Scales from ``"0.5,0.75,1.0"`` (or a sequence), for CLI options and recipes."""
+    parts = text.split(",") if isinstance(text, str) else list(text)
+    try:
+        scales = tuple(float(part) for part in parts if str(part).strip())
+    except ValueError:
+        raise GsbenchError(f"scales {text!r}: expected comma-separated numbers like 0.5,1.0,1.5")
+    if not scales or any(s <= 0 for s in scales):
+        raise GsbenchError(f"scales {text!r}: need at least one scale, all > 0")
+    return scales
+
+
 def is_default_ms(scales: Sequence[float]) -> bool:
     """Whether ``scales`` is :data:`DEFAULT_MS_SCALES` (in any order)."""
     return sorted(float(s) for s in scales) == sorted(DEFAULT_MS_SCALES)
@@ -112,4 +124,4 @@ class EvalSetting:
 
 
 __all__ = ["DEFAULT_MS_SCALES", "EvalSetting", "SINGLE_SCALE", "eval_tag",
-           "is_default_ms", "scale_text", "scales_tag"]
+           "is_default_ms", "parse_scales", "scale_text", "scales_tag"]
