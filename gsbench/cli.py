@@ -219,7 +219,7 @@ def train(
     Multi-GPU: torchrun --nproc_per_node 8 -m gsbench.cli train --recipe psanet101 --data DIR
     --device cuda (multi-node: add torchrun's --nnodes/--rdzv_endpoint flags).
     """
-    from gsbench.engine.run_dir import load_run_recipe
+    from gsbench.engine.run_dir import load_resumed_recipe
     from gsbench.engine.train import train as run_training
     from gsbench.recipes import load_recipe
 
@@ -230,13 +230,7 @@ def train(
             raise GsbenchError("--resume needs --out RUN_DIR (the run folder to continue)")
         if pretrained is not None:
             raise GsbenchError("--pretrained cannot change a resumed run (its weights come from the checkpoint)")
-        resolved = load_run_recipe(out)
-        if recipe is not None or overrides:
-            requested = load_recipe(recipe if recipe is not None else out / "recipe.yaml", overrides)
-            same_data = {"root": resolved.data.root}  # the run records where its data was
-            if requested.to_dict() | {"data": requested.to_dict()["data"] | same_data} != resolved.to_dict():
-                raise GsbenchError(f"{out}/recipe.yaml: --recipe/--set differ from the run's recipe; "
-                                   "a resumed run keeps its recipe (start a new --out instead)")
+        resolved = load_resumed_recipe(out, recipe, overrides)
     elif recipe is None:
         raise GsbenchError("--recipe is required (a name from `gsbench zoo` or a YAML file)")
     else:

@@ -17,12 +17,13 @@ can look at run folders without loading the models.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 
 from gsbench.errors import GsbenchError
-from gsbench.recipes import Recipe, recipe_from_dict
+from gsbench.recipes import Recipe, load_recipe, recipe_from_dict
 
 RECIPE_FILE = "recipe.yaml"
 CHECKPOINTS_DIR = "checkpoints"
@@ -61,6 +62,22 @@ def load_run_recipe(run_dir: Path) -> Recipe:
     except (OSError, yaml.YAMLError) as exc:
         raise GsbenchError(f"{path}: cannot read the run's recipe ({exc})") from None
     return recipe_from_dict(raw, source=str(path))
+
+
+def load_resumed_recipe(
+    run_dir: Path, recipe: str | None = None, overrides: Sequence[str] = ()
+) -> Recipe:
+    """The recipe a resumed run continues with: its own. ``recipe`` and ``overrides`` (what
+    ``--recipe`` / ``--set`` asked for) may only repeat it; the data root may differ, since
+    the run records where its data was."""
+    resolved = load_run_recipe(run_dir)
+    if recipe is not None or overrides:
+        requested = load_recipe(recipe if recipe is not None else run_dir / RECIPE_FILE, overrides)
+        same_data = {"root": resolved.data.root}
+        if requested.to_dict() | {"data": requested.to_dict()["data"] | same_data} != resolved.to_dict():
+            raise GsbenchError(f"{run_dir}/{RECIPE_FILE}: --recipe/--set differ from the run's "
+                               "recipe; a resumed run keeps its recipe (start a new --out instead)")
+    return resolved
 
 
 def find_checkpoint(target: str | os.PathLike) -> tuple[Path, Path | None]:
