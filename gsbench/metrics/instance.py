@@ -16,10 +16,10 @@ from gsbench.data.labels import (
     CITYSCAPES_INSTANCE_TRAIN_IDS,
     CITYSCAPES_LABELS,
     CITYSCAPES_NUM_CLASSES,
+    IGNORE_INDEX,
 )
 from gsbench.errors import GsbenchError
 from gsbench.metrics._common import (
-    IGNORE_INDEX,
     ArrayState,
     as_label_map,
     check_same_shape,
