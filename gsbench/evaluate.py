@@ -35,10 +35,11 @@ import cv2
 import numpy as np
 
 from gsbench.data.ade20k import ADE20K_LABEL_TO_TRAIN
+from gsbench.data.cityscapes import CITYSCAPES_LABEL_TO_TRAIN
 from gsbench.data.cocostuff import COCOSTUFF_LABEL_TO_TRAIN
 from gsbench.data.cocostuff10k import COCOSTUFF10K_LABEL_TO_TRAIN
 from gsbench.data.context import CONTEXT_LABEL_TO_TRAIN
-from gsbench.data.labels import CITYSCAPES_LABEL_TO_TRAIN, IGNORE_INDEX
+from gsbench.data.labels import IGNORE_INDEX
 from gsbench.data.manifest import Manifest, Sample
 from gsbench.data.voc import VOC_LABEL_TO_TRAIN
 from gsbench.errors import GsbenchError

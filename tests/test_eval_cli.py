@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gsbench.cli import app
-from gsbench.data.labels import (
+from gsbench.data.cityscapes import (
     CITYSCAPES_CLASS_NAMES,
     CITYSCAPES_LABEL_TO_TRAIN,
     CITYSCAPES_TRAIN_TO_LABEL,

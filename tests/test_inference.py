@@ -333,7 +333,7 @@ def test_checkpoint_file_and_run_dir_give_the_same_metrics(prepared, tmp_path):
 
 
 def test_cityscapes_export_of_a_split_without_ground_truth(prepared, tmp_path):
-    from gsbench.data.labels import CITYSCAPES_TRAIN_TO_LABEL
+    from gsbench.data.cityscapes import CITYSCAPES_TRAIN_TO_LABEL
     from gsbench.engine.inference import evaluate_model, load_model_for_eval
     from gsbench.io import read_label
 

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from gsbench.cli import app
 from gsbench.data import prepare as prepare_module
 from gsbench.data.ade20k import ADE20K_CLASS_NAMES
+from gsbench.data.cityscapes import CITYSCAPES_CLASS_NAMES
 from gsbench.data.edges import edge_map
-from gsbench.data.labels import CITYSCAPES_CLASS_NAMES
 from gsbench.data.manifest import Manifest
 from gsbench.data.prepare import JOURNAL_NAME, prepare_ade20k, prepare_cityscapes, prepare_raw
 from gsbench.data.raw import extract_zip

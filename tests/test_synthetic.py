@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from gsbench.cli import app
 from gsbench.data.ade20k import ADE20K_CLASS_NAMES
-from gsbench.data.labels import (
+from gsbench.data.cityscapes import (
     CITYSCAPES_LABEL_BY_NAME, CITYSCAPES_LABEL_TO_TRAIN, CITYSCAPES_LABELS, CITYSCAPES_NUM_CLASSES,
 )
 from gsbench.data.synthetic import (

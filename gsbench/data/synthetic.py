@@ -44,7 +44,7 @@ import cv2
 import numpy as np
 
 from gsbench.data.ade20k import ADE20K_CLASS_NAMES
-from gsbench.data.labels import CITYSCAPES_CLASS_NAMES, CITYSCAPES_LABEL_BY_NAME, CITYSCAPES_LABELS
+from gsbench.data.cityscapes import CITYSCAPES_CLASS_NAMES, CITYSCAPES_LABEL_BY_NAME, CITYSCAPES_LABELS
 from gsbench.errors import GsbenchError
 from gsbench.io import atomic_write_bytes, atomic_write_json, encode_png, read_json
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from gsbench.data.labels import (
+from gsbench.data.cityscapes import (
     CITYSCAPES_INSTANCE_TRAIN_IDS,
     CITYSCAPES_LABELS,
     CITYSCAPES_NUM_CLASSES,
-    IGNORE_INDEX,
 )
+from gsbench.data.labels import IGNORE_INDEX
 from gsbench.errors import GsbenchError
 from gsbench.metrics._common import (
     ArrayState,

@@ -7,7 +7,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from gsbench.data.labels import CITYSCAPES_INSTANCE_TRAIN_IDS, CITYSCAPES_NUM_CLASSES, IGNORE_INDEX
+from gsbench.data.cityscapes import CITYSCAPES_INSTANCE_TRAIN_IDS, CITYSCAPES_NUM_CLASSES
+from gsbench.data.labels import IGNORE_INDEX
 from gsbench.errors import GsbenchError
 from gsbench.metrics._common import all_reduce_arrays, as_label_map, check_same_shape, load_arrays
 from gsbench.metrics.boundary import CONVENTIONS, DEFAULT_RADII, BoundaryFScore

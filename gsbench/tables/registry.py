@@ -452,7 +452,7 @@ class _TableParser:
                 raise self.fail(f"{where}.{key}", f"must be a {kind_} integer, got {given!r}")
         class_name = s.get("class")
         if class_name is not None and dataset == "cityscapes":
-            from gsbench.data.labels import CITYSCAPES_CLASS_NAMES
+            from gsbench.data.cityscapes import CITYSCAPES_CLASS_NAMES
 
             if class_name not in CITYSCAPES_CLASS_NAMES:
                 close = difflib.get_close_matches(str(class_name), CITYSCAPES_CLASS_NAMES, n=1)
