@@ -470,9 +470,9 @@ def test_none_switches_boundary_f_and_crops_off(tmp_path):
 
 
 def test_labelid_tables_cover_every_prepared_dataset():
-    from gsbench.data.prepare import DATASET_FINDERS
+    from gsbench.data.registry import DATASETS
     from gsbench.evaluate import prediction_lut
 
-    for dataset in DATASET_FINDERS:
+    for dataset in DATASETS:
         lut = prediction_lut("labelid", dataset, num_classes=1)
         assert lut.shape == (256,) and lut.dtype == np.uint8

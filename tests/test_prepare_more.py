@@ -543,7 +543,7 @@ def test_cli_summary_names_the_splits(tmp_path):
 
 
 def test_manifest_names_are_the_paper_tables_dataset_names():
-    from gsbench.data.prepare import DATASET_FINDERS
+    from gsbench.data.registry import DATASETS
     from gsbench.tables.registry import KNOWN_DATASETS
 
-    assert set(DATASET_FINDERS) <= set(KNOWN_DATASETS)
+    assert set(DATASETS) <= set(KNOWN_DATASETS)

@@ -1,5 +1,5 @@
-"""Cityscapes: its official label table, and the reader of its raw layout (the input of
-``prepare-data cityscapes``).
+"""Cityscapes: its description (:data:`CITYSCAPES`: the official label table, classes, palette,
+evaluation defaults) and the reader of its raw layout, the input of ``prepare-data cityscapes``.
 
 The label table is the official one (``cityscapesscripts.helpers.labels``; the tests check it
 against that package): labelIds become trainIds at prepare-data and go back to labelIds only for
@@ -41,8 +41,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from gsbench.data.labels import IGNORE_INDEX
-from gsbench.data.raw import RawDataset, RawSample, extract_zip, files_with_suffix
+from gsbench.data.description import DatasetDescription, RawDataset
+from gsbench.data.labels import LabelTable
+from gsbench.data.raw import RawSample, extract_zip, files_with_suffix
 from gsbench.errors import GsbenchError
 
 # --- the official label table -------------------------------------------------------------------
@@ -97,40 +98,24 @@ CITYSCAPES_LABELS: tuple[CityscapesLabel, ...] = (
 )
 # fmt: on
 
-CITYSCAPES_NUM_CLASSES = 19
-CITYSCAPES_CLASS_NAMES: tuple[str, ...] = tuple(
-    label.name for label in sorted(
-        (lab for lab in CITYSCAPES_LABELS if 0 <= lab.train_id < 255), key=lambda lab: lab.train_id
-    )
+#: The evaluated labels in trainId order (their trainIds are 0..18).
+_EVALUATED = tuple(sorted((lab for lab in CITYSCAPES_LABELS if 0 <= lab.train_id < 255),
+                          key=lambda lab: lab.train_id))
+#: labelId -> trainId: the evaluated labels in trainId order; every other labelId is void.
+_LABELS = LabelTable(
+    values=tuple(lab.id for lab in _EVALUATED),
+    void=tuple(lab.id for lab in CITYSCAPES_LABELS if lab.id >= 0 and lab not in _EVALUATED),
 )
+
+CITYSCAPES_CLASS_NAMES: tuple[str, ...] = tuple(lab.name for lab in _EVALUATED)
+CITYSCAPES_NUM_CLASSES = len(CITYSCAPES_CLASS_NAMES)  # 19
 CITYSCAPES_LABEL_BY_NAME = {label.name: label for label in CITYSCAPES_LABELS}
-
-
-def _label_to_train_lut() -> np.ndarray:
-    lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
-    for label in CITYSCAPES_LABELS:
-        if label.id >= 0 and 0 <= label.train_id < 255:
-            lut[label.id] = label.train_id
-    return lut
-
-
-def _train_to_label_lut() -> np.ndarray:
-    # trainId 255 (ignore) exports as labelId 0 ("unlabeled"), as the official scripts expect.
-    lut = np.zeros(256, dtype=np.uint8)
-    for label in CITYSCAPES_LABELS:
-        if 0 <= label.train_id < 255:
-            lut[label.train_id] = label.id
-    return lut
-
-
 #: labelId -> trainId lookup table (uint8, 256 entries; unknown ids map to 255).
-CITYSCAPES_LABEL_TO_TRAIN = _label_to_train_lut()
-#: trainId -> labelId lookup table (uint8, 256 entries; 255 and unknown ids map to 0).
-CITYSCAPES_TRAIN_TO_LABEL = _train_to_label_lut()
-#: trainId -> RGB colour (19 x 3, uint8), for colour visualisations.
-CITYSCAPES_PALETTE = np.array(
-    [CITYSCAPES_LABEL_BY_NAME[name].color for name in CITYSCAPES_CLASS_NAMES], dtype=np.uint8
-)
+CITYSCAPES_LABEL_TO_TRAIN = _LABELS.to_train
+#: trainId -> labelId lookup table (uint8, 256 entries): trainId 255 (ignore) and unknown ids
+#: export as labelId 0 ("unlabeled"), as the official scripts expect.
+CITYSCAPES_TRAIN_TO_LABEL = np.zeros(256, dtype=np.uint8)
+CITYSCAPES_TRAIN_TO_LABEL[:CITYSCAPES_NUM_CLASSES] = _LABELS.values
 #: trainIds of the classes that have instances and are evaluated (iIoU classes).
 CITYSCAPES_INSTANCE_TRAIN_IDS: tuple[int, ...] = tuple(
     label.train_id for label in CITYSCAPES_LABELS
@@ -154,12 +139,6 @@ COARSE_LABELS_ARCHIVE = "gtCoarse.zip"
 #: ``{city}_{seq:06d}_{frame:06d}``; city names are lower case, possibly with underscores or
 #: hyphens (train_extra has ``bad-honnef`` and ``muhlheim-ruhr``).
 STEM_PATTERN = re.compile(r"(?P<city>[a-z]+(?:[_-][a-z]+)*)_\d{6}_\d{6}")
-
-
-def _known_label_ids() -> np.ndarray:
-    known = np.zeros(256, dtype=bool)
-    known[[lab.id for lab in CITYSCAPES_LABELS if 0 <= lab.id < 256]] = True
-    return known
 
 
 def _component_folder(root: Path, out: Path, name: str, progress: bool) -> Path:
@@ -292,10 +271,17 @@ def find_cityscapes(root: str | Path, out: str | Path, *, progress: bool = False
         images, labels = _paired_files(*folders, COARSE_SPLIT, COARSE_LABEL_SUFFIX)
         for stem in sorted(images):
             samples.append(_labelled_sample(COARSE_SPLIT, stem, images[stem], labels[stem], None))
-    return RawDataset(
-        name="cityscapes",
-        class_names=CITYSCAPES_CLASS_NAMES,
-        label_to_train=CITYSCAPES_LABEL_TO_TRAIN,
-        known_label_ids=_known_label_ids(),
-        samples=tuple(samples),
-    )
+    return RawDataset(CITYSCAPES, tuple(samples))
+
+
+# --- the description ----------------------------------------------------------------------------
+
+CITYSCAPES = DatasetDescription(
+    name="cityscapes",
+    class_names=CITYSCAPES_CLASS_NAMES,
+    labels=_LABELS,
+    find=find_cityscapes,
+    distance_crops=True,
+    iiou=True,
+    palette=np.array([lab.color for lab in _EVALUATED], dtype=np.uint8),
+)

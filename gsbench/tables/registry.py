@@ -54,7 +54,7 @@ from typing import Any
 
 import yaml
 
-from gsbench.data.prepare import DATASET_FINDERS
+from gsbench.data.registry import DATASETS
 from gsbench.engine.eval_setting import (
     DEFAULT_MS_SCALES, MAIN_OUTPUT, SINGLE_SCALE, EvalSetting, is_default_ms, scale_text,
 )
@@ -76,7 +76,7 @@ PAPERS: dict[str, tuple[str, str, str]] = {
 
 #: Datasets gsbench prepares (``gsbench prepare-data``); cells on any other dataset, or on a
 #: split without public ground truth, must be marked ``reproducible: false``.
-PREPARED_DATASETS = tuple(DATASET_FINDERS)
+PREPARED_DATASETS = tuple(DATASETS)
 #: Every dataset a table may name; all of them are prepared today.
 KNOWN_DATASETS = PREPARED_DATASETS
 #: Splits whose ground truth is public (a test split is scored by the benchmark's server).
