@@ -18,7 +18,7 @@ from gsbench.cli import app
 from gsbench.data.cocostuff import COCOSTUFF_CLASS_NAMES
 from gsbench.data.context import CONTEXT_CLASS_NAMES
 from gsbench.data.edges import edge_map
-from gsbench.data.prepare import prepare_cocostuff, prepare_context, prepare_raw, prepare_voc
+from gsbench.data.prepare import prepare_raw
 from gsbench.data.raw import extract_tar
 from gsbench.data.voc import VOC_CLASS_NAMES, trainaug_stems
 from gsbench.errors import GsbenchError
@@ -137,7 +137,7 @@ def test_trainaug_rule():
 def test_voc_with_sbd_splits_labels_and_raw_files_untouched(tmp_path):
     root = make_voc(tmp_path / "voc")
     before = tree_digest(root)
-    manifest = prepare_voc(root, workers=1, progress=False)
+    manifest = prepare_raw("voc2012", root, workers=1, progress=False).manifest
     assert tree_digest(root) == before
     assert manifest.dataset == "voc2012" and manifest.num_classes == 21
     assert manifest.class_names == list(VOC_CLASS_NAMES) and manifest.class_names[0] == "background"
@@ -173,7 +173,8 @@ def test_voc_with_sbd_splits_labels_and_raw_files_untouched(tmp_path):
 
 def test_voc_without_sbd_has_no_trainaug(tmp_path):
     root = make_voc(tmp_path / "voc", sbd=False)
-    manifest = prepare_voc(root / "VOCdevkit", workers=1, progress=False)  # VOCdevkit as root
+    # VOCdevkit as root
+    manifest = prepare_raw("voc2012", root / "VOCdevkit", workers=1, progress=False).manifest
     assert list(manifest.splits) == ["train", "val"]
 
 
@@ -193,7 +194,7 @@ def test_voc_from_official_tar_archives_rerun_noop_and_changed_mat(tmp_path):
     assert tree_digest(root) == archives
     sample = from_tar.manifest.split("trainaug")[2]
     assert sample.image == "raw/VOCdevkit/VOC2012/JPEGImages/2008_000010.jpg"
-    from_folders = prepare_voc(src, workers=1, progress=False)
+    from_folders = prepare_raw("voc2012", src, workers=1, progress=False).manifest
     for split in ("train", "val", "trainaug"):
         assert [s.sha256 for s in from_tar.manifest.split(split)] == [
             s.sha256 for s in from_folders.split(split)]
@@ -279,7 +280,7 @@ def make_context(root: Path, seed: int = 0) -> Path:
 def test_context_59_ignores_background(tmp_path):
     root = make_context(tmp_path / "ctx")
     before = tree_digest(root)
-    manifest = prepare_context(root, workers=1, progress=False)
+    manifest = prepare_raw("pascal_context", root, workers=1, progress=False).manifest
     assert tree_digest(root) == before
     assert manifest.dataset == "pascal_context" and manifest.num_classes == 59
     assert manifest.class_names == list(CONTEXT_CLASS_NAMES) and len(set(CONTEXT_CLASS_NAMES)) == 59
@@ -306,7 +307,7 @@ def test_context_images_from_the_voc2010_tar_and_raw_json_is_refused(tmp_path):
         shutil.copytree(src / "VOCdevkit/VOC2010" / name, base / name)
     with tarfile.open(root / "VOCtrainval_03-May-2010.tar", "w") as tf:
         tf.add(src / "VOCdevkit", arcname="VOCdevkit")
-    manifest = prepare_context(root, workers=1, progress=False)
+    manifest = prepare_raw("pascal_context", root, workers=1, progress=False).manifest
     assert manifest.split("val")[0].image == "raw/VOCdevkit/VOC2010/JPEGImages/2008_000007.jpg"
     assert not (root / "gsbench/raw/VOCdevkit/VOC2010/SegmentationClassContext").exists()
 
@@ -358,7 +359,7 @@ def test_cocostuff_171_classes_from_folders_and_zips(tmp_path):
     # mmsegmentation's converter output beside the maps is not raw data
     write(root / "annotations/val2017/000000000139_labelTrainIds.png", np.zeros((H, W), np.uint8))
     before = tree_digest(root)
-    manifest = prepare_cocostuff(root, workers=1, progress=False)
+    manifest = prepare_raw("coco_stuff", root, workers=1, progress=False).manifest
     assert tree_digest(root) == before
     assert manifest.dataset == "coco_stuff" and manifest.num_classes == 171
     assert manifest.class_names == list(COCOSTUFF_CLASS_NAMES)
@@ -386,7 +387,7 @@ def test_cocostuff_171_classes_from_folders_and_zips(tmp_path):
         for folder in COCO_SPLITS:
             for path in sorted((root / "annotations" / folder).glob("????????????.png")):
                 zf.write(path, f"{folder}/{path.name}")
-    from_zip = prepare_cocostuff(zipped, workers=1, progress=False)
+    from_zip = prepare_raw("coco_stuff", zipped, workers=1, progress=False).manifest
     assert from_zip.split("val")[0].image == "raw/images/val2017/000000000139.jpg"
     assert [s.sha256 for s in from_zip.split("train")] == [
         s.sha256 for s in manifest.split("train")]

@@ -64,57 +64,6 @@ class PrepareResult:
     up_to_date: bool  # nothing to do: manifest.json already matched every file
 
 
-def prepare_cityscapes(
-    root: Path, out: Path | None = None, *, workers: int = 2, progress: bool = True,
-    coarse: bool = True,
-) -> Manifest:
-    """Prepare Cityscapes under ``root``: the fine annotations, and the coarse ``train_extra``
-    split when the root holds it and ``coarse`` is true; see
-    :func:`gsbench.data.cityscapes.find_cityscapes` and :func:`prepare_dataset`."""
-    return prepare_raw("cityscapes", root, out, workers=workers, progress=progress,
-                       options={"coarse": coarse}).manifest
-
-
-def prepare_ade20k(
-    root: Path, out: Path | None = None, *, workers: int = 2, progress: bool = True
-) -> Manifest:
-    """Prepare ADE20K (ADEChallengeData2016) under ``root``; see :func:`prepare_dataset`."""
-    return prepare_raw("ade20k", root, out, workers=workers, progress=progress).manifest
-
-
-def prepare_voc(
-    root: Path, out: Path | None = None, *, workers: int = 2, progress: bool = True
-) -> Manifest:
-    """Prepare PASCAL VOC 2012 (+ SBD "trainaug" when present) under ``root``; see
-    :func:`gsbench.data.voc.find_voc` and :func:`prepare_dataset`."""
-    return prepare_raw("voc2012", root, out, workers=workers, progress=progress).manifest
-
-
-def prepare_context(
-    root: Path, out: Path | None = None, *, workers: int = 2, progress: bool = True
-) -> Manifest:
-    """Prepare PASCAL Context (59 classes) under ``root``; see
-    :func:`gsbench.data.context.find_context` and :func:`prepare_dataset`."""
-    return prepare_raw("pascal_context", root, out, workers=workers, progress=progress).manifest
-
-
-def prepare_cocostuff(
-    root: Path, out: Path | None = None, *, workers: int = 2, progress: bool = True
-) -> Manifest:
-    """Prepare COCO-Stuff 164k (171 classes) under ``root``; see
-    :func:`gsbench.data.cocostuff.find_cocostuff` and :func:`prepare_dataset`."""
-    return prepare_raw("coco_stuff", root, out, workers=workers, progress=progress).manifest
-
-
-def prepare_cocostuff10k(
-    root: Path, out: Path | None = None, *, workers: int = 2, progress: bool = True
-) -> Manifest:
-    """Prepare COCO-Stuff 10k (cocostuff-10k-v1.1, 171 classes; train 9,000 / val 1,000) under
-    ``root``; see :func:`gsbench.data.cocostuff10k.find_cocostuff10k` and
-    :func:`prepare_dataset`."""
-    return prepare_raw("coco_stuff10k", root, out, workers=workers, progress=progress).manifest
-
-
 def prepare_raw(
     dataset: str,
     root: str | os.PathLike,

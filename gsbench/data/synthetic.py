@@ -1261,12 +1261,12 @@ def prepare_synthetic(
     """Generate the synthetic dataset into ``out`` and prepare it like the real one, leaving
     ready-to-train data in ``<raw root>/gsbench`` (see :func:`generate_synthetic`). Returns the
     :class:`~gsbench.data.manifest.Manifest` of the prepared data."""
-    from gsbench.data.prepare import prepare_ade20k, prepare_cityscapes
+    from gsbench.data.prepare import prepare_raw
 
     root = generate_synthetic(out, n_train=n_train, n_val=n_val, size=size, seed=seed,
                               layout=layout, workers=workers, progress=progress)
-    prepare = prepare_cityscapes if layout == "cityscapes" else prepare_ade20k
-    return prepare(root, None, workers=workers, progress=progress)
+    # a layout is named after the dataset whose raw layout it writes
+    return prepare_raw(layout, root, None, workers=workers, progress=progress).manifest
 
 
 class _progress_bar:
