@@ -56,3 +56,9 @@ def test_unknown_dataset_names_the_known_ones():
     assert get_dataset("ade20k") is DATASETS["ade20k"]
     with pytest.raises(GsbenchError, match=r"unknown dataset 'kitti' \(known: cityscapes, ade20k"):
         get_dataset("kitti")
+
+
+def test_manifest_names_are_the_paper_tables_dataset_names():
+    from gsbench.tables.registry import KNOWN_DATASETS
+
+    assert set(DATASETS) <= set(KNOWN_DATASETS)
