@@ -106,6 +106,7 @@ def zip_folder(folder: Path, archive: Path, extra: dict[str, bytes] | None = Non
 # --- Cityscapes ---------------------------------------------------------------------------------
 
 def test_cityscapes_outputs_manifest_and_raw_files_untouched(tmp_path):
+    id2label = pytest.importorskip("cityscapesscripts.helpers.labels").id2label
     root = make_cityscapes(tmp_path / "cityscapes")
     before = tree_digest(root)
     manifest = prepare_raw("cityscapes", root, workers=1, progress=False).manifest
@@ -140,7 +141,6 @@ def test_cityscapes_outputs_manifest_and_raw_files_untouched(tmp_path):
             train_ids = cv2.imread(str(loaded.path(s.label)), cv2.IMREAD_UNCHANGED)
             edges = cv2.imread(str(loaded.path(s.edge)), cv2.IMREAD_UNCHANGED)
             assert train_ids.dtype == np.uint8 and edges.dtype == np.uint8
-            from cityscapesscripts.helpers.labels import id2label
             expected = np.vectorize(lambda i: id2label[int(i)].trainId)(raw)
             expected[(expected < 0) | (expected >= 255)] = 255
             np.testing.assert_array_equal(train_ids, expected)

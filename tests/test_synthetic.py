@@ -59,9 +59,11 @@ def test_cityscapes_layout_and_file_names(small_dataset):
 
 
 def test_labels_instances_colours_and_polygons_agree(small_dataset):
-    from cityscapesscripts.helpers.annotation import Annotation
-    from cityscapesscripts.preparation.json2instanceImg import createInstanceImage
-    from cityscapesscripts.preparation.json2labelImg import createLabelImage
+    Annotation = pytest.importorskip("cityscapesscripts.helpers.annotation").Annotation
+    createInstanceImage = pytest.importorskip(
+        "cityscapesscripts.preparation.json2instanceImg").createInstanceImage
+    createLabelImage = pytest.importorskip(
+        "cityscapesscripts.preparation.json2labelImg").createLabelImage
 
     colour_of = {label.id: label.color for label in CITYSCAPES_LABELS if label.id >= 0}
     for label_path in sorted(small_dataset.glob("gtFine/*/*/*_gtFine_labelIds.png")):
