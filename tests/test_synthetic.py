@@ -17,10 +17,9 @@ from gsbench.data.ade20k import ADE20K_CLASS_NAMES
 from gsbench.data.cityscapes import (
     CITYSCAPES_LABEL_BY_NAME, CITYSCAPES_LABEL_TO_TRAIN, CITYSCAPES_LABELS, CITYSCAPES_NUM_CLASSES,
 )
-from gsbench.data.synthetic import (
-    CITYSCAPES_ID_TO_ADE20K, MARKER_NAME, QUOTA_CLASSES, generate_synthetic, quota_classes,
-    render_scene,
-)
+from gsbench.data.synthetic import generate_synthetic, render_scene
+from gsbench.data.synthetic.scene import QUOTA_CLASSES
+from gsbench.data.synthetic.write import CITYSCAPES_ID_TO_ADE20K, MARKER_NAME, quota_classes
 from gsbench.errors import GsbenchError
 from gsbench.io import read_label, read_rgb
 
