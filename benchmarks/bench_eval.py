@@ -30,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from gsbench.data.labels import CITYSCAPES_CLASS_NAMES, CITYSCAPES_TRAIN_TO_LABEL
+from gsbench.data.cityscapes import CITYSCAPES_CLASS_NAMES, CITYSCAPES_TRAIN_TO_LABEL
 from gsbench.data.manifest import Manifest, Sample
 from gsbench.evaluation.pred_dir import evaluate_prediction_dir
 from gsbench.io import write_png

@@ -26,7 +26,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.ndimage import binary_dilation  # noqa: E402
 
-from gsbench.data.labels import CITYSCAPES_CLASS_NAMES  # noqa: E402
+from gsbench.data.cityscapes import CITYSCAPES_CLASS_NAMES  # noqa: E402
 from gsbench.metrics import SegmentationMetrics, boundary_fscore, confusion_matrix  # noqa: E402
 
 NUM_CLASSES = 19

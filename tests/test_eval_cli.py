@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gsbench.cli import app
-from gsbench.data.labels import (
+from gsbench.data.cityscapes import (
     CITYSCAPES_CLASS_NAMES,
     CITYSCAPES_LABEL_TO_TRAIN,
     CITYSCAPES_TRAIN_TO_LABEL,
@@ -398,7 +398,7 @@ def test_ade20k_predictions_match_by_image_name(tmp_path):
 def test_end_to_end_on_synthetic_cityscapes_equals_the_official_evaluator(tmp_path, monkeypatch):
     """prepare-data's synthetic Cityscapes -> labelId predictions in the official naming ->
     `gsbench eval`; mIoU, per-class IoU and iIoU equal cityscapesscripts on the raw gtFine."""
-    from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as official
+    official = pytest.importorskip("cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling")
 
     from gsbench.data.synthetic import prepare_synthetic
 
@@ -469,9 +469,9 @@ def test_none_switches_boundary_f_and_crops_off(tmp_path):
 
 
 def test_labelid_tables_cover_every_prepared_dataset():
-    from gsbench.data.prepare import DATASET_FINDERS
+    from gsbench.data.registry import DATASETS
     from gsbench.evaluation.pred_dir import prediction_lut
 
-    for dataset in DATASET_FINDERS:
+    for dataset in DATASETS:
         lut = prediction_lut("labelid", dataset, num_classes=1)
         assert lut.shape == (256,) and lut.dtype == np.uint8

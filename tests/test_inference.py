@@ -220,8 +220,9 @@ def test_cityscapes_export_names_and_label_ids_match_the_official_scripts(tmp_pa
     from types import SimpleNamespace
 
     import cv2
-    from cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling import getPrediction
-    from cityscapesscripts.helpers.labels import trainId2label
+    getPrediction = pytest.importorskip(
+        "cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling").getPrediction
+    trainId2label = pytest.importorskip("cityscapesscripts.helpers.labels").trainId2label
 
     from gsbench.engine.export import write_cityscapes_result
 
@@ -333,7 +334,7 @@ def test_checkpoint_file_and_run_dir_give_the_same_metrics(prepared, tmp_path):
 
 
 def test_cityscapes_export_of_a_split_without_ground_truth(prepared, tmp_path):
-    from gsbench.data.labels import CITYSCAPES_TRAIN_TO_LABEL
+    from gsbench.data.cityscapes import CITYSCAPES_TRAIN_TO_LABEL
     from gsbench.evaluation.model import evaluate_model, load_model_for_eval
     from gsbench.io import read_label
 

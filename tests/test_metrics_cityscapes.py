@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gsbench.data.labels import (
+from gsbench.data.cityscapes import (
     CITYSCAPES_CLASS_NAMES,
     CITYSCAPES_INSTANCE_TRAIN_IDS,
     CITYSCAPES_LABEL_TO_TRAIN,

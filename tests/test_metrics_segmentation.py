@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from gsbench.data.labels import CITYSCAPES_CLASS_NAMES
+from gsbench.data.cityscapes import CITYSCAPES_CLASS_NAMES
 from gsbench.errors import GsbenchError
 from gsbench.metrics import BoundaryFScore, ConfusionMatrix, CropMIoU, SegmentationMetrics
 

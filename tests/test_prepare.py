@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 from gsbench.cli import app
 from gsbench.data import prepare as prepare_module
 from gsbench.data.ade20k import ADE20K_CLASS_NAMES
+from gsbench.data.cityscapes import CITYSCAPES_CLASS_NAMES
 from gsbench.data.edges import edge_map
-from gsbench.data.labels import CITYSCAPES_CLASS_NAMES
 from gsbench.data.manifest import Manifest
-from gsbench.data.prepare import JOURNAL_NAME, prepare_ade20k, prepare_cityscapes, prepare_raw
+from gsbench.data.prepare import JOURNAL_NAME, prepare_raw
 from gsbench.data.raw import extract_zip
 from gsbench.errors import GsbenchError
 
@@ -106,9 +106,10 @@ def zip_folder(folder: Path, archive: Path, extra: dict[str, bytes] | None = Non
 # --- Cityscapes ---------------------------------------------------------------------------------
 
 def test_cityscapes_outputs_manifest_and_raw_files_untouched(tmp_path):
+    id2label = pytest.importorskip("cityscapesscripts.helpers.labels").id2label
     root = make_cityscapes(tmp_path / "cityscapes")
     before = tree_digest(root)
-    manifest = prepare_cityscapes(root, workers=1, progress=False)
+    manifest = prepare_raw("cityscapes", root, workers=1, progress=False).manifest
     assert tree_digest(root) == before  # raw files are never modified
 
     out = root / "gsbench"
@@ -140,7 +141,6 @@ def test_cityscapes_outputs_manifest_and_raw_files_untouched(tmp_path):
             train_ids = cv2.imread(str(loaded.path(s.label)), cv2.IMREAD_UNCHANGED)
             edges = cv2.imread(str(loaded.path(s.edge)), cv2.IMREAD_UNCHANGED)
             assert train_ids.dtype == np.uint8 and edges.dtype == np.uint8
-            from cityscapesscripts.helpers.labels import id2label
             expected = np.vectorize(lambda i: id2label[int(i)].trainId)(raw)
             expected[(expected < 0) | (expected >= 255)] = 255
             np.testing.assert_array_equal(train_ids, expected)
@@ -159,7 +159,7 @@ def test_every_official_label_id_converts_to_its_train_id(tmp_path):
     ids = np.array([lab.id for lab in official.labels if lab.id >= 0], dtype=np.uint8)
     raw = np.resize(ids, (H, W))  # every labelId 0..33 appears
     write(root / "gtFine/val/frankfurt/frankfurt_000000_000000_gtFine_labelIds.png", raw)
-    manifest = prepare_cityscapes(root, workers=1, progress=False)
+    manifest = prepare_raw("cityscapes", root, workers=1, progress=False).manifest
     train_ids = cv2.imread(str(manifest.path(manifest.split("val")[0].label)), cv2.IMREAD_UNCHANGED)
     for lab in official.labels:
         if lab.id < 0:
@@ -194,12 +194,12 @@ def test_rerun_is_noop_and_a_changed_file_redoes_only_its_sample(tmp_path):
 
 def test_failed_rerun_leaves_no_stale_manifest_and_the_fixed_rerun_reuses_outputs(tmp_path):
     root = make_cityscapes(tmp_path / "cs")
-    prepare_cityscapes(root, workers=1, progress=False)
+    prepare_raw("cityscapes", root, workers=1, progress=False)
     label = root / "gtFine/val/frankfurt/frankfurt_000000_000000_gtFine_labelIds.png"
     good = label.read_bytes()
     write(label, np.full((H, W), 99, np.uint8))
     with pytest.raises(GsbenchError, match=r"label ids \[99\]"):
-        prepare_cityscapes(root, workers=1, progress=False)
+        prepare_raw("cityscapes", root, workers=1, progress=False)
     assert not (root / "gsbench/manifest.json").exists()
     label.write_bytes(good)
     result = prepare_raw("cityscapes", root, workers=1, progress=False)
@@ -220,7 +220,7 @@ def test_interrupted_run_resumes_from_the_journal(tmp_path, monkeypatch):
 
     monkeypatch.setattr(prepare_module, "_prepare_job", interrupted_after_two)
     with pytest.raises(KeyboardInterrupt):
-        prepare_cityscapes(root, workers=1, progress=False)
+        prepare_raw("cityscapes", root, workers=1, progress=False)
     assert not (out / "manifest.json").exists()
     assert len((out / JOURNAL_NAME).read_text().splitlines()) == 1 + 2  # header + 2 samples
     with open(out / JOURNAL_NAME, "a") as journal:  # a line cut short by the interruption
@@ -256,7 +256,7 @@ def test_cityscapes_from_official_zip_archives(tmp_path):
     zip_folder(src / "leftImg8bit", root / "leftImg8bit_trainvaltest.zip", {"README": b"a"})
     zip_folder(src / "gtFine", root / "gtFine_trainvaltest.zip", {"README": b"bb"})
     archives = tree_digest(root)
-    manifest = prepare_cityscapes(root, workers=1, progress=False)
+    manifest = prepare_raw("cityscapes", root, workers=1, progress=False).manifest
     assert tree_digest(root) == archives
     sample = manifest.split("val")[0]
     assert sample.image.startswith("raw/leftImg8bit/val/frankfurt/")
@@ -418,7 +418,7 @@ def test_cli_prints_summary_then_up_to_date(tmp_path):
 
 def test_ade20k_folder_and_zip(tmp_path):
     base = make_ade20k(tmp_path / "ade")
-    manifest = prepare_ade20k(base, workers=1, progress=False)
+    manifest = prepare_raw("ade20k", base, workers=1, progress=False).manifest
     assert manifest.dataset == "ade20k" and manifest.num_classes == 150
     assert manifest.class_names == list(ADE20K_CLASS_NAMES) and len(set(ADE20K_CLASS_NAMES)) == 150
     assert list(manifest.splits) == ["train", "val"]
@@ -436,7 +436,7 @@ def test_ade20k_folder_and_zip(tmp_path):
     zip_root = tmp_path / "zipped"
     zip_root.mkdir()
     zip_folder(base, zip_root / "ADEChallengeData2016.zip")
-    from_zip = prepare_ade20k(zip_root, workers=1, progress=False)
+    from_zip = prepare_raw("ade20k", zip_root, workers=1, progress=False).manifest
     image = from_zip.split("val")[0].image
     assert image == "raw/ADEChallengeData2016/images/validation/ADE_val_00000001.jpg"
     assert [s.sha256 for s in from_zip.split("train")] == [
@@ -452,6 +452,6 @@ def test_ade20k_bad_input(tmp_path):
     assert str(label) in " ".join(result.output.split()) and "[151]" in result.output
     (base / "images/validation/ADE_val_00000001.jpg").rename(base / "images/validation/val_1.jpg")
     with pytest.raises(GsbenchError, match="does not follow ADE_val_"):
-        prepare_ade20k(base, workers=1, progress=False)
+        prepare_raw("ade20k", base, workers=1, progress=False)
     with pytest.raises(GsbenchError, match="missing folders images/ and annotations/"):
-        prepare_ade20k(tmp_path, workers=1, progress=False)
+        prepare_raw("ade20k", tmp_path, workers=1, progress=False)

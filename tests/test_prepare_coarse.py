@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from gsbench.cli import app
 from gsbench.data.edges import edge_map
-from gsbench.data.prepare import prepare_cityscapes, prepare_raw
+from gsbench.data.prepare import prepare_raw
 from gsbench.errors import GsbenchError
 from test_prepare import (
     H, W, assert_refused, make_cityscapes, output_mtimes, tree_digest, write,
@@ -62,10 +62,11 @@ def read_png(path: Path) -> np.ndarray:
 
 
 def test_coarse_set_becomes_train_extra_and_fine_splits_are_unchanged(tmp_path):
-    fine_only = prepare_cityscapes(make_cityscapes(tmp_path / "fine"), workers=1, progress=False)
+    fine_only = prepare_raw("cityscapes", make_cityscapes(tmp_path / "fine"), workers=1,
+                            progress=False).manifest
     root = add_coarse(make_cityscapes(tmp_path / "cs"))
     before = tree_digest(root)
-    manifest = prepare_cityscapes(root, workers=1, progress=False)
+    manifest = prepare_raw("cityscapes", root, workers=1, progress=False).manifest
     assert tree_digest(root) == before
     assert list(manifest.splits) == ["train", "val", "test", "train_extra"]
     document, reference = manifest.to_json(), fine_only.to_json()
@@ -125,13 +126,13 @@ def test_coarse_from_the_official_archives(tmp_path):
                 zf.write(path, f"{top}/{path.relative_to(folder).as_posix()}")
             zf.writestr("README", b"x")
     archives = tree_digest(root)
-    manifest = prepare_cityscapes(root, workers=1, progress=False)
+    manifest = prepare_raw("cityscapes", root, workers=1, progress=False).manifest
     assert tree_digest(root) == archives
     sample = manifest.split("train_extra")[0]
     assert sample.image == f"raw/leftImg8bit/train_extra/augsburg/{sample.stem}_leftImg8bit.png"
     assert not (root / "gsbench/raw/gtCoarse/train").exists()  # only train_extra is extracted
     assert not (root / "gsbench/raw/README").exists()
-    from_folders = prepare_cityscapes(src, workers=1, progress=False)
+    from_folders = prepare_raw("cityscapes", src, workers=1, progress=False).manifest
     assert [s.sha256 for s in manifest.split("train_extra")] == [
         s.sha256 for s in from_folders.split("train_extra")]
 
@@ -198,6 +199,6 @@ def test_library_error_without_the_cli(tmp_path):
     root = make_cityscapes(tmp_path / "cs")
     only_images(root)
     with pytest.raises(GsbenchError, match="coarse images without their labels"):
-        prepare_cityscapes(root, workers=1, progress=False)
-    assert list(prepare_cityscapes(root, workers=1, progress=False, coarse=False).splits) == [
-        "train", "val", "test"]
+        prepare_raw("cityscapes", root, workers=1, progress=False)
+    fine = prepare_raw("cityscapes", root, workers=1, progress=False, options={"coarse": False})
+    assert list(fine.manifest.splits) == ["train", "val", "test"]

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from gsbench.cli import app
 from gsbench.data.cocostuff import COCOSTUFF_CLASS_NAMES
 from gsbench.data.edges import edge_map
-from gsbench.data.prepare import prepare_cocostuff10k, prepare_raw
+from gsbench.data.prepare import prepare_raw
 from gsbench.evaluation.pred_dir import prediction_lut
 from test_prepare import assert_refused, output_mtimes, tree_digest, write
 
@@ -76,7 +76,7 @@ def s_map(root: Path, stem: str) -> np.ndarray:
 def test_cocostuff10k_splits_labels_and_raw_files_untouched(tmp_path):
     root = make_cocostuff10k(tmp_path / "coco10k")
     before = tree_digest(root)
-    manifest = prepare_cocostuff10k(root, workers=1, progress=False)
+    manifest = prepare_raw("coco_stuff10k", root, workers=1, progress=False).manifest
     assert tree_digest(root) == before
     assert manifest.dataset == "coco_stuff10k" and manifest.num_classes == 171
     assert manifest.class_names == list(COCOSTUFF_CLASS_NAMES)
@@ -117,7 +117,7 @@ def test_cocostuff10k_from_the_official_zip_and_rerun_is_noop(tmp_path):
     sample = result.manifest.split("val")[0]
     assert sample.image == f"raw/images/{TEST[0]}.jpg"
     assert not (root / "gsbench/raw/README.md").exists()
-    from_folders = prepare_cocostuff10k(src, workers=1, progress=False)
+    from_folders = prepare_raw("coco_stuff10k", src, workers=1, progress=False).manifest
     for split in ("train", "val"):
         assert [s.sha256 for s in result.manifest.split(split)] == [
             s.sha256 for s in from_folders.split(split)]

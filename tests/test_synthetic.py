@@ -14,13 +14,12 @@ from typer.testing import CliRunner
 
 from gsbench.cli import app
 from gsbench.data.ade20k import ADE20K_CLASS_NAMES
-from gsbench.data.labels import (
+from gsbench.data.cityscapes import (
     CITYSCAPES_LABEL_BY_NAME, CITYSCAPES_LABEL_TO_TRAIN, CITYSCAPES_LABELS, CITYSCAPES_NUM_CLASSES,
 )
-from gsbench.data.synthetic import (
-    CITYSCAPES_ID_TO_ADE20K, MARKER_NAME, QUOTA_CLASSES, generate_synthetic, quota_classes,
-    render_scene,
-)
+from gsbench.data.synthetic import generate_synthetic, render_scene
+from gsbench.data.synthetic.scene import QUOTA_CLASSES
+from gsbench.data.synthetic.write import CITYSCAPES_ID_TO_ADE20K, MARKER_NAME, quota_classes
 from gsbench.errors import GsbenchError
 from gsbench.io import read_label, read_rgb
 
@@ -59,9 +58,11 @@ def test_cityscapes_layout_and_file_names(small_dataset):
 
 
 def test_labels_instances_colours_and_polygons_agree(small_dataset):
-    from cityscapesscripts.helpers.annotation import Annotation
-    from cityscapesscripts.preparation.json2instanceImg import createInstanceImage
-    from cityscapesscripts.preparation.json2labelImg import createLabelImage
+    Annotation = pytest.importorskip("cityscapesscripts.helpers.annotation").Annotation
+    createInstanceImage = pytest.importorskip(
+        "cityscapesscripts.preparation.json2instanceImg").createInstanceImage
+    createLabelImage = pytest.importorskip(
+        "cityscapesscripts.preparation.json2labelImg").createLabelImage
 
     colour_of = {label.id: label.color for label in CITYSCAPES_LABELS if label.id >= 0}
     for label_path in sorted(small_dataset.glob("gtFine/*/*/*_gtFine_labelIds.png")):

@@ -1,5 +1,5 @@
-"""Reader of the raw ADE20K SceneParsing layout (ADEChallengeData2016), the input of
-``prepare-data ade20k``.
+"""ADE20K SceneParsing (ADEChallengeData2016): its description (:data:`ADE20K`: classes, label
+table) and the reader of its raw layout, the input of ``prepare-data ade20k``.
 
     ADEChallengeData2016/images/{training,validation}/ADE_{train,val}_{8 digits}.jpg
     ADEChallengeData2016/annotations/{training,validation}/ADE_{train,val}_{8 digits}.png
@@ -14,11 +14,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
-
-from gsbench.data.labels import IGNORE_INDEX
+from gsbench.data.description import DatasetDescription, RawDataset
+from gsbench.data.labels import LabelTable
 from gsbench.data.raw import (
-    RawDataset, RawSample, extract_zip, files_with_suffix, flat_sample, paired_stems,
+    RawSample, extract_zip, files_with_suffix, flat_sample, paired_stems,
 )
 from gsbench.errors import GsbenchError
 
@@ -28,7 +27,6 @@ ARCHIVE_NAME = "ADEChallengeData2016.zip"
 SPLITS = {"training": "train", "validation": "val"}
 STEM_PATTERN = re.compile(r"ADE_(?P<split>train|val)_\d{8}")
 
-ADE20K_NUM_CLASSES = 150
 #: Class names in trainId order (objectInfo150.txt, first name of each entry).
 # fmt: off
 ADE20K_CLASS_NAMES: tuple[str, ...] = (
@@ -52,16 +50,6 @@ ADE20K_CLASS_NAMES: tuple[str, ...] = (
     "clock", "flag",
 )
 # fmt: on
-
-
-def _label_to_train_lut() -> np.ndarray:
-    lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
-    lut[1 : ADE20K_NUM_CLASSES + 1] = np.arange(ADE20K_NUM_CLASSES, dtype=np.uint8)
-    return lut
-
-
-#: raw annotation value -> trainId (0 "other" and unknown values -> 255).
-ADE20K_LABEL_TO_TRAIN = _label_to_train_lut()
 
 
 def _dataset_folder(root: Path, out: Path, progress: bool) -> Path:
@@ -101,12 +89,15 @@ def find_ade20k(root: str | Path, out: str | Path, *, progress: bool = False) ->
             raise GsbenchError(f"{base / 'images' / folder}: no .jpg images")
         for stem in paired_stems(images, labels):
             samples.append(flat_sample(split, stem, images[stem], labels[stem]))
-    known = np.zeros(256, dtype=bool)
-    known[: ADE20K_NUM_CLASSES + 1] = True
-    return RawDataset(
-        name="ade20k",
-        class_names=ADE20K_CLASS_NAMES,
-        label_to_train=ADE20K_LABEL_TO_TRAIN,
-        known_label_ids=known,
-        samples=tuple(samples),
-    )
+    return RawDataset(ADE20K, tuple(samples))
+
+
+# --- the description ----------------------------------------------------------------------------
+
+ADE20K = DatasetDescription(
+    name="ade20k",
+    class_names=ADE20K_CLASS_NAMES,
+    # annotation value v -> trainId v - 1 for the classes 1..150; 0 ("other") is void
+    labels=LabelTable(values=tuple(range(1, len(ADE20K_CLASS_NAMES) + 1)), void=(0,)),
+    find=find_ade20k,
+)

@@ -1,4 +1,9 @@
-"""Reader of the raw Cityscapes layout, the input of ``prepare-data cityscapes``.
+"""Cityscapes: its description (:data:`CITYSCAPES`: the official label table, classes, palette,
+evaluation defaults) and the reader of its raw layout, the input of ``prepare-data cityscapes``.
+
+The label table is the official one (``cityscapesscripts.helpers.labels``; the tests check it
+against that package): labelIds become trainIds at prepare-data and go back to labelIds only for
+the test-server export. The raw layout:
 
     leftImg8bit/{train,val,test}/{city}/{city}_{seq}_{frame}_leftImg8bit.png
     gtFine/{train,val,test}/{city}/{city}_{seq}_{frame}_gtFine_labelIds.png   (+ _instanceIds.png)
@@ -32,12 +37,92 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from gsbench.data.labels import CITYSCAPES_CLASS_NAMES, CITYSCAPES_LABEL_TO_TRAIN, CITYSCAPES_LABELS
-from gsbench.data.raw import RawDataset, RawSample, extract_zip, files_with_suffix
+from gsbench.data.description import DatasetDescription, RawDataset
+from gsbench.data.labels import LabelTable
+from gsbench.data.raw import RawSample, extract_zip, files_with_suffix
 from gsbench.errors import GsbenchError
+
+# --- the official label table -------------------------------------------------------------------
+
+class CityscapesLabel(NamedTuple):
+    name: str
+    id: int
+    train_id: int
+    category: str
+    has_instances: bool
+    ignore_in_eval: bool
+    color: tuple[int, int, int]
+
+
+# fmt: off
+CITYSCAPES_LABELS: tuple[CityscapesLabel, ...] = (
+    CityscapesLabel("unlabeled",             0, 255, "void",         False, True,  (0, 0, 0)),
+    CityscapesLabel("ego vehicle",           1, 255, "void",         False, True,  (0, 0, 0)),
+    CityscapesLabel("rectification border",  2, 255, "void",         False, True,  (0, 0, 0)),
+    CityscapesLabel("out of roi",            3, 255, "void",         False, True,  (0, 0, 0)),
+    CityscapesLabel("static",                4, 255, "void",         False, True,  (0, 0, 0)),
+    CityscapesLabel("dynamic",               5, 255, "void",         False, True,  (111, 74, 0)),
+    CityscapesLabel("ground",                6, 255, "void",         False, True,  (81, 0, 81)),
+    CityscapesLabel("road",                  7,   0, "flat",         False, False, (128, 64, 128)),
+    CityscapesLabel("sidewalk",              8,   1, "flat",         False, False, (244, 35, 232)),
+    CityscapesLabel("parking",               9, 255, "flat",         False, True,  (250, 170, 160)),
+    CityscapesLabel("rail track",           10, 255, "flat",         False, True,  (230, 150, 140)),
+    CityscapesLabel("building",             11,   2, "construction", False, False, (70, 70, 70)),
+    CityscapesLabel("wall",                 12,   3, "construction", False, False, (102, 102, 156)),
+    CityscapesLabel("fence",                13,   4, "construction", False, False, (190, 153, 153)),
+    CityscapesLabel("guard rail",           14, 255, "construction", False, True,  (180, 165, 180)),
+    CityscapesLabel("bridge",               15, 255, "construction", False, True,  (150, 100, 100)),
+    CityscapesLabel("tunnel",               16, 255, "construction", False, True,  (150, 120, 90)),
+    CityscapesLabel("pole",                 17,   5, "object",       False, False, (153, 153, 153)),
+    CityscapesLabel("polegroup",            18, 255, "object",       False, True,  (153, 153, 153)),
+    CityscapesLabel("traffic light",        19,   6, "object",       False, False, (250, 170, 30)),
+    CityscapesLabel("traffic sign",         20,   7, "object",       False, False, (220, 220, 0)),
+    CityscapesLabel("vegetation",           21,   8, "nature",       False, False, (107, 142, 35)),
+    CityscapesLabel("terrain",              22,   9, "nature",       False, False, (152, 251, 152)),
+    CityscapesLabel("sky",                  23,  10, "sky",          False, False, (70, 130, 180)),
+    CityscapesLabel("person",               24,  11, "human",        True,  False, (220, 20, 60)),
+    CityscapesLabel("rider",                25,  12, "human",        True,  False, (255, 0, 0)),
+    CityscapesLabel("car",                  26,  13, "vehicle",      True,  False, (0, 0, 142)),
+    CityscapesLabel("truck",                27,  14, "vehicle",      True,  False, (0, 0, 70)),
+    CityscapesLabel("bus",                  28,  15, "vehicle",      True,  False, (0, 60, 100)),
+    CityscapesLabel("caravan",              29, 255, "vehicle",      True,  True,  (0, 0, 90)),
+    CityscapesLabel("trailer",              30, 255, "vehicle",      True,  True,  (0, 0, 110)),
+    CityscapesLabel("train",                31,  16, "vehicle",      True,  False, (0, 80, 100)),
+    CityscapesLabel("motorcycle",           32,  17, "vehicle",      True,  False, (0, 0, 230)),
+    CityscapesLabel("bicycle",              33,  18, "vehicle",      True,  False, (119, 11, 32)),
+    CityscapesLabel("license plate",        -1,  -1, "vehicle",      False, True,  (0, 0, 142)),
+)
+# fmt: on
+
+#: The evaluated labels in trainId order (their trainIds are 0..18).
+_EVALUATED = tuple(sorted((lab for lab in CITYSCAPES_LABELS if 0 <= lab.train_id < 255),
+                          key=lambda lab: lab.train_id))
+#: labelId -> trainId: the evaluated labels in trainId order; every other labelId is void.
+_LABELS = LabelTable(
+    values=tuple(lab.id for lab in _EVALUATED),
+    void=tuple(lab.id for lab in CITYSCAPES_LABELS if lab.id >= 0 and lab not in _EVALUATED),
+)
+
+CITYSCAPES_CLASS_NAMES: tuple[str, ...] = tuple(lab.name for lab in _EVALUATED)
+CITYSCAPES_NUM_CLASSES = len(CITYSCAPES_CLASS_NAMES)  # 19
+CITYSCAPES_LABEL_BY_NAME = {label.name: label for label in CITYSCAPES_LABELS}
+#: labelId -> trainId lookup table (uint8, 256 entries; unknown ids map to 255).
+CITYSCAPES_LABEL_TO_TRAIN = _LABELS.to_train
+#: trainId -> labelId lookup table (uint8, 256 entries): trainId 255 (ignore) and unknown ids
+#: export as labelId 0 ("unlabeled"), as the official scripts expect.
+CITYSCAPES_TRAIN_TO_LABEL = np.zeros(256, dtype=np.uint8)
+CITYSCAPES_TRAIN_TO_LABEL[:CITYSCAPES_NUM_CLASSES] = _LABELS.values
+#: trainIds of the classes that have instances and are evaluated (iIoU classes).
+CITYSCAPES_INSTANCE_TRAIN_IDS: tuple[int, ...] = tuple(
+    label.train_id for label in CITYSCAPES_LABELS
+    if label.has_instances and not label.ignore_in_eval
+)
+
+# --- the raw layout -----------------------------------------------------------------------------
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
 LABEL_SUFFIX = "_gtFine_labelIds.png"
@@ -54,12 +139,6 @@ COARSE_LABELS_ARCHIVE = "gtCoarse.zip"
 #: ``{city}_{seq:06d}_{frame:06d}``; city names are lower case, possibly with underscores or
 #: hyphens (train_extra has ``bad-honnef`` and ``muhlheim-ruhr``).
 STEM_PATTERN = re.compile(r"(?P<city>[a-z]+(?:[_-][a-z]+)*)_\d{6}_\d{6}")
-
-
-def _known_label_ids() -> np.ndarray:
-    known = np.zeros(256, dtype=bool)
-    known[[lab.id for lab in CITYSCAPES_LABELS if 0 <= lab.id < 256]] = True
-    return known
 
 
 def _component_folder(root: Path, out: Path, name: str, progress: bool) -> Path:
@@ -192,10 +271,17 @@ def find_cityscapes(root: str | Path, out: str | Path, *, progress: bool = False
         images, labels = _paired_files(*folders, COARSE_SPLIT, COARSE_LABEL_SUFFIX)
         for stem in sorted(images):
             samples.append(_labelled_sample(COARSE_SPLIT, stem, images[stem], labels[stem], None))
-    return RawDataset(
-        name="cityscapes",
-        class_names=CITYSCAPES_CLASS_NAMES,
-        label_to_train=CITYSCAPES_LABEL_TO_TRAIN,
-        known_label_ids=_known_label_ids(),
-        samples=tuple(samples),
-    )
+    return RawDataset(CITYSCAPES, tuple(samples))
+
+
+# --- the description ----------------------------------------------------------------------------
+
+CITYSCAPES = DatasetDescription(
+    name="cityscapes",
+    class_names=CITYSCAPES_CLASS_NAMES,
+    labels=_LABELS,
+    find=find_cityscapes,
+    distance_crops=True,
+    iiou=True,
+    palette=np.array([lab.color for lab in _EVALUATED], dtype=np.uint8),
+)

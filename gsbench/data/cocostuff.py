@@ -1,6 +1,7 @@
-"""Reader of COCO-Stuff 164k (Caesar et al. 2018) with its 171 classes, the input of
+"""COCO-Stuff 164k (Caesar et al. 2018) with its 171 classes: its description
+(:data:`COCO_STUFF`: classes, label table) and the reader of its raw layout, the input of
 ``prepare-data cocostuff``. (COCO-Stuff 10k, the set of GFF Table 9 and RANet Tables 4 and 6, is
-:mod:`gsbench.data.cocostuff10k`; it reuses this module's label table.)
+:mod:`gsbench.data.cocostuff10k`; it reuses this module's classes and used ids.)
 
 Accepted layout under ``ROOT`` (the official ``stuffthingmaps`` next to the COCO 2017 images):
 
@@ -21,16 +22,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
-
-from gsbench.data.labels import IGNORE_INDEX
+from gsbench.data.description import DatasetDescription, RawDataset
+from gsbench.data.labels import IGNORE_INDEX, LabelTable
 from gsbench.data.raw import (
-    RawDataset, RawSample, extract_zip, files_with_suffix, flat_sample, paired_stems,
+    RawSample, extract_zip, files_with_suffix, flat_sample, paired_stems,
 )
 from gsbench.errors import GsbenchError
 
-#: the dataset's name in manifests, recipes and the paper tables (recipes/tables)
-DATASET_NAME = "coco_stuff"
 #: raw folder name -> manifest split name
 SPLITS = {"train2017": "train", "val2017": "val"}
 LABELS_ARCHIVE = "stuffthingmaps_trainval2017.zip"
@@ -74,22 +72,8 @@ COCOSTUFF_UNUSED_IDS: tuple[int, ...] = (12, 26, 29, 30, 45, 66, 68, 69, 71, 83,
 COCOSTUFF_USED_VALUES: tuple[int, ...] = tuple(
     i - 1 for i in range(1, len(COCOSTUFF_ID_NAMES) + 1) if i not in COCOSTUFF_UNUSED_IDS
 )
-COCOSTUFF_NUM_CLASSES = len(COCOSTUFF_USED_VALUES)  # 171
 #: Class names in trainId order (80 things, then 91 stuff).
 COCOSTUFF_CLASS_NAMES: tuple[str, ...] = tuple(COCOSTUFF_ID_NAMES[v] for v in COCOSTUFF_USED_VALUES)
-
-
-def _label_to_train_lut() -> np.ndarray:
-    lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
-    lut[list(COCOSTUFF_USED_VALUES)] = np.arange(COCOSTUFF_NUM_CLASSES, dtype=np.uint8)
-    return lut
-
-
-#: label value -> trainId (the 171 used values -> 0..170; everything else -> 255).
-COCOSTUFF_LABEL_TO_TRAIN = _label_to_train_lut()
-COCOSTUFF_KNOWN_LABEL_IDS = np.zeros(256, dtype=bool)
-COCOSTUFF_KNOWN_LABEL_IDS[list(COCOSTUFF_USED_VALUES)] = True
-COCOSTUFF_KNOWN_LABEL_IDS[IGNORE_INDEX] = True
 
 
 def _component_folder(root: Path, out: Path, name: str, progress: bool) -> Path:
@@ -136,10 +120,15 @@ def find_cocostuff(root: str | Path, out: str | Path, *, progress: bool = False)
             raise GsbenchError(f"{image_root / folder}: no .jpg images")
         for stem in paired_stems(images, labels):
             samples.append(flat_sample(split, stem, images[stem], labels[stem]))
-    return RawDataset(
-        name=DATASET_NAME,
-        class_names=COCOSTUFF_CLASS_NAMES,
-        label_to_train=COCOSTUFF_LABEL_TO_TRAIN,
-        known_label_ids=COCOSTUFF_KNOWN_LABEL_IDS,
-        samples=tuple(samples),
-    )
+    return RawDataset(COCO_STUFF, tuple(samples))
+
+
+# --- the description ----------------------------------------------------------------------------
+
+COCO_STUFF = DatasetDescription(
+    name="coco_stuff",
+    class_names=COCOSTUFF_CLASS_NAMES,
+    # label value -> trainId: the 171 used values in order -> 0..170; 255 (unlabeled) is void
+    labels=LabelTable(values=COCOSTUFF_USED_VALUES, void=(IGNORE_INDEX,)),
+    find=find_cocostuff,
+)

@@ -1,5 +1,6 @@
-"""Reader of COCO-Stuff 10k (cocostuff-10k-v1.1, Caesar et al. 2018) with the 171 classes of
-COCO-Stuff, the input of ``prepare-data cocostuff10k``.
+"""COCO-Stuff 10k (cocostuff-10k-v1.1, Caesar et al. 2018) with the 171 classes of COCO-Stuff:
+its description (:data:`COCO_STUFF10K`: classes, label table, ``.mat`` label reader) and the
+reader of its raw layout, the input of ``prepare-data cocostuff10k``.
 
 This is the dataset of GFF Table 9 ("10000 images ... 9000 images are for training and 1000
 images for testing") and RANet Tables 4 and 6 ("9,000 training and 1,000 validation images"),
@@ -20,8 +21,8 @@ official "test" list has public ground truth; it is the set the papers call "tes
 
 Labels: ``S - 1`` is the id space of the 164k ``stuffthingmaps`` PNGs (0..181, with unlabeled 0
 becoming 255), and the 164k table then maps it to trainIds (the 171 used ids in order -> 0..170,
-255 -> ignore). :data:`COCOSTUFF10K_LABEL_TO_TRAIN` is that composition, indexed by ``S``; an id
-of the 11 thing ids that COCO never used is refused as outside the table, as in the 164k set.
+255 -> ignore). This module's label table is that composition, indexed by ``S``; an id of the 11
+thing ids that COCO never used is refused as outside the table, as in the 164k set.
 """
 
 from __future__ import annotations
@@ -32,15 +33,15 @@ from pathlib import Path
 import numpy as np
 
 from gsbench.data.cocostuff import (
-    COCOSTUFF_CLASS_NAMES, COCOSTUFF_ID_NAMES, COCOSTUFF_KNOWN_LABEL_IDS, COCOSTUFF_LABEL_TO_TRAIN,
+    COCOSTUFF_CLASS_NAMES, COCOSTUFF_ID_NAMES, COCOSTUFF_USED_VALUES,
 )
+from gsbench.data.description import DatasetDescription, RawDataset
+from gsbench.data.labels import LabelTable
 from gsbench.data.raw import (
-    RawDataset, RawSample, extract_zip, files_with_suffix, listed_samples, read_split_list,
+    RawSample, extract_zip, files_with_suffix, listed_samples, read_split_list,
 )
 from gsbench.errors import GsbenchError
 
-#: the dataset's name in manifests, recipes and the paper tables (recipes/tables)
-DATASET_NAME = "coco_stuff10k"
 ARCHIVE = "cocostuff-10k-v1.1.zip"
 FOLDERS = ("images", "annotations", "imageLists")
 #: official list file -> manifest split name
@@ -51,11 +52,6 @@ STEM_PATTERN = re.compile(r"COCO_(?:train|val)2014_\d{12}")
 LABEL_VARIABLE = "S"
 #: the largest value of ``S``: 182 COCO-Stuff ids (0 is unlabeled)
 MAX_LABEL_ID = len(COCOSTUFF_ID_NAMES)
-
-#: ``S`` value -> trainId: ``S - 1`` (0 -> 255) through the 164k table, ``lut[s] = lut164[s - 1]``.
-COCOSTUFF10K_LABEL_TO_TRAIN = np.roll(COCOSTUFF_LABEL_TO_TRAIN, 1)
-#: ``S`` values of the official table: 0 (unlabeled) and the 171 used COCO-Stuff ids.
-COCOSTUFF10K_KNOWN_LABEL_IDS = np.roll(COCOSTUFF_KNOWN_LABEL_IDS, 1)
 
 
 def read_cocostuff10k_mat(path: Path) -> np.ndarray:
@@ -120,11 +116,17 @@ def find_cocostuff10k(root: str | Path, out: str | Path, *, progress: bool = Fal
         path = base / "imageLists" / listing
         samples += listed_samples(split, path, read_split_list(path, STEM_PATTERN), images,
                                   labels, base / "images", base / "annotations")
-    return RawDataset(
-        name=DATASET_NAME,
-        class_names=COCOSTUFF_CLASS_NAMES,
-        label_to_train=COCOSTUFF10K_LABEL_TO_TRAIN,
-        known_label_ids=COCOSTUFF10K_KNOWN_LABEL_IDS,
-        samples=tuple(samples),
-        label_reader=read_cocostuff10k_mat,
-    )
+    return RawDataset(COCO_STUFF10K, tuple(samples))
+
+
+# --- the description ----------------------------------------------------------------------------
+
+COCO_STUFF10K = DatasetDescription(
+    name="coco_stuff10k",
+    class_names=COCOSTUFF_CLASS_NAMES,
+    # ``S`` value -> trainId: the 164k table shifted by one (``S - 1`` is a value of the 164k
+    # maps), so the 171 used COCO-Stuff ids in order -> 0..170; 0 (unlabeled) is void
+    labels=LabelTable(values=tuple(v + 1 for v in COCOSTUFF_USED_VALUES), void=(0,)),
+    find=find_cocostuff10k,
+    label_reader=read_cocostuff10k_mat,
+)

@@ -1,4 +1,5 @@
-"""Reader of PASCAL Context with 59 classes (Mottaghi et al. 2014), the input of
+"""PASCAL Context with 59 classes (Mottaghi et al. 2014): its description
+(:data:`PASCAL_CONTEXT`: classes, label table) and the reader of its raw layout, the input of
 ``prepare-data context``.
 
 Accepted layout under ``ROOT`` (the 59-class labels as mmsegmentation's ``pascal_context.py``
@@ -21,16 +22,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
-
-from gsbench.data.labels import IGNORE_INDEX
+from gsbench.data.description import DatasetDescription, RawDataset
+from gsbench.data.labels import LabelTable
 from gsbench.data.raw import (
-    RawDataset, RawSample, extract_tar, files_with_suffix, listed_samples, read_split_list,
+    RawSample, extract_tar, files_with_suffix, listed_samples, read_split_list,
 )
 from gsbench.errors import GsbenchError
 
-#: the dataset's name in manifests, recipes and the paper tables (recipes/tables)
-DATASET_NAME = "pascal_context"
 VOC2010_ARCHIVE = "VOCtrainval_03-May-2010.tar"
 LABEL_DIRNAME = "SegmentationClassContext"
 LISTS_DIRNAME = "ImageSets/SegmentationContext"
@@ -38,7 +36,6 @@ RAW_JSON_NAME = "trainval_merged.json"
 STEM_PATTERN = re.compile(r"\d{4}_\d{6}")
 SPLITS = ("train", "val")
 
-CONTEXT_NUM_CLASSES = 59
 #: Class names in trainId order (label values 1..59 of the 59-class setting).
 # fmt: off
 CONTEXT_CLASS_NAMES: tuple[str, ...] = (
@@ -51,18 +48,6 @@ CONTEXT_CLASS_NAMES: tuple[str, ...] = (
     "window", "wood",
 )
 # fmt: on
-
-
-def _label_to_train_lut() -> np.ndarray:
-    lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
-    lut[1 : CONTEXT_NUM_CLASSES + 1] = np.arange(CONTEXT_NUM_CLASSES, dtype=np.uint8)
-    return lut
-
-
-#: label value -> trainId (0 background -> 255, v -> v - 1).
-CONTEXT_LABEL_TO_TRAIN = _label_to_train_lut()
-CONTEXT_KNOWN_LABEL_IDS = np.zeros(256, dtype=bool)
-CONTEXT_KNOWN_LABEL_IDS[: CONTEXT_NUM_CLASSES + 1] = True
 
 _EXPECTED = (f"VOCdevkit/VOC2010/ with JPEGImages/, {LABEL_DIRNAME}/ (59-class PNGs) and "
              f"{LISTS_DIRNAME}/{{train,val}}.txt")
@@ -108,10 +93,15 @@ def find_context(root: str | Path, out: str | Path, *, progress: bool = False) -
         listing = base / LISTS_DIRNAME / f"{split}.txt"
         samples += listed_samples(split, listing, read_split_list(listing, STEM_PATTERN), images,
                                   labels, image_folder, base / LABEL_DIRNAME)
-    return RawDataset(
-        name=DATASET_NAME,
-        class_names=CONTEXT_CLASS_NAMES,
-        label_to_train=CONTEXT_LABEL_TO_TRAIN,
-        known_label_ids=CONTEXT_KNOWN_LABEL_IDS,
-        samples=tuple(samples),
-    )
+    return RawDataset(PASCAL_CONTEXT, tuple(samples))
+
+
+# --- the description ----------------------------------------------------------------------------
+
+PASCAL_CONTEXT = DatasetDescription(
+    name="pascal_context",
+    class_names=CONTEXT_CLASS_NAMES,
+    # label value v -> trainId v - 1 for the classes 1..59; 0 (background) is void
+    labels=LabelTable(values=tuple(range(1, len(CONTEXT_CLASS_NAMES) + 1)), void=(0,)),
+    find=find_context,
+)

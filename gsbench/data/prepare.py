@@ -32,18 +32,14 @@ import cv2
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from gsbench.data.ade20k import find_ade20k
-from gsbench.data.cityscapes import find_cityscapes
-from gsbench.data.cocostuff import find_cocostuff
-from gsbench.data.cocostuff10k import find_cocostuff10k
-from gsbench.data.context import find_context
+from gsbench.data.description import RawDataset
 from gsbench.data.edges import DEFAULT_EDGE_RADIUS, disk_kernel, edge_map
 from gsbench.data.labels import IGNORE_INDEX
 from gsbench.data.manifest import (
     DEFAULT_PREPARED_DIRNAME, MANIFEST_FORMAT, MANIFEST_NAME, Manifest, Sample,
 )
-from gsbench.data.raw import RawDataset, RawSample, read_raw_label
-from gsbench.data.voc import find_voc
+from gsbench.data.raw import RawSample, read_raw_label
+from gsbench.data.registry import get_dataset
 from gsbench.errors import GsbenchError
 from gsbench.io import (
     atomic_write_bytes, atomic_write_json, encode_png, read_label, read_rgb, sha256_file,
@@ -53,15 +49,6 @@ JOURNAL_NAME = ".prepare-journal.jsonl"
 #: Bump when the content of the outputs changes, so that older prepared folders are rebuilt.
 PREPARE_VERSION = 1
 SPLIT_ORDER = ("train", "val", "test")
-#: dataset name -> reader of its raw layout
-DATASET_FINDERS = {
-    "cityscapes": find_cityscapes,
-    "ade20k": find_ade20k,
-    "voc2012": find_voc,
-    "pascal_context": find_context,
-    "coco_stuff": find_cocostuff,
-    "coco_stuff10k": find_cocostuff10k,
-}
 
 Fingerprints = dict[str, list[int]]  # relative path -> [size, mtime_ns]
 
@@ -77,57 +64,6 @@ class PrepareResult:
     up_to_date: bool  # nothing to do: manifest.json already matched every file
 
 
-def prepare_cityscapes(
-    root: Path, out: Path | None = None, *, workers: int = 2, progress: bool = True,
-    coarse: bool = True,
-) -> Manifest:
-    """Prepare Cityscapes under ``root``: the fine annotations, and the coarse ``train_extra``
-    split when the root holds it and ``coarse`` is true; see
-    :func:`gsbench.data.cityscapes.find_cityscapes` and :func:`prepare_dataset`."""
-    return prepare_raw("cityscapes", root, out, workers=workers, progress=progress,
-                       options={"coarse": coarse}).manifest
-
-
-def prepare_ade20k(
-    root: Path, out: Path | None = None, *, workers: int = 2, progress: bool = True
-) -> Manifest:
-    """Prepare ADE20K (ADEChallengeData2016) under ``root``; see :func:`prepare_dataset`."""
-    return prepare_raw("ade20k", root, out, workers=workers, progress=progress).manifest
-
-
-def prepare_voc(
-    root: Path, out: Path | None = None, *, workers: int = 2, progress: bool = True
-) -> Manifest:
-    """Prepare PASCAL VOC 2012 (+ SBD "trainaug" when present) under ``root``; see
-    :func:`gsbench.data.voc.find_voc` and :func:`prepare_dataset`."""
-    return prepare_raw("voc2012", root, out, workers=workers, progress=progress).manifest
-
-
-def prepare_context(
-    root: Path, out: Path | None = None, *, workers: int = 2, progress: bool = True
-) -> Manifest:
-    """Prepare PASCAL Context (59 classes) under ``root``; see
-    :func:`gsbench.data.context.find_context` and :func:`prepare_dataset`."""
-    return prepare_raw("pascal_context", root, out, workers=workers, progress=progress).manifest
-
-
-def prepare_cocostuff(
-    root: Path, out: Path | None = None, *, workers: int = 2, progress: bool = True
-) -> Manifest:
-    """Prepare COCO-Stuff 164k (171 classes) under ``root``; see
-    :func:`gsbench.data.cocostuff.find_cocostuff` and :func:`prepare_dataset`."""
-    return prepare_raw("coco_stuff", root, out, workers=workers, progress=progress).manifest
-
-
-def prepare_cocostuff10k(
-    root: Path, out: Path | None = None, *, workers: int = 2, progress: bool = True
-) -> Manifest:
-    """Prepare COCO-Stuff 10k (cocostuff-10k-v1.1, 171 classes; train 9,000 / val 1,000) under
-    ``root``; see :func:`gsbench.data.cocostuff10k.find_cocostuff10k` and
-    :func:`prepare_dataset`."""
-    return prepare_raw("coco_stuff10k", root, out, workers=workers, progress=progress).manifest
-
-
 def prepare_raw(
     dataset: str,
     root: str | os.PathLike,
@@ -138,14 +74,13 @@ def prepare_raw(
     edge_radius: float = DEFAULT_EDGE_RADIUS,
     options: Mapping[str, Any] | None = None,
 ) -> PrepareResult:
-    """Find the raw files of ``dataset`` (a key of :data:`DATASET_FINDERS`) and prepare them
-    into ``out`` (default ``root/gsbench``). ``options`` are keyword arguments of the dataset's
-    reader (Cityscapes: ``coarse``)."""
-    if dataset not in DATASET_FINDERS:
-        raise GsbenchError(f"unknown dataset {dataset!r} (known: {', '.join(DATASET_FINDERS)})")
+    """Find the raw files of ``dataset`` (a name of :data:`gsbench.data.registry.DATASETS`) and
+    prepare them into ``out`` (default ``root/gsbench``). ``options`` are keyword arguments of
+    the dataset's reader (Cityscapes: ``coarse``)."""
+    find = get_dataset(dataset).find
     root = Path(root).expanduser()
     out = root / DEFAULT_PREPARED_DIRNAME if out is None else Path(out).expanduser()
-    raw = DATASET_FINDERS[dataset](root, out, progress=progress, **(options or {}))
+    raw = find(root, out, progress=progress, **(options or {}))
     return prepare_dataset(raw, out, workers=workers, progress=progress, edge_radius=edge_radius)
 
 
@@ -168,7 +103,9 @@ def prepare_dataset(
     disk_kernel(edge_radius)  # rejects a bad radius before any work
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    settings = {"version": PREPARE_VERSION, "dataset": raw.name, "edge_radius": float(edge_radius)}
+    dataset = raw.dataset
+    settings = {"version": PREPARE_VERSION, "dataset": dataset.name,
+                "edge_radius": float(edge_radius)}
     by_key = {sample.key: sample for sample in raw.samples}
     manifest_file = out / MANIFEST_NAME
     previous = _read_previous_manifest(manifest_file, settings)
@@ -188,10 +125,9 @@ def prepare_dataset(
     reused = len(done)
 
     todo = [sample for key, sample in by_key.items() if key not in done]
-    label_reader = raw.label_reader or read_raw_label
-    jobs = [(sample, str(out), raw.label_to_train, raw.known_label_ids, float(edge_radius),
-             label_reader) for sample in todo]
-    columns = (TextColumn(f"prepare {raw.name}"), BarColumn(), MofNCompleteColumn(),
+    jobs = [(sample, str(out), dataset.labels.to_train, dataset.labels.known, float(edge_radius),
+             dataset.label_reader) for sample in todo]
+    columns = (TextColumn(f"prepare {dataset.name}"), BarColumn(), MofNCompleteColumn(),
                TimeRemainingColumn())
     with Progress(*columns, disable=not progress) as bar, \
             open(journal, "a", encoding="utf-8") as log:
@@ -203,9 +139,9 @@ def prepare_dataset(
             bar.advance(task)
 
     manifest = Manifest(
-        dataset=raw.name,
-        num_classes=len(raw.class_names),
-        class_names=list(raw.class_names),
+        dataset=dataset.name,
+        num_classes=dataset.num_classes,
+        class_names=list(dataset.class_names),
         ignore_index=IGNORE_INDEX,
         splits=_splits(raw, done),
         root=out.resolve(),
@@ -228,7 +164,8 @@ def prepare_sample(
     label_reader: Callable[[Path], np.ndarray] = read_raw_label,
 ) -> dict[str, Any]:
     """Validate one raw sample, write its outputs and return its journal record
-    (``label_reader`` reads the raw label file, see :class:`RawDataset`)."""
+    (``label_reader`` reads the raw label file, see
+    :class:`~gsbench.data.description.DatasetDescription`)."""
     image = read_rgb(sample.image)
     height, width = image.shape[:2]
     named = {"image": sample.image}

@@ -1,9 +1,11 @@
-"""Raw dataset input: what a dataset reader found on disk, safe extraction of the official
-archives (zip and tar), and reading raw label files (grey or palette PNG, SBD ``.mat``).
+"""Raw dataset input: the samples a dataset reader finds on disk, safe extraction of the official
+archives (zip and tar), reading raw label files (grey or palette PNG, SBD ``.mat``) and split
+lists.
 
-:class:`RawDataset` is the contract between a dataset reader (``cityscapes.py``, ``ade20k.py``,
+:class:`RawSample` is the contract between a dataset reader (``cityscapes.py``, ``ade20k.py``,
 ``voc.py``, ``context.py``, ``cocostuff.py``, ``cocostuff10k.py``: find the files, check names
-and pairing) and ``prepare.py`` (convert, validate pixels, write).
+and pairing) and ``prepare.py`` (convert, validate pixels, write); the reader returns them in a
+:class:`~gsbench.data.description.RawDataset` with its dataset's description.
 
 :func:`extract_zip` and :func:`extract_tar` unpack the official archives. Every member is checked
 before anything is written (no absolute paths, no ``..`` components, no symlinks; tar archives
@@ -83,24 +85,6 @@ def paired_stems(images: dict[str, Path], labels: dict[str, Path]) -> list[str]:
     if unpaired := sorted(labels.keys() - images.keys()):
         raise GsbenchError(f"{labels[unpaired[0]]}: label without its image {unpaired[0]}.jpg")
     return sorted(images)
-
-
-@dataclass(frozen=True)
-class RawDataset:
-    """A raw dataset found on disk with its label table.
-
-    ``label_to_train`` maps every raw label id (0..255) to a trainId; ``known_label_ids`` marks
-    the raw ids that exist in the official table (any other id in a label file is an error).
-    ``label_reader`` reads one raw label file as a 2-D uint8 id map; None means
-    :func:`read_raw_label`. It runs in the worker processes, so it must be a module-level function.
-    """
-
-    name: str
-    class_names: tuple[str, ...]
-    label_to_train: np.ndarray
-    known_label_ids: np.ndarray
-    samples: tuple[RawSample, ...]
-    label_reader: Callable[[Path], np.ndarray] | None = None
 
 
 def files_with_suffix(folder: Path, suffix: str) -> dict[str, Path]:

@@ -1,5 +1,5 @@
-"""Reader of the raw PASCAL VOC 2012 segmentation layout, with the SBD augmented set, the input
-of ``prepare-data voc``.
+"""PASCAL VOC 2012 with the SBD augmented set: its description (:data:`VOC2012`: classes, label
+table) and the reader of its raw layout, the input of ``prepare-data voc``.
 
 Accepted layouts under ``ROOT`` (the folder given as ``--root``):
 
@@ -26,17 +26,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
-
-from gsbench.data.labels import IGNORE_INDEX
+from gsbench.data.description import DatasetDescription, RawDataset
+from gsbench.data.labels import IGNORE_INDEX, LabelTable
 from gsbench.data.raw import (
-    RawDataset, RawSample, extract_tar, files_with_suffix, flat_sample, listed_samples,
+    RawSample, extract_tar, files_with_suffix, flat_sample, listed_samples,
     read_split_list,
 )
 from gsbench.errors import GsbenchError
 
-#: the dataset's name in manifests, recipes and the paper tables (recipes/tables)
-DATASET_NAME = "voc2012"
 VOC_ARCHIVE = "VOCtrainval_11-May-2012.tar"
 SBD_ARCHIVE = "benchmark.tgz"
 SBD_DIRNAME = "benchmark_RELEASE"
@@ -45,27 +42,12 @@ STEM_PATTERN = re.compile(r"\d{4}_\d{6}")
 VOC_SPLITS = ("train", "val")
 TRAINAUG_SPLIT = "trainaug"
 
-VOC_NUM_CLASSES = 21
 #: Class names in trainId order (the VOC devkit's order, background first).
 VOC_CLASS_NAMES: tuple[str, ...] = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
     "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
     "train", "tvmonitor",
 )
-
-
-def _label_to_train_lut() -> np.ndarray:
-    lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
-    lut[:VOC_NUM_CLASSES] = np.arange(VOC_NUM_CLASSES, dtype=np.uint8)
-    return lut
-
-
-#: raw VOC/SBD index -> trainId (the identity on 0..20; 255 void stays 255).
-VOC_LABEL_TO_TRAIN = _label_to_train_lut()
-#: raw indices that may appear in a VOC or SBD annotation.
-VOC_KNOWN_LABEL_IDS = np.zeros(256, dtype=bool)
-VOC_KNOWN_LABEL_IDS[:VOC_NUM_CLASSES] = True
-VOC_KNOWN_LABEL_IDS[IGNORE_INDEX] = True
 
 
 def _voc_folder(root: Path, out: Path, progress: bool) -> Path:
@@ -149,10 +131,15 @@ def find_voc(root: str | Path, out: str | Path, *, progress: bool = False) -> Ra
                                    f"{TRAINAUG_SPLIT} sample {stem}")
             samples.append(flat_sample(TRAINAUG_SPLIT, stem, image, label))
 
-    return RawDataset(
-        name=DATASET_NAME,
-        class_names=VOC_CLASS_NAMES,
-        label_to_train=VOC_LABEL_TO_TRAIN,
-        known_label_ids=VOC_KNOWN_LABEL_IDS,
-        samples=tuple(samples),
-    )
+    return RawDataset(VOC2012, tuple(samples))
+
+
+# --- the description ----------------------------------------------------------------------------
+
+VOC2012 = DatasetDescription(
+    name="voc2012",
+    class_names=VOC_CLASS_NAMES,
+    # VOC/SBD index -> trainId: the identity on 0..20; the 255 void band (VOC only) stays 255
+    labels=LabelTable(values=tuple(range(len(VOC_CLASS_NAMES))), void=(IGNORE_INDEX,)),
+    find=find_voc,  # SBD .mat labels are read by read_raw_label, the default label reader
+)

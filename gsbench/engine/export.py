@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gsbench.data.labels import CITYSCAPES_NUM_CLASSES, CITYSCAPES_TRAIN_TO_LABEL
+from gsbench.data.cityscapes import CITYSCAPES_NUM_CLASSES, CITYSCAPES_TRAIN_TO_LABEL
 from gsbench.errors import GsbenchError
 from gsbench.io import write_png
 

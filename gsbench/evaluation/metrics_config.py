@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gsbench.data.manifest import Manifest
+from gsbench.data.registry import DATASETS
 from gsbench.errors import GsbenchError
 from gsbench.metrics.boundary import CONVENTIONS, DEFAULT_RADII
 from gsbench.metrics.crops import DEFAULT_CROP_FACTORS
@@ -22,10 +23,11 @@ from gsbench.metrics.segmentation import SegmentationMetrics
 
 
 def default_crop_factors(dataset: str) -> tuple[int, ...]:
-    """The crop factors evaluated unless asked otherwise: Gated-SCNN's distance crops assume
-    Cityscapes' fixed 1024x2048 street views with a vanishing point; ADE20K images have any size
-    and aspect (a portrait image has no room for the crops), so other datasets get none."""
-    return DEFAULT_CROP_FACTORS if dataset == "cityscapes" else ()
+    """The crop factors evaluated unless asked otherwise: Gated-SCNN's distance crops where the
+    dataset's description asks for them (Cityscapes, see
+    :attr:`~gsbench.data.description.DatasetDescription.distance_crops`), none elsewhere."""
+    described = DATASETS.get(dataset)
+    return DEFAULT_CROP_FACTORS if described is not None and described.distance_crops else ()
 
 
 @dataclass(frozen=True)

@@ -33,30 +33,15 @@ from typing import Any
 import cv2
 import numpy as np
 
-from gsbench.data.ade20k import ADE20K_LABEL_TO_TRAIN
-from gsbench.data.cocostuff import COCOSTUFF_LABEL_TO_TRAIN
-from gsbench.data.cocostuff10k import COCOSTUFF10K_LABEL_TO_TRAIN
-from gsbench.data.context import CONTEXT_LABEL_TO_TRAIN
-from gsbench.data.labels import CITYSCAPES_LABEL_TO_TRAIN, IGNORE_INDEX
+from gsbench.data.labels import IGNORE_INDEX
 from gsbench.data.manifest import Manifest, Sample
-from gsbench.data.voc import VOC_LABEL_TO_TRAIN
+from gsbench.data.registry import DATASETS
 from gsbench.errors import GsbenchError
 from gsbench.evaluation.metrics_config import MetricsConfig, check_fscore_convention, new_metrics
 from gsbench.io import png_size, read_label, read_label_indices
 from gsbench.metrics.boundary import DEFAULT_RADII
 
 PRED_FORMATS = ("trainid", "labelid")
-#: ``--pred-format labelid``: the dataset's raw label values -> trainIds (Cityscapes labelIds
-#: through the official table; ADE20K annotation values 1..150, 0 = "other"; COCO-Stuff 164k
-#: map values id - 1, COCO-Stuff 10k the ids of its ``S`` maps, 0 = unlabeled).
-LABEL_ID_TO_TRAIN = {
-    "cityscapes": CITYSCAPES_LABEL_TO_TRAIN,
-    "ade20k": ADE20K_LABEL_TO_TRAIN,
-    "voc2012": VOC_LABEL_TO_TRAIN,
-    "pascal_context": CONTEXT_LABEL_TO_TRAIN,
-    "coco_stuff": COCOSTUFF_LABEL_TO_TRAIN,
-    "coco_stuff10k": COCOSTUFF10K_LABEL_TO_TRAIN,
-}
 #: Files with these suffixes are predictions; anything else in the folder (logs, JSON) is skipped.
 IMAGE_SUFFIXES = frozenset(
     {".png", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".jpg", ".jpeg", ".webp"}
@@ -185,8 +170,8 @@ def plan_prediction_dir(
 ) -> list[PredictionPair]:
     """Pair every sample of ``split`` with its prediction file under ``pred_dir``.
 
-    Instance maps are included only for Cityscapes and only when every sample of the split has
-    one (iIoU needs all of them).
+    Instance maps are included only for a dataset whose description evaluates the iIoU
+    (Cityscapes) and only when every sample of the split has one (iIoU needs all of them).
     """
     samples = manifest.split(split)
     if not samples:
@@ -196,7 +181,8 @@ def plan_prediction_dir(
     matched = match_prediction_files(
         files, [s.stem for s in samples], where=f"{pred_dir} (split {split!r})"
     )
-    with_instances = manifest.dataset == "cityscapes" and all(
+    described = DATASETS.get(manifest.dataset)
+    with_instances = described is not None and described.iiou and all(
         s.instance is not None for s in samples
     )
     return [
@@ -242,20 +228,23 @@ def _train_id_lut(num_classes: int) -> np.ndarray:
 def prediction_lut(pred_format: str, dataset: str, num_classes: int) -> np.ndarray:
     """The 256-entry table taking a prediction's values to trainIds, 255 for no class.
 
-    ``trainid``: values ``>= num_classes`` become 255. ``labelid``: the dataset's raw ids; for
+    ``trainid``: values ``>= num_classes`` become 255. ``labelid``: the dataset's raw ids,
+    through its label table (:attr:`~gsbench.data.description.DatasetDescription.labels`); for
     Cityscapes, labelIds without a trainId (0 "unlabeled", 9 "parking", ...) become 255; for
-    ADE20K, value v becomes v - 1 and 0 ("other") becomes 255. The metrics count 255 in a
-    prediction as a wrong answer, never as ignore, as the official Cityscapes evaluator does.
+    ADE20K, value v becomes v - 1 and 0 ("other") becomes 255; for COCO-Stuff 164k the map
+    values id - 1, for COCO-Stuff 10k the ids of its ``S`` maps (0 = unlabeled). The metrics
+    count 255 in a prediction as a wrong answer, never as ignore, as the official Cityscapes
+    evaluator does.
     """
     if pred_format == "trainid":
         return _train_id_lut(num_classes)
     if pred_format == "labelid":
-        if dataset not in LABEL_ID_TO_TRAIN:
+        if dataset not in DATASETS:
             raise GsbenchError(
                 f"--pred-format labelid: no label-id table for dataset {dataset!r} "
-                f"(known: {', '.join(LABEL_ID_TO_TRAIN)})"
+                f"(known: {', '.join(DATASETS)})"
             )
-        return LABEL_ID_TO_TRAIN[dataset]
+        return DATASETS[dataset].labels.to_train
     raise GsbenchError(f"unknown --pred-format {pred_format!r} (use {' or '.join(PRED_FORMATS)})")
 
 

@@ -8,8 +8,6 @@ import numpy as np
 
 from gsbench.errors import GsbenchError
 
-IGNORE_INDEX = 255
-
 
 def check_num_classes(num_classes: int, ignore_index: int) -> None:
     if not 1 <= int(num_classes) <= 255:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from gsbench.data.labels import IGNORE_INDEX
 from gsbench.errors import GsbenchError
 from gsbench.metrics._common import (
-    IGNORE_INDEX,
     ArrayState,
     as_label_map,
     check_num_classes,

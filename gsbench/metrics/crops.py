@@ -17,9 +17,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from gsbench.data.labels import IGNORE_INDEX
 from gsbench.errors import GsbenchError
 from gsbench.metrics._common import (
-    IGNORE_INDEX,
     ArrayState,
     check_num_classes,
 )

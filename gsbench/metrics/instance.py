@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from gsbench.data.labels import (
+from gsbench.data.cityscapes import (
     CITYSCAPES_INSTANCE_TRAIN_IDS,
     CITYSCAPES_LABELS,
     CITYSCAPES_NUM_CLASSES,
 )
+from gsbench.data.labels import IGNORE_INDEX
 from gsbench.errors import GsbenchError
 from gsbench.metrics._common import (
-    IGNORE_INDEX,
     ArrayState,
     as_label_map,
     check_same_shape,

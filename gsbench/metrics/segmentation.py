@@ -7,9 +7,10 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from gsbench.data.labels import CITYSCAPES_INSTANCE_TRAIN_IDS, CITYSCAPES_NUM_CLASSES
+from gsbench.data.cityscapes import CITYSCAPES_INSTANCE_TRAIN_IDS, CITYSCAPES_NUM_CLASSES
+from gsbench.data.labels import IGNORE_INDEX
 from gsbench.errors import GsbenchError
-from gsbench.metrics._common import IGNORE_INDEX, all_reduce_arrays, as_label_map, check_same_shape, load_arrays
+from gsbench.metrics._common import all_reduce_arrays, as_label_map, check_same_shape, load_arrays
 from gsbench.metrics.boundary import CONVENTIONS, DEFAULT_RADII, BoundaryFScore
 from gsbench.metrics.confusion import ConfusionMatrix
 from gsbench.metrics.crops import DEFAULT_CROP_FACTORS, CropMIoU

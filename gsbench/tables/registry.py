@@ -54,7 +54,7 @@ from typing import Any
 
 import yaml
 
-from gsbench.data.prepare import DATASET_FINDERS
+from gsbench.data.registry import DATASETS
 from gsbench.engine.outputs import MAIN_OUTPUT
 from gsbench.errors import GsbenchError
 from gsbench.evaluation.setting import (
@@ -77,7 +77,7 @@ PAPERS: dict[str, tuple[str, str, str]] = {
 
 #: Datasets gsbench prepares (``gsbench prepare-data``); cells on any other dataset, or on a
 #: split without public ground truth, must be marked ``reproducible: false``.
-PREPARED_DATASETS = tuple(DATASET_FINDERS)
+PREPARED_DATASETS = tuple(DATASETS)
 #: Every dataset a table may name; all of them are prepared today.
 KNOWN_DATASETS = PREPARED_DATASETS
 #: Splits whose ground truth is public (a test split is scored by the benchmark's server).
@@ -453,7 +453,7 @@ class _TableParser:
                 raise self.fail(f"{where}.{key}", f"must be a {kind_} integer, got {given!r}")
         class_name = s.get("class")
         if class_name is not None and dataset == "cityscapes":
-            from gsbench.data.labels import CITYSCAPES_CLASS_NAMES
+            from gsbench.data.cityscapes import CITYSCAPES_CLASS_NAMES
 
             if class_name not in CITYSCAPES_CLASS_NAMES:
                 close = difflib.get_close_matches(str(class_name), CITYSCAPES_CLASS_NAMES, n=1)

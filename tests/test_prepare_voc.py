@@ -1,10 +1,9 @@
-"""prepare-data for PASCAL VOC 2012 (+ SBD), PASCAL Context 59 and COCO-Stuff 164k on tiny
-official layouts built in tmp_path (palette PNGs, SBD .mat files, tar and zip archives)."""
+"""prepare-data for PASCAL VOC 2012 (+ SBD) on a tiny official layout built in tmp_path (palette
+PNGs, SBD .mat files, the official tar archives), and the safe extraction of tar archives."""
 
 import io
 import shutil
 import tarfile
-import zipfile
 from pathlib import Path
 
 import cv2
@@ -15,10 +14,8 @@ from scipy.io import savemat
 from typer.testing import CliRunner
 
 from gsbench.cli import app
-from gsbench.data.cocostuff import COCOSTUFF_CLASS_NAMES
-from gsbench.data.context import CONTEXT_CLASS_NAMES
 from gsbench.data.edges import edge_map
-from gsbench.data.prepare import prepare_cocostuff, prepare_context, prepare_raw, prepare_voc
+from gsbench.data.prepare import prepare_raw
 from gsbench.data.raw import extract_tar
 from gsbench.data.voc import VOC_CLASS_NAMES, trainaug_stems
 from gsbench.errors import GsbenchError
@@ -127,6 +124,7 @@ def sbd_segmentation(path: Path) -> np.ndarray:
     return loadmat(path, squeeze_me=True, struct_as_record=False)["GTcls"].Segmentation
 
 
+
 # --- VOC ----------------------------------------------------------------------------------------
 
 def test_trainaug_rule():
@@ -137,7 +135,7 @@ def test_trainaug_rule():
 def test_voc_with_sbd_splits_labels_and_raw_files_untouched(tmp_path):
     root = make_voc(tmp_path / "voc")
     before = tree_digest(root)
-    manifest = prepare_voc(root, workers=1, progress=False)
+    manifest = prepare_raw("voc2012", root, workers=1, progress=False).manifest
     assert tree_digest(root) == before
     assert manifest.dataset == "voc2012" and manifest.num_classes == 21
     assert manifest.class_names == list(VOC_CLASS_NAMES) and manifest.class_names[0] == "background"
@@ -173,7 +171,8 @@ def test_voc_with_sbd_splits_labels_and_raw_files_untouched(tmp_path):
 
 def test_voc_without_sbd_has_no_trainaug(tmp_path):
     root = make_voc(tmp_path / "voc", sbd=False)
-    manifest = prepare_voc(root / "VOCdevkit", workers=1, progress=False)  # VOCdevkit as root
+    # VOCdevkit as root
+    manifest = prepare_raw("voc2012", root / "VOCdevkit", workers=1, progress=False).manifest
     assert list(manifest.splits) == ["train", "val"]
 
 
@@ -193,7 +192,7 @@ def test_voc_from_official_tar_archives_rerun_noop_and_changed_mat(tmp_path):
     assert tree_digest(root) == archives
     sample = from_tar.manifest.split("trainaug")[2]
     assert sample.image == "raw/VOCdevkit/VOC2012/JPEGImages/2008_000010.jpg"
-    from_folders = prepare_voc(src, workers=1, progress=False)
+    from_folders = prepare_raw("voc2012", src, workers=1, progress=False).manifest
     for split in ("train", "val", "trainaug"):
         assert [s.sha256 for s in from_tar.manifest.split(split)] == [
             s.sha256 for s in from_folders.split(split)]
@@ -255,141 +254,6 @@ def test_tar_extraction_skips_members_with_the_right_size_and_filters_by_path(tm
     with pytest.raises(GsbenchError, match="not a readable tar archive"):
         (tmp_path / "bad.tar").write_bytes(b"not a tar at all" * 64)
         extract_tar(tmp_path / "bad.tar", dest)
-
-
-# --- PASCAL Context 59 --------------------------------------------------------------------------
-
-CONTEXT_SPLITS = {"train": ["2008_000002", "2008_000003"], "val": ["2008_000007"]}
-
-
-def make_context(root: Path, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    base = root / "VOCdevkit" / "VOC2010"
-    for split, stems in CONTEXT_SPLITS.items():
-        for stem in stems:
-            write_jpg(base / "JPEGImages" / f"{stem}.jpg", rng)
-            write(base / "SegmentationClassContext" / f"{stem}.png", blocks(rng, 60))
-        lists = base / "ImageSets" / "SegmentationContext"
-        lists.mkdir(parents=True, exist_ok=True)
-        (lists / f"{split}.txt").write_text("\n".join(stems) + "\n")
-    write_jpg(base / "JPEGImages" / "2010_000001.jpg", rng)  # a VOC2010 image outside Context
-    return root
-
-
-def test_context_59_ignores_background(tmp_path):
-    root = make_context(tmp_path / "ctx")
-    before = tree_digest(root)
-    manifest = prepare_context(root, workers=1, progress=False)
-    assert tree_digest(root) == before
-    assert manifest.dataset == "pascal_context" and manifest.num_classes == 59
-    assert manifest.class_names == list(CONTEXT_CLASS_NAMES) and len(set(CONTEXT_CLASS_NAMES)) == 59
-    assert {s: [x.stem for x in manifest.split(s)] for s in manifest.splits} == CONTEXT_SPLITS
-    for split in CONTEXT_SPLITS:
-        for sample in manifest.split(split):
-            labels = root / "VOCdevkit/VOC2010/SegmentationClassContext"
-            raw = read_png(labels / f"{sample.stem}.png")
-            expected = np.full(raw.shape, 255, np.uint8)
-            for value in range(1, 60):
-                expected[raw == value] = value - 1
-            train_ids = read_png(manifest.path(sample.label))
-            np.testing.assert_array_equal(train_ids, expected)
-            np.testing.assert_array_equal(read_png(manifest.path(sample.edge)),
-                                          edge_map(train_ids, 2))
-
-
-def test_context_images_from_the_voc2010_tar_and_raw_json_is_refused(tmp_path):
-    src = make_context(tmp_path / "src")
-    root = tmp_path / "root"
-    base = root / "VOCdevkit/VOC2010"
-    base.mkdir(parents=True)
-    for name in ("SegmentationClassContext", "ImageSets"):
-        shutil.copytree(src / "VOCdevkit/VOC2010" / name, base / name)
-    with tarfile.open(root / "VOCtrainval_03-May-2010.tar", "w") as tf:
-        tf.add(src / "VOCdevkit", arcname="VOCdevkit")
-    manifest = prepare_context(root, workers=1, progress=False)
-    assert manifest.split("val")[0].image == "raw/VOCdevkit/VOC2010/JPEGImages/2008_000007.jpg"
-    assert not (root / "gsbench/raw/VOCdevkit/VOC2010/SegmentationClassContext").exists()
-
-    raw_only = tmp_path / "raw_only"
-    raw_only.mkdir()
-    (raw_only / "trainval_merged.json").write_text("{}")
-    result = runner.invoke(app, ["prepare-data", "context", "--root", str(raw_only), "--quiet"])
-    assert result.exit_code == 2
-    message = " ".join(result.output.split())
-    assert str(raw_only / "trainval_merged.json") in message
-    assert "Detail API" in message and "SegmentationClassContext/" in message
-
-
-# --- COCO-Stuff 164k ----------------------------------------------------------------------------
-
-COCO_SPLITS = {"train2017": ["000000000009", "000000000025"], "val2017": ["000000000139"]}
-UNUSED_THING_IDS = (12, 26, 29, 30, 45, 66, 68, 69, 71, 83, 91)  # COCO ids, 1-based
-
-
-def cocostuff_reference(raw: np.ndarray) -> np.ndarray:
-    """trainIds from the id list, one used id at a time: the n-th used id (1..182, skipping the
-    11 unused thing ids) is trainId n; the map stores id - 1, and 255 (unlabeled) is ignore."""
-    expected = np.full(raw.shape, 255, np.uint8)
-    train_id = 0
-    for coco_id in range(1, 183):
-        if coco_id in UNUSED_THING_IDS:
-            continue
-        expected[raw == coco_id - 1] = train_id
-        train_id += 1
-    assert train_id == 171
-    return expected
-
-
-def make_cocostuff(root: Path, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    used = [v for v in range(182) if v + 1 not in UNUSED_THING_IDS] + [255]
-    for folder, stems in COCO_SPLITS.items():
-        for stem in stems:
-            write_jpg(root / "images" / folder / f"{stem}.jpg", rng)
-            write(root / "annotations" / folder / f"{stem}.png", blocks(rng, 0, used))
-    # every used value and 255 in one map, to check the whole table
-    every = np.resize(np.array(used, np.uint8), (H, W))
-    write(root / "annotations/val2017/000000000139.png", every)
-    return root
-
-
-def test_cocostuff_171_classes_from_folders_and_zips(tmp_path):
-    root = make_cocostuff(tmp_path / "coco")
-    # mmsegmentation's converter output beside the maps is not raw data
-    write(root / "annotations/val2017/000000000139_labelTrainIds.png", np.zeros((H, W), np.uint8))
-    before = tree_digest(root)
-    manifest = prepare_cocostuff(root, workers=1, progress=False)
-    assert tree_digest(root) == before
-    assert manifest.dataset == "coco_stuff" and manifest.num_classes == 171
-    assert manifest.class_names == list(COCOSTUFF_CLASS_NAMES)
-    assert len(set(COCOSTUFF_CLASS_NAMES)) == 171
-    names = manifest.class_names
-    assert (names[0], names[11], names[79], names[80], names[170]) == (
-        "person", "stop sign", "toothbrush", "banner", "wood")
-    assert list(manifest.splits) == ["train", "val"]
-    assert [s.stem for s in manifest.split("train")] == COCO_SPLITS["train2017"]
-    for split, folder in (("train", "train2017"), ("val", "val2017")):
-        for sample in manifest.split(split):
-            raw = read_png(root / "annotations" / folder / f"{sample.stem}.png")
-            train_ids = read_png(manifest.path(sample.label))
-            np.testing.assert_array_equal(train_ids, cocostuff_reference(raw))
-    every = read_png(manifest.path(manifest.split("val")[0].label))
-    assert set(np.unique(every).tolist()) == set(range(171)) | {255}
-
-    zipped = tmp_path / "zipped"
-    zipped.mkdir()
-    for folder in COCO_SPLITS:
-        with zipfile.ZipFile(zipped / f"{folder}.zip", "w") as zf:
-            for path in sorted((root / "images" / folder).iterdir()):
-                zf.write(path, f"{folder}/{path.name}")
-    with zipfile.ZipFile(zipped / "stuffthingmaps_trainval2017.zip", "w") as zf:
-        for folder in COCO_SPLITS:
-            for path in sorted((root / "annotations" / folder).glob("????????????.png")):
-                zf.write(path, f"{folder}/{path.name}")
-    from_zip = prepare_cocostuff(zipped, workers=1, progress=False)
-    assert from_zip.split("val")[0].image == "raw/images/val2017/000000000139.jpg"
-    assert [s.sha256 for s in from_zip.split("train")] == [
-        s.sha256 for s in manifest.split("train")]
 
 
 # --- bad input through the CLI ------------------------------------------------------------------
@@ -461,73 +325,24 @@ def sbd_mat_size(root):
     return path
 
 
-def context_missing_list(root):
-    path = root / "VOCdevkit/VOC2010/ImageSets/SegmentationContext/val.txt"
-    path.unlink()
-    return path
-
-
-def context_label_value(root):
-    path = root / "VOCdevkit/VOC2010/SegmentationClassContext/2008_000003.png"
-    write(path, np.full((H, W), 60, np.uint8))
-    return path
-
-
-def context_missing_root(root):
-    shutil.rmtree(root / "VOCdevkit")
-    return root
-
-
-def coco_unpaired_image(root):
-    path = root / "images/val2017/000000000285.jpg"
-    write_jpg(path, np.random.default_rng(1))
-    return path
-
-
-def coco_unused_id(root):
-    path = root / "annotations/train2017/000000000025.png"
-    write(path, np.full((H, W), 11, np.uint8))  # COCO id 12, "street sign": never annotated
-    return path
-
-
-def coco_bad_name(root):
-    path = root / "annotations/train2017/COCO_train2014_000000000009.png"
-    write(path, np.zeros((H, W), np.uint8))
-    return path
-
-
-def coco_colour_label(root):
-    path = root / "annotations/val2017/000000000139.png"
-    write(path, np.zeros((H, W, 3), np.uint8))
-    return path
-
-
-@pytest.mark.parametrize("dataset, breaker, words", [
-    ("voc", voc_missing_folder, "missing folder"),
-    ("voc", voc_listed_without_image, "2007_000004 has no image"),
-    ("voc", voc_bad_list_line, "line 2 'not an image' does not match"),
-    ("voc", voc_label_without_image, "label without its image 2011_000005.jpg"),
-    ("voc", voc_label_size, "label is 20x24 but its image 2007_000002.jpg is 40x24"),
-    ("voc", voc_label_value, "label ids [21] are not in the official table"),
-    ("voc", voc_corrupt_png, "not a readable image"),
-    ("voc", sbd_mat_without_struct, "no struct field GTcls.Segmentation"),
-    ("voc", sbd_corrupt_mat, "not a readable MATLAB file"),
-    ("voc", sbd_missing_mat, "missing SBD label of the trainaug sample 2008_000010"),
-    ("voc", sbd_mat_size, "label is 40x25 but its image"),
-    ("context", context_missing_list, "missing split list"),
-    ("context", context_label_value, "label ids [60] are not in the official table"),
-    ("context", context_missing_root, "missing VOCdevkit/VOC2010/"),
-    ("cocostuff", coco_unpaired_image, "image without its label 000000000285.png"),
-    ("cocostuff", coco_unused_id, "label ids [11] are not in the official table"),
-    ("cocostuff", coco_bad_name, "not a 12-digit COCO image id"),
-    ("cocostuff", coco_colour_label, "expected a single-channel label image"),
+@pytest.mark.parametrize("breaker, words", [
+    (voc_missing_folder, "missing folder"),
+    (voc_listed_without_image, "2007_000004 has no image"),
+    (voc_bad_list_line, "line 2 'not an image' does not match"),
+    (voc_label_without_image, "label without its image 2011_000005.jpg"),
+    (voc_label_size, "label is 20x24 but its image 2007_000002.jpg is 40x24"),
+    (voc_label_value, "label ids [21] are not in the official table"),
+    (voc_corrupt_png, "not a readable image"),
+    (sbd_mat_without_struct, "no struct field GTcls.Segmentation"),
+    (sbd_corrupt_mat, "not a readable MATLAB file"),
+    (sbd_missing_mat, "missing SBD label of the trainaug sample 2008_000010"),
+    (sbd_mat_size, "label is 40x25 but its image"),
 ])
-def test_bad_input_exits_2_with_one_line_naming_the_file(tmp_path, dataset, breaker, words):
-    make = {"voc": make_voc, "context": make_context, "cocostuff": make_cocostuff}[dataset]
-    root = make(tmp_path / dataset)
+def test_bad_input_exits_2_with_one_line_naming_the_file(tmp_path, breaker, words):
+    root = make_voc(tmp_path / "voc")
     culprit = breaker(root)
     before = tree_digest(root)
-    result = runner.invoke(app, ["prepare-data", dataset, "--root", str(root),
+    result = runner.invoke(app, ["prepare-data", "voc", "--root", str(root),
                                  "--workers", "1", "--quiet"])
     assert_refused(result, words, culprit, root, before)
 
@@ -540,10 +355,3 @@ def test_cli_summary_names_the_splits(tmp_path):
     assert "train 2, val 1, trainaug 4" in first.output and "prepared 7" in first.output
     second = runner.invoke(app, args)
     assert second.exit_code == 0 and "up to date" in second.output
-
-
-def test_manifest_names_are_the_paper_tables_dataset_names():
-    from gsbench.data.prepare import DATASET_FINDERS
-    from gsbench.tables.registry import KNOWN_DATASETS
-
-    assert set(DATASET_FINDERS) <= set(KNOWN_DATASETS)

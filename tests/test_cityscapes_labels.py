@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gsbench.data import labels as L
+from gsbench.data import cityscapes as L
 
 official = pytest.importorskip("cityscapesscripts.helpers.labels")
 
