@@ -25,7 +25,8 @@ import warnings
 
 import torch
 
-from gsbench.losses import GatedSCNNLoss, SegmentationLoss
+from gsbench.losses import SegmentationLoss
+from gsbench.losses.gscnn import GatedSCNNLoss
 from gsbench.metrics.complexity import count_parameters, measure_peak_memory
 from gsbench.models import build_model
 from gsbench.models.gscnn import canny_edges

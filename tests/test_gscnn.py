@@ -13,10 +13,10 @@ import torch.nn.functional as F
 
 from gsbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from gsbench.errors import GsbenchError
-from gsbench.losses import (
+from gsbench.losses import build_loss
+from gsbench.losses.gscnn import (
     GatedSCNNLoss,
     boundary_potential,
-    build_loss,
     class_balanced_bce,
     dual_task_boundary_loss,
     dual_task_consistency_loss,

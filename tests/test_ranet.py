@@ -17,7 +17,8 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial.distance import jensenshannon
 
 from gsbench.errors import GsbenchError
-from gsbench.losses import RANetLoss, build_loss
+from gsbench.losses import build_loss
+from gsbench.losses.ranet import RANetLoss
 from gsbench.models import build_model
 from gsbench.models.ranet import (
     RegionAttention,

@@ -7,7 +7,7 @@ DeepLabV3's ASPP does with ``aspp=True``, Table 5's "HRNetV2-W48+ASPP") and has 
 Region Construction Block (RCB, Sec. 3.1), for every pair of pixels (i, j) of the h x w map:
 
 - B = sigmoid(1x1 conv(A)), the boundary score map; C = softmax(1x1 conv(A)), the semantic score
-  maps (both heads are also supervised, see :class:`gsbench.losses.RANetLoss`);
+  maps (both heads are also supervised, see :class:`gsbench.losses.ranet.RANetLoss`);
 - D_ij = max of B on the segment from i to j (Eq. 1). Sampling, as the official CUDA op and
   Fig. 2: one sample per pixel step along the segment's major axis (the axis with the larger of
   |dy|, |dx|), t = 0..L with L = max(|dy|, |dx|); the minor coordinate i + t * d_minor / L is
@@ -643,7 +643,7 @@ class RANetModel(SegmentationModel):
 
     In training mode the outputs add ``"boundary"`` (N x 1 x H x W boundary logits of B) and
     ``"coarse"`` (N x C x H x W logits of the semantic score maps C), both at the input
-    resolution, for :class:`gsbench.losses.RANetLoss`. In eval mode ``model(images,
+    resolution, for :class:`gsbench.losses.ranet.RANetLoss`. In eval mode ``model(images,
     outputs=("coarse",))`` adds the coarse logits too: RANet Table 4 scores their argmax as the
     "coarse segmentation" (``gsbench eval RUN --output coarse``).
     """
