@@ -203,7 +203,7 @@ def test_table5_shape_stream_parameter_share(backbone, paper, ours):
 
 def test_flops_count_on_the_meta_device():
     """A shape-only forward skips Canny (no torch op); the shape stream adds FLOPs."""
-    from gsbench.metrics.complexity import count_flops
+    from gsbench.analysis.complexity import count_flops
 
     flops = {}
     for shape_stream in (False, True):

@@ -415,7 +415,7 @@ def test_bad_options_raise_gsbench_errors():
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_full_recipe_model_size_on_meta_device():
-    from gsbench.metrics.complexity import count_parameters
+    from gsbench.analysis.complexity import count_parameters
     from gsbench.recipes import build_model_from_recipe, load_recipe
 
     recipe = load_recipe("ranet101")

@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from gsbench.cli import app
-from gsbench.errors import GsbenchError
-from gsbench.metrics.rfsr import (
+from gsbench.analysis.rfsr import (
     aspp_positions,
     denseaspp_positions,
     parse_dilations,
@@ -21,6 +19,8 @@ from gsbench.metrics.rfsr import (
     supernet_positions,
     table4,
 )
+from gsbench.cli import app
+from gsbench.errors import GsbenchError
 
 # --- brute force: enumerate the paths of atrous layers and every offset choice along them ------
 

@@ -711,39 +711,3 @@ def ranet(
                      **region_options)
     aux_head = AuxFCNHead(encoder.channels[2], num_classes, dropout) if aux else None
     return RANetModel(encoder, head, aux_head)
-
-
-# --- RANet Table 3: the module on its own (``gsbench profile --module ranet``) --------------------
-
-class _RegionAttentionContext(nn.Module):
-    """RCB + RIB returning the contextual map O only (its score heads are still computed)."""
-
-    def __init__(self, in_channels: int):
-        super().__init__()
-        self.attention = RegionAttention(in_channels)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.attention(x)[0]
-
-
-class _RANetHeadOnMap(nn.Module):
-    """The whole RANet decode head with the map as c5, returning the logits."""
-
-    def __init__(self, in_channels: int):
-        super().__init__()
-        self.head = RANetHead(in_channels, 19)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head([x, x, x, x])["out"]
-
-
-def _register_attention() -> None:
-    from gsbench.models.attention import register_attention_module
-
-    register_attention_module(
-        "ranet", head=_RANetHeadOnMap,
-        description="RANet RCB + RIB, K = 8, 19-class semantic score maps",
-    )(_RegionAttentionContext)
-
-
-_register_attention()
