@@ -15,7 +15,9 @@ positions. For a module with output position set P (offsets from the output pixe
 - GPS / SuperNet (Eq. 9): layer (b, l) reads layer l - 1 of branch b (the squeeze for l = 1)
   and layer l of branch b - 1 (see :mod:`gsbench.models.gpsnet`); P_b = union_l P_{b,l},
   P = union_b P_b, RF = max_b RF_b. The gate reweights positions but selects none away, so
-  the gated and ungated SuperNet have the same RF and SR.
+  the gated and ungated SuperNet have the same RF and SR. A SuperNet of one branch is a
+  serial chain of atrous layers (Eq. 7): every 3x3 kernel holds the offset (0, 0), so each
+  layer's set contains the one before and the union is the last layer's set.
 
 Sets are boolean canvases centred on the output pixel; each layer is the OR of its input
 canvas shifted by the kernel's offsets (nine array shifts per layer, no loop over positions).
@@ -113,14 +115,6 @@ def atrous_layer(positions: np.ndarray, dilation: int,
 
 def _reach(dilations: Sequence[int], kernel_size: int = KERNEL_SIZE) -> int:
     return sum(r * ((kernel_size - 1) // 2) for r in dilations)
-
-
-def serial_positions(dilations: Sequence[int]) -> np.ndarray:
-    """A serial of 3x3 atrous layers (Eq. 7): one path walked layer by layer."""
-    positions = _canvas(_reach(dilations))
-    for r in dilations:
-        positions = atrous_layer(positions, r)
-    return positions
 
 
 def aspp_positions(rates: Sequence[int]) -> np.ndarray:
