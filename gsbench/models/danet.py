@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from gsbench.errors import GsbenchError
 from gsbench.models.backbones import build_backbone
 from gsbench.models.backbones.resnet import init_kaiming
-from gsbench.models.common import AuxFCNHead, ConvBNReLU, classifier, resize
+from gsbench.models.common import AuxFCNHead, ConvBNReLU, SegmentationModel, classifier
 from gsbench.models.registry import register_model
 
 CHANNEL_ENERGIES = ("paper", "official")
@@ -136,25 +136,13 @@ class DAHead(nn.Module):
         return logits
 
 
-class DANet(nn.Module):
+class DANet(SegmentationModel):
     """Backbone + :class:`DAHead` (+ aux FCN head); the gsbench model contract with the extra
     training outputs ``"pam"`` and ``"cam"`` (logits at the input resolution)."""
 
-    def __init__(self, backbone: nn.Module, decode_head: DAHead, aux_head: nn.Module | None):
-        super().__init__()
-        self.backbone = backbone
-        self.decode_head = decode_head
-        self.aux_head = aux_head
-
-    def forward(self, images: Tensor) -> dict[str, Tensor]:
-        size = images.shape[-2:]
-        features = self.backbone(images)
+    def decode(self, features: list[Tensor], outputs: tuple[str, ...] = ()) -> dict[str, Tensor]:
         # The branch classifiers only serve the training loss.
-        logits = self.decode_head(features, branch_logits=self.training)
-        outputs = {key: resize(value, size) for key, value in logits.items()}
-        if self.training and self.aux_head is not None:
-            outputs["aux"] = resize(self.aux_head(features[2]), size)
-        return outputs
+        return self.decode_head(features, branch_logits=self.training)
 
 
 @register_model

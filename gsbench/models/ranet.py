@@ -75,7 +75,7 @@ from torch.utils.checkpoint import checkpoint
 from gsbench.errors import GsbenchError
 from gsbench.models.backbones import build_backbone
 from gsbench.models.backbones.resnet import init_kaiming
-from gsbench.models.common import AuxFCNHead, ConvBNReLU, SegmentationModel, classifier, resize
+from gsbench.models.common import AuxFCNHead, ConvBNReLU, SegmentationModel, classifier
 from gsbench.models.deeplab import ASPP, aspp_rates
 from gsbench.models.nonlocal_net import NonLocalBlock
 from gsbench.models.pspnet import PyramidPooling
@@ -653,17 +653,13 @@ class RANetModel(SegmentationModel):
         """``("coarse",)`` when the head has RCB (context "region"), else ``()``."""
         return ("coarse",) if self.decode_head.context_type == "region" else ()
 
-    def forward(self, images: Tensor, outputs: tuple[str, ...] = ()) -> dict[str, Tensor]:
-        size = images.shape[-2:]
-        features = self.backbone(images)
+    def decode(self, features: list[Tensor], outputs: tuple[str, ...] = ()) -> dict[str, Tensor]:
         head = self.decode_head(features)
-        result = {"out": resize(head["out"], size)}
+        logits = {"out": head["out"]}
         for key in ("boundary", "coarse"):
             if key in head and (self.training or key in outputs):
-                result[key] = resize(head[key], size)
-        if self.training and self.aux_head is not None:
-            result["aux"] = resize(self.aux_head(features[2]), size)
-        return result
+                logits[key] = head[key]
+        return logits
 
 
 @register_model
