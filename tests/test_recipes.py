@@ -13,10 +13,11 @@ from gsbench.cli import app
 from gsbench.errors import GsbenchError
 from gsbench.models.registry import get_model_builder, list_models
 from gsbench.recipes import (
-    MODEL_OPTIONS,
+    ModelOption,
     build_model_from_recipe,
     list_recipes,
     load_recipe,
+    model_options,
     psanet_mask_size,
     recipe_from_dict,
 )
@@ -78,12 +79,30 @@ def test_psanet_mask_size_matches_semseg():
 
 
 def test_method_options_are_builder_arguments():
-    assert set(MODEL_OPTIONS) == set(list_models())
+    options_of_model = {name: model_options(name) for name in list_models()}
+    assert set(options_of_model) == set(list_models())
     shared = {"num_classes", "backbone", "output_stride", "pretrained", "aux", "dropout"}
-    for name, options in MODEL_OPTIONS.items():
+    for name, options in options_of_model.items():
         params = set(inspect.signature(get_model_builder(name)).parameters)
         assert shared <= params, name
         assert set(options) == params - shared, name
+
+
+def test_method_options_take_recipe_types_and_defaults_from_the_builder():
+    # tuples and sequences are YAML lists; a union is written in its first form
+    assert model_options("pspnet")["bins"] == ModelOption("bins", list[int], [1, 2, 3, 6])
+    assert model_options("psanet")["mask_size"] == ModelOption(
+        "mask_size", list[int] | None, None, pair=True)
+    assert model_options("gpsnet")["dilations"].type == list[list[int]] | None
+    assert model_options("ranet")["region_threshold"] == ModelOption("region_threshold", float, 0.5)
+    with pytest.raises(GsbenchError, match="model.mask_size must be a list of ints, got int 89"):
+        load_recipe("psanet101", ["model.mask_size=89"])
+    # an option the recipe leaves out reads as the builder's default
+    recipe = load_recipe("pspnet101")
+    assert "bins" not in recipe.model.options and recipe.model.bins == [1, 2, 3, 6]
+    assert "bins" not in recipe.to_dict()["model"]
+    with pytest.raises(AttributeError):
+        recipe.model.psa_type  # noqa: B018 - not an option of pspnet
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # random-init backbones warn; expected here
