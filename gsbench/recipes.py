@@ -19,7 +19,6 @@ import collections.abc
 import dataclasses
 import difflib
 import inspect
-import math
 import os
 import re
 import types
@@ -291,13 +290,6 @@ def build_loss_from_recipe(recipe: Recipe):
         ohem_min_kept=recipe.train.ohem_min_kept,
         options=recipe.train.loss_options,
     )
-
-
-def psanet_mask_size(crop: int, output_stride: int = 8, shrink_factor: int = 2) -> int:
-    """Side of the over-complete PSANet attention mask for a crop side (PSANet Sec. 3.3:
-    ``2H-1`` for an ``H``-cell feature map after the shrink), e.g. 713 -> 89, 473 -> 59."""
-    cells = math.ceil(math.ceil(crop / output_stride) / shrink_factor)
-    return 2 * cells - 1
 
 
 def _locate(name_or_path: str | os.PathLike) -> tuple[Path, str]:

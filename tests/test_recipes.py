@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from gsbench.cli import app
 from gsbench.errors import GsbenchError
+from gsbench.models.psanet import full_mask_size, shrunk_size
 from gsbench.models.registry import get_model_builder, list_models
 from gsbench.recipes import (
     ModelOption,
@@ -18,7 +19,6 @@ from gsbench.recipes import (
     list_recipes,
     load_recipe,
     model_options,
-    psanet_mask_size,
     recipe_from_dict,
 )
 
@@ -40,6 +40,13 @@ def test_the_zoo_has_every_method_depth_and_dataset():
 #: The evaluated classes of each dataset, as the papers count them.
 CLASSES_PER_DATASET = {"cityscapes": 19, "ade20k": 150, "voc2012": 21, "pascal_context": 59,
                        "coco_stuff": 171, "coco_stuff10k": 171}
+
+
+def psanet_mask_size(crop: int, output_stride: int = 8, shrink_factor: int = 2) -> int:
+    """Side of the full over-complete mask PSANet derives for a square crop (Sec. 3.3): the
+    model's own rule on the ``(crop - 1) // output_stride + 1`` cells of the dilated ResNet."""
+    cells = (crop - 1) // output_stride + 1
+    return full_mask_size(*shrunk_size(cells, cells, shrink_factor))[0]
 
 
 @pytest.mark.parametrize("name", ALL)
