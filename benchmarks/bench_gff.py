@@ -10,7 +10,7 @@
 
 CPU times are medians of CPU time (all threads of the process) with one thread by default, the
 stable figure on a shared machine; wall time is printed beside it. Peak memory comes from
-:func:`gsbench.metrics.complexity.measure_peak_memory` (CUDA: allocator peak; CPU: peak live
+:func:`gsbench.analysis.complexity.measure_peak_memory` (CUDA: allocator peak; CPU: peak live
 tensor storage, parameters excluded, the input pyramid included).
 
     python benchmarks/bench_gff.py                    # CPU (or CUDA when available)
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gsbench.metrics.complexity import count_flops, count_parameters, measure_peak_memory
+from gsbench.analysis.complexity import count_flops, count_parameters, measure_peak_memory
 from gsbench.models.common import resize
 from gsbench.models.gff import GFFHead, gated_fully_fusion
 from gsbench.models.pspnet import PSPHead

@@ -1,5 +1,5 @@
 """Speed and memory of the GPS module (gsbench.models.gpsnet.SuperNet) against ASPP / DenseASPP,
-and of the RF / SR walk (gsbench.metrics.rfsr).
+and of the RF / SR walk (gsbench.analysis.rfsr).
 
 1. Forward and forward+backward time, parameters, FLOPs and peak memory of the context modules
    on ResNet-101 stage-5 features (1 x 2048 x S x S), measured in the same run:
@@ -8,7 +8,7 @@ and of the RF / SR walk (gsbench.metrics.rfsr).
    dilations, gates). Timing at S = 49 on CPU (S = 97 is a 769 crop at output stride 8, the
    memory figures' size); wall and CPU time (all threads of the process) are printed, one thread
    by default since CPU time is the stable figure on a shared machine. FLOPs and peak memory come
-   from :mod:`gsbench.metrics.complexity` on the meta device (no compute, same figures as CPU).
+   from :mod:`gsbench.analysis.complexity` on the meta device (no compute, same figures as CPU).
 2. The RF / SR walk of Table 4 (boolean canvases shifted per layer) against the same walk over
    Python sets of positions (a straightforward port of Appendix A), both over the tuned grid.
 
@@ -23,8 +23,8 @@ import time
 
 import torch
 
-from gsbench.metrics.complexity import count_flops, count_parameters, measure_peak_memory
-from gsbench.metrics.rfsr import receptive_field, supernet_positions
+from gsbench.analysis.complexity import count_flops, count_parameters, measure_peak_memory
+from gsbench.analysis.rfsr import receptive_field, supernet_positions
 from gsbench.models.deeplab import ASPP
 from gsbench.models.denseaspp import DenseASPPBlock
 from gsbench.models.gpsnet import TUNED_DILATIONS, UNTUNED_DILATIONS, SuperNet

@@ -7,7 +7,7 @@
 2. The losses alone on fixed logits: cross-entropy vs the Gated-SCNN loss with and without the
    dual-task terms, and Canny on the batch.
 3. Peak memory of forward + backward of the three models
-   (:func:`gsbench.metrics.complexity.measure_peak_memory`: CUDA allocator peak, or on CPU the
+   (:func:`gsbench.analysis.complexity.measure_peak_memory`: CUDA allocator peak, or on CPU the
    peak live tensor storage, parameters excluded), and their parameter counts.
 
 Wall and CPU time (all threads of the process) are printed; on CPU one thread by default, since
@@ -25,8 +25,9 @@ import warnings
 
 import torch
 
-from gsbench.losses import GatedSCNNLoss, SegmentationLoss
-from gsbench.metrics.complexity import count_parameters, measure_peak_memory
+from gsbench.analysis.complexity import count_parameters, measure_peak_memory
+from gsbench.losses import SegmentationLoss
+from gsbench.losses.gscnn import GatedSCNNLoss
 from gsbench.models import build_model
 from gsbench.models.gscnn import canny_edges
 

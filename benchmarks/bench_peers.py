@@ -8,7 +8,7 @@
 2. The RANet Table 3 investigation: parameters, GMACs / GFLOPs and peak memory (eval forward,
    train forward+backward) of every registered attention module at ``scope="module"`` on the
    1 x 512 x 97 x 97 map and at ``scope="head"`` on 1 x 512 x 97 x 97 and 1 x 2048 x 97 x 97,
-   beside the paper's row (:func:`gsbench.models.attention.profile_attention_module`; CUDA:
+   beside the paper's row (:func:`gsbench.analysis.attention.profile_attention_module`; CUDA:
    allocator peak; CPU: peak live tensor storage, parameters excluded, input included).
 
     python benchmarks/bench_peers.py                  # CPU (or CUDA when available)
@@ -21,7 +21,7 @@ import argparse
 
 import torch
 
-from gsbench.models.attention import build_attention_module, profile_attention_module
+from gsbench.analysis.attention import build_attention_module, profile_attention_module
 
 from _common import start_benchmark, timed
 

@@ -10,7 +10,7 @@
    a core, and CPU time is the stable figure.
 2. Parameters, FLOPs, the attention tensor sizes and the peak memory of forward and
    forward+backward on a 1 x 2048 x 97 x 97 input (defaults: shrink 2 -> 49 x 49, full mask
-   97 x 97), with :mod:`gsbench.metrics.complexity` (CUDA: allocator peak; CPU: peak live
+   97 x 97), with :mod:`gsbench.analysis.complexity` (CUDA: allocator peak; CPU: peak live
    tensor storage, parameters excluded, input included).
 
     python benchmarks/bench_psanet.py                 # CPU (or CUDA when available)
@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 import gsbench.models.psanet as psanet
-from gsbench.metrics.complexity import count_flops, count_parameters, measure_peak_memory
+from gsbench.analysis.complexity import count_flops, count_parameters, measure_peak_memory
 from gsbench.models.psanet import PointwiseSpatialAttention, full_mask_size, shrunk_size
 
 from _common import mib, start_benchmark, timed

@@ -6,7 +6,7 @@
 2. Parameters, FLOPs (FlopCounterMode counts the convolutions and matrix products only; the
    pairwise segment maxima, Jensen-Shannon divergences and gathers of RCB are not counted) and
    the peak memory of forward and forward+backward on the paper's 1 x 512 x 97 x 97 map with
-   :func:`gsbench.metrics.complexity.measure_peak_memory` (CUDA: allocator peak above the
+   :func:`gsbench.analysis.complexity.measure_peak_memory` (CUDA: allocator peak above the
    resident parameters; CPU: peak live tensor storage), for several ``max_chunk_elements``.
 
 The cost of RIB depends on how many regions RCB finds. A random map with the initial heads
@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gsbench.metrics.complexity import count_flops, count_parameters, measure_peak_memory
+from gsbench.analysis.complexity import count_flops, count_parameters, measure_peak_memory
 from gsbench.models.nonlocal_net import NonLocalBlock
 from gsbench.models.ranet import DEFAULT_CHUNK_ELEMENTS, RegionAttention
 

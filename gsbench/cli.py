@@ -604,7 +604,7 @@ def profile(
     import torch
     from rich.table import Table
 
-    from gsbench.metrics.complexity import parse_input_shape, profile_model
+    from gsbench.analysis.complexity import parse_input_shape, profile_model
     from gsbench.models.backbones import RandomInitWarning
     from gsbench.models.registry import build_model
 
@@ -669,7 +669,7 @@ def _profile_attention(name: str, scope: str, shape: tuple[int, ...], device: st
 
     from rich.table import Table
 
-    from gsbench.models.attention import profile_attention_module
+    from gsbench.analysis.attention import profile_attention_module
 
     figures = profile_attention_module(name, shape, scope, device, latency, warmup, repeat)
     if as_json:
@@ -787,7 +787,7 @@ def rfsr(
 
     from rich.table import Table
 
-    from gsbench.metrics.rfsr import stats_for_dilations, table4
+    from gsbench.analysis.rfsr import stats_for_dilations, table4
 
     rows = table4(in_channels)
     extra = [s.to_dict() for text in dilations for s in stats_for_dilations(text, in_channels)]

@@ -8,15 +8,17 @@ scalars (``train.lr=0.02``, ``data.crop_size=[512,512]``, ``pretrained=null``).
 
 Every unknown or misspelt key, at any level and in overrides, is a one-line
 :class:`~gsbench.errors.GsbenchError` that names the closest valid key, and so is a value of the
-wrong type. Method options of a model (e.g. PSANet's ``psa_type``) are validated against
-:data:`MODEL_OPTIONS`, which the tests cross-check with the model builders' signatures.
+wrong type. Method options of a model (e.g. PSANet's ``psa_type``) are declared once, by the
+keyword arguments of the model's builder: :func:`model_options` reads their names, recipe types
+and defaults from the builder's signature.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import difflib
-import math
+import inspect
 import os
 import re
 import types
@@ -32,54 +34,6 @@ from gsbench.errors import GsbenchError
 #: The folder of built-in recipes (``recipes/`` beside the package in a source checkout).
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 
-#: Method-specific keyword arguments of each model builder, with their types. Shared keyword
-#: arguments (backbone, output_stride, aux, dropout) are fields of :class:`ModelConfig`.
-MODEL_OPTIONS: dict[str, dict[str, Any]] = {
-    "fcn": {},
-    "pspnet": {"bins": list[int]},
-    "deeplabv3": {"rates": list[int] | None},
-    "deeplabv3plus": {"rates": list[int] | None},
-    "denseaspp": {"dilations": list[int]},
-    "nonlocal": {"mode": str},
-    "ocnet": {"context": str, "rates": list[int] | None},
-    "ccnet": {"recurrence": int},
-    "danet": {"channel_energy": str},  # paper | official (CAM softmax of max - energy)
-    "annet": {"project_channels": int, "pyramid_sizes": list[int]},
-    "gscnn": {
-        "shape_stream": bool,  # false = the paper's baseline (DeepLabV3+ regular stream only)
-        "use_canny": bool,  # Canny image gradients fused with the boundary map (Table 3)
-    },
-    "gpsnet": {
-        "context": str,  # aspp | oc (GPSNet Table 1)
-        "dilations": list[list[int]] | None,  # [[r_11, r_12], ...]; null: the tuned grid
-        "gate": bool,
-    },
-    "psanet": {
-        "psa_type": str,
-        "compact": bool,
-        "mask_size": list[int] | None,  # [h, w]; null derives it from the first (training) input
-        "shrink_factor": int,
-    },
-    "ranet": {
-        "context": str,  # region | spp | nonlocal (RANet Table 1)
-        "cue": str,  # both | boundary | semantic (RANet Table 1 region cues)
-        "num_representatives": int,  # K (RANet Table 2)
-        "intra": bool,
-        "inter": bool,
-        "region_threshold": float,  # grouping threshold of Eq. 4 (official code 0.8)
-        "grouping": str,  # first_link (official) | components
-        "max_chunk_elements": int,  # memory bound of the pairwise blocks, not a result setting
-        "aspp": bool,  # A = ASPP(c5) instead of a 3x3 conv ("HRNetV2-W48+ASPP", RANet Table 5)
-    },
-    "gff": {
-        "fusion": str,  # concat | add | fpn | gated_fpn | gff (GFF Table 1)
-        "dfp": bool,
-        "base": str,  # pspnet | denseaspp (GFF Table 4)
-        "fusion_channels": int,
-        "gate_channels": int,  # 1 (paper) or fusion_channels
-    },
-}
-
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -90,7 +44,8 @@ class ModelConfig:
     output_stride: int = 8
     aux: bool = True
     dropout: float = 0.1
-    #: method-specific keyword arguments (written flat in the YAML ``model:`` section)
+    #: method-specific keyword arguments (written flat in the YAML ``model:`` section; the
+    #: builder declares them, see :func:`model_options`)
     options: dict[str, Any] = field(default_factory=dict)
 
     def builder_kwargs(self) -> dict[str, Any]:
@@ -105,11 +60,93 @@ class ModelConfig:
         }
 
     def __getattr__(self, name: str) -> Any:
-        # recipe.model.psa_type reads a method option like a field
+        # recipe.model.psa_type reads a method option like a field: the recipe's value, or the
+        # builder's default when the recipe leaves the option out
         options = self.__dict__.get("options", {})
         if name in options:
             return options[name]
+        model = self.__dict__.get("name")
+        if not name.startswith("_") and isinstance(model, str) and model in _model_names():
+            declared = model_options(model).get(name)
+            if declared is not None:
+                return declared.default
         raise AttributeError(name)
+
+
+#: Builder keyword arguments that are not method options: the shared fields of
+#: :class:`ModelConfig`, and the two a recipe gives elsewhere (``data.num_classes``,
+#: ``pretrained``).
+SHARED_BUILDER_ARGUMENTS = ("num_classes", "pretrained", *(
+    f.name for f in dataclasses.fields(ModelConfig) if f.name not in ("name", "options")))
+
+
+@dataclass(frozen=True)
+class ModelOption:
+    """A method option of a model, as a recipe writes it (``model.<name>`` in YAML)."""
+
+    name: str
+    #: the YAML type: a list where the builder takes a tuple or a sequence
+    type: Any
+    #: the builder's default, in the YAML type (lists for tuples)
+    default: Any
+    #: a two-value tuple of the builder (``[height, width]`` in the recipe)
+    pair: bool = False
+
+
+def model_options(model: str) -> dict[str, ModelOption]:
+    """The method options of ``model``, in the builder's order: every keyword argument of its
+    registered builder besides :data:`SHARED_BUILDER_ARGUMENTS`, with the recipe type derived
+    from the builder's annotation and the builder's default.
+
+    Annotations map to recipe types as ``tuple[int, ...]`` / ``Sequence[int]`` -> ``list[int]``
+    (nested alike), ``tuple[int, int]`` -> a list of two ints (``pair``); a union is written in
+    its first form (``tuple[int, int] | int | None``: a list of two ints, or null), the other
+    forms being conveniences of the builder for Python callers.
+    """
+    from gsbench.models.registry import get_model_builder
+
+    builder = get_model_builder(model)
+    hints = typing.get_type_hints(builder)
+    declared = {}
+    for name, parameter in inspect.signature(builder).parameters.items():
+        if name in SHARED_BUILDER_ARGUMENTS:
+            continue
+        where = f"builder of model {model!r}, argument {name!r}"
+        if name not in hints or parameter.default is inspect.Parameter.empty:
+            raise TypeError(f"{where}: a method option needs a type annotation and a default")
+        recipe_type, pair = _recipe_type(hints[name], where)
+        declared[name] = ModelOption(name, recipe_type, _as_yaml(parameter.default), pair)
+    return declared
+
+
+def _model_names() -> list[str]:
+    from gsbench.models.registry import list_models
+
+    return list_models()
+
+
+def _recipe_type(hint: Any, where: str) -> tuple[Any, bool]:
+    """(recipe type, is a two-value pair) of a builder annotation; see :func:`model_options`."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        first, pair = _recipe_type(next(a for a in args if a is not type(None)), where)
+        return (first | None if type(None) in args else first), pair
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return list[_recipe_type(args[0], where)[0]], False
+    if origin is tuple and len(args) == 2 and args[0] == args[1]:
+        return list[_recipe_type(args[0], where)[0]], True
+    if origin in (list, collections.abc.Sequence) and len(args) == 1:
+        return list[_recipe_type(args[0], where)[0]], False
+    if hint in (bool, int, float, str):
+        return hint, False
+    raise TypeError(f"{where}: no recipe form for the annotation {hint!r}")
+
+
+def _as_yaml(value: Any) -> Any:
+    """A builder default as a recipe writes it: tuples become lists."""
+    if isinstance(value, (tuple, list)):
+        return [_as_yaml(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -255,13 +292,6 @@ def build_loss_from_recipe(recipe: Recipe):
     )
 
 
-def psanet_mask_size(crop: int, output_stride: int = 8, shrink_factor: int = 2) -> int:
-    """Side of the over-complete PSANet attention mask for a crop side (PSANet Sec. 3.3:
-    ``2H-1`` for an ``H``-cell feature map after the shrink), e.g. 713 -> 89, 473 -> 59."""
-    cells = math.ceil(math.ceil(crop / output_stride) / shrink_factor)
-    return 2 * cells - 1
-
-
 def _locate(name_or_path: str | os.PathLike) -> tuple[Path, str]:
     text = str(name_or_path)
     path = Path(text).expanduser()
@@ -367,11 +397,12 @@ def _build_model_config(raw, prefix, hints, fields) -> ModelConfig:
     name = raw.get("name")
     if not isinstance(name, str):
         raise _SchemaError(prefix + "name", f"missing required key {prefix + 'name'!r} (a model name)")
-    if name not in MODEL_OPTIONS:
-        close = difflib.get_close_matches(name, list(MODEL_OPTIONS), n=3, cutoff=0.4)
+    models = _model_names()
+    if name not in models:
+        close = difflib.get_close_matches(name, models, n=3, cutoff=0.4)
         hint = f" (closest: {', '.join(close)})" if close else ""
         raise _SchemaError(prefix + "name", f"unknown model {name!r}{hint}")
-    option_types = MODEL_OPTIONS[name]
+    option_types = {key: option.type for key, option in model_options(name).items()}
     allowed = {n: f for n, f in fields.items() if n != "options"}
     _reject_unknown(raw, {**allowed, **option_types}, prefix)
     values: dict[str, Any] = {}
@@ -403,8 +434,9 @@ def _check_values(recipe: Recipe) -> None:
         if value < 0:
             raise _SchemaError(key, f"{key} must be zero or positive, got {value}")
     pairs = {"data.crop_size": recipe.data.crop_size, "data.scale_range": recipe.data.scale_range}
-    if recipe.model.options.get("mask_size") is not None:
-        pairs["model.mask_size"] = recipe.model.options["mask_size"]
+    for option in model_options(recipe.model.name).values():
+        if option.pair and recipe.model.options.get(option.name) is not None:
+            pairs[f"model.{option.name}"] = recipe.model.options[option.name]
     for key, value in pairs.items():
         if len(value) != 2:
             raise _SchemaError(key, f"{key} must be a list of two values [height, width], got {value}")

@@ -8,9 +8,7 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from gsbench.cli import app
-from gsbench.errors import GsbenchError
-from gsbench.metrics.complexity import (
+from gsbench.analysis.complexity import (
     count_flops,
     count_parameters,
     measure_latency,
@@ -18,6 +16,8 @@ from gsbench.metrics.complexity import (
     parse_input_shape,
     profile_model,
 )
+from gsbench.cli import app
+from gsbench.errors import GsbenchError
 from gsbench.models import build_model
 from gsbench.models.backbones import RandomInitWarning
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch import nn
 
+from gsbench.analysis.complexity import count_flops, count_parameters
 from gsbench.errors import GsbenchError
-from gsbench.metrics.complexity import count_flops, count_parameters
 from gsbench.models import build_model
 from gsbench.models.backbones import RandomInitWarning
 from gsbench.models.common import resize

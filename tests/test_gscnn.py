@@ -13,10 +13,10 @@ import torch.nn.functional as F
 
 from gsbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from gsbench.errors import GsbenchError
-from gsbench.losses import (
+from gsbench.losses import build_loss
+from gsbench.losses.gscnn import (
     GatedSCNNLoss,
     boundary_potential,
-    build_loss,
     class_balanced_bce,
     dual_task_boundary_loss,
     dual_task_consistency_loss,
@@ -203,7 +203,7 @@ def test_table5_shape_stream_parameter_share(backbone, paper, ours):
 
 def test_flops_count_on_the_meta_device():
     """A shape-only forward skips Canny (no torch op); the shape stream adds FLOPs."""
-    from gsbench.metrics.complexity import count_flops
+    from gsbench.analysis.complexity import count_flops
 
     flops = {}
     for shape_stream in (False, True):

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gsbench.analysis.complexity import count_flops, count_parameters
 from gsbench.errors import GsbenchError
 from gsbench.losses import build_loss
-from gsbench.metrics.complexity import count_flops, count_parameters
 from gsbench.models import build_backbone, build_model
 from gsbench.models.backbones import RandomInitWarning
 from gsbench.models.deeplab import ASPP

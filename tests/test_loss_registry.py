@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from gsbench.errors import GsbenchError
-from gsbench.losses import MODEL_LOSSES, SegmentationLoss, build_loss, register_loss
+from gsbench.losses import SegmentationLoss, build_loss, register_loss
+from gsbench.losses.registry import MODEL_LOSSES
 from gsbench.recipes import build_loss_from_recipe, load_recipe
 
 
@@ -14,7 +15,7 @@ def test_default_loss_is_segmentation_loss_with_recipe_settings():
 
 
 def test_registered_loss_gets_its_options_and_typos_are_named(monkeypatch):
-    monkeypatch.setattr("gsbench.losses.MODEL_LOSSES", dict(MODEL_LOSSES))
+    monkeypatch.setattr("gsbench.losses.registry.MODEL_LOSSES", dict(MODEL_LOSSES))
 
     @register_loss("toy")
     class ToyLoss(SegmentationLoss):
@@ -33,6 +34,6 @@ def test_registered_loss_gets_its_options_and_typos_are_named(monkeypatch):
 
 
 def test_model_losses_are_found_without_building_the_model_first():
-    # DANet registers its loss in its model file; build_loss must not depend on import order.
+    # DANet's loss file registers it on import; build_loss must not depend on import order.
     loss = build_loss("danet", ignore_index=255, aux_weight=0.4, ohem_thresh=None, ohem_min_kept=10)
     assert type(loss).__name__ == "DANetLoss"

@@ -12,9 +12,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from gsbench.analysis.complexity import count_parameters
 from gsbench.errors import GsbenchError
 from gsbench.losses import build_loss
-from gsbench.metrics.complexity import count_parameters
 from gsbench.models import build_model
 from gsbench.models.annet import (
     AFNB,

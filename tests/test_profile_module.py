@@ -8,17 +8,17 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from gsbench.cli import app
-from gsbench.errors import GsbenchError
-from gsbench.metrics.complexity import count_parameters
-from gsbench.models import attention
-from gsbench.models.attention import (
+from gsbench.analysis import attention
+from gsbench.analysis.attention import (
     build_attention_module,
     list_attention_modules,
     load_ranet_table3,
     profile_attention_module,
     register_attention_module,
 )
+from gsbench.analysis.complexity import count_parameters
+from gsbench.cli import app
+from gsbench.errors import GsbenchError
 from gsbench.models.ccnet import RecurrentCrissCrossAttention
 from gsbench.models.psanet import PointwiseSpatialAttention
 

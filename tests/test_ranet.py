@@ -17,7 +17,8 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial.distance import jensenshannon
 
 from gsbench.errors import GsbenchError
-from gsbench.losses import RANetLoss, build_loss
+from gsbench.losses import build_loss
+from gsbench.losses.ranet import RANetLoss
 from gsbench.models import build_model
 from gsbench.models.ranet import (
     RegionAttention,
@@ -414,7 +415,7 @@ def test_bad_options_raise_gsbench_errors():
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_full_recipe_model_size_on_meta_device():
-    from gsbench.metrics.complexity import count_parameters
+    from gsbench.analysis.complexity import count_parameters
     from gsbench.recipes import build_model_from_recipe, load_recipe
 
     recipe = load_recipe("ranet101")

@@ -11,13 +11,14 @@ from typer.testing import CliRunner
 
 from gsbench.cli import app
 from gsbench.errors import GsbenchError
+from gsbench.models.psanet import full_mask_size, shrunk_size
 from gsbench.models.registry import get_model_builder, list_models
 from gsbench.recipes import (
-    MODEL_OPTIONS,
+    ModelOption,
     build_model_from_recipe,
     list_recipes,
     load_recipe,
-    psanet_mask_size,
+    model_options,
     recipe_from_dict,
 )
 
@@ -39,6 +40,13 @@ def test_the_zoo_has_every_method_depth_and_dataset():
 #: The evaluated classes of each dataset, as the papers count them.
 CLASSES_PER_DATASET = {"cityscapes": 19, "ade20k": 150, "voc2012": 21, "pascal_context": 59,
                        "coco_stuff": 171, "coco_stuff10k": 171}
+
+
+def psanet_mask_size(crop: int, output_stride: int = 8, shrink_factor: int = 2) -> int:
+    """Side of the full over-complete mask PSANet derives for a square crop (Sec. 3.3): the
+    model's own rule on the ``(crop - 1) // output_stride + 1`` cells of the dilated ResNet."""
+    cells = (crop - 1) // output_stride + 1
+    return full_mask_size(*shrunk_size(cells, cells, shrink_factor))[0]
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -78,12 +86,30 @@ def test_psanet_mask_size_matches_semseg():
 
 
 def test_method_options_are_builder_arguments():
-    assert set(MODEL_OPTIONS) == set(list_models())
+    options_of_model = {name: model_options(name) for name in list_models()}
+    assert set(options_of_model) == set(list_models())
     shared = {"num_classes", "backbone", "output_stride", "pretrained", "aux", "dropout"}
-    for name, options in MODEL_OPTIONS.items():
+    for name, options in options_of_model.items():
         params = set(inspect.signature(get_model_builder(name)).parameters)
         assert shared <= params, name
         assert set(options) == params - shared, name
+
+
+def test_method_options_take_recipe_types_and_defaults_from_the_builder():
+    # tuples and sequences are YAML lists; a union is written in its first form
+    assert model_options("pspnet")["bins"] == ModelOption("bins", list[int], [1, 2, 3, 6])
+    assert model_options("psanet")["mask_size"] == ModelOption(
+        "mask_size", list[int] | None, None, pair=True)
+    assert model_options("gpsnet")["dilations"].type == list[list[int]] | None
+    assert model_options("ranet")["region_threshold"] == ModelOption("region_threshold", float, 0.5)
+    with pytest.raises(GsbenchError, match="model.mask_size must be a list of ints, got int 89"):
+        load_recipe("psanet101", ["model.mask_size=89"])
+    # an option the recipe leaves out reads as the builder's default
+    recipe = load_recipe("pspnet101")
+    assert "bins" not in recipe.model.options and recipe.model.bins == [1, 2, 3, 6]
+    assert "bins" not in recipe.to_dict()["model"]
+    with pytest.raises(AttributeError):
+        recipe.model.psa_type  # noqa: B018 - not an option of pspnet
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # random-init backbones warn; expected here

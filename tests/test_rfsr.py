@@ -9,18 +9,17 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from gsbench.cli import app
-from gsbench.errors import GsbenchError
-from gsbench.metrics.rfsr import (
+from gsbench.analysis.rfsr import (
     aspp_positions,
     denseaspp_positions,
     parse_dilations,
     receptive_field,
-    serial_positions,
     stats_for_dilations,
     supernet_positions,
     table4,
 )
+from gsbench.cli import app
+from gsbench.errors import GsbenchError
 
 # --- brute force: enumerate the paths of atrous layers and every offset choice along them ------
 
@@ -70,7 +69,7 @@ def rf_sr_of(points: set[tuple[int, int]]) -> tuple[int, float]:
 
 @pytest.mark.parametrize("dilations", [[1], [2], [1, 1], [1, 2, 3], [2, 2, 5]])
 def test_serial_matches_enumeration_and_eq4_eq7(dilations):
-    canvas = serial_positions(dilations)
+    canvas = supernet_positions([dilations])  # one branch: the serial chain of Eq. 7
     assert as_set(canvas) == path_offsets(dilations)
     rf, count, sr = receptive_field(canvas)
     assert rf == sum(2 * r for r in dilations) + 1  # Eq. 7, k = 3

@@ -209,7 +209,7 @@ def test_static_table_is_computed_with_the_paper_values_beside(tmp_path):
 
 
 def test_ranet_table3_counts_ranets_parameters_without_running_it(tmp_path):
-    from gsbench.metrics.complexity import count_parameters
+    from gsbench.analysis.complexity import count_parameters
     from gsbench.models.ranet import RANetHead
 
     (table,) = select_tables(["ranet.table3"])

@@ -65,6 +65,7 @@ class SegmentationModel(nn.Module):
     ``extra_outputs`` names further class-logit maps (N x C x H x W, input resolution) that a
     subclass returns in eval mode too when called as ``model(images, outputs=names)``, so that
     ``gsbench eval --output NAME`` can score them instead of ``"out"`` (RANet: ``"coarse"``).
+    A subclass whose head returns more than the main logits overrides :meth:`decode` only.
     """
 
     extra_outputs: tuple[str, ...] = ()
@@ -76,13 +77,19 @@ class SegmentationModel(nn.Module):
         self.decode_head = decode_head
         self.aux_head = aux_head
 
-    def forward(self, images: Tensor) -> dict[str, Tensor]:
+    def decode(self, features: list[Tensor], outputs: tuple[str, ...] = ()) -> dict[str, Tensor]:
+        """The head's logits by name, at the head's resolution: ``"out"``, plus the maps the
+        training loss needs (training mode) or ``outputs`` asks for (names of
+        ``extra_outputs``)."""
+        return {"out": self.decode_head(features)}
+
+    def forward(self, images: Tensor, outputs: tuple[str, ...] = ()) -> dict[str, Tensor]:
         size = images.shape[-2:]
         features = self.backbone(images)
-        outputs = {"out": resize(self.decode_head(features), size)}
+        result = {key: resize(value, size) for key, value in self.decode(features, outputs).items()}
         if self.training and self.aux_head is not None:
-            outputs["aux"] = resize(self.aux_head(features[2]), size)
-        return outputs
+            result["aux"] = resize(self.aux_head(features[2]), size)
+        return result
 
 
 def make_model(backbone: nn.Module, decode_head: nn.Module, num_classes: int, aux: bool,

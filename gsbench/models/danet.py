@@ -20,7 +20,7 @@ Head (Fig. 2): per branch a 3x3 conv c5 -> 512 (BN, ReLU), the attention module,
 512 -> 512 (BN, ReLU); the sum of the two branches goes through dropout 0.1 and a 1x1
 classifier. As the official code and mmseg, each branch also has its own classifier whose
 logits are returned in training mode as ``"pam"`` and ``"cam"`` and trained with weight 1
-(:class:`DANetLoss`), plus mmseg's stage-3 aux FCN head (weight 0.4).
+(:class:`gsbench.losses.danet.DANetLoss`), plus mmseg's stage-3 aux FCN head (weight 0.4).
 """
 
 from __future__ import annotations
@@ -29,10 +29,9 @@ import torch
 from torch import Tensor, nn
 
 from gsbench.errors import GsbenchError
-from gsbench.losses import SegmentationLoss, cross_entropy_with_ignore, register_loss
 from gsbench.models.backbones import build_backbone
 from gsbench.models.backbones.resnet import init_kaiming
-from gsbench.models.common import AuxFCNHead, ConvBNReLU, classifier, resize
+from gsbench.models.common import AuxFCNHead, ConvBNReLU, SegmentationModel, classifier
 from gsbench.models.registry import register_model
 
 CHANNEL_ENERGIES = ("paper", "official")
@@ -137,59 +136,23 @@ class DAHead(nn.Module):
         return logits
 
 
-class DANet(nn.Module):
+class DANet(SegmentationModel):
     """Backbone + :class:`DAHead` (+ aux FCN head); the gsbench model contract with the extra
     training outputs ``"pam"`` and ``"cam"`` (logits at the input resolution)."""
 
-    def __init__(self, backbone: nn.Module, decode_head: DAHead, aux_head: nn.Module | None):
-        super().__init__()
-        self.backbone = backbone
-        self.decode_head = decode_head
-        self.aux_head = aux_head
-
-    def forward(self, images: Tensor) -> dict[str, Tensor]:
-        size = images.shape[-2:]
-        features = self.backbone(images)
+    def decode(self, features: list[Tensor], outputs: tuple[str, ...] = ()) -> dict[str, Tensor]:
         # The branch classifiers only serve the training loss.
-        logits = self.decode_head(features, branch_logits=self.training)
-        outputs = {key: resize(value, size) for key, value in logits.items()}
-        if self.training and self.aux_head is not None:
-            outputs["aux"] = resize(self.aux_head(features[2]), size)
-        return outputs
-
-
-@register_loss("danet")
-class DANetLoss(SegmentationLoss):
-    """:class:`SegmentationLoss` on the fused output (+ aux) plus ``pam_weight`` x CE on the
-    PAM-only logits and ``cam_weight`` x CE on the CAM-only logits (official code and mmseg: 1
-    and 1). The branch terms are reported as ``"pam"`` and ``"cam"``."""
-
-    def __init__(self, pam_weight: float = 1.0, cam_weight: float = 1.0, **common) -> None:
-        super().__init__(**common)
-        if pam_weight < 0 or cam_weight < 0:
-            raise GsbenchError(f"pam_weight and cam_weight must be >= 0, got {pam_weight} and "
-                               f"{cam_weight}")
-        self.pam_weight = pam_weight
-        self.cam_weight = cam_weight
-
-    def forward(self, outputs: dict, batch: dict) -> dict:
-        result = super().forward(outputs, batch)
-        for key, weight in (("pam", self.pam_weight), ("cam", self.cam_weight)):
-            logits = outputs.get(key)
-            if logits is None:  # eval mode: no branch logits
-                continue
-            label = self._checked_label(logits, batch["label"], key)
-            term = cross_entropy_with_ignore(logits, label, self.ignore_index)
-            result[key] = term
-            result["loss"] = result["loss"] + weight * term
-        return result
+        return self.decode_head(features, branch_logits=self.training)
 
 
 @register_model
 def danet(num_classes: int, backbone: str = "resnet101", output_stride: int = 8,
           pretrained: str | None = None, aux: bool = True, dropout: float = 0.1,
           channel_energy: str = "paper") -> nn.Module:
-    """DANet: dilated ResNet + dual attention head (+ stage-3 aux FCN head, weight 0.4)."""
+    """DANet: dilated ResNet + dual attention head (+ stage-3 aux FCN head, weight 0.4).
+
+    ``channel_energy``: "paper" (CAM's softmax of Eq. 3) or "official" (the softmax of
+    ``max - energy`` of the official code and mmseg)."""
     encoder = build_backbone(backbone, output_stride, pretrained)
     head = DAHead(encoder.channels[-1], num_classes, channel_energy, dropout)
     aux_head = AuxFCNHead(encoder.channels[2], num_classes, dropout) if aux else None

@@ -42,7 +42,7 @@ Choices where the paper is silent (documented for the reproduction):
 
 Outputs of ``forward(images)``: ``"out"`` class logits N x K x H x W; ``"edge"`` boundary
 **logits** N x 1 x H x W (apply a sigmoid for probabilities) when the shape stream is on;
-``"aux"`` in training mode when ``aux``. The loss is :class:`gsbench.losses.GatedSCNNLoss`.
+``"aux"`` in training mode when ``aux``. The loss is :class:`gsbench.losses.gscnn.GatedSCNNLoss`.
 
 Variants (method options): ``shape_stream=False`` is the paper's baseline, the regular stream
 alone (identical to :func:`~gsbench.models.deeplab.deeplabv3plus`); ``use_canny=False`` is

@@ -330,7 +330,7 @@ def psanet(
     dropout: float = 0.1,
     psa_type: str = "bi",
     compact: bool = False,
-    mask_size: int | tuple[int, int] | None = None,
+    mask_size: tuple[int, int] | int | None = None,
     shrink_factor: int = 2,
 ) -> nn.Module:
     """PSANet: dilated ResNet + PSA head (+ stage-3 aux FCN head, loss weight 0.4).

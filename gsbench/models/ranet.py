@@ -7,7 +7,7 @@ DeepLabV3's ASPP does with ``aspp=True``, Table 5's "HRNetV2-W48+ASPP") and has 
 Region Construction Block (RCB, Sec. 3.1), for every pair of pixels (i, j) of the h x w map:
 
 - B = sigmoid(1x1 conv(A)), the boundary score map; C = softmax(1x1 conv(A)), the semantic score
-  maps (both heads are also supervised, see :class:`gsbench.losses.RANetLoss`);
+  maps (both heads are also supervised, see :class:`gsbench.losses.ranet.RANetLoss`);
 - D_ij = max of B on the segment from i to j (Eq. 1). Sampling, as the official CUDA op and
   Fig. 2: one sample per pixel step along the segment's major axis (the axis with the larger of
   |dy|, |dx|), t = 0..L with L = max(|dy|, |dx|); the minor coordinate i + t * d_minor / L is
@@ -75,7 +75,7 @@ from torch.utils.checkpoint import checkpoint
 from gsbench.errors import GsbenchError
 from gsbench.models.backbones import build_backbone
 from gsbench.models.backbones.resnet import init_kaiming
-from gsbench.models.common import AuxFCNHead, ConvBNReLU, SegmentationModel, classifier, resize
+from gsbench.models.common import AuxFCNHead, ConvBNReLU, SegmentationModel, classifier
 from gsbench.models.deeplab import ASPP, aspp_rates
 from gsbench.models.nonlocal_net import NonLocalBlock
 from gsbench.models.pspnet import PyramidPooling
@@ -643,7 +643,7 @@ class RANetModel(SegmentationModel):
 
     In training mode the outputs add ``"boundary"`` (N x 1 x H x W boundary logits of B) and
     ``"coarse"`` (N x C x H x W logits of the semantic score maps C), both at the input
-    resolution, for :class:`gsbench.losses.RANetLoss`. In eval mode ``model(images,
+    resolution, for :class:`gsbench.losses.ranet.RANetLoss`. In eval mode ``model(images,
     outputs=("coarse",))`` adds the coarse logits too: RANet Table 4 scores their argmax as the
     "coarse segmentation" (``gsbench eval RUN --output coarse``).
     """
@@ -653,17 +653,13 @@ class RANetModel(SegmentationModel):
         """``("coarse",)`` when the head has RCB (context "region"), else ``()``."""
         return ("coarse",) if self.decode_head.context_type == "region" else ()
 
-    def forward(self, images: Tensor, outputs: tuple[str, ...] = ()) -> dict[str, Tensor]:
-        size = images.shape[-2:]
-        features = self.backbone(images)
+    def decode(self, features: list[Tensor], outputs: tuple[str, ...] = ()) -> dict[str, Tensor]:
         head = self.decode_head(features)
-        result = {"out": resize(head["out"], size)}
+        logits = {"out": head["out"]}
         for key in ("boundary", "coarse"):
             if key in head and (self.training or key in outputs):
-                result[key] = resize(head[key], size)
-        if self.training and self.aux_head is not None:
-            result["aux"] = resize(self.aux_head(features[2]), size)
-        return result
+                logits[key] = head[key]
+        return logits
 
 
 @register_model
@@ -711,39 +707,3 @@ def ranet(
                      **region_options)
     aux_head = AuxFCNHead(encoder.channels[2], num_classes, dropout) if aux else None
     return RANetModel(encoder, head, aux_head)
-
-
-# --- RANet Table 3: the module on its own (``gsbench profile --module ranet``) --------------------
-
-class _RegionAttentionContext(nn.Module):
-    """RCB + RIB returning the contextual map O only (its score heads are still computed)."""
-
-    def __init__(self, in_channels: int):
-        super().__init__()
-        self.attention = RegionAttention(in_channels)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.attention(x)[0]
-
-
-class _RANetHeadOnMap(nn.Module):
-    """The whole RANet decode head with the map as c5, returning the logits."""
-
-    def __init__(self, in_channels: int):
-        super().__init__()
-        self.head = RANetHead(in_channels, 19)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head([x, x, x, x])["out"]
-
-
-def _register_attention() -> None:
-    from gsbench.models.attention import register_attention_module
-
-    register_attention_module(
-        "ranet", head=_RANetHeadOnMap,
-        description="RANet RCB + RIB, K = 8, 19-class semantic score maps",
-    )(_RegionAttentionContext)
-
-
-_register_attention()

@@ -7,7 +7,10 @@ method file registers itself just by existing. Builders take the same keyword ar
     num_classes: int, backbone: str = "resnet101", output_stride: int = 8,
     pretrained: str | None = None, aux: bool = True, dropout: float = 0.1
 
-plus method-specific keyword arguments (e.g. ``ocnet(context="asp")``).
+plus method-specific keyword arguments (e.g. ``ocnet(context="asp")``), each with a type
+annotation and the paper's value as default. They are the model's recipe options, declared
+nowhere else: :func:`gsbench.recipes.model_options` reads names, types and defaults from the
+builder's signature.
 """
 
 from __future__ import annotations

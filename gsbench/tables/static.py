@@ -10,12 +10,12 @@ arithmetic is done), so a whole table takes seconds:
 - ``gscnn_table5``: Gated-SCNN Table 5, the parameter increase of the shape stream, in percent
   of the DeepLabV3+ baseline with the same backbone;
 - ``gpsnet_table4``: GPSNet Table 4, receptive field, sample rate and parameters of the context
-  modules (:func:`gsbench.metrics.rfsr.table4`);
+  modules (:func:`gsbench.analysis.rfsr.table4`);
 - ``ranet_table3``: RANet Table 3, the increase in FLOPs, parameters and memory of each
   attention method on the table's feature map
-  (:func:`gsbench.models.attention.profile_attention_module`).
+  (:func:`gsbench.analysis.attention.profile_attention_module`).
 
-FLOPs count a multiply-add as 2 (:mod:`gsbench.metrics.complexity`); memory off CUDA is the peak
+FLOPs count a multiply-add as 2 (:mod:`gsbench.analysis.complexity`); memory off CUDA is the peak
 of live tensor storage of a train-mode forward + backward, parameters excluded.
 """
 
@@ -82,7 +82,7 @@ def _row_recipe(table: "Table", row_id: str, key: str = "recipe"):
 def gff_table3(table: "Table") -> StaticResult:
     """GFF Table 3: parameters (M) and GFLOPs of each row's recipe on ``input_shape``
     (default 1 x 3 x 512 x 512), aux head removed."""
-    from gsbench.metrics.complexity import count_flops, count_parameters
+    from gsbench.analysis.complexity import count_flops, count_parameters
 
     shape = table.input_shape or (1, 3, 512, 512)
     values = {}
@@ -99,7 +99,7 @@ def gff_table3(table: "Table") -> StaticResult:
 def gscnn_table5(table: "Table") -> StaticResult:
     """Gated-SCNN Table 5: ``100 * (params(GSCNN) - params(baseline)) / params(baseline)`` for
     each row's recipe and its ``baseline`` recipe (the same backbone without the shape stream)."""
-    from gsbench.metrics.complexity import count_parameters
+    from gsbench.analysis.complexity import count_parameters
 
     values = {}
     for row_id, _ in table.rows:
@@ -112,8 +112,8 @@ def gscnn_table5(table: "Table") -> StaticResult:
 
 def gpsnet_table4(table: "Table") -> StaticResult:
     """GPSNet Table 4: RF (side length), SR and parameters (M) of the context modules, on
-    2048 input channels (:func:`gsbench.metrics.rfsr.table4`)."""
-    from gsbench.metrics.rfsr import table4
+    2048 input channels (:func:`gsbench.analysis.rfsr.table4`)."""
+    from gsbench.analysis.rfsr import table4
     from gsbench.tables.registry import slug
 
     values, notes = {}, {}
@@ -134,9 +134,9 @@ RANET_SCOPE = "head"
 def ranet_table3(table: "Table") -> StaticResult:
     """RANet Table 3: the complexity of each attention method's decode head on the table's
     feature map (``input_shape``, 1 x 512 x 97 x 97); the head is the whole increase over the
-    backbone. Row ids are the names of :mod:`gsbench.models.attention`'s registry."""
-    from gsbench.metrics.complexity import count_parameters
-    from gsbench.models.attention import build_attention_module, profile_attention_module
+    backbone. Row ids are the names of :mod:`gsbench.analysis.attention`'s registry."""
+    from gsbench.analysis.complexity import count_parameters
+    from gsbench.analysis.attention import build_attention_module, profile_attention_module
 
     shape = table.input_shape or (1, 512, 97, 97)
     values, notes = {}, {}
@@ -167,7 +167,7 @@ def _runs_on_meta(name: str, shape: tuple[int, ...]) -> bool:
     arithmetic otherwise, which takes minutes for a pairwise method on a 97 x 97 map)."""
     import torch
 
-    from gsbench.models.attention import build_attention_module
+    from gsbench.analysis.attention import build_attention_module
 
     module = _quiet_meta_build(lambda: build_attention_module(name, shape[1], RANET_SCOPE))
     try:

@@ -15,7 +15,9 @@ positions. For a module with output position set P (offsets from the output pixe
 - GPS / SuperNet (Eq. 9): layer (b, l) reads layer l - 1 of branch b (the squeeze for l = 1)
   and layer l of branch b - 1 (see :mod:`gsbench.models.gpsnet`); P_b = union_l P_{b,l},
   P = union_b P_b, RF = max_b RF_b. The gate reweights positions but selects none away, so
-  the gated and ungated SuperNet have the same RF and SR.
+  the gated and ungated SuperNet have the same RF and SR. A SuperNet of one branch is a
+  serial chain of atrous layers (Eq. 7): every 3x3 kernel holds the offset (0, 0), so each
+  layer's set contains the one before and the union is the last layer's set.
 
 Sets are boolean canvases centred on the output pixel; each layer is the OR of its input
 canvas shifted by the kernel's offsets (nine array shifts per layer, no loop over positions).
@@ -33,7 +35,7 @@ figures are not, for reasons stated in :data:`TABLE4_NOTES` and printed beside t
   99 that an RF of 199 needs; the same walk gives the paper's 219 for the untuned grid. The
   walk reaches 33,833 positions: SR 0.760 of 211^2 (0.854 of the paper's 199^2).
 
-Parameter counts are :func:`~gsbench.metrics.complexity.count_parameters` of the real modules
+Parameter counts are :func:`~gsbench.analysis.complexity.count_parameters` of the real modules
 (convolutions + BN) built on ``in_channels`` = 2048 input channels (ResNet-101 stage 5), as
 Table 4 implies: ASPP counts its four 3x3 atrous layers 2048 -> 256 (no 1x1, image pooling or
 projection), DenseASPP the :class:`~gsbench.models.denseaspp.DenseASPPBlock`, SuperNet / GPS
@@ -51,7 +53,11 @@ import torch
 import yaml
 from torch import nn
 
+from gsbench.analysis.complexity import count_parameters
 from gsbench.errors import GsbenchError
+from gsbench.models.deeplab import ASPP
+from gsbench.models.denseaspp import DenseASPPBlock
+from gsbench.models.gpsnet import TUNED_DILATIONS, UNTUNED_DILATIONS, SuperNet, check_dilations
 from gsbench.recipes import RECIPES_DIR
 
 KERNEL_SIZE = 3
@@ -109,14 +115,6 @@ def atrous_layer(positions: np.ndarray, dilation: int,
 
 def _reach(dilations: Sequence[int], kernel_size: int = KERNEL_SIZE) -> int:
     return sum(r * ((kernel_size - 1) // 2) for r in dilations)
-
-
-def serial_positions(dilations: Sequence[int]) -> np.ndarray:
-    """A serial of 3x3 atrous layers (Eq. 7): one path walked layer by layer."""
-    positions = _canvas(_reach(dilations))
-    for r in dilations:
-        positions = atrous_layer(positions, r)
-    return positions
 
 
 def aspp_positions(rates: Sequence[int]) -> np.ndarray:
@@ -183,8 +181,6 @@ def _conv_weights(module: nn.Module) -> int:
 
 
 def _counts(module: nn.Module) -> tuple[int, int]:
-    from gsbench.metrics.complexity import count_parameters
-
     return count_parameters(module), _conv_weights(module)
 
 
@@ -210,8 +206,6 @@ def _check_rates(rates: Sequence[int]) -> tuple[int, ...]:
 
 def aspp_stats(rates: Sequence[int], in_channels: int = DEFAULT_IN_CHANNELS) -> ContextModuleStats:
     """ASPP's parallel 3x3 atrous layers (parameters: those layers of gsbench's ASPP)."""
-    from gsbench.models.deeplab import ASPP
-
     rates = _check_rates(rates)
     module = _on_meta(lambda: ASPP(in_channels, rates))
     params, conv = _counts(module.branches[1:])  # branches[0] is the 1x1 branch
@@ -222,8 +216,6 @@ def aspp_stats(rates: Sequence[int], in_channels: int = DEFAULT_IN_CHANNELS) -> 
 def denseaspp_stats(rates: Sequence[int],
                     in_channels: int = DEFAULT_IN_CHANNELS) -> ContextModuleStats:
     """DenseASPP with DenseASPP's widths (1x1 to C/4, 3x3 to C/8)."""
-    from gsbench.models.denseaspp import DenseASPPBlock
-
     rates = _check_rates(rates)
     module = _on_meta(lambda: DenseASPPBlock(in_channels, rates, in_channels // 4,
                                              in_channels // 8))
@@ -236,8 +228,6 @@ def denseaspp_stats(rates: Sequence[int],
 def supernet_stats(grid: Sequence[Sequence[int]], gate: bool, method: str | None = None,
                    in_channels: int = DEFAULT_IN_CHANNELS) -> ContextModuleStats:
     """The SuperNet (``gate=False``) or GPS module (``gate=True``) of this dilation grid."""
-    from gsbench.models.gpsnet import SuperNet, check_dilations
-
     grid = check_dilations(grid)
     module = _on_meta(lambda: SuperNet(in_channels, grid, gate=gate))
     params, conv = _counts(module)
@@ -258,8 +248,6 @@ def load_table4(path: Path = TABLE4_FILE) -> list[dict]:
 def table4(in_channels: int = DEFAULT_IN_CHANNELS) -> list[dict]:
     """Every row of the paper's Table 4 computed here, with the paper's figures beside and a
     note where a figure is not reproduced (a difference beyond the paper's rounding)."""
-    from gsbench.models.gpsnet import TUNED_DILATIONS, UNTUNED_DILATIONS
-
     computed = {
         "ASPP": lambda: aspp_stats([b[0] for b in UNTUNED_DILATIONS], in_channels),
         "DenseASPP": lambda: denseaspp_stats([b[0] for b in UNTUNED_DILATIONS], in_channels),

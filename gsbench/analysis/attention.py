@@ -1,4 +1,5 @@
-"""Registry of attention / context modules, for profiling them on their own.
+"""The attention comparison of RANet Table 3: a registry of attention / context modules, for
+profiling them on their own.
 
 RANet Table 3 compares the *increase* in FLOPs, parameters and GPU memory that each attention
 method costs on a 1 x 512 x 97 x 97 feature map (stride 8 of a 769 x 769 crop). Each entry here
@@ -17,8 +18,8 @@ Register a module with::
     def build_name(in_channels: int) -> nn.Module: ...
 
 where both builders take the input channels and return a module mapping one N x C x H x W
-tensor to a tensor. Entries may live in any module of :mod:`gsbench.models`; the lookups import
-them all first, as :mod:`gsbench.models.registry` does for models.
+tensor to a tensor. The entries of the methods of RANet Table 3 are at the end of this module,
+built from the models' own modules; the models know nothing of this registry.
 """
 
 from __future__ import annotations
@@ -32,14 +33,14 @@ import yaml
 from torch import Tensor, nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
+from gsbench.analysis.complexity import profile_model
 from gsbench.errors import GsbenchError
-from gsbench.metrics.complexity import profile_model
 from gsbench.models.annet import AFNB, APNB, ANNHead
 from gsbench.models.ccnet import CCHead, RecurrentCrissCrossAttention
 from gsbench.models.danet import DAHead, DualAttention
 from gsbench.models.nonlocal_net import NonLocalBlock, NonLocalHead
 from gsbench.models.psanet import PointwiseSpatialAttention, PSAHead
-from gsbench.models.registry import import_all_model_modules
+from gsbench.models.ranet import RANetHead, RegionAttention
 from gsbench.recipes import RECIPES_DIR
 
 ATTENTION_SCOPES = ("module", "head")
@@ -75,25 +76,19 @@ def register_attention_module(name: str, *, head: Callable[[int], nn.Module] | N
     return decorator
 
 
-def _entries() -> dict[str, AttentionEntry]:
-    import_all_model_modules()
-    return _ATTENTION
-
-
 def list_attention_modules() -> list[str]:
     """Names of all registered attention modules, sorted."""
-    return sorted(_entries())
+    return sorted(_ATTENTION)
 
 
 def get_attention_entry(name: str) -> AttentionEntry:
     """The entry registered as ``name``; an unknown name raises a GsbenchError with hints."""
-    entries = _entries()
-    if name not in entries:
-        close = difflib.get_close_matches(name, list(entries), n=3, cutoff=0.4)
-        known = ", ".join(sorted(entries))
+    if name not in _ATTENTION:
+        close = difflib.get_close_matches(name, list(_ATTENTION), n=3, cutoff=0.4)
+        known = ", ".join(sorted(_ATTENTION))
         hint = f"did you mean {', '.join(close)}?" if close else f"known: {known}"
         raise GsbenchError(f"unknown attention module {name!r}; {hint}")
-    return entries[name]
+    return _ATTENTION[name]
 
 
 def build_attention_module(name: str, in_channels: int = 512, scope: str = "module") -> nn.Module:
@@ -160,7 +155,7 @@ def profile_attention_module(name: str, input_shape: tuple[int, int, int, int],
                              warmup: int = 2, repeat: int = 5) -> dict:
     """Complexity figures of attention module ``name`` on an N x C x H x W feature map.
 
-    The figures of :func:`gsbench.metrics.complexity.profile_model` (parameters, GFLOPs with a
+    The figures of :func:`gsbench.analysis.complexity.profile_model` (parameters, GFLOPs with a
     multiply-add = 2 and GMACs, peak memory of an eval forward and of a train-mode
     forward + backward, optionally latency) for the module built at ``scope`` with C input
     channels; ``counts`` says what the module includes, ``paper`` is its RANet Table 3 row (or
@@ -199,7 +194,7 @@ class HeadOnMap(nn.Module):
         return logits["out"] if isinstance(logits, dict) else logits
 
 
-# --- the methods of RANet Table 3 (RANet's own module registers itself beside its model) ----------
+# --- the methods of RANet Table 3 ------------------------------------------------------------------
 
 
 def _ccnet_head(in_channels: int) -> nn.Module:
@@ -263,3 +258,33 @@ def _nonlocal_head(in_channels: int) -> nn.Module:
                            description="Non-local block, embedded Gaussian, C/2 inner channels")
 def _nonlocal_module(in_channels: int) -> nn.Module:
     return NonLocalBlock(in_channels)
+
+
+class _RegionAttentionContext(nn.Module):
+    """RANet's RCB + RIB returning the contextual map O only (its score heads are still
+    computed)."""
+
+    def __init__(self, in_channels: int):
+        super().__init__()
+        self.attention = RegionAttention(in_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.attention(x)[0]
+
+
+class _RANetHeadOnMap(nn.Module):
+    """The whole RANet decode head with the map as c5 (and every other level), returning the
+    logits."""
+
+    def __init__(self, in_channels: int):
+        super().__init__()
+        self.head = RANetHead(in_channels, HEAD_NUM_CLASSES)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head([x, x, x, x])["out"]
+
+
+register_attention_module(
+    "ranet", head=_RANetHeadOnMap,
+    description="RANet RCB + RIB, K = 8, 19-class semantic score maps",
+)(_RegionAttentionContext)

@@ -1,0 +1,49 @@
+"""Online hard example mining (OHEM): which labelled pixels the main cross-entropy keeps.
+
+OHEM follows the ``OhemCrossEntropy2d`` of the PSPNet / OCNet / CCNet codebases (GPSNet trains
+with threshold 0.7 and 100,000 kept pixels); the exact rule is in :func:`ohem_keep_mask`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from gsbench.data.labels import IGNORE_INDEX
+
+
+def ohem_keep_mask(
+    logits: torch.Tensor,
+    label: torch.Tensor,
+    thresh: float,
+    min_kept: int,
+    ignore_index: int = IGNORE_INDEX,
+) -> torch.Tensor:
+    """Boolean N x H x W mask of the labelled pixels that OHEM keeps for the loss.
+
+    The rule of the PSPNet / OCNet ``OhemCrossEntropy2d``, over the whole batch at once:
+
+    - ``p`` = softmax probability of the true class at every labelled pixel (no gradient);
+    - if there are at most ``min_kept`` labelled pixels, all of them are kept;
+    - otherwise the threshold is ``max(thresh, k-th smallest p)`` with ``k = min_kept`` (so at
+      least the ``min_kept`` hardest pixels survive even when the model is confident everywhere),
+      and every labelled pixel with ``p <= threshold`` is kept. Ties at the threshold are all
+      kept, so slightly more than ``min_kept`` pixels may survive;
+    - ``min_kept = 0`` keeps exactly the pixels with ``p <= thresh``, possibly none (the loss is
+      then 0, see :class:`SegmentationLoss`).
+    Ignored pixels are never kept.
+    """
+    valid = label != ignore_index
+    with torch.no_grad():
+        prob = F.softmax(logits.detach().float(), dim=1)
+        safe_label = torch.where(valid, label, torch.zeros_like(label))
+        true_prob = prob.gather(1, safe_label.unsqueeze(1)).squeeze(1)
+        valid_prob = true_prob[valid]
+        num_valid = valid_prob.numel()
+        if num_valid <= min_kept:
+            return valid
+        threshold = torch.tensor(float(thresh), dtype=valid_prob.dtype, device=valid_prob.device)
+        if min_kept > 0:
+            kth_smallest = torch.kthvalue(valid_prob, min_kept).values
+            threshold = torch.maximum(threshold, kth_smallest)
+        return valid & (true_prob <= threshold)
