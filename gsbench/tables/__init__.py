@@ -5,7 +5,7 @@
 every trained cell, the run folders under ``runs/`` whose resolved recipe is the cell's recipe
 (with its ``--set`` overrides), reads the cell's metric from each run's
 ``eval/<split>_<tag>/metrics.json`` (the folder ``gsbench eval`` writes for the cell's
-:attr:`~gsbench.tables.registry.Cell.evaluation`, see :mod:`gsbench.engine.eval_setting`) and
+:attr:`~gsbench.tables.cells.Cell.evaluation`, see :mod:`gsbench.engine.eval_setting`) and
 reports the mean and standard deviation over
 the runs (one per seed), the difference to the paper and the runs used; a cell with no run gets
 the exact ``gsbench train ... && gsbench eval ...`` command that fills it.
@@ -38,9 +38,8 @@ import yaml
 
 from gsbench.engine.eval_setting import EvalSetting
 from gsbench.errors import GsbenchError
-from gsbench.tables.registry import (
-    PAPERS, Cell, Table, cell_recipe, load_all_tables, load_table_file, select_tables,
-)
+from gsbench.tables.cells import PAPERS, Cell, Table, cell_recipe
+from gsbench.tables.registry import load_all_tables, load_table_file, select_tables
 from gsbench.tables.static import StaticResult, compute_static
 
 if TYPE_CHECKING:  # ablate imports this module

@@ -1,7 +1,7 @@
 """``gsbench ablate``: train and evaluate the missing cells of a paper table.
 
 A plan is built from the table (:func:`plan_ablation`): every cell that needs a trained run
-(:attr:`~gsbench.tables.registry.Cell.reproduced_by_training`) asks, for each of its recipes
+(:attr:`~gsbench.tables.cells.Cell.reproduced_by_training`) asks, for each of its recipes
 (the row's, and the baseline's for a difference cell) and each seed, for one run folder with one
 evaluation (:class:`~gsbench.engine.eval_setting.EvalSetting`: split, test scales, flip, model
 output). Cells sharing a run share one job. A job is what
