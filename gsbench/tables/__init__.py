@@ -45,9 +45,10 @@ from gsbench.tables.static import StaticResult, compute_static
 if TYPE_CHECKING:  # ablate imports this module
     from gsbench.tables.ablate import DataRoots
 
-#: The sizes a table can be reproduced at: the papers' recipes, or their toy ``-smoke`` variants
-#: (tiny backbone and crops, a few CPU iterations) that run end to end on synthetic data.
-SCALES = ("full", "smoke")
+#: The sizes a table's runs can be trained at (``--scale``): the papers' recipes, or their toy
+#: ``-smoke`` variants (tiny backbone and crops, a few CPU iterations) that run end to end on
+#: synthetic data.
+RUN_SCALES = ("full", "smoke")
 SMOKE_SUFFIX = "-smoke"
 #: What a smoke-scale report says above its tables.
 SMOKE_NOTE = ("Smoke scale: every number of ours comes from a toy run (tiny backbone, small crops, "
@@ -309,8 +310,8 @@ def smoke_training(name: str, overrides: tuple[str, ...] = ()) -> TrainingSpec:
 def cell_training(cell: Cell, baseline: bool = False, scale: str = "full") -> TrainingSpec:
     """What trains ``cell`` (or its baseline) at ``scale`` (``full``: the cell's recipe and
     overrides; ``smoke``: :func:`smoke_training` of them)."""
-    if scale not in SCALES:
-        raise GsbenchError(f"unknown scale {scale!r} (use {' or '.join(SCALES)})")
+    if scale not in RUN_SCALES:
+        raise GsbenchError(f"unknown scale {scale!r} (use {' or '.join(RUN_SCALES)})")
     name = cell.baseline if baseline else cell.recipe
     sets = cell.baseline_overrides if baseline else cell.overrides
     if name is None:
@@ -445,8 +446,8 @@ def build_report(table: Table, index: RunIndex, data: "str | DataRoots" = "DATA"
                  scale: str = "full") -> TableReport:
     """Every cell of ``table`` with our value (from ``index``'s runs at ``scale``, or computed
     on the spot)."""
-    if scale not in SCALES:
-        raise GsbenchError(f"unknown scale {scale!r} (use {' or '.join(SCALES)})")
+    if scale not in RUN_SCALES:
+        raise GsbenchError(f"unknown scale {scale!r} (use {' or '.join(RUN_SCALES)})")
     static = compute_static(table)
     cells = tuple(report_cell(cell, index, static, data, scale) for cell in table.cells)
     return TableReport(table, cells, static_method=static.method or None)
@@ -467,7 +468,7 @@ def build_reports(names: list[str] | tuple[str, ...] = (), runs_dir: Path = Path
 
 
 __all__ = [
-    "CELL_STATES", "PAPERS", "RUN_MATCH_IGNORED", "SCALES", "SMOKE_NOTE", "SMOKE_SUFFIX", "Cell",
+    "CELL_STATES", "PAPERS", "RUN_MATCH_IGNORED", "RUN_SCALES", "SMOKE_NOTE", "SMOKE_SUFFIX", "Cell",
     "CellReport", "EvalSetting", "RunIndex", "Table", "TableReport", "TrainingSpec",
     "build_report", "build_reports", "cell_training", "eval_command", "eval_metrics_file", "load_all_tables",
     "load_table_file", "metric_value", "recipe_fingerprint", "report_cell", "run_name",

@@ -85,7 +85,9 @@ TRAINED_METRICS: dict[str, tuple[str, ...]] = {
 }
 
 STATUSES = ("ok", "missing-recipe")
-SCALES = ("ss", "ms")
+#: What a cell's ``scales`` may say: single-scale or multi-scale inference (the list of an
+#: ``ms`` cell is its ``ms_scales``).
+INFERENCE_SCALES = ("ss", "ms")
 
 # Keys that set how a cell is evaluated; allowed at the top level, in columns, rows, overrides.
 _EVAL_KEYS = ("dataset", "split", "scales", "ms_scales", "flip", "output", "radius", "crop_factor",
@@ -299,7 +301,7 @@ class _TableParser:
             raise self.fail(f"{where}.metric", f"unknown metric {metric!r}{hint}")
         kind = "static" if metric in self.static_metrics else "trained"
         scales = s.get("scales", "ss")
-        if scales not in SCALES:
+        if scales not in INFERENCE_SCALES:
             raise self.fail(f"{where}.scales", f"must be ss or ms, got {scales!r}")
         for key in ("flip", "reproducible"):
             if key in s and not isinstance(s[key], bool):
