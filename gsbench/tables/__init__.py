@@ -11,10 +11,8 @@ the runs (one per seed), the difference to the paper and the runs used; a cell w
 the exact ``gsbench train ... && gsbench eval ...`` command that fills it.
 :mod:`gsbench.tables.render` writes the result as a rich table, Markdown, CSV or LaTeX.
 
-A run matches a cell when its ``recipe.yaml`` equals the cell's resolved recipe in every key
-that changes the result; the keys in :data:`RUN_MATCH_IGNORED` (seed, name, paths, logging and
-data-loader settings) may differ. The backbone weights' path is one of them (it differs between
-machines); runs trained from scratch are counted in the cell's note.
+A run matches a cell as :mod:`gsbench.tables.runs` says; runs trained from scratch are counted
+in the cell's note.
 
 At ``scale="smoke"`` (``gsbench report --scale smoke``) each cell's recipe is replaced by its
 smoke stand-in (:func:`smoke_training`: the toy-size ``-smoke`` variant of the recipe or of its
@@ -40,6 +38,9 @@ from gsbench.engine.eval_setting import EvalSetting
 from gsbench.errors import GsbenchError
 from gsbench.tables.cells import PAPERS, Cell, Table, cell_recipe
 from gsbench.tables.registry import load_all_tables, load_table_file, select_tables
+from gsbench.tables.runs import (
+    RUN_MATCH_IGNORED, RunIndex, eval_metrics_file, recipe_fingerprint, run_name,
+)
 from gsbench.tables.static import StaticResult, compute_static
 
 if TYPE_CHECKING:  # ablate imports this module
@@ -54,14 +55,6 @@ SMOKE_SUFFIX = "-smoke"
 SMOKE_NOTE = ("Smoke scale: every number of ours comes from a toy run (tiny backbone, small crops, "
               "a few iterations) and is not comparable to the paper's.")
 
-#: Recipe keys that may differ between a run and a cell's recipe: they do not change the numbers
-#: (the seed is what the mean +- std is taken over).
-RUN_MATCH_IGNORED = (
-    "name", "description", "seed", "pretrained", "data.root", "train.num_workers",
-    "train.log_every", "train.checkpoint_every", "train.val_every", "train.channels_last",
-)
-
-#: What a cell of the report is: a number of ours, or why there is none.
 CELL_STATES = {
     "reproduced": "our value from run folders",
     "computed": "computed on the spot",
@@ -72,14 +65,6 @@ CELL_STATES = {
     "missing-recipe": "the recipe that reproduces it is not written yet",
     "quoted": "another paper's number, quoted for comparison",
 }
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    path: Path
-    seed: int
-    fingerprint: str
-    pretrained: bool  # whether the backbone started from pretrained weights
 
 
 @dataclass(frozen=True)
@@ -119,64 +104,7 @@ class TableReport:
         return list(seen)
 
 
-# --- run folders --------------------------------------------------------------------------------
-
-
-def _drop(mapping: dict[str, Any], dotted: str) -> None:
-    head, _, rest = dotted.partition(".")
-    if not rest:
-        mapping.pop(head, None)
-    elif isinstance(mapping.get(head), dict):
-        _drop(mapping[head], rest)
-
-
-def recipe_fingerprint(recipe_dict: dict[str, Any]) -> str:
-    """The result-relevant part of a resolved recipe (``Recipe.to_dict()``), as a stable string."""
-    data = json.loads(json.dumps(recipe_dict))
-    for key in RUN_MATCH_IGNORED:
-        _drop(data, key)
-    return json.dumps(data, sort_keys=True)
-
-
-class RunIndex:
-    """The run folders under a directory (any depth), by recipe fingerprint."""
-
-    def __init__(self, runs_dir: Path):
-        from gsbench.recipes import recipe_from_dict
-
-        self.runs_dir = Path(runs_dir)
-        self.by_fingerprint: dict[str, list[RunInfo]] = {}
-        self.warnings: list[str] = []
-        if not self.runs_dir.is_dir():
-            return
-        for recipe_file in sorted(self.runs_dir.rglob("recipe.yaml")):
-            run_dir = recipe_file.parent
-            try:
-                raw = yaml.safe_load(recipe_file.read_text(encoding="utf-8"))
-                recipe = recipe_from_dict(raw, source=str(recipe_file))
-            except (OSError, yaml.YAMLError, GsbenchError, TypeError, AttributeError) as exc:
-                self.warnings.append(f"{recipe_file}: skipped, not a readable recipe "
-                                     f"({' '.join(str(exc).split())})")
-                continue
-            info = RunInfo(run_dir, recipe.seed, recipe_fingerprint(recipe.to_dict()),
-                           recipe.pretrained is not None)
-            self.by_fingerprint.setdefault(info.fingerprint, []).append(info)
-
-    def runs_for(self, recipe) -> list[RunInfo]:
-        return self.by_fingerprint.get(recipe_fingerprint(recipe.to_dict()), [])
-
-    def all_runs(self) -> list[RunInfo]:
-        return [run for runs in self.by_fingerprint.values() for run in runs]
-
-
-def eval_metrics_file(run_dir: Path, setting: EvalSetting) -> Path | None:
-    """``RUN/eval/<split>_<tag>/metrics.json`` of ``setting`` as ``gsbench eval`` writes it
-    (whole-image inference, or sliding-window when only that was run), or None."""
-    for slide in (False, True):
-        path = setting.folder(run_dir, slide=slide) / "metrics.json"
-        if path.is_file():
-            return path
-    return None
+# --- a cell's number in a run's metrics -----------------------------------------------------------
 
 
 def metric_value(metrics: dict[str, Any], cell: Cell) -> float | None:
@@ -334,12 +262,6 @@ def _smoke_training_cached(name: str, overrides: tuple[str, ...]) -> TrainingSpe
 
 
 # --- commands -----------------------------------------------------------------------------------
-
-
-def run_name(recipe: str, overrides: tuple[str, ...] = ()) -> str:
-    """The run folder name the report suggests: the recipe, then its overrides."""
-    parts = [recipe, *overrides]
-    return re.sub(r"[^A-Za-z0-9._=+-]+", "_", "+".join(parts)).strip("_")
 
 
 def train_command(recipe: str, overrides: tuple[str, ...], run_dir: Path, data: str) -> str:

@@ -6,7 +6,7 @@ A plan is built from the table (:func:`plan_ablation`): every cell that needs a 
 evaluation (:class:`~gsbench.engine.eval_setting.EvalSetting`: split, test scales, flip, model
 output). Cells sharing a run share one job. A job is what
 is still missing for its run, judged from the run folders under ``--runs`` exactly as
-``gsbench report`` matches them (:class:`~gsbench.tables.RunIndex`):
+``gsbench report`` matches them (:class:`~gsbench.tables.runs.RunIndex`):
 
 * no run folder: train, then evaluate;
 * a run with ``checkpoints/last.pt`` but no ``checkpoints/final.pt`` (interrupted): resume, then
@@ -41,10 +41,9 @@ from typing import Callable, Iterable
 from gsbench.engine.eval_setting import EvalSetting
 from gsbench.errors import GsbenchError
 from gsbench.io import atomic_write_text
-from gsbench.tables import (
-    RunIndex, Table, TrainingSpec, cell_training, eval_metrics_file, recipe_fingerprint, run_name,
-)
+from gsbench.tables import Table, TrainingSpec, cell_training
 from gsbench.tables.registry import KNOWN_DATASETS
+from gsbench.tables.runs import RunIndex, eval_metrics_file, recipe_fingerprint, run_name
 
 
 @dataclass
