@@ -22,35 +22,31 @@ matched against that; ``gsbench ablate --scale smoke`` trains exactly these runs
 
 from __future__ import annotations
 
-import functools
 import json
 import math
-import re
 import shlex
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from gsbench.engine.eval_setting import EvalSetting
 from gsbench.errors import GsbenchError
-from gsbench.tables.cells import PAPERS, Cell, Table, cell_recipe
+from gsbench.recipes import RECIPES_DIR
+from gsbench.tables.cells import PAPERS, Cell, Table
 from gsbench.tables.registry import load_all_tables, load_table_file, select_tables
 from gsbench.tables.runs import (
     RUN_MATCH_IGNORED, RunIndex, eval_metrics_file, recipe_fingerprint, run_name,
+)
+from gsbench.tables.smoke import (
+    RUN_SCALES, SMOKE_SUFFIX, TrainingSpec, cell_training, check_scale, smoke_families,
+    smoke_training,
 )
 from gsbench.tables.static import StaticResult, compute_static
 
 if TYPE_CHECKING:  # ablate imports this module
     from gsbench.tables.ablate import DataRoots
 
-#: The sizes a table's runs can be trained at (``--scale``): the papers' recipes, or their toy
-#: ``-smoke`` variants (tiny backbone and crops, a few CPU iterations) that run end to end on
-#: synthetic data.
-RUN_SCALES = ("full", "smoke")
-SMOKE_SUFFIX = "-smoke"
 #: What a smoke-scale report says above its tables.
 SMOKE_NOTE = ("Smoke scale: every number of ours comes from a toy run (tiny backbone, small crops, "
               "a few iterations) and is not comparable to the paper's.")
@@ -137,130 +133,6 @@ def _read_metrics(path: Path) -> dict[str, Any]:
     return data
 
 
-# --- what trains a cell, at each scale -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TrainingSpec:
-    """What ``gsbench train`` is given to train a cell (or its baseline) at a scale: the recipe
-    name, its ``--set`` overrides, the resolved recipe (what run folders are matched against)
-    and the run folder name."""
-
-    recipe: str
-    overrides: tuple[str, ...]
-    resolved: Any  # gsbench.recipes.Recipe
-    folder: str
-
-
-def smoke_families(name: str) -> list[str]:
-    """Recipes ``F`` with a ``F-smoke`` variant that may stand for ``name`` at smoke scale, best
-    first: ``name`` itself, then ``name`` cut at its last ``_`` part, repeatedly
-    (``gscnn101_nocanny`` -> ``gscnn101``), then every other recipe of the same model."""
-    from gsbench.recipes import RECIPES_DIR, list_recipes, load_recipe
-
-    with_smoke = [n for n in list_recipes() if not n.endswith(SMOKE_SUFFIX)
-                  and (RECIPES_DIR / f"{n}{SMOKE_SUFFIX}.yaml").is_file()]
-    chain, candidate = [], name
-    while True:
-        if candidate in with_smoke:
-            chain.append(candidate)
-        if "_" not in candidate:
-            break
-        candidate = candidate.rsplit("_", 1)[0]
-    model = load_recipe(name).model.name
-    same_model = [n for n in with_smoke if n not in chain and load_recipe(n).model.name == model]
-    return chain + same_model
-
-
-def _flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in mapping.items():
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def _override_text(key: str, value: Any) -> str:
-    """``key=value`` that ``--set`` parses back (YAML) into ``value``."""
-    text = json.dumps(value)
-    if isinstance(value, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", value) and \
-            yaml.safe_load(value) == value:
-        text = value  # plain words need no quotes
-    return f"{key}={text}"
-
-
-_ABSENT = object()
-
-
-def smoke_training(name: str, overrides: tuple[str, ...] = ()) -> TrainingSpec:
-    """The smoke-scale stand-in of recipe ``name`` with ``overrides``.
-
-    The mapping: take the first family ``F`` of :func:`smoke_families` that can express it. The
-    keys in which ``F-smoke`` differs from ``F`` are the toy-size keys (backbone, crop,
-    iterations, batch ...). The smoke run trains ``F-smoke`` with every other key of ``name`` +
-    ``overrides`` that differs from ``F`` as a ``--set`` override, so a variant
-    (``gscnn101_nocanny``, ``gff101_baseline``) and the cell's overrides keep their meaning while
-    the toy-size keys stay toy-sized (a cell's ``train.iterations`` or ``model.backbone``
-    override is superseded). ``F`` cannot express ``name`` when ``name`` lacks one of ``F``'s keys
-    (a ``--set`` cannot remove a key). Raises GsbenchError when no family can."""
-    from gsbench.recipes import load_recipe
-
-    families = smoke_families(name)
-    if not families:
-        raise GsbenchError(f"no smoke recipe for {name} (no {name}{SMOKE_SUFFIX}, nor a "
-                           f"{SMOKE_SUFFIX} variant of a shorter name or of the same model)")
-    wanted = _flatten(load_recipe(name, overrides).to_dict())
-    ignored = set(RUN_MATCH_IGNORED)
-    problems = []
-    for family in families:
-        full = _flatten(load_recipe(family).to_dict())
-        smoke = _flatten(load_recipe(family + SMOKE_SUFFIX).to_dict())
-        toy = {k for k in full.keys() | smoke.keys()
-               if full.get(k, _ABSENT) != smoke.get(k, _ABSENT)}
-        dropped = sorted(k for k in full if k not in wanted and k not in toy and k not in ignored)
-        if dropped:
-            more = f" (+{len(dropped) - 2} more)" if len(dropped) > 2 else ""
-            problems.append(f"{family}{SMOKE_SUFFIX} has {', '.join(dropped[:2])}{more}, "
-                            f"which {name} lacks")
-            continue
-        sets = tuple(_override_text(k, v) for k, v in wanted.items()
-                     if k not in toy and k not in ignored and full.get(k, _ABSENT) != v)
-        resolved = load_recipe(family + SMOKE_SUFFIX, sets)
-        kept = tuple(o for o in overrides if o.split("=", 1)[0].strip() not in toy)
-        return TrainingSpec(family + SMOKE_SUFFIX, sets, resolved,
-                            run_name(name + SMOKE_SUFFIX, kept))
-    raise GsbenchError(f"no smoke variant expresses {name}: {'; '.join(problems)} "
-                       f"(a --set cannot remove a key)")
-
-
-def cell_training(cell: Cell, baseline: bool = False, scale: str = "full") -> TrainingSpec:
-    """What trains ``cell`` (or its baseline) at ``scale`` (``full``: the cell's recipe and
-    overrides; ``smoke``: :func:`smoke_training` of them)."""
-    if scale not in RUN_SCALES:
-        raise GsbenchError(f"unknown scale {scale!r} (use {' or '.join(RUN_SCALES)})")
-    name = cell.baseline if baseline else cell.recipe
-    sets = cell.baseline_overrides if baseline else cell.overrides
-    if name is None:
-        raise GsbenchError(f"{cell.table_id} {cell.row_id}.{cell.column}: the cell names no recipe")
-    if scale == "full":
-        return TrainingSpec(name, sets, cell_recipe(cell, baseline=baseline), run_name(name, sets))
-    spec = _smoke_training_cached(name, sets)
-    if isinstance(spec, str):
-        raise GsbenchError(spec)
-    return spec
-
-
-@functools.lru_cache(maxsize=None)
-def _smoke_training_cached(name: str, overrides: tuple[str, ...]) -> TrainingSpec | str:
-    # the refusal is cached too: a table repeats its recipes over many cells
-    try:
-        return smoke_training(name, overrides)
-    except GsbenchError as exc:
-        return str(exc)
-
-
 # --- commands -----------------------------------------------------------------------------------
 
 
@@ -289,8 +161,9 @@ class _Scores:
     from_scratch: int = 0  # runs among ``runs`` without pretrained backbone weights
 
 
-def _scores(index: RunIndex, cell: Cell, baseline: bool, data, scale: str = "full") -> _Scores:
-    spec = cell_training(cell, baseline, scale)
+def _scores(index: RunIndex, cell: Cell, baseline: bool, data, scale: str,
+            smoke_dir: Path) -> _Scores:
+    spec = cell_training(cell, baseline, scale, smoke_dir)
     out = _Scores()
     # one path for every dataset, or ablate's DataRoots (a placeholder for a dataset without one)
     data = data if isinstance(data, str) else data.root_or_placeholder(cell.dataset)
@@ -318,9 +191,9 @@ def _mean_std(values: list[float]) -> tuple[float, float | None]:
 
 
 def report_cell(cell: Cell, index: RunIndex, static: StaticResult, data: "str | DataRoots" = "DATA",
-                scale: str = "full") -> CellReport:
+                scale: str = "full", *, smoke_dir: Path = RECIPES_DIR) -> CellReport:
     """Our value of one cell, or why there is none (at ``scale``: the runs of the papers' recipes,
-    or of their smoke variants, see :func:`cell_training`)."""
+    or of their smoke variants from ``smoke_dir``, see :func:`cell_training`)."""
     note = cell.note or ""
     if cell.kind == "static":
         value = static.values.get(cell.row_id, {}).get(cell.metric)
@@ -338,8 +211,9 @@ def report_cell(cell: Cell, index: RunIndex, static: StaticResult, data: "str | 
     if cell.recipe is None:
         return CellReport(cell, "quoted", detail=f"quoted from {cell.quoted_from}")
     try:
-        main = _scores(index, cell, False, data, scale)
-        parts = [main] + ([_scores(index, cell, True, data, scale)] if cell.baseline else [])
+        main = _scores(index, cell, False, data, scale, smoke_dir)
+        parts = [main] + ([_scores(index, cell, True, data, scale, smoke_dir)] if cell.baseline
+                          else [])
     except GsbenchError as exc:
         if scale == "full":
             raise
@@ -365,23 +239,24 @@ def report_cell(cell: Cell, index: RunIndex, static: StaticResult, data: "str | 
 
 
 def build_report(table: Table, index: RunIndex, data: "str | DataRoots" = "DATA",
-                 scale: str = "full") -> TableReport:
+                 scale: str = "full", *, smoke_dir: Path = RECIPES_DIR) -> TableReport:
     """Every cell of ``table`` with our value (from ``index``'s runs at ``scale``, or computed
     on the spot)."""
-    if scale not in RUN_SCALES:
-        raise GsbenchError(f"unknown scale {scale!r} (use {' or '.join(RUN_SCALES)})")
+    check_scale(scale)
     static = compute_static(table)
-    cells = tuple(report_cell(cell, index, static, data, scale) for cell in table.cells)
+    cells = tuple(report_cell(cell, index, static, data, scale, smoke_dir=smoke_dir)
+                  for cell in table.cells)
     return TableReport(table, cells, static_method=static.method or None)
 
 
 def build_reports(names: list[str] | tuple[str, ...] = (), runs_dir: Path = Path("runs"),
-                  data: "str | DataRoots" = "DATA", scale: str = "full") -> list[TableReport]:
+                  data: "str | DataRoots" = "DATA", scale: str = "full", *,
+                  smoke_dir: Path = RECIPES_DIR) -> list[TableReport]:
     """Reports of the tables ``names`` (ids, papers or files; all when empty) against the runs
     found under ``runs_dir``."""
     tables = select_tables(list(names))
     index = RunIndex(runs_dir)
-    reports = [build_report(table, index, data, scale) for table in tables]
+    reports = [build_report(table, index, data, scale, smoke_dir=smoke_dir) for table in tables]
     if index.warnings and reports:
         first = reports[0]
         reports[0] = TableReport(first.table, first.cells, first.static_method,

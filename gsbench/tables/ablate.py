@@ -15,10 +15,11 @@ is still missing for its run, judged from the run folders under ``--runs`` exact
 * everything present: nothing (the cell is done).
 
 At ``--scale smoke`` each recipe is replaced by its smoke stand-in
-(:func:`~gsbench.tables.smoke_training`); ``gsbench report --scale smoke`` matches the same runs.
-``--seeds N`` trains seeds ``s, s+1, ..., s+N-1`` (``s`` the recipe's seed) in separate folders;
-the report shows their mean +- std. Jobs run as ``gsbench`` subprocesses, one at a time per
-device (:func:`run_plan`), or are printed for a cluster scheduler (:func:`plan_commands`).
+(:func:`~gsbench.tables.smoke.smoke_training`); ``gsbench report --scale smoke`` matches the
+same runs. ``--seeds N`` trains seeds ``s, s+1, ..., s+N-1`` (``s`` the recipe's seed) in
+separate folders; the report shows their mean +- std. Jobs run as ``gsbench`` subprocesses, one
+at a time per device (:func:`run_plan`), or are printed for a cluster scheduler
+(:func:`plan_commands`).
 
 A table may mix datasets (RANet Table 4: Cityscapes, PASCAL Context and COCO-Stuff columns), so
 the prepared data is given per dataset (:class:`DataRoots`: ``--data PATH`` for every dataset,
@@ -41,9 +42,11 @@ from typing import Callable, Iterable
 from gsbench.engine.eval_setting import EvalSetting
 from gsbench.errors import GsbenchError
 from gsbench.io import atomic_write_text
-from gsbench.tables import Table, TrainingSpec, cell_training
+from gsbench.recipes import RECIPES_DIR
+from gsbench.tables.cells import Table
 from gsbench.tables.registry import KNOWN_DATASETS
 from gsbench.tables.runs import RunIndex, eval_metrics_file, recipe_fingerprint, run_name
+from gsbench.tables.smoke import TrainingSpec, cell_training
 
 
 @dataclass
@@ -116,9 +119,11 @@ def _interrupted(run_dir: Path) -> bool:
 
 
 def plan_ablation(table: Table, runs_dir: Path = Path("runs"), *, scale: str = "full",
-                  seeds: int = 1, rows: list[str] | None = None) -> AblationPlan:
+                  seeds: int = 1, rows: list[str] | None = None,
+                  smoke_dir: Path = RECIPES_DIR) -> AblationPlan:
     """What training and evaluation the trainable cells of ``table`` (of the rows ``rows``, all
-    when None) still need, given the run folders under ``runs_dir``."""
+    when None) still need, given the run folders under ``runs_dir`` (at smoke scale, with the
+    ``-smoke`` recipes of ``smoke_dir``)."""
     if seeds < 1:
         raise GsbenchError(f"--seeds must be at least 1, got {seeds}")
     row_ids = [rid for rid, _ in table.rows]
@@ -135,7 +140,7 @@ def plan_ablation(table: Table, runs_dir: Path = Path("runs"), *, scale: str = "
             continue
         label = _cell_label(cell)
         try:
-            specs = [cell_training(cell, baseline, scale)
+            specs = [cell_training(cell, baseline, scale, smoke_dir)
                      for baseline in ((False, True) if cell.baseline else (False,))]
         except GsbenchError as exc:
             skipped.append((label, str(exc)))
