@@ -19,10 +19,11 @@ import yaml
 from typer.testing import CliRunner
 
 from gsbench.cli import app
+from gsbench.engine.eval_setting import EvalSetting
 from gsbench.errors import GsbenchError
 from gsbench.recipes import RECIPES_DIR, load_recipe
 from gsbench.tables import (
-    EvalSetting, RunIndex, build_report, eval_metrics_file, load_all_tables, load_table_file,
+    RunIndex, build_report, eval_metrics_file, load_all_tables, load_table_file,
     recipe_fingerprint, select_tables,
 )
 from gsbench.tables.cells import PAPERS

@@ -15,11 +15,11 @@ import tempfile
 from pathlib import Path
 
 from gsbench.io import atomic_write_text
-from gsbench.tables import SMOKE_NOTE, TableReport
 from gsbench.tables.render import (
     _fmt, _numbers, _row_label, matplotlib_available, ours_text, source_text, summary_line,
     write_plots,
 )
+from gsbench.tables.report import SMOKE_NOTE, TableReport
 from gsbench.tables.runs import RunIndex
 
 HTML_NAME = "report.html"

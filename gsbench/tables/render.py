@@ -21,7 +21,7 @@ from rich.table import Table as RichTable
 from gsbench.engine.eval_setting import EvalSetting
 from gsbench.errors import GsbenchError
 from gsbench.io import atomic_write_bytes, atomic_write_text
-from gsbench.tables import CellReport, TableReport
+from gsbench.tables.report import CellReport, TableReport
 from gsbench.tables.runs import RunIndex, eval_metrics_file
 
 FORMATS = {"md": "report.md", "csv": "report.csv", "latex": "report.tex"}
