@@ -27,7 +27,7 @@ from gsbench.tables.ablate import (
 from gsbench.tables.cells import PAPERS, Cell, Column, Table
 from gsbench.tables.registry import load_all_tables, load_table_file, select_tables
 from gsbench.tables.report import (
-    CELL_STATES, SMOKE_NOTE, CellReport, TableReport, build_report, build_reports, metric_value,
+    CELL_STATES, SMOKE_NOTE, CellReport, TableReport, build_report, metric_value,
     report_cell,
 )
 from gsbench.tables.runs import (
@@ -40,8 +40,8 @@ from gsbench.tables.smoke import (
 __all__ = [
     "CELL_STATES", "PAPERS", "RUN_MATCH_IGNORED", "RUN_SCALES", "SMOKE_NOTE", "SMOKE_SUFFIX",
     "AblationPlan", "Cell", "CellReport", "Column", "DataRoots", "JobResult", "RunIndex", "RunInfo",
-    "RunJob", "Table", "TableReport", "TrainingSpec", "build_report", "build_reports",
-    "cell_training", "eval_metrics_file", "load_all_tables", "load_table_file", "metric_value",
-    "parse_devices", "plan_ablation", "plan_commands", "recipe_fingerprint", "report_cell",
-    "run_name", "run_plan", "select_tables", "smoke_families", "smoke_training",
+    "RunJob", "Table", "TableReport", "TrainingSpec", "build_report", "cell_training",
+    "eval_metrics_file", "load_all_tables", "load_table_file", "metric_value", "parse_devices",
+    "plan_ablation", "plan_commands", "recipe_fingerprint", "report_cell", "run_name", "run_plan",
+    "select_tables", "smoke_families", "smoke_training",
 ]

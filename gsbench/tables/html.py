@@ -73,7 +73,6 @@ def _table_html(report: TableReport) -> str:
         out.append("<p>Commands that fill the missing cells:</p>")
         out.append('<ol class="commands">' + "".join(
             f"<li><code>{_e(command)}</code></li>" for command in numbers) + "</ol>")
-    out += [f'<p class="warning">Warning: {_e(w)}</p>' for w in report.warnings]
     out.append("</section>")
     return "\n".join(out)
 

@@ -125,8 +125,6 @@ def render_markdown(reports: Iterable[TableReport]) -> str:
         if numbers:
             out += ["", "Commands that fill the missing cells:", ""]
             out += [f"{i}. `{command}`" for command, i in numbers.items()]
-        for warning in report.warnings:
-            out += ["", f"Warning: {_md_escape(warning)}"]
         out.append("")
     return "\n".join(out)
 

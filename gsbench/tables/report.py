@@ -27,7 +27,6 @@ from gsbench.errors import GsbenchError
 from gsbench.recipes import RECIPES_DIR
 from gsbench.tables.ablate import DataRoots
 from gsbench.tables.cells import Cell, Table
-from gsbench.tables.registry import select_tables
 from gsbench.tables.runs import RunIndex, eval_metrics_file
 from gsbench.tables.smoke import cell_training, check_scale
 from gsbench.tables.static import StaticResult, compute_static
@@ -73,7 +72,6 @@ class TableReport:
     table: Table
     cells: tuple[CellReport, ...]
     static_method: str | None = None
-    warnings: tuple[str, ...] = ()
 
     @property
     def commands(self) -> list[str]:
@@ -233,17 +231,3 @@ def build_report(table: Table, index: RunIndex, data: str | DataRoots = "DATA",
                   for cell in table.cells)
     return TableReport(table, cells, static_method=static.method or None)
 
-
-def build_reports(names: list[str] | tuple[str, ...] = (), runs_dir: Path = Path("runs"),
-                  data: str | DataRoots = "DATA", scale: str = "full", *,
-                  smoke_dir: Path = RECIPES_DIR) -> list[TableReport]:
-    """Reports of the tables ``names`` (ids, papers or files; all when empty) against the runs
-    found under ``runs_dir``."""
-    tables = select_tables(list(names))
-    index = RunIndex(runs_dir)
-    reports = [build_report(table, index, data, scale, smoke_dir=smoke_dir) for table in tables]
-    if index.warnings and reports:
-        first = reports[0]
-        reports[0] = TableReport(first.table, first.cells, first.static_method,
-                                 tuple(index.warnings))
-    return reports
