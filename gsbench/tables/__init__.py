@@ -12,6 +12,8 @@ up (each imports only those above it in this list):
 - :mod:`~gsbench.tables.runs`: the run folders under ``runs/``, by the recipe they trained;
 - :mod:`~gsbench.tables.smoke`: what trains a cell at each scale (its recipe, or the toy
   ``-smoke`` stand-in);
+- :mod:`~gsbench.tables.jobs`: one run folder's ``gsbench train`` / ``gsbench eval`` command
+  lines (:mod:`gsbench.commands` writes them) and the prepared data they are given;
 - :mod:`~gsbench.tables.ablate`: the plan of the missing runs of a table, and running it;
 - :mod:`~gsbench.tables.report`: each cell's number of ours, or the command that fills it;
 - :mod:`~gsbench.tables.render` and :mod:`~gsbench.tables.html`: the report as a terminal
@@ -21,10 +23,10 @@ up (each imports only those above it in this list):
 from __future__ import annotations
 
 from gsbench.tables.ablate import (
-    AblationPlan, DataRoots, JobResult, RunJob, parse_devices, plan_ablation, plan_commands,
-    run_plan,
+    AblationPlan, JobResult, parse_devices, plan_ablation, plan_commands, run_plan,
 )
 from gsbench.tables.cells import PAPERS, Cell, Column, Table
+from gsbench.tables.jobs import DataRoots, RunJob, placeholder_root
 from gsbench.tables.registry import load_all_tables, load_table_file, select_tables
 from gsbench.tables.report import (
     CELL_STATES, SMOKE_NOTE, CellReport, TableReport, build_report, metric_value,
@@ -39,9 +41,9 @@ from gsbench.tables.smoke import (
 
 __all__ = [
     "CELL_STATES", "PAPERS", "RUN_MATCH_IGNORED", "RUN_SCALES", "SMOKE_NOTE", "SMOKE_SUFFIX",
-    "AblationPlan", "Cell", "CellReport", "Column", "DataRoots", "JobResult", "RunIndex", "RunInfo",
-    "RunJob", "Table", "TableReport", "TrainingSpec", "build_report", "cell_training",
+    "AblationPlan", "Cell", "CellReport", "Column", "DataRoots", "JobResult", "RunIndex",
+    "RunInfo", "RunJob", "Table", "TableReport", "TrainingSpec", "build_report", "cell_training",
     "eval_metrics_file", "load_all_tables", "load_table_file", "metric_value", "parse_devices",
-    "plan_ablation", "plan_commands", "recipe_fingerprint", "report_cell", "run_name", "run_plan",
-    "select_tables", "smoke_families", "smoke_training",
+    "placeholder_root", "plan_ablation", "plan_commands", "recipe_fingerprint", "report_cell",
+    "run_name", "run_plan", "select_tables", "smoke_families", "smoke_training",
 ]

@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import json
 import math
-import shlex
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gsbench.engine.eval_setting import EvalSetting
 from gsbench.errors import GsbenchError
 from gsbench.recipes import RECIPES_DIR
-from gsbench.tables.ablate import DataRoots
 from gsbench.tables.cells import Cell, Table
+from gsbench.tables.jobs import DataRoots, RunJob, data_roots
 from gsbench.tables.runs import RunIndex, eval_metrics_file
 from gsbench.tables.smoke import cell_training, check_scale
 from gsbench.tables.static import StaticResult, compute_static
@@ -116,22 +114,6 @@ def _read_metrics(path: Path) -> dict[str, Any]:
     return data
 
 
-# --- commands -----------------------------------------------------------------------------------
-
-
-def train_command(recipe: str, overrides: tuple[str, ...], run_dir: Path, data: str) -> str:
-    words = ["gsbench", "train", "--recipe", recipe]
-    for override in overrides:
-        words += ["--set", override]
-    words += ["--data", data, "--out", str(run_dir)]
-    return shlex.join(words)
-
-
-def eval_command(run_dir: Path, setting: EvalSetting, data: str) -> str:
-    """``gsbench eval RUN --data DATA --split S [--ms [--scales ...]] [--flip] [--output O]``."""
-    return shlex.join(["gsbench", "eval", str(run_dir), "--data", data, *setting.cli_args()])
-
-
 # --- the report ---------------------------------------------------------------------------------
 
 
@@ -144,24 +126,25 @@ class _Scores:
     from_scratch: int = 0  # runs among ``runs`` without pretrained backbone weights
 
 
-def _scores(index: RunIndex, cell: Cell, baseline: bool, data, scale: str,
+def _scores(index: RunIndex, cell: Cell, baseline: bool, data: str | DataRoots, scale: str,
             smoke_dir: Path) -> _Scores:
     spec = cell_training(cell, baseline, scale, smoke_dir)
     out = _Scores()
-    # one path for every dataset, or ablate's DataRoots (a placeholder for a dataset without one)
-    data = data if isinstance(data, str) else data.root_or_placeholder(cell.dataset)
+    root = data_roots(data).root_or_placeholder(cell.dataset)
+    # what fills the cell is the job ablate would run for it
     runs = index.runs_for(spec.resolved)
     if not runs:
-        run_dir = index.runs_dir / spec.folder
-        out.commands.append(f"{train_command(spec.recipe, spec.overrides, run_dir, data)} && "
-                            f"{eval_command(run_dir, cell.evaluation, data)}")
+        job = RunJob(index.runs_dir / spec.folder, spec, spec.resolved.seed, "train",
+                     cell.dataset, [cell.evaluation])
+        out.commands.append(job.shell_line(root))
         return out
     for run in sorted(runs, key=lambda r: (r.seed, str(r.path))):
         path = eval_metrics_file(run.path, cell.evaluation)
         value = metric_value(_read_metrics(path), cell) if path is not None else None
         if value is None:
             out.missing_eval = True
-            out.commands.append(eval_command(run.path, cell.evaluation, data))
+            job = RunJob(run.path, spec, run.seed, None, cell.dataset, [cell.evaluation])
+            out.commands.append(job.shell_line(root))
             continue
         out.values.append(value)
         out.runs.append(str(run.path))
