@@ -70,7 +70,7 @@ KNOWN_DATASETS = PREPARED_DATASETS
 #: Splits whose ground truth is public (a test split is scored by the benchmark's server).
 SCORED_SPLITS = ("train", "val")
 
-#: Metrics read from a run's ``eval/<split>_<tag>/metrics.json`` (one folder per evaluation setting) and the
+#: Metrics read from a run's ``eval/<split>_<tag>/metrics.json`` (:class:`EvalSetting`) and the
 #: setting each needs: boundary F needs ``radius`` (px), crop mIoU ``crop_factor``, per-class
 #: ones ``class``.
 TRAINED_METRICS: dict[str, tuple[str, ...]] = {
@@ -103,8 +103,6 @@ _TOP_KEYS = ("paper", "table", "caption", "compute", "input_shape", "source", "n
 _COLUMN_KEYS = ("key", "label", "metric", "text", *_EVAL_KEYS, *_ORIGIN_KEYS)
 _ROW_META_KEYS = ("id", "method", "label", *_CELL_METRIC_KEYS, *_MODEL_KEYS, *_EVAL_KEYS, *_ORIGIN_KEYS)
 _OVERRIDE_KEYS = (*_CELL_METRIC_KEYS, *_MODEL_KEYS, *_EVAL_KEYS, *_ORIGIN_KEYS)
-
-
 
 
 # --- loading ------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ trains), reads the cell's metric from each run's ``eval/<split>_<tag>/metrics.js
 folder ``gsbench eval`` writes for the cell's :attr:`~gsbench.tables.cells.Cell.evaluation`)
 and reports the mean and standard deviation over the runs (one per seed), the difference to the
 paper and the runs used; runs trained from scratch are counted in the cell's note. A cell with
-no run gets the exact ``gsbench train ... && gsbench eval ...`` command that fills it. Tables
+no run (or no evaluation) gets the exact ``gsbench train ... && gsbench eval ...`` command that
+fills it: the job ``gsbench ablate`` would run (:class:`~gsbench.tables.jobs.RunJob`). Tables
 computed on the spot come from :mod:`gsbench.tables.static`; :mod:`gsbench.tables.render`
 writes the result as a rich table, Markdown, CSV or LaTeX.
 """

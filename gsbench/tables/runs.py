@@ -30,14 +30,12 @@ RUN_MATCH_IGNORED = (
 )
 
 
-
 @dataclass(frozen=True)
 class RunInfo:
     path: Path
     seed: int
     fingerprint: str
     pretrained: bool  # whether the backbone started from pretrained weights
-
 
 
 def _drop(mapping: dict[str, Any], dotted: str) -> None:
@@ -93,7 +91,6 @@ def eval_metrics_file(run_dir: Path, setting: EvalSetting) -> Path | None:
         if path.is_file():
             return path
     return None
-
 
 
 def run_name(recipe: str, overrides: tuple[str, ...] = ()) -> str:
