@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from gsbench import __version__
+from gsbench.commands import EVAL_FLAGS, TRAIN_FLAGS, Flag
 from gsbench.errors import GsbenchError
 
 app = typer.Typer(
@@ -48,6 +49,12 @@ def user_errors(func):
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def _option(flag: Flag):
+    """The Typer option of one of :mod:`gsbench.commands`' flags (the options gsbench writes into
+    command lines itself, so that the two cannot drift apart)."""
+    return typer.Option(flag.default, *flag.names, help=flag.help)
 
 
 def _version_callback(value: bool) -> None:
@@ -197,22 +204,18 @@ def prepare_data_synthetic(
 @app.command()
 @user_errors
 def train(
-    recipe: Optional[str] = typer.Option(
-        None, "--recipe", "-r", help="Recipe name (see `gsbench zoo`) or YAML file; with --resume "
-        "the run folder's recipe is used."),
-    data: Optional[Path] = typer.Option(
-        None, "--data", help="Prepared dataset folder (or raw root holding gsbench/manifest.json)."),
-    overrides: list[str] = typer.Option(
-        [], "--set", help="Override a recipe key, e.g. --set train.lr=0.02 (repeatable)."),
+    recipe: Optional[str] = _option(TRAIN_FLAGS["recipe"]),
+    data: Optional[Path] = _option(TRAIN_FLAGS["data"]),
+    overrides: list[str] = _option(TRAIN_FLAGS["overrides"]),
     pretrained: Optional[Path] = typer.Option(
         None, "--pretrained", help="Local ImageNet backbone weights (torchvision or mmseg layout); "
         "sets the recipe's `pretrained`."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default: runs/RECIPE_NAME)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoints/last.pt."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda (under torchrun: one GPU per process)."),
+    out: Optional[Path] = _option(TRAIN_FLAGS["out"]),
+    resume: bool = _option(TRAIN_FLAGS["resume"]),
+    device: str = _option(TRAIN_FLAGS["device"]),
     stop_after: Optional[int] = typer.Option(
         None, "--stop-after", help="Stop after this iteration with a checkpoint (resume later)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    quiet: bool = _option(TRAIN_FLAGS["quiet"]),
 ) -> None:
     """Train a model from a recipe (one CPU/GPU, or DDP under torchrun).
 
@@ -286,10 +289,8 @@ def eval_command(
         None, "--pred-dir",
         help="Folder of predicted label maps; each file name contains its sample's stem.",
     ),
-    data: Optional[Path] = typer.Option(
-        None, "--data", help="Prepared dataset (folder with manifest.json)."
-    ),
-    split: str = typer.Option("val", "--split", help="Split of the manifest to score."),
+    data: Optional[Path] = _option(EVAL_FLAGS["data"]),
+    split: str = _option(EVAL_FLAGS["split"]),
     pred_format: str = typer.Option(
         "trainid", "--pred-format",
         help="trainid, or labelid (Cityscapes labelIds, as the official tools write them).",
@@ -315,19 +316,11 @@ def eval_command(
         "them. [default: 0,50,...,400 for Cityscapes, none for ADE20K]",
     ),
     workers: int = typer.Option(2, "--workers", help="Worker processes (results do not depend on it)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-    ms: bool = typer.Option(
-        False, "--ms", help="TARGET: multi-scale inference at 0.5,0.75,1.0,1.25,1.5,1.75."
-    ),
-    scales: Optional[str] = typer.Option(
-        None, "--scales", help="TARGET: multi-scale inference at these scales (e.g. "
-        "0.75,1.0,1.25,1.5,1.75; implies --ms)."
-    ),
-    output: str = typer.Option(
-        "out", "--output", help="TARGET: the model output to score: out (the prediction) or "
-        "an auxiliary map the model exposes (coarse: RANet's semantic score map C)."
-    ),
-    flip: bool = typer.Option(False, "--flip", help="TARGET: also infer the mirrored image."),
+    quiet: bool = _option(EVAL_FLAGS["quiet"]),
+    ms: bool = _option(EVAL_FLAGS["ms"]),
+    scales: Optional[str] = _option(EVAL_FLAGS["scales"]),
+    output: str = _option(EVAL_FLAGS["output"]),
+    flip: bool = _option(EVAL_FLAGS["flip"]),
     slide: bool = typer.Option(
         False, "--slide", help="TARGET: sliding-window inference with the recipe's crop size."
     ),
@@ -338,7 +331,7 @@ def eval_command(
         None, "--export", help="TARGET: 'cityscapes' writes test-server labelId PNGs to --out-dir."
     ),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Folder for --export files."),
-    device: str = typer.Option("cpu", "--device", help="TARGET: cpu or cuda."),
+    device: str = _option(EVAL_FLAGS["device"]),
 ) -> None:
     """Score predictions: mIoU, accuracies, iIoU, boundary F at each radius, crop mIoU.
 
@@ -456,9 +449,9 @@ def ablate(
 
     `gsbench report TABLE --scale S` then shows the table.
     """
-    from gsbench.tables import select_tables
-    from gsbench.tables.ablate import (
+    from gsbench.tables import (
         DataRoots, parse_devices, placeholder_root, plan_ablation, plan_commands, run_plan,
+        select_tables,
     )
 
     chosen = select_tables([table])
@@ -527,15 +520,13 @@ def report(
     a missing cell shows the gsbench train / eval command that fills it. Tables of parameters,
     FLOPs, memory and receptive fields are computed on the spot.
     """
-    from gsbench.tables import RunIndex, build_report, select_tables
+    from gsbench.tables import DataRoots, RunIndex, build_report, select_tables
     from gsbench.tables.render import (
         FORMATS, matplotlib_available, render, rich_table, summary_line, write_plots, write_report,
     )
 
     if fmt is not None and fmt not in FORMATS:
         raise GsbenchError(f"unknown --format {fmt!r} (use {', '.join(FORMATS)})")
-    from gsbench.tables.ablate import DataRoots
-
     roots = DataRoots.parse(data or [])
     chosen = select_tables(tables or [])
     index = RunIndex(runs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import statistics
 from pathlib import Path
 
@@ -19,9 +20,10 @@ from typer.testing import CliRunner
 from gsbench.cli import app
 from gsbench.evaluation.setting import EvalSetting
 from gsbench.errors import GsbenchError
-from gsbench.recipes import load_recipe
+from gsbench.recipes import RECIPES_DIR, load_recipe
 from gsbench.tables import (
-    RunIndex, build_report, cell_training, select_tables, smoke_families, smoke_training,
+    SMOKE_SUFFIX, RunIndex, build_report, cell_training, select_tables, smoke_families,
+    smoke_training,
 )
 from gsbench.tables import ablate as ablate_module
 from gsbench.tables.ablate import parse_devices, plan_ablation, plan_commands, run_plan
@@ -82,23 +84,21 @@ def test_smoke_overrides_of_toy_keys_are_superseded():
 
 
 @pytest.fixture()
-def no_baseline_smoke(monkeypatch):
-    """Hide the Gated-SCNN baselines' own smoke recipes: the other Gated-SCNN smoke recipes have
-    loss_options, which a --set cannot remove, so nothing can stand in for the baselines."""
-    import gsbench.recipes
-    from gsbench.tables import _smoke_training_cached
-
-    every = gsbench.recipes.list_recipes
-    monkeypatch.setattr(gsbench.recipes, "list_recipes",
-                        lambda: [n for n in every() if "_baseline" not in n])
-    _smoke_training_cached.cache_clear()  # mappings made with every recipe visible
-    yield
-    _smoke_training_cached.cache_clear()  # ... and those made without, for the next tests
+def no_baseline_smoke(tmp_path):
+    """A folder of the smoke recipes without the Gated-SCNN baselines' own: the other Gated-SCNN
+    smoke recipes have loss_options, which a --set cannot remove, so nothing can stand in for the
+    baselines."""
+    folder = tmp_path / "smoke-recipes"
+    folder.mkdir()
+    for path in RECIPES_DIR.glob(f"*{SMOKE_SUFFIX}.yaml"):
+        if "_baseline" not in path.name:
+            shutil.copy(path, folder)
+    return folder
 
 
 def test_smoke_mapping_refuses_what_it_cannot_express(no_baseline_smoke):
     with pytest.raises(GsbenchError, match="no smoke variant expresses gscnn101_baseline.*loss_options"):
-        smoke_training("gscnn101_baseline")
+        smoke_training("gscnn101_baseline", smoke_dir=no_baseline_smoke)
     with pytest.raises(GsbenchError, match="unknown scale"):
         cell_training(select_tables(["gff.table2"])[0].cells[0], scale="tiny")
 
@@ -221,9 +221,21 @@ def test_row_filter(tmp_path, table2):
         plan_ablation(table2, tmp_path, rows=["nope"])
 
 
+def test_smoke_recipes_of_another_folder_are_trained_from_their_files(tmp_path):
+    folder = tmp_path / "smoke-recipes"
+    folder.mkdir()
+    shutil.copy(RECIPES_DIR / "gff101-smoke.yaml", folder)
+    spec = smoke_training("gff101", smoke_dir=folder)
+    assert spec.recipe == str(folder / "gff101-smoke.yaml")
+    builtin = smoke_training("gff101")
+    assert (spec.overrides, spec.folder) == (builtin.overrides, builtin.folder)
+    assert spec.resolved.to_dict() == builtin.resolved.to_dict()
+    assert smoke_families("gff101_dfp", folder) == ["gff101"]  # gff101_dfp-smoke is not there
+
+
 def test_unexpressible_smoke_cells_are_skipped_with_the_reason(tmp_path, no_baseline_smoke):
     table = select_tables(["gscnn.table4"])[0]
-    plan = plan_ablation(table, tmp_path, scale="smoke")
+    plan = plan_ablation(table, tmp_path, scale="smoke", smoke_dir=no_baseline_smoke)
     assert plan.skipped and all("gscnn101_baseline" in why for _, why in plan.skipped)
     assert plan.jobs  # the other rows still train
 

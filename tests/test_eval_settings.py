@@ -14,6 +14,7 @@ import yaml
 from typer.testing import CliRunner
 
 from gsbench.cli import app
+from gsbench.commands import command_line, evaluation_values
 from gsbench.engine.inference import InferenceOptions
 from gsbench.errors import GsbenchError
 from gsbench.evaluation.model import inference_tag
@@ -52,12 +53,15 @@ def test_eval_tag_names_every_setting_and_eval_agrees(scales, flip, slide, outpu
 
 
 def test_eval_setting_command_line_options():
-    assert EvalSetting("val").cli_args() == ["--split", "val"]
-    assert EvalSetting("val", DEFAULT_MS_SCALES, True).cli_args() == \
+    def cli_args(setting):
+        return command_line("eval", launcher=(), **evaluation_values(setting))[1:]
+
+    assert cli_args(EvalSetting("val")) == ["--split", "val"]
+    assert cli_args(EvalSetting("val", DEFAULT_MS_SCALES, True)) == \
         ["--split", "val", "--ms", "--flip"]
-    assert EvalSetting("train", GFF_SCALES).cli_args() == \
+    assert cli_args(EvalSetting("train", GFF_SCALES)) == \
         ["--split", "train", "--ms", "--scales", "0.75,1.0,1.25,1.5,1.75"]
-    assert EvalSetting("val", output="coarse").cli_args() == \
+    assert cli_args(EvalSetting("val", output="coarse")) == \
         ["--split", "val", "--output", "coarse"]
     for bad in ((), (0.0, 1.0), (-1.0,)):
         with pytest.raises(GsbenchError, match="scales"):

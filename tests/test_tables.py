@@ -1,7 +1,7 @@
 """The paper-table registry (recipes/tables/*.yaml) and `gsbench report`.
 
 The spot check of every paper value against the papers' text runs when GSBENCH_PAPERS_DIR names
-the folder holding the plain-text papers (the file names of gsbench.tables.registry.PAPERS).
+the folder holding the plain-text papers (the file names of gsbench.tables.cells.PAPERS).
 """
 
 from __future__ import annotations
@@ -19,13 +19,15 @@ import yaml
 from typer.testing import CliRunner
 
 from gsbench.cli import app
+from gsbench.evaluation.setting import EvalSetting
 from gsbench.errors import GsbenchError
 from gsbench.recipes import RECIPES_DIR, load_recipe
 from gsbench.tables import (
-    EvalSetting, RunIndex, build_report, eval_metrics_file, load_all_tables, load_table_file,
+    RunIndex, build_report, eval_metrics_file, load_all_tables, load_table_file,
     recipe_fingerprint, select_tables,
 )
-from gsbench.tables.registry import PAPERS, TRAINED_METRICS
+from gsbench.tables.cells import PAPERS
+from gsbench.tables.registry import TRAINED_METRICS
 from gsbench.tables.render import render_csv, render_latex, render_markdown
 
 EXPECTED_TABLES = {"psanet": 6, "gscnn": 6, "gff": 9, "gpsnet": 4, "ranet": 6}

@@ -108,19 +108,6 @@ class EvalSetting:
         """``RUN/eval/<split>_<tag>``: where ``gsbench eval`` writes this setting's metrics."""
         return Path(run_dir) / "eval" / f"{self.split}_{self.tag(slide)}"
 
-    def cli_args(self) -> list[str]:
-        """The ``gsbench eval RUN`` options of this setting: ``--split S [--ms [--scales ...]]
-        [--flip] [--output NAME]`` (the default multi-scale list needs no ``--scales``)."""
-        words = ["--split", self.split]
-        if self.multi_scale:
-            words.append("--ms")
-            if not is_default_ms(self.scales):
-                words += ["--scales", ",".join(scale_text(s) for s in self.scales)]
-        if self.flip:
-            words.append("--flip")
-        if self.output != MAIN_OUTPUT:
-            words += ["--output", self.output]
-        return words
 
 
 __all__ = ["DEFAULT_MS_SCALES", "EvalSetting", "SINGLE_SCALE", "eval_tag",

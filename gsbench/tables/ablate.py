@@ -1,12 +1,12 @@
 """``gsbench ablate``: train and evaluate the missing cells of a paper table.
 
 A plan is built from the table (:func:`plan_ablation`): every cell that needs a trained run
-(:attr:`~gsbench.tables.registry.Cell.reproduced_by_training`) asks, for each of its recipes
+(:attr:`~gsbench.tables.cells.Cell.reproduced_by_training`) asks, for each of its recipes
 (the row's, and the baseline's for a difference cell) and each seed, for one run folder with one
-evaluation (:class:`~gsbench.evaluation.setting.EvalSetting`: split, test scales, flip, model
-output). Cells sharing a run share one job. A job is what
+evaluation (:attr:`~gsbench.tables.cells.Cell.evaluation`: split, test scales, flip, model
+output). Cells sharing a run share one job (:class:`~gsbench.tables.jobs.RunJob`). A job is what
 is still missing for its run, judged from the run folders under ``--runs`` exactly as
-``gsbench report`` matches them (:class:`~gsbench.tables.RunIndex`):
+``gsbench report`` matches them (:class:`~gsbench.tables.runs.RunIndex`):
 
 * no run folder: train, then evaluate;
 * a run with ``checkpoints/last.pt`` but no ``checkpoints/final.pt`` (interrupted): resume, then
@@ -15,79 +15,35 @@ is still missing for its run, judged from the run folders under ``--runs`` exact
 * everything present: nothing (the cell is done).
 
 At ``--scale smoke`` each recipe is replaced by its smoke stand-in
-(:func:`~gsbench.tables.smoke_training`); ``gsbench report --scale smoke`` matches the same runs.
-``--seeds N`` trains seeds ``s, s+1, ..., s+N-1`` (``s`` the recipe's seed) in separate folders;
-the report shows their mean +- std. Jobs run as ``gsbench`` subprocesses, one at a time per
-device (:func:`run_plan`), or are printed for a cluster scheduler (:func:`plan_commands`).
-
-A table may mix datasets (RANet Table 4: Cityscapes, PASCAL Context and COCO-Stuff columns), so
-the prepared data is given per dataset (:class:`DataRoots`: ``--data PATH`` for every dataset,
-``--data DATASET=PATH`` for one); each job trains and evaluates on its cells' dataset.
+(:func:`~gsbench.tables.smoke.smoke_training`); ``gsbench report --scale smoke`` matches the
+same runs. ``--seeds N`` trains seeds ``s, s+1, ..., s+N-1`` (``s`` the recipe's seed) in
+separate folders; the report shows their mean +- std. Each job runs as ``gsbench``
+subprocesses, its own processes, one job at a time per device (:func:`run_plan`), or its lines
+are printed for a cluster scheduler (:func:`plan_commands`); each job trains and evaluates on the
+prepared data of its cells' dataset (:class:`~gsbench.tables.jobs.DataRoots`).
 """
 
 from __future__ import annotations
 
 import os
 import queue
-import re
 import shlex
 import subprocess
-import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
+from gsbench.commands import this_python
 from gsbench.engine.run_dir import is_finished, is_interrupted
 from gsbench.errors import GsbenchError
 from gsbench.evaluation.setting import EvalSetting
 from gsbench.io import atomic_write_text
-from gsbench.tables import (
-    RunIndex, Table, TrainingSpec, cell_training, eval_metrics_file, recipe_fingerprint, run_name,
-)
-from gsbench.tables.registry import KNOWN_DATASETS
-
-
-@dataclass
-class RunJob:
-    """One run folder of the plan and what it still needs."""
-
-    run_dir: Path
-    spec: TrainingSpec
-    seed: int
-    action: str | None  # "train", "resume" or None (trained already)
-    dataset: str | None = None  # the dataset of its cells: what it trains and is scored on
-    evals: list[EvalSetting] = field(default_factory=list)  # evaluations still missing
-    cells: list[str] = field(default_factory=list)  # the cells it fills ("row.column")
-
-    @property
-    def pending(self) -> bool:
-        return self.action is not None or bool(self.evals)
-
-    def _seed_overrides(self) -> tuple[str, ...]:
-        if self.seed == self.spec.resolved.seed:
-            return self.spec.overrides
-        return (*self.spec.overrides, f"seed={self.seed}")
-
-    def commands(self, data: str, device: str = "cpu", nproc: int = 1) -> list[list[str]]:
-        """The ``gsbench`` command lines (argument lists) of this job, in order. ``nproc`` > 1
-        trains under ``torchrun`` with that many processes (one GPU each)."""
-        device_words = [] if device == "cpu" else ["--device", device]
-        out: list[list[str]] = []
-        if self.action is not None:
-            train = ["torchrun", f"--nproc_per_node={nproc}", "-m", "gsbench.cli", "train"] \
-                if nproc > 1 else ["gsbench", "train"]
-            if self.action == "resume":
-                train += ["--resume"]
-            else:
-                train += ["--recipe", self.spec.recipe]
-                for override in self._seed_overrides():
-                    train += ["--set", override]
-            out.append(train + ["--data", data, "--out", str(self.run_dir), *device_words])
-        for setting in self.evals:
-            out.append(["gsbench", "eval", str(self.run_dir), "--data", data,
-                        *setting.cli_args(), *device_words])
-        return out
+from gsbench.recipes import RECIPES_DIR
+from gsbench.tables.cells import Table
+from gsbench.tables.jobs import DataRoots, RunJob, data_roots
+from gsbench.tables.runs import RunIndex, eval_metrics_file, recipe_fingerprint, run_name
+from gsbench.tables.smoke import TrainingSpec, cell_training
 
 
 @dataclass
@@ -110,9 +66,11 @@ def _cell_label(cell) -> str:
 
 
 def plan_ablation(table: Table, runs_dir: Path = Path("runs"), *, scale: str = "full",
-                  seeds: int = 1, rows: list[str] | None = None) -> AblationPlan:
+                  seeds: int = 1, rows: list[str] | None = None,
+                  smoke_dir: Path = RECIPES_DIR) -> AblationPlan:
     """What training and evaluation the trainable cells of ``table`` (of the rows ``rows``, all
-    when None) still need, given the run folders under ``runs_dir``."""
+    when None) still need, given the run folders under ``runs_dir`` (at smoke scale, with the
+    ``-smoke`` recipes of ``smoke_dir``)."""
     if seeds < 1:
         raise GsbenchError(f"--seeds must be at least 1, got {seeds}")
     row_ids = [rid for rid, _ in table.rows]
@@ -129,7 +87,7 @@ def plan_ablation(table: Table, runs_dir: Path = Path("runs"), *, scale: str = "
             continue
         label = _cell_label(cell)
         try:
-            specs = [cell_training(cell, baseline, scale)
+            specs = [cell_training(cell, baseline, scale, smoke_dir)
                      for baseline in ((False, True) if cell.baseline else (False,))]
         except GsbenchError as exc:
             skipped.append((label, str(exc)))
@@ -185,118 +143,13 @@ def _new_job(index: RunIndex, spec: TrainingSpec, seed: int, runs_dir: Path,
     return RunJob(run_dir, spec, seed, "train", dataset)
 
 
-# --- where each dataset's prepared data lives -----------------------------------------------------
-
-_DATASET_KEY = re.compile(r"[A-Za-z0-9_]+")
-
-
-@dataclass(frozen=True)
-class DataRoots:
-    """The prepared data of the datasets a table is scored on: ``default`` for every dataset
-    (``--data PATH``) and ``by_dataset`` for single ones (``--data DATASET=PATH``, which wins)."""
-
-    default: str | None = None
-    by_dataset: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def parse(cls, values: Iterable[str]) -> DataRoots:
-        """From the ``--data`` values: at most one ``PATH`` and one ``DATASET=PATH`` per dataset
-        (DATASET a key of :data:`~gsbench.tables.registry.KNOWN_DATASETS`). A value is read as
-        ``DATASET=PATH`` when the part before its first ``=`` is a plain word; a path that holds
-        a ``=`` can be given as ``./name=...``."""
-        default, by_dataset = None, {}
-        for value in values:
-            key, sep, path = value.partition("=")
-            if sep and _DATASET_KEY.fullmatch(key):
-                if key not in KNOWN_DATASETS:
-                    raise GsbenchError(f"--data {value}: unknown dataset {key!r} "
-                                       f"(use one of {', '.join(KNOWN_DATASETS)})")
-                if key in by_dataset:
-                    raise GsbenchError(f"--data {key}=...: given twice")
-                if not path:
-                    raise GsbenchError(f"--data {value}: no path after {key}=")
-                by_dataset[key] = path
-            elif not value:
-                raise GsbenchError("--data: empty path")
-            elif default is not None:
-                raise GsbenchError(f"--data {value}: a second path for every dataset (the first "
-                                   f"is {default}); give DATASET=PATH for each dataset instead")
-            else:
-                default = value
-        return cls(default, by_dataset)
-
-    def root(self, dataset: str | None) -> str | None:
-        """The root of ``dataset``, or None when none was given."""
-        if dataset is not None and dataset in self.by_dataset:
-            return self.by_dataset[dataset]
-        return self.default
-
-    def missing(self, jobs: Iterable[RunJob]) -> dict[str, list[str]]:
-        """dataset -> the cells of ``jobs`` that are scored on it and have no root."""
-        out: dict[str, list[str]] = {}
-        for job in jobs:
-            if self.root(job.dataset) is None:
-                cells = out.setdefault(str(job.dataset), [])
-                cells.extend(c for c in job.cells if c not in cells)
-        return out
-
-    def check(self, jobs: Iterable[RunJob], *, exist: bool = True) -> None:
-        """A GsbenchError naming the datasets of ``jobs`` without a root (and their cells); with
-        ``exist``, also for a root that is not a folder."""
-        jobs = list(jobs)
-        missing = self.missing(jobs)
-        if missing:
-            raise _no_root(missing)
-        if exist:
-            for dataset in dict.fromkeys(job.dataset for job in jobs):
-                root = self.root(dataset)
-                if not Path(root).is_dir():
-                    raise GsbenchError(f"--data {root}: no such folder (the prepared {dataset} "
-                                       "data)")
-
-    def root_or_placeholder(self, dataset: str | None) -> str:
-        """The root of ``dataset``, or ``<dataset data>`` when none was given."""
-        root = self.root(dataset)
-        return root if root is not None else placeholder_root(dataset)
-
-    def for_job(self, job: RunJob, placeholder: bool = False) -> str:
-        """The root of ``job``'s dataset; without one ``<dataset data>`` when ``placeholder``,
-        else a GsbenchError."""
-        root = self.root(job.dataset)
-        if root is not None:
-            return root
-        if not placeholder:
-            raise _no_root(self.missing([job]))
-        return self.root_or_placeholder(job.dataset)
-
-
-def _no_root(missing: dict[str, list[str]]) -> GsbenchError:
-    parts = []
-    for dataset, cells in missing.items():
-        more = f" +{len(cells) - 3} more" if len(cells) > 3 else ""
-        parts.append(f"{dataset} (cells {', '.join(cells[:3])}{more})")
-    how = f"{next(iter(missing))}=PATH" if len(missing) == 1 else "DATASET=PATH for each"
-    return GsbenchError(f"no --data for {'; '.join(parts)}: add --data {how} "
-                        "(or one --data PATH for every dataset)")
-
-
-def placeholder_root(dataset: str | None) -> str:
-    """What a dry run prints for the data of a dataset that has no ``--data``."""
-    return f"<{dataset} data>"
-
-
-def _roots(data: str | DataRoots) -> DataRoots:
-    return data if isinstance(data, DataRoots) else DataRoots(default=data)
-
-
 def plan_commands(plan: AblationPlan, data: str | DataRoots, *, device: str = "cpu",
                   nproc: int = 1, placeholders: bool = False) -> list[str]:
     """One shell line per pending job (``train ... && eval ...``), for a cluster scheduler.
     ``data``: one root for every dataset, or :class:`DataRoots`; a dataset without a root is a
     GsbenchError, or ``<dataset data>`` with ``placeholders``."""
-    roots = _roots(data)
-    return [" && ".join(shlex.join(words) for words in
-                        job.commands(roots.for_job(job, placeholders), device, nproc))
+    roots = data_roots(data)
+    return [job.shell_line(roots.for_job(job, placeholders), device, nproc)
             for job in plan.pending]
 
 
@@ -320,11 +173,6 @@ class JobResult:
     log: Path
 
 
-def _argv(words: list[str]) -> list[str]:
-    # the installed entry point may not be on PATH: run the package with this interpreter
-    return [sys.executable, "-m", "gsbench.cli", *words[1:]] if words[0] == "gsbench" else words
-
-
 def run_plan(plan: AblationPlan, data: str | DataRoots, devices: list[str], *,
              on_event: Callable[[str], None] = lambda message: None) -> list[JobResult]:
     """Run the pending jobs as ``gsbench`` subprocesses: one worker per device takes the next job
@@ -332,7 +180,7 @@ def run_plan(plan: AblationPlan, data: str | DataRoots, devices: list[str], *,
     ``<runs>/ablate-logs/<run folder>.log``; a failed job does not stop the others. A CUDA job
     sees only its GPU (``CUDA_VISIBLE_DEVICES``) and runs with ``--device cuda``. Every job's
     dataset must have a root in ``data`` (checked before the first job starts)."""
-    roots = _roots(data)
+    roots = data_roots(data)
     roots.check(plan.pending, exist=False)
     jobs: queue.Queue[RunJob] = queue.Queue()
     for job in plan.pending:
@@ -356,8 +204,12 @@ def run_plan(plan: AblationPlan, data: str | DataRoots, devices: list[str], *,
             code = 0
             with lock:
                 on_event(f"{device}: {job.action or 'eval'} {job.run_dir} ({', '.join(job.cells)})")
-            for words in job.commands(roots.for_job(job), "cpu" if device == "cpu" else "cuda"):
-                proc = subprocess.run(_argv(words + ["--quiet"]), env=env, stdin=subprocess.DEVNULL,
+            root, on = roots.for_job(job), "cpu" if device == "cpu" else "cuda"
+            # the log shows the lines as a person types them; the installed entry point may not
+            # be on PATH, so they run with this interpreter, quietly
+            for words, argv in zip(job.commands(root, on),
+                                   job.commands(root, on, quiet=True, launcher=this_python())):
+                proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                 lines += [f"$ {shlex.join(words)}", proc.stdout]
                 code = proc.returncode
@@ -377,5 +229,5 @@ def run_plan(plan: AblationPlan, data: str | DataRoots, devices: list[str], *,
     return results
 
 
-__all__ = ["AblationPlan", "DataRoots", "JobResult", "RunJob", "parse_devices", "placeholder_root",
-           "plan_ablation", "plan_commands", "run_plan"]
+__all__ = ["AblationPlan", "JobResult", "parse_devices", "plan_ablation", "plan_commands",
+           "run_plan"]

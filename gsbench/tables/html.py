@@ -15,11 +15,12 @@ import tempfile
 from pathlib import Path
 
 from gsbench.io import atomic_write_text
-from gsbench.tables import SMOKE_NOTE, RunIndex, TableReport
 from gsbench.tables.render import (
     _fmt, _numbers, _row_label, matplotlib_available, ours_text, source_text, summary_line,
     write_plots,
 )
+from gsbench.tables.report import SMOKE_NOTE, TableReport
+from gsbench.tables.runs import RunIndex
 
 HTML_NAME = "report.html"
 
@@ -72,7 +73,6 @@ def _table_html(report: TableReport) -> str:
         out.append("<p>Commands that fill the missing cells:</p>")
         out.append('<ol class="commands">' + "".join(
             f"<li><code>{_e(command)}</code></li>" for command in numbers) + "</ol>")
-    out += [f'<p class="warning">Warning: {_e(w)}</p>' for w in report.warnings]
     out.append("</section>")
     return "\n".join(out)
 

@@ -7,7 +7,7 @@ multi-scale list, flip, the model output scored, boundary radius, crop factor, c
 metric. Settings cascade: the table's top-level keys are the defaults, a column refines them
 (its metric, radius, class ...), a row names the model (recipe) and may refine them again, and
 ``overrides`` (``ROW`` or ``ROW.COLUMN``) refine single rows or cells. The resolved
-:class:`Cell` is what ``gsbench report`` and ``gsbench ablate`` consume.
+:class:`~gsbench.tables.cells.Cell` is what ``gsbench report`` and ``gsbench ablate`` consume.
 
 Layout of a file (every key is checked; an unknown key, a recipe that does not exist, a bad
 metric name is a one-line :class:`~gsbench.errors.GsbenchError` naming the file and the key)::
@@ -45,10 +45,8 @@ no training (see :mod:`gsbench.tables.static`).
 from __future__ import annotations
 
 import difflib
-import functools
 import math
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,23 +55,13 @@ import yaml
 from gsbench.data.registry import DATASETS
 from gsbench.engine.outputs import MAIN_OUTPUT
 from gsbench.errors import GsbenchError
-from gsbench.evaluation.setting import (
-    DEFAULT_MS_SCALES, SINGLE_SCALE, EvalSetting, is_default_ms, scale_text,
-)
-from gsbench.recipes import RECIPES_DIR
+from gsbench.evaluation.setting import DEFAULT_MS_SCALES, SINGLE_SCALE
+from gsbench.recipes import RECIPES_DIR, list_recipes
+from gsbench.tables.cells import PAPERS, Cell, Column, Table, resolved_recipe, slug, table_id
 from gsbench.tables.static import STATIC_TABLES
 
 #: The folder of the table files.
 TABLES_DIR = RECIPES_DIR / "tables"
-
-#: The papers: key -> (short name, venue, plain-text copy's file name in the papers folder).
-PAPERS: dict[str, tuple[str, str, str]] = {
-    "gpsnet": ("GPSNet", "IEEE TIP 2021", "000_dc999b7d06b15ff9.txt"),
-    "gff": ("GFF", "AAAI 2020", "001_e903c52e517b761d.txt"),
-    "gscnn": ("Gated-SCNN", "ICCV 2019", "002_d8963c6ce4eee698.txt"),
-    "ranet": ("RANet", "NeurIPS 2020", "003_0c5a92734f975c13.txt"),
-    "psanet": ("PSANet", "ECCV 2018", "004_e9b1a9deee7520e3.txt"),
-}
 
 #: Datasets gsbench prepares (``gsbench prepare-data``); cells on any other dataset, or on a
 #: split without public ground truth, must be marked ``reproducible: false``.
@@ -98,7 +86,9 @@ TRAINED_METRICS: dict[str, tuple[str, ...]] = {
 }
 
 STATUSES = ("ok", "missing-recipe")
-SCALES = ("ss", "ms")
+#: What a cell's ``scales`` may say: single-scale or multi-scale inference (the list of an
+#: ``ms`` cell is its ``ms_scales``).
+INFERENCE_SCALES = ("ss", "ms")
 
 # Keys that set how a cell is evaluated; allowed at the top level, in columns, rows, overrides.
 _EVAL_KEYS = ("dataset", "split", "scales", "ms_scales", "flip", "output", "radius", "crop_factor",
@@ -114,124 +104,6 @@ _TOP_KEYS = ("paper", "table", "caption", "compute", "input_shape", "source", "n
 _COLUMN_KEYS = ("key", "label", "metric", "text", *_EVAL_KEYS, *_ORIGIN_KEYS)
 _ROW_META_KEYS = ("id", "method", "label", *_CELL_METRIC_KEYS, *_MODEL_KEYS, *_EVAL_KEYS, *_ORIGIN_KEYS)
 _OVERRIDE_KEYS = (*_CELL_METRIC_KEYS, *_MODEL_KEYS, *_EVAL_KEYS, *_ORIGIN_KEYS)
-
-
-@dataclass(frozen=True)
-class Column:
-    key: str
-    label: str
-    metric: str | None  # None for a text column (e.g. the backbone or the dilation setting)
-    settings: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One number of a paper's table and how gsbench reproduces it (all settings resolved)."""
-
-    table_id: str
-    row_id: str
-    row_label: str
-    column: str
-    column_label: str
-    paper_value: float | None
-    metric: str
-    kind: str  # "trained" (from run folders) or "static" (computed on the spot)
-    dataset: str | None
-    split: str
-    scales: str
-    flip: bool
-    radius: int | None = None
-    crop_factor: int | None = None
-    class_name: str | None = None
-    ms_scales: tuple[float, ...] | None = None  # the test scales of an ms cell (None for ss)
-    output: str = MAIN_OUTPUT  # the model output scored (an auxiliary map, e.g. RANet's coarse)
-    recipe: str | None = None
-    overrides: tuple[str, ...] = ()
-    baseline: str | None = None
-    baseline_overrides: tuple[str, ...] = ()
-    status: str = "ok"
-    reproducible: bool = True
-    reason: str | None = None
-    quoted_from: str | None = None
-    note: str | None = None
-
-    @property
-    def setting(self) -> str:
-        """The evaluation setting in words: ``cityscapes val ms+flip r=5px``,
-        ``cityscapes val ms(0.75,1.0,1.25,1.5,1.75)`` (a list other than the default),
-        ``cityscapes val ss output=coarse`` (``computed`` for a figure computed on the spot)."""
-        if self.kind == "static":
-            return "computed"
-        scales = self.scales
-        if self.ms_scales is not None and not is_default_ms(self.ms_scales):
-            scales += "(" + ",".join(scale_text(s) for s in self.ms_scales) + ")"
-        parts = [self.dataset or "-", self.split, scales + ("+flip" if self.flip else "")]
-        if self.output != MAIN_OUTPUT:
-            parts.append(f"output={self.output}")
-        if self.radius is not None:
-            parts.append(f"r={self.radius}px")
-        if self.crop_factor is not None:
-            parts.append(f"crop={self.crop_factor}")
-        if self.class_name is not None:
-            parts.append(self.class_name)
-        return " ".join(parts)
-
-    @property
-    def evaluation(self) -> EvalSetting:
-        """The evaluation of a run that gives this cell's number (split, scales, flip, output):
-        what ``gsbench ablate`` runs and where ``gsbench report`` reads the metrics."""
-        scales = (self.ms_scales or DEFAULT_MS_SCALES) if self.scales == "ms" else SINGLE_SCALE
-        return EvalSetting(self.split, scales, self.flip, self.output)
-
-    @property
-    def reproduced_by_training(self) -> bool:
-        """True when gsbench can fill the cell from run folders (a recipe that exists, data it
-        prepares)."""
-        return (self.kind == "trained" and self.reproducible and self.recipe is not None
-                and self.status == "ok")
-
-
-@dataclass(frozen=True)
-class Table:
-    """One paper table: its header, columns, row labels (in order) and resolved cells."""
-
-    paper: str
-    number: int
-    caption: str
-    path: Path
-    columns: tuple[Column, ...]
-    rows: tuple[tuple[str, str], ...]  # (row id, row label)
-    text: dict[tuple[str, str], str]  # (row id, text column key) -> text
-    cells: tuple[Cell, ...]
-    compute: str | None = None
-    input_shape: tuple[int, ...] | None = None
-    notes: str | None = None
-    raw_rows: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    @property
-    def id(self) -> str:
-        return table_id(self.paper, self.number)
-
-    @property
-    def title(self) -> str:
-        name, venue, _ = PAPERS[self.paper]
-        return f"{name} ({venue}) Table {self.number}: {self.caption}"
-
-    def cell(self, row_id: str, column: str) -> Cell:
-        for cell in self.cells:
-            if cell.row_id == row_id and cell.column == column:
-                return cell
-        raise KeyError(f"{self.id}: no cell {row_id}.{column}")
-
-
-def table_id(paper: str, number: int) -> str:
-    """``gff.table1``: how tables are named on the command line."""
-    return f"{paper}.table{number}"
-
-
-def slug(text: str) -> str:
-    """A row id from a method name: ``ResNet50+COLLECT(Compact)`` -> ``resnet50-collect-compact``."""
-    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -428,7 +300,7 @@ class _TableParser:
             raise self.fail(f"{where}.metric", f"unknown metric {metric!r}{hint}")
         kind = "static" if metric in self.static_metrics else "trained"
         scales = s.get("scales", "ss")
-        if scales not in SCALES:
+        if scales not in INFERENCE_SCALES:
             raise self.fail(f"{where}.scales", f"must be ss or ms, got {scales!r}")
         for key in ("flip", "reproducible"):
             if key in s and not isinstance(s[key], bool):
@@ -483,12 +355,12 @@ class _TableParser:
                 raise self.fail(f"{where}.{key}", f"must be a recipe name, got {name!r}")
             exists = (RECIPES_DIR / f"{name}.yaml").is_file()
             if not exists and status != "missing-recipe":
-                close = difflib.get_close_matches(name, _recipe_names(), n=2, cutoff=0.6)
+                close = difflib.get_close_matches(name, list_recipes(), n=2, cutoff=0.6)
                 hint = f" (closest: {', '.join(close)})" if close else ""
                 raise self.fail(f"{where}.{key}", f"recipe {name!r} does not exist{hint}; write it "
                                 "or mark the cell status: missing-recipe")
             if exists:
-                recipe_dataset = _resolved_recipe(name, name_sets, f"{self.path}: {where}.{key}").data.dataset
+                recipe_dataset = resolved_recipe(name, name_sets, f"{self.path}: {where}.{key}").data.dataset
                 if kind == "trained" and recipe_dataset != dataset:
                     raise self.fail(f"{where}.{key}", f"recipe {name!r} trains on {recipe_dataset}, "
                                     f"the cell is scored on {dataset}")
@@ -526,29 +398,3 @@ class _TableParser:
         if not isinstance(value, list) or any(not isinstance(v, str) or "=" not in v for v in value):
             raise self.fail(where, "must be a list of key=value recipe overrides")
         return tuple(value)
-
-
-def _recipe_names() -> list[str]:
-    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
-
-
-@functools.lru_cache(maxsize=None)
-def _resolved_recipe_cached(name: str, overrides: tuple[str, ...]):
-    from gsbench.recipes import load_recipe
-
-    return load_recipe(name, overrides)
-
-
-def _resolved_recipe(name: str, overrides: tuple[str, ...], where: str):
-    try:
-        return _resolved_recipe_cached(name, overrides)
-    except GsbenchError as exc:
-        raise GsbenchError(f"{where}: {exc}") from None
-
-
-def cell_recipe(cell: Cell, baseline: bool = False):
-    """The resolved :class:`~gsbench.recipes.Recipe` of a cell (or of its baseline)."""
-    name, sets = (cell.baseline, cell.baseline_overrides) if baseline else (cell.recipe, cell.overrides)
-    if name is None:
-        raise GsbenchError(f"{cell.table_id} {cell.row_id}.{cell.column}: the cell names no recipe")
-    return _resolved_recipe(name, sets, f"{cell.table_id} {cell.row_id}.{cell.column}")

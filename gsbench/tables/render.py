@@ -18,9 +18,11 @@ from typing import Iterable
 
 from rich.table import Table as RichTable
 
+from gsbench.evaluation.setting import EvalSetting
 from gsbench.errors import GsbenchError
 from gsbench.io import atomic_write_bytes, atomic_write_text
-from gsbench.tables import CellReport, EvalSetting, RunIndex, TableReport, eval_metrics_file
+from gsbench.tables.report import CellReport, TableReport
+from gsbench.tables.runs import RunIndex, eval_metrics_file
 
 FORMATS = {"md": "report.md", "csv": "report.csv", "latex": "report.tex"}
 
@@ -123,8 +125,6 @@ def render_markdown(reports: Iterable[TableReport]) -> str:
         if numbers:
             out += ["", "Commands that fill the missing cells:", ""]
             out += [f"{i}. `{command}`" for command, i in numbers.items()]
-        for warning in report.warnings:
-            out += ["", f"Warning: {_md_escape(warning)}"]
         out.append("")
     return "\n".join(out)
 

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
-if TYPE_CHECKING:
-    from gsbench.tables.registry import Table
+from gsbench.errors import GsbenchError
+from gsbench.tables.cells import Table, resolved_recipe, slug
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class StaticResult:
 @dataclass(frozen=True)
 class StaticTable:
     metrics: tuple[str, ...]
-    compute: Callable[["Table"], StaticResult]
+    compute: Callable[[Table], StaticResult]
 
 
 def _quiet_meta_build(build: Callable[[], Any]) -> Any:
@@ -66,20 +66,16 @@ def _meta_model(recipe, aux: bool | None = None):
                                                  pretrained=None, **kwargs))
 
 
-def _row_recipe(table: "Table", row_id: str, key: str = "recipe"):
-    from gsbench.tables.registry import _resolved_recipe
-
-    from gsbench.errors import GsbenchError
-
+def _row_recipe(table: Table, row_id: str, key: str = "recipe"):
     row = table.raw_rows[row_id]
     if not isinstance(row.get(key), str):
         raise GsbenchError(f"{table.path}: rows.{row_id}.{key}: {table.compute} needs a {key} "
                            "recipe on every row")
     sets = tuple(row.get("set" if key == "recipe" else "baseline_set") or ())
-    return _resolved_recipe(row[key], sets, f"{table.path}: rows.{row_id}.{key}")
+    return resolved_recipe(row[key], sets, f"{table.path}: rows.{row_id}.{key}")
 
 
-def gff_table3(table: "Table") -> StaticResult:
+def gff_table3(table: Table) -> StaticResult:
     """GFF Table 3: parameters (M) and GFLOPs of each row's recipe on ``input_shape``
     (default 1 x 3 x 512 x 512), aux head removed."""
     from gsbench.analysis.complexity import count_flops, count_parameters
@@ -96,7 +92,7 @@ def gff_table3(table: "Table") -> StaticResult:
     return StaticResult(values, method=method)
 
 
-def gscnn_table5(table: "Table") -> StaticResult:
+def gscnn_table5(table: Table) -> StaticResult:
     """Gated-SCNN Table 5: ``100 * (params(GSCNN) - params(baseline)) / params(baseline)`` for
     each row's recipe and its ``baseline`` recipe (the same backbone without the shape stream)."""
     from gsbench.analysis.complexity import count_parameters
@@ -110,11 +106,10 @@ def gscnn_table5(table: "Table") -> StaticResult:
     return StaticResult(values, method="meta device; parameters of the row recipe vs its baseline")
 
 
-def gpsnet_table4(table: "Table") -> StaticResult:
+def gpsnet_table4(table: Table) -> StaticResult:
     """GPSNet Table 4: RF (side length), SR and parameters (M) of the context modules, on
     2048 input channels (:func:`gsbench.analysis.rfsr.table4`)."""
     from gsbench.analysis.rfsr import table4
-    from gsbench.tables.registry import slug
 
     values, notes = {}, {}
     for row in table4():
@@ -131,7 +126,7 @@ def gpsnet_table4(table: "Table") -> StaticResult:
 RANET_SCOPE = "head"
 
 
-def ranet_table3(table: "Table") -> StaticResult:
+def ranet_table3(table: Table) -> StaticResult:
     """RANet Table 3: the complexity of each attention method's decode head on the table's
     feature map (``input_shape``, 1 x 512 x 97 x 97); the head is the whole increase over the
     backbone. Row ids are the names of :mod:`gsbench.analysis.attention`'s registry."""
@@ -186,7 +181,7 @@ STATIC_TABLES: dict[str, StaticTable] = {
 }
 
 
-def compute_static(table: "Table") -> StaticResult:
+def compute_static(table: Table) -> StaticResult:
     """The computed figures of a table with ``compute:`` (an empty result otherwise)."""
     if table.compute is None:
         return StaticResult({})

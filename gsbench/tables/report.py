@@ -1,0 +1,217 @@
+"""The papers' tables joined with our runs: what ``gsbench report`` prints.
+
+For every trained cell the report finds the run folders whose resolved recipe is the cell's
+recipe with its ``--set`` overrides (:mod:`gsbench.tables.runs`; at ``scale="smoke"`` the
+cell's smoke stand-in, :mod:`gsbench.tables.smoke`, which ``gsbench ablate --scale smoke``
+trains), reads the cell's metric from each run's ``eval/<split>_<tag>/metrics.json`` (the
+folder ``gsbench eval`` writes for the cell's :attr:`~gsbench.tables.cells.Cell.evaluation`)
+and reports the mean and standard deviation over the runs (one per seed), the difference to the
+paper and the runs used; runs trained from scratch are counted in the cell's note. A cell with
+no run (or no evaluation) gets the exact ``gsbench train ... && gsbench eval ...`` command that
+fills it: the job ``gsbench ablate`` would run (:class:`~gsbench.tables.jobs.RunJob`). Tables
+computed on the spot come from :mod:`gsbench.tables.static`; :mod:`gsbench.tables.render`
+writes the result as a rich table, Markdown, CSV or LaTeX.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gsbench.errors import GsbenchError
+from gsbench.recipes import RECIPES_DIR
+from gsbench.tables.cells import Cell, Table
+from gsbench.tables.jobs import DataRoots, RunJob, data_roots
+from gsbench.tables.runs import RunIndex, eval_metrics_file
+from gsbench.tables.smoke import cell_training, check_scale
+from gsbench.tables.static import StaticResult, compute_static
+
+#: What a smoke-scale report says above its tables.
+SMOKE_NOTE = ("Smoke scale: every number of ours comes from a toy run (tiny backbone, small crops, "
+              "a few iterations) and is not comparable to the paper's.")
+
+CELL_STATES = {
+    "reproduced": "our value from run folders",
+    "computed": "computed on the spot",
+    "missing-run": "no run yet: the command fills it",
+    "missing-eval": "runs exist but not this evaluation: the command fills it",
+    "not-computed": "a figure the on-the-spot computation cannot give (see the note)",
+    "not-reproducible": "needs data gsbench cannot have (see the reason)",
+    "missing-recipe": "the recipe that reproduces it is not written yet",
+    "quoted": "another paper's number, quoted for comparison",
+}
+
+
+@dataclass(frozen=True)
+class CellReport:
+    """One cell of the report: the paper's number, ours (mean +- std over runs) and where it
+    comes from, or the command / reason for its absence."""
+
+    cell: Cell
+    state: str
+    ours: float | None = None
+    std: float | None = None
+    runs: tuple[str, ...] = ()
+    detail: str = ""  # the run folders, the reason, the note
+    commands: tuple[str, ...] = ()  # what fills a missing cell
+
+    @property
+    def delta(self) -> float | None:
+        if self.ours is None or self.cell.paper_value is None:
+            return None
+        return self.ours - self.cell.paper_value
+
+
+@dataclass(frozen=True)
+class TableReport:
+    table: Table
+    cells: tuple[CellReport, ...]
+    static_method: str | None = None
+
+    @property
+    def commands(self) -> list[str]:
+        """Every distinct command that fills a missing cell, in table order."""
+        seen: dict[str, None] = {}
+        for cell in self.cells:
+            for command in cell.commands:
+                seen.setdefault(command, None)
+        return list(seen)
+
+
+# --- a cell's number in a run's metrics -----------------------------------------------------------
+
+
+def metric_value(metrics: dict[str, Any], cell: Cell) -> float | None:
+    """The cell's metric (percent) from a metrics.json dict; None when it was not computed."""
+    try:
+        if cell.metric == "boundary_f":
+            value = metrics["boundary_f"][str(cell.radius)]
+        elif cell.metric == "crop_miou":
+            value = metrics["crop_miou"][str(cell.crop_factor)]
+        elif cell.metric == "class_iou":
+            value = metrics["per_class_iou"][cell.class_name]
+        elif cell.metric == "class_boundary_f":
+            value = metrics["boundary_f_per_class"][str(cell.radius)][cell.class_name]
+        else:
+            value = metrics[cell.metric]
+    except (KeyError, TypeError):
+        return None
+    if value is None or not isinstance(value, (int, float)) or math.isnan(value):
+        return None
+    return float(value)
+
+
+def _read_metrics(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise GsbenchError(f"{path}: cannot read the metrics ({' '.join(str(exc).split())})") from None
+    if not isinstance(data, dict):
+        raise GsbenchError(f"{path}: metrics.json must hold a mapping")
+    return data
+
+
+# --- the report ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Scores:
+    values: list[float] = field(default_factory=list)
+    runs: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
+    missing_eval: bool = False
+    from_scratch: int = 0  # runs among ``runs`` without pretrained backbone weights
+
+
+def _scores(index: RunIndex, cell: Cell, baseline: bool, data: str | DataRoots, scale: str,
+            smoke_dir: Path) -> _Scores:
+    spec = cell_training(cell, baseline, scale, smoke_dir)
+    out = _Scores()
+    root = data_roots(data).root_or_placeholder(cell.dataset)
+    # what fills the cell is the job ablate would run for it
+    runs = index.runs_for(spec.resolved)
+    if not runs:
+        job = RunJob(index.runs_dir / spec.folder, spec, spec.resolved.seed, "train",
+                     cell.dataset, [cell.evaluation])
+        out.commands.append(job.shell_line(root))
+        return out
+    for run in sorted(runs, key=lambda r: (r.seed, str(r.path))):
+        path = eval_metrics_file(run.path, cell.evaluation)
+        value = metric_value(_read_metrics(path), cell) if path is not None else None
+        if value is None:
+            out.missing_eval = True
+            job = RunJob(run.path, spec, run.seed, None, cell.dataset, [cell.evaluation])
+            out.commands.append(job.shell_line(root))
+            continue
+        out.values.append(value)
+        out.runs.append(str(run.path))
+        out.from_scratch += not run.pretrained
+    return out
+
+
+def _mean_std(values: list[float]) -> tuple[float, float | None]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def report_cell(cell: Cell, index: RunIndex, static: StaticResult, data: str | DataRoots = "DATA",
+                scale: str = "full", *, smoke_dir: Path = RECIPES_DIR) -> CellReport:
+    """Our value of one cell, or why there is none (at ``scale``: the runs of the papers' recipes,
+    or of their smoke variants from ``smoke_dir``, see :func:`cell_training`)."""
+    note = cell.note or ""
+    if cell.kind == "static":
+        value = static.values.get(cell.row_id, {}).get(cell.metric)
+        row_note = static.notes.get(cell.row_id, "")
+        detail = "; ".join(x for x in (row_note, note) if x)
+        if value is None:
+            return CellReport(cell, "not-computed", detail=detail)
+        return CellReport(cell, "computed", ours=float(value), detail=detail)
+    if not cell.reproducible:
+        return CellReport(cell, "not-reproducible", detail=cell.reason or "")
+    if cell.status == "missing-recipe":
+        missing = [n for n in (cell.recipe, cell.baseline) if n is not None]
+        return CellReport(cell, "missing-recipe",
+                          detail=f"recipe {' / '.join(missing)} is not written yet")
+    if cell.recipe is None:
+        return CellReport(cell, "quoted", detail=f"quoted from {cell.quoted_from}")
+    try:
+        main = _scores(index, cell, False, data, scale, smoke_dir)
+        parts = [main] + ([_scores(index, cell, True, data, scale, smoke_dir)] if cell.baseline
+                          else [])
+    except GsbenchError as exc:
+        if scale == "full":
+            raise
+        return CellReport(cell, "missing-recipe", detail=str(exc))
+    commands = tuple(c for p in parts for c in p.commands)
+    if any(not p.values for p in parts):
+        state = "missing-eval" if any(p.missing_eval for p in parts) else "missing-run"
+        return CellReport(cell, state, detail=note, commands=commands)
+    mean, std = _mean_std(main.values)
+    runs = tuple(main.runs)
+    scratch = sum(p.from_scratch for p in parts)
+    if scratch:
+        # the papers start from ImageNet weights: say so when a run did not
+        note = "; ".join(x for x in (f"{scratch} run(s) trained from scratch (no pretrained "
+                                     "backbone)", note) if x)
+    if cell.baseline:
+        base_mean, base_std = _mean_std(parts[1].values)
+        mean -= base_mean
+        std = math.hypot(std, base_std) if std is not None and base_std is not None else None
+        runs += tuple(f"-{r}" for r in parts[1].runs)
+    return CellReport(cell, "reproduced", ours=mean, std=std, runs=runs, detail=note,
+                      commands=commands)
+
+
+def build_report(table: Table, index: RunIndex, data: str | DataRoots = "DATA",
+                 scale: str = "full", *, smoke_dir: Path = RECIPES_DIR) -> TableReport:
+    """Every cell of ``table`` with our value (from ``index``'s runs at ``scale``, or computed
+    on the spot)."""
+    check_scale(scale)
+    static = compute_static(table)
+    cells = tuple(report_cell(cell, index, static, data, scale, smoke_dir=smoke_dir)
+                  for cell in table.cells)
+    return TableReport(table, cells, static_method=static.method or None)
+
