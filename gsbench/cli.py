@@ -9,12 +9,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import re
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 
 from gsbench import __version__
 from gsbench.commands import EVAL_FLAGS, TRAIN_FLAGS, Flag
@@ -33,8 +34,50 @@ prepare_app = typer.Typer(
 )
 app.add_typer(prepare_app, name="prepare-data")
 
-console = Console()
-err_console = Console(stderr=True)
+#: Columns of output that goes to a pipe or a file: lines are not wrapped there (rich would cut
+#: tables and paths at 80 columns), unless COLUMNS says otherwise.
+UNWRAPPED_WIDTH = 10_000
+
+
+class _Console(Console):
+    """A rich console as wide as the terminal in a terminal, and unwrapped off one."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        if self._width is None and not self.is_terminal and "COLUMNS" not in self._environ:
+            return ConsoleDimensions(UNWRAPPED_WIDTH, size.height)
+        return size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)
+
+
+console = _Console()
+err_console = _Console(stderr=True)
+
+
+def _plain_help_types() -> None:
+    """Help without typer's ``<bool>`` beside a flag and ``<list[str]>`` beside a repeatable
+    option or argument: a flag takes no value, a repeatable one takes an item at a time."""
+    from typer.core import TyperArgument, TyperOption
+
+    for cls in (TyperOption, TyperArgument):
+        show = cls.__dict__.get("display_type_rich") or getattr(cls, "display_type_rich", None)
+        if show is None:  # typer versions without a type column
+            continue
+
+        def display_type_rich(self, ctx, show=show):
+            if getattr(self, "is_flag", False):
+                return None
+            text = show(self, ctx)
+            return re.sub(r"^<list\[(.*)\]>", r"<\1>", text) if text else text
+
+        cls.display_type_rich = display_type_rich
+
+
+_plain_help_types()
 
 
 def user_errors(func):
@@ -496,7 +539,7 @@ def ablate(
 @user_errors
 def report(
     tables: Optional[list[str]] = typer.Argument(
-        None, metavar="[TABLE]...",
+        None, metavar="TABLE",
         help="Tables (gff.table1), papers (gscnn: all its tables) or table files; default all."),
     runs: Path = typer.Option(Path("runs"), "--runs", help="Folder searched for run folders."),
     fmt: Optional[str] = typer.Option(
