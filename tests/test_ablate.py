@@ -345,3 +345,7 @@ def test_cli_ablate_dry_run_and_report_scale(tmp_path):
     assert result.exit_code == 0 and "gsbench train --recipe gff101-smoke" in result.stdout
     result = runner.invoke(app, ["report", "gff.table2", "--scale", "huge"])
     assert result.exit_code == 2 and "unknown scale" in result.output
+    result = runner.invoke(app, ["ablate", "gff.table2", "--scale", "huge", "--dry-run",
+                                 "--runs", str(tmp_path)])
+    assert result.exit_code == 2 and "unknown scale 'huge'" in result.output
+    assert not result.stdout.strip().startswith("gsbench")  # no command printed

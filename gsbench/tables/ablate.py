@@ -43,7 +43,7 @@ from gsbench.recipes import RECIPES_DIR
 from gsbench.tables.cells import Table
 from gsbench.tables.jobs import DataRoots, RunJob, data_roots
 from gsbench.tables.runs import RunIndex, eval_metrics_file, recipe_fingerprint, run_name
-from gsbench.tables.smoke import TrainingSpec, cell_training
+from gsbench.tables.smoke import TrainingSpec, cell_training, check_scale
 
 
 @dataclass
@@ -71,6 +71,7 @@ def plan_ablation(table: Table, runs_dir: Path = Path("runs"), *, scale: str = "
     """What training and evaluation the trainable cells of ``table`` (of the rows ``rows``, all
     when None) still need, given the run folders under ``runs_dir`` (at smoke scale, with the
     ``-smoke`` recipes of ``smoke_dir``)."""
+    check_scale(scale)
     if seeds < 1:
         raise GsbenchError(f"--seeds must be at least 1, got {seeds}")
     row_ids = [rid for rid, _ in table.rows]
