@@ -23,10 +23,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("gsbench.io",),
     ("gsbench.data",),
     ("gsbench.metrics", "gsbench.models", "gsbench.losses"),
-    ("gsbench.recipes",),
+    ("gsbench.recipes", "gsbench.visualize"),
     ("gsbench.analysis", "gsbench.engine"),
     ("gsbench.evaluation",),
-    ("gsbench.commands",),
+    ("gsbench.commands", "gsbench.predict"),
     ("gsbench.tables",),
     ("gsbench.cli",),
 )
