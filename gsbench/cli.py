@@ -546,7 +546,8 @@ def report(
         None, "--format", help="md, csv or latex: written to --out (default md), or printed "
         "instead of the terminal tables without --out."),
     out: Optional[Path] = typer.Option(
-        None, "--out", help="Write report.{md,csv,tex} and the plots (PNG) into this folder."),
+        None, "--out", help="Write report.{md,csv,tex} and the plots (PNG) into this folder: "
+        "the table's runs only, and a per-class IoU chart per table."),
     data: Optional[list[str]] = typer.Option(
         None, "--data", help="Prepared data to put in the commands of missing cells: PATH, or "
         "DATASET=PATH per dataset (repeatable); a dataset without one shows as <DATASET data>."),
@@ -554,7 +555,8 @@ def report(
         "full", "--scale", help="full: runs of the papers' recipes; smoke: runs of their -smoke "
         "variants (as `gsbench ablate --scale smoke` trains them)."),
     html: Optional[Path] = typer.Option(
-        None, "--html", help="Write DIR/report.html: one self-contained page, plots inlined."),
+        None, "--html", help="Write DIR/report.html: one self-contained page with the plots, "
+        "per-class charts and the prediction panels of the table's runs inlined."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No terminal tables."),
 ) -> None:
     """Print the papers' tables with the paper's numbers beside ours.
@@ -565,11 +567,16 @@ def report(
     """
     from gsbench.tables import DataRoots, RunIndex, build_report, select_tables
     from gsbench.tables.render import (
-        FORMATS, matplotlib_available, render, rich_table, summary_line, write_plots, write_report,
+        FORMATS, matplotlib_available, render, rich_table, scale_line, summary_line, write_plots,
+        write_report,
     )
 
     if fmt is not None and fmt not in FORMATS:
         raise GsbenchError(f"unknown --format {fmt!r} (use {', '.join(FORMATS)})")
+    for folder, flag in ((out, "--out"), (html, "--html")):
+        if folder is not None and folder.exists() and not folder.is_dir():
+            raise GsbenchError(f"{folder}: {flag} names a file; it must be a folder (new or "
+                               "existing) for the report's files")
     roots = DataRoots.parse(data or [])
     chosen = select_tables(tables or [])
     index = RunIndex(runs)
@@ -579,17 +586,14 @@ def report(
     if html is not None:
         from gsbench.tables.html import write_html_report
 
-        page = write_html_report(reports, index, html, scale)
-        err_console.print(f"wrote {page}", highlight=False)
+        page = write_html_report(reports, html)
+        err_console.print(f"wrote {page}", highlight=False, soft_wrap=True)
     if out is None and fmt is not None:
         # plain text on stdout, for redirecting into a file
         sys.stdout.write(render(reports, fmt))
         return
     if not quiet:
-        if scale == "smoke":
-            from gsbench.tables import SMOKE_NOTE
-
-            console.print(SMOKE_NOTE, highlight=False)
+        console.print(scale_line(reports), highlight=False)
         for item in reports:
             console.print(rich_table(item))
             console.print(summary_line(item), highlight=False)
@@ -599,13 +603,13 @@ def report(
         return
     path = write_report(reports, out, fmt or "md")
     if not quiet:
-        console.print(f"wrote {path}", highlight=False)
+        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
     if not matplotlib_available():
         err_console.print("matplotlib is not installed: plots skipped (pip install matplotlib)")
         return
-    for plot in write_plots(index, out / "plots"):
+    for plot in write_plots(reports, out / "plots"):
         if not quiet:
-            console.print(f"wrote {plot}", highlight=False)
+            console.print(f"wrote {plot}", highlight=False, soft_wrap=True)
 
 
 # --- profile ------------------------------------------------------------------------------------

@@ -315,7 +315,7 @@ def test_report_smoke_scale_matches_ablate_runs_with_mean_and_std(tmp_path, tabl
         cell = cell_report.cell
         if not cell.reproduced_by_training:
             continue
-        assert cell_report.state == "reproduced", cell
+        assert cell_report.state == "filled-smoke", cell
         def mean_of(baseline):
             wanted = cell_training(cell, baseline, "smoke").resolved.to_dict()
             got = [values[j.run_dir] for j in plan.jobs if j.spec.resolved.to_dict() == wanted]
