@@ -72,7 +72,8 @@ def _plain_help_types() -> None:
             if getattr(self, "is_flag", False):
                 return None
             text = show(self, ctx)
-            return re.sub(r"^<list\[(.*)\]>", r"<\1>", text) if text else text
+            return re.sub(r"^<list\[(.*)\]>", lambda m: f"<{m.group(1).lower()}>", text) \
+                if text else text
 
         cls.display_type_rich = display_type_rich
 
@@ -321,6 +322,24 @@ def zoo() -> None:
 
 
 # --- eval ---------------------------------------------------------------------------------------
+#: ``gsbench eval --show``: panels of this many images by default.
+SHOW_DEFAULT = 4
+
+
+def _panel_radius(radii: list[int] | tuple[int, ...]) -> int:
+    """The boundary radius of the panels: the first of ``--radii`` (3 when they are off)."""
+    from gsbench.metrics.boundary import DEFAULT_RADII
+
+    return radii[0] if radii else DEFAULT_RADII[0]
+
+
+def _write_panels(panels, folder: Path, quiet: bool) -> None:
+    written = panels.write(folder)
+    if written and not quiet:
+        console.print(f"wrote {len(written)} prediction panel(s) to {folder}", highlight=False,
+                      soft_wrap=True)
+
+
 @app.command("eval")
 @user_errors
 def eval_command(
@@ -375,6 +394,13 @@ def eval_command(
     ),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Folder for --export files."),
     device: str = _option(EVAL_FLAGS["device"]),
+    show_dir: Optional[Path] = typer.Option(
+        None, "--show-dir", help="Write prediction panels here: image, ground truth, "
+        "prediction, error map, boundary matches at the first --radii radius."),
+    show: int = typer.Option(
+        SHOW_DEFAULT, "--show", help="Panels of the first N images: into --show-dir, or "
+        "for a run folder beside its metrics (RUN/eval/<setting>/panels/, shown by `gsbench "
+        "report --html`); 0: none."),
 ) -> None:
     """Score predictions: mIoU, accuracies, iIoU, boundary F at each radius, crop mIoU.
 
@@ -402,7 +428,7 @@ def eval_command(
             target, data, setting, slide=slide, save_pred=save_pred, export=export,
             out_dir=out_dir, device=device, radii=radii_px, crop_factors=factors,
             fscore_convention=fscore_convention, out=out, csv_path=csv_path,
-            markdown_path=markdown_path, quiet=quiet,
+            markdown_path=markdown_path, quiet=quiet, show=show, show_dir=show_dir,
         )
         return
     if pred_dir is None or data is None:
@@ -420,17 +446,55 @@ def eval_command(
         )
     title = f"{pred_dir} on {metrics['dataset']} {metrics['split']}"
     write_and_print_metrics(metrics, title, out, csv_path, markdown_path, console=console)
+    if show_dir is not None and show > 0:
+        from gsbench.predict import prediction_dir_panels
+
+        panels = prediction_dir_panels(pred_dir, data, split, pred_format, show,
+                                       _panel_radius(radii_px))
+        _write_panels(panels, show_dir, quiet)
+
+
+
+#: Seconds between two progress lines when stderr is not a terminal.
+PROGRESS_EVERY = 10.0
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
+        else f"{seconds // 60}:{seconds % 60:02d}"
 
 
 @contextlib.contextmanager
 def _progress(label: str, quiet: bool):
-    """A transient progress bar on stderr (none with --quiet or off a terminal); yields the
+    """Progress of a job on stderr: a transient bar with the time left in a terminal, else a
+    line at most every :data:`PROGRESS_EVERY` seconds (none with --quiet); yields the
     ``on_progress(done, total)`` callback that drives it."""
+    import time
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    if quiet:
+        yield lambda done, total: None
+        return
+    if not err_console.is_terminal:
+        start = time.monotonic()
+        last = [start]
+
+        def line(done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last[0] < PROGRESS_EVERY or done <= 0 or done >= total:
+                return
+            last[0] = now
+            left = (now - start) / done * (total - done)
+            err_console.print(f"{label}: {done}/{total}, {_duration(now - start)} elapsed, about "
+                              f"{_duration(left)} left", highlight=False, soft_wrap=True)
+
+        yield line
+        return
     with Progress(
         TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err_console, disable=quiet or not err_console.is_terminal, transient=True,
+        console=err_console, transient=True,
     ) as progress:
         task = progress.add_task(label, total=None)
         yield lambda done, total: progress.update(task, completed=done, total=total)
@@ -441,19 +505,24 @@ def _evaluate_target(
     save_pred: Optional[Path] = None, export: Optional[str] = None, out_dir: Optional[Path] = None,
     device: str = "cpu", radii=None, crop_factors=None, fscore_convention: str = "gscnn",
     out: Optional[Path] = None, csv_path: Optional[Path] = None,
-    markdown_path: Optional[Path] = None, quiet: bool = False,
+    markdown_path: Optional[Path] = None, quiet: bool = False, show: int = SHOW_DEFAULT,
+    show_dir: Optional[Path] = None,
 ) -> None:
-    """`gsbench eval RUN_DIR|CHECKPOINT` (and quickstart's last step): the progress bar and the
-    printing around :func:`gsbench.evaluation.model.evaluate_target`."""
+    """`gsbench eval RUN_DIR|CHECKPOINT` (and quickstart's last step): the progress bar, the
+    panels and the printing around :func:`gsbench.evaluation.model.evaluate_target`."""
     from gsbench.evaluation.model import evaluate_target
     from gsbench.evaluation.report import write_and_print_metrics
+    from gsbench.predict import PanelCollector
+    from gsbench.visualize import PANELS_DIR
 
+    panels = PanelCollector(show, _panel_radius(radii or ()))
     with _progress(f"inferring {setting.split}", quiet) as on_progress:
         result = evaluate_target(
             target, data, setting, slide=slide, device=device, save_pred_dir=save_pred,
             export=export, export_dir=out_dir, radii=radii, crop_factors=crop_factors,
             fscore_convention=fscore_convention, json_path=out, csv_path=csv_path,
             markdown_path=markdown_path, on_progress=on_progress,
+            on_prediction=panels if show > 0 else None,
         )
     for folder, what in ((save_pred, "predictions"), (out_dir if export else None, f"{export} export")):
         if folder is not None and not quiet:
@@ -462,6 +531,56 @@ def _evaluate_target(
         return
     write_and_print_metrics(result.metrics, result.title, result.json_path, result.csv_path,
                             result.markdown_path, console=console, quiet=quiet)
+    in_run = out is None and csv_path is None and markdown_path is None and \
+        result.json_path is not None  # the metrics went to the run's eval folder
+    if show_dir is None and in_run:
+        show_dir = result.json_path.parent / PANELS_DIR
+    if show_dir is not None:
+        _write_panels(panels, show_dir, quiet)
+
+
+# --- predict ------------------------------------------------------------------------------------
+@app.command()
+@user_errors
+def predict(
+    target: Path = typer.Argument(
+        ..., metavar="TARGET", help="A run folder (trained, or imported with its recipe) or a "
+        "checkpoint."),
+    images: list[Path] = typer.Argument(
+        ..., metavar="IMAGES", help="JPEG or PNG files, or folders of them; any size."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for trainIds/, color/, overlay/ "
+                             "(and boundary/, labelIds/) PNGs, one per image."),
+    labelids: bool = typer.Option(
+        False, "--labelids", help="Also write Cityscapes labelIds (OUT/labelIds/)."),
+    ms: bool = _option(EVAL_FLAGS["ms"]),
+    scales: Optional[str] = _option(EVAL_FLAGS["scales"]),
+    flip: bool = _option(EVAL_FLAGS["flip"]),
+    slide: bool = typer.Option(
+        False, "--slide", help="Sliding-window inference with the recipe's crop size."),
+    output: str = _option(EVAL_FLAGS["output"]),
+    device: str = _option(EVAL_FLAGS["device"]),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no summary."),
+) -> None:
+    """Run a trained model on your own images: class maps, colour maps in the dataset's palette,
+    overlays, and boundary maps of models with a boundary output (Gated-SCNN, RANet).
+
+    OUT/trainIds/ can be scored with `gsbench eval --pred-dir OUT/trainIds --data ROOT`.
+    """
+    from gsbench.evaluation.setting import DEFAULT_MS_SCALES, SINGLE_SCALE, parse_scales
+    from gsbench.predict import predict_images
+
+    chosen = parse_scales(scales) if scales is not None else DEFAULT_MS_SCALES
+    with _progress("predicting", quiet) as on_progress:
+        written = predict_images(
+            target, images, out, scales=chosen if ms or scales is not None else SINGLE_SCALE,
+            flip=flip, slide=slide, output=output, device=device, labelids=labelids,
+            on_progress=on_progress,
+        )
+    if not quiet:
+        boundaries = sum(p.boundary is not None for p in written)
+        console.print(f"predicted {len(written)} image(s): {out}/trainIds, color, overlay"
+                      + (f", boundary ({boundaries})" if boundaries else "")
+                      + (", labelIds" if labelids else ""), highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -130,6 +130,7 @@ def evaluate_model(
     fscore_convention: str = "gscnn",
     num_workers: int = 0,
     on_progress: Callable[[int, int], None] | None = None,
+    on_prediction: Callable[[Manifest, Sample, np.ndarray], None] | None = None,
 ) -> dict | None:
     """Run ``loaded`` over ``split`` of the prepared dataset ``data``; return the metrics.json
     dict (as :func:`gsbench.evaluation.pred_dir.evaluate_prediction_dir` does, plus the inference
@@ -139,6 +140,8 @@ def evaluate_model(
     ``save_pred_dir`` receives ``{stem}.png`` trainId maps; ``export="cityscapes"`` writes
     labelId PNGs with the test server's names into ``export_dir``. ``radii`` and
     ``crop_factors`` default to those of ``gsbench eval --pred-dir`` (``()`` switches one off).
+    ``on_prediction(manifest, sample, trainIds)`` sees every prediction (``gsbench eval --show``
+    draws panels from them: :class:`gsbench.predict.PanelCollector`).
     """
     if export is not None and export not in EXPORT_FORMATS:
         raise GsbenchError(f"--export {export!r}: supported formats are {', '.join(EXPORT_FORMATS)}")
@@ -175,6 +178,8 @@ def evaluate_model(
             write_png(Path(save_pred_dir) / f"{sample.stem}.png", pred)
         if export is not None:
             write_cityscapes_result(export_dir, sample.stem, pred)
+        if on_prediction is not None:
+            on_prediction(manifest, sample, pred)
         if metrics is not None:
             gt = read_label(manifest.path(sample.label))
             instance = read_label(manifest.path(sample.instance)) if metrics.with_instances else None
@@ -243,6 +248,7 @@ def evaluate_target(
     csv_path: str | os.PathLike | None = None,
     markdown_path: str | os.PathLike | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    on_prediction: Callable[[Manifest, Sample, np.ndarray], None] | None = None,
 ) -> TargetEvaluation:
     """Evaluate a run folder or checkpoint under ``setting`` (``slide``: sliding windows of the
     recipe's crop size) on the prepared dataset ``data`` (default: the one its recipe names).
@@ -271,6 +277,7 @@ def evaluate_target(
         loaded, data, split=setting.split, options=options, device=device,
         save_pred_dir=save_pred_dir, export=export, export_dir=export_dir, radii=radii,
         crop_factors=crop_factors, fscore_convention=fscore_convention, on_progress=on_progress,
+        on_prediction=on_prediction,
     )
     title = None if metrics is None else \
         f"{target} on {metrics['dataset']} {metrics['split']} ({inference_tag(options)})"
