@@ -459,12 +459,6 @@ def eval_command(
 PROGRESS_EVERY = 10.0
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
-        else f"{seconds // 60}:{seconds % 60:02d}"
-
-
 @contextlib.contextmanager
 def _progress(label: str, quiet: bool):
     """Progress of a job on stderr: a transient bar with the time left in a terminal, else a
@@ -478,6 +472,8 @@ def _progress(label: str, quiet: bool):
         yield lambda done, total: None
         return
     if not err_console.is_terminal:
+        from gsbench.tables.ablate import clock
+
         start = time.monotonic()
         last = [start]
 
@@ -487,8 +483,8 @@ def _progress(label: str, quiet: bool):
                 return
             last[0] = now
             left = (now - start) / done * (total - done)
-            err_console.print(f"{label}: {done}/{total}, {_duration(now - start)} elapsed, about "
-                              f"{_duration(left)} left", highlight=False, soft_wrap=True)
+            err_console.print(f"{label}: {done}/{total}, {clock(now - start)} elapsed, about "
+                              f"{clock(left)} left", highlight=False, soft_wrap=True)
 
         yield line
         return
@@ -795,7 +791,9 @@ def profile(
         warnings.simplefilter("ignore", RandomInitWarning)
         with torch.device(device):
             net = build_model(name, num_classes=num_classes, pretrained=None, **kwargs)
-    figures = profile_model(net, shape, latency=latency, warmup=warmup, repeat=repeat)
+    with _progress(f"profiling {recipe or name}", quiet=False) as on_progress:
+        figures = profile_model(net, shape, latency=latency, warmup=warmup, repeat=repeat,
+                                on_progress=on_progress)
     figures = {"model": name, "recipe": recipe, "aux": bool(kwargs.get("aux", True)),
                **figures, "device": device}
     if as_json:
@@ -828,33 +826,43 @@ def _profile_attention(name: str, scope: str, shape: tuple[int, ...], device: st
 
     from gsbench.analysis.attention import profile_attention_module
 
-    figures = profile_attention_module(name, shape, scope, device, latency, warmup, repeat)
+    with _progress(f"profiling {name}", quiet=False) as on_progress:
+        figures = profile_attention_module(name, shape, scope, device, latency, warmup, repeat,
+                                           on_progress=on_progress)
     if as_json:
         print(json.dumps(figures, indent=2))
         return
     paper = figures["paper"] or {}
+    beside = bool(paper) and scope == "head"  # the paper's figures are the whole head's
     paper_shape = "x".join(map(str, figures["paper_input_shape"]))
     table = Table(title=f"attention module {name} ({scope}) @ {'x'.join(map(str, shape))} on "
                         f"{device}", title_justify="left")
     table.add_column("figure (increase)")
     table.add_column("gsbench", justify="right")
-    row_label = f", row {paper['label']}" if paper else ", no row"
-    table.add_column(f"{figures['paper_source']} @ {paper_shape}{row_label}", justify="right")
+    if beside:
+        table.add_column(f"{figures['paper_source']} @ {paper_shape}, row {paper['label']}",
+                         justify="right")
 
-    def cell(key: str, unit: str) -> str:
-        return f"{paper[key]:g} {unit}" if key in paper else "-"
+    def row(label: str, ours: str, key: str = "", unit: str = "") -> None:
+        theirs = f"{paper[key]:g} {unit}" if key in paper else "-" if key else ""
+        table.add_row(label, ours, *([theirs] if beside else []))
 
-    table.add_row("GFLOPs (multiply-add = 2)", f"{figures['gflops']:.4g}", "")
-    table.add_row("GMACs (multiply-adds)", f"{figures['gmacs']:.4g}", cell("gflops", "G"))
-    table.add_row("parameters", f"{figures['params_m']:.3g} M", cell("params_m", "M"))
-    table.add_row("peak memory, forward", f"{figures['peak_memory_forward_mib']:.4g} MiB", "")
-    table.add_row("peak memory, forward+backward",
-                  f"{figures['peak_memory_train_mib']:.4g} MiB", cell("memory_mb", "MB"))
+    row("GFLOPs (multiply-add = 2)", f"{figures['gflops']:.4g}")
+    row("GMACs (multiply-adds)", f"{figures['gmacs']:.4g}", "gflops", "G")
+    row("parameters", f"{figures['params_m']:.3g} M", "params_m", "M")
+    row("peak memory, forward", f"{figures['peak_memory_forward_mib']:.4g} MiB")
+    row("peak memory, forward+backward", f"{figures['peak_memory_train_mib']:.4g} MiB",
+        "memory_mb", "MB")
     if latency:
-        table.add_row("latency, forward (median)", f"{figures['latency_forward_ms']:.1f} ms", "")
-        table.add_row("latency, forward+backward (median)",
-                      f"{figures['latency_forward_backward_ms']:.1f} ms", "")
+        row("latency, forward (median)", f"{figures['latency_forward_ms']:.1f} ms")
+        row("latency, forward+backward (median)",
+            f"{figures['latency_forward_backward_ms']:.1f} ms")
     console.print(table)
+    if paper and not beside:
+        console.print(f"{figures['paper_source']} (row {paper['label']}, @ {paper_shape}) gives "
+                      f"the whole head: {paper['gflops']:g} GFLOPs, {paper['params_m']:g} M "
+                      f"parameters, {paper['memory_mb']:g} MB; `--scope head` sets gsbench's "
+                      "figures of the whole head beside them.", highlight=False)
     console.print(f"counts: {figures['counts']}. The paper defines neither its FLOPS nor its "
                   f"memory column; they stand beside the figures they come closest to at "
                   f"scope head on a 2048-channel map. memory: {figures['memory_method']}.",

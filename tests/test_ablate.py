@@ -284,6 +284,25 @@ def test_run_plan_spreads_jobs_over_devices_one_process_each(tmp_path, table2, m
         assert mine[0][3] == "train" and all(a[3] == "eval" for a in mine[1:])
 
 
+def test_run_plan_reports_cells_done_and_time_left(tmp_path, table2, monkeypatch):
+    class Done:
+        returncode, stdout = 0, "ok"
+
+    monkeypatch.setattr(ablate_module.subprocess, "run", lambda argv, **kw: Done())
+    clock = iter(range(0, 1000, 30))  # every job takes 30 s
+    monkeypatch.setattr(ablate_module.time, "monotonic", lambda: next(clock))
+    plan = plan_ablation(table2, tmp_path / "runs", scale="smoke")
+    events = []
+    run_plan(plan, "D", ["cpu"], on_event=events.append)
+    assert len(plan.pending) == 3 and len(events) == 6
+    assert events[0].startswith("[0/4 cells done, time left unknown until a run finishes] cpu: "
+                                "train ")
+    assert "(cells " in events[0]
+    assert events[1].startswith("[") and "cells done, about 1:00 left] cpu: done in 0:30: " in events[1]
+    assert events[-1].startswith("[4/4 cells done, about 0:00 left] cpu: done in 0:30")
+    assert ablate_module.clock(3725) == "1:02:05"
+
+
 def test_failed_job_is_reported_by_the_cli(tmp_path, monkeypatch):
     class Failed:
         returncode, stdout = 3, "boom"

@@ -38,3 +38,31 @@ def test_piped_zoo_is_not_cut_at_80_columns():
 def test_columns_still_limits_the_width_when_set():
     result = CliRunner().invoke(app, ["zoo"], env={"COLUMNS": "60"})
     assert max(len(line) for line in result.output.splitlines()) <= 60
+
+
+def test_profile_module_scope_keeps_the_papers_whole_head_figures_out_of_its_rows():
+    args = ["profile", "--module", "ccnet", "--input", "1x64x9x11", "--no-latency"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if line.startswith("│")]
+    assert rows and not any("18 M" in row or "730 MB" in row for row in rows)
+    assert "gives the whole head" in result.output and "--scope head" in result.output
+    head = CliRunner().invoke(app, [*args, "--scope", "head"])
+    row = next(line for line in head.output.splitlines() if line.startswith("│ parameters"))
+    assert "18 M" in row  # beside gsbench's whole-head count
+
+
+def test_progress_lines_off_a_terminal(monkeypatch):
+    import gsbench.cli as cli
+
+    monkeypatch.setattr(cli, "PROGRESS_EVERY", 0.0)
+    result = CliRunner().invoke(app, ["profile", "--recipe", "pspnet101-smoke", "--input",
+                                      "1x3x64x64", "--warmup", "0", "--repeat", "2"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("profiling")]
+    assert lines[0].startswith("profiling pspnet101-smoke: 1/5, 0:0")
+    assert all("elapsed, about" in line and line.endswith("left") for line in lines)
+    assert len(lines) == 4  # every step but the last
+    quiet = CliRunner().invoke(app, ["profile", "--recipe", "pspnet101-smoke", "--input",
+                                     "1x3x64x64", "--no-latency", "--json"])
+    assert quiet.output.lstrip().startswith("{")
