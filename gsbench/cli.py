@@ -903,19 +903,23 @@ def quickstart(
 
     The same library calls as `gsbench prepare-data synthetic`, `gsbench train` and
     `gsbench eval RUN_DIR`; the run folder OUT/run can be evaluated again with other options.
+    Run it again with the same options after an interruption: it goes on where it stopped
+    (the data is kept, training resumes from its last checkpoint, a trained run is evaluated).
     """
     from gsbench.data.synthetic import parse_size, prepare_synthetic
+    from gsbench.engine.run_dir import is_finished, load_resumed_recipe
     from gsbench.engine.train import train as run_training
     from gsbench.evaluation.setting import EvalSetting
     from gsbench.recipes import load_recipe
 
     run_dir = out / "run"
-    if run_dir.exists():
-        raise GsbenchError(f"{run_dir}: a quickstart run is already there; choose another --out")
     overrides = list(QUICKSTART_OVERRIDES)
     if iterations is not None:
         overrides.append(f"train.iterations={iterations}")
-    recipe = load_recipe(QUICKSTART_RECIPE, overrides)  # fail on a bad recipe before any work
+    resume = run_dir.is_dir() and any(run_dir.iterdir())
+    # fail on a bad recipe, or on options that differ from an earlier run's, before any work
+    recipe = load_resumed_recipe(run_dir, QUICKSTART_RECIPE, overrides) if resume and \
+        (run_dir / "recipe.yaml").is_file() else load_recipe(QUICKSTART_RECIPE, overrides)
     show = not quiet
     if show:
         console.print(f"[bold]1/3[/] synthetic data: {n_train} train + {n_val} val images of {size}",
@@ -925,11 +929,13 @@ def quickstart(
         progress=show and sys.stdout.isatty(),
     )
     if show:
-        console.print(f"[bold]2/3[/] train {recipe.name} ({recipe.model.name}, "
+        what = ("already trained" if is_finished(run_dir) else "resume") if resume else "train"
+        console.print(f"[bold]2/3[/] {what} {recipe.name} ({recipe.model.name}, "
                       f"{recipe.model.backbone}) for {recipe.train.iterations} iterations",
                       highlight=False)
-    run_training(recipe, run_dir, data_root=manifest.root, quiet=quiet,
-                 command=["gsbench", *sys.argv[1:]])
+    if not is_finished(run_dir):
+        run_training(recipe, run_dir, data_root=manifest.root, quiet=quiet, resume=resume,
+                     command=["gsbench", *sys.argv[1:]])
     if show:
         console.print(f"[bold]3/3[/] evaluate {run_dir} on {manifest.root} (val)", highlight=False)
     _evaluate_target(run_dir, manifest.root, EvalSetting(split="val"), quiet=quiet)
