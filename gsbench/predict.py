@@ -2,8 +2,10 @@
 ``gsbench eval --show N`` / ``--show-dir DIR``.
 
 :func:`predict_images` runs a run folder's model (trained, or imported with its recipe) on JPEG
-and PNG files of any size with the test-time inference of :mod:`gsbench.engine.inference`
-(whole image or sliding windows, scales, flip) and writes, per image ``{stem}``::
+and PNG files of any size with the test-time inference of :mod:`gsbench.engine.inference` under
+the run's test protocol (its recipe's ``test:`` section, :mod:`gsbench.protocol`) changed by the
+options ``gsbench eval`` takes (procedure, sliding windows, scales, flip ...), and writes, per
+image ``{stem}``::
 
     OUT/trainIds/{stem}.png   uint8 trainIds (what ``gsbench eval --pred-dir OUT/trainIds`` scores)
     OUT/color/{stem}.png      the trainIds in the dataset's colours (:mod:`gsbench.visualize`)
@@ -27,9 +29,10 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -121,22 +124,23 @@ def predict_images(
     inputs: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
     *,
-    scales: Sequence[float] = (1.0,),
-    flip: bool = False,
-    slide: bool = False,
+    protocol: Mapping[str, Any] | None = None,
     output: str = "out",
+    batch: int | None = None,
     device: str = "cpu",
     labelids: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> list[Prediction]:
     """Run the model of ``target`` (a run folder or checkpoint) on the images of ``inputs``
-    (:func:`find_images`) with the test-time inference of ``gsbench eval`` (``scales``,
-    ``flip``, ``slide``: windows of the recipe's crop size, ``output``: the model output) and
-    write the files of the module docstring into ``out_dir``; returns them per image."""
+    (:func:`find_images`) as ``gsbench eval`` runs it: the recipe's test protocol changed by
+    ``protocol`` (:func:`~gsbench.protocol.apply_changes`), the model output ``output``,
+    ``batch`` images per forward pass; write the files of the module docstring into
+    ``out_dir`` and return them per image."""
     from gsbench.data.transforms import Normalize, Pair
     from gsbench.engine.export import train_ids_to_label_ids
     from gsbench.engine.inference import InferenceOptions, predict
     from gsbench.engine.outputs import check_output
+    from gsbench.protocol import apply_changes
     from gsbench.evaluation.model import load_model_for_eval
 
     images = find_images(inputs)
@@ -149,11 +153,8 @@ def predict_images(
         raise GsbenchError(f"--labelids: Cityscapes labelIds need a Cityscapes model; "
                            f"{loaded.checkpoint} predicts {loaded.recipe.data.dataset}")
     palette = palette_for(dataset, loaded.recipe.data.num_classes)
-    options = InferenceOptions(
-        mode="slide" if slide else "whole",
-        crop_size=tuple(loaded.recipe.data.crop_size) if slide else None,
-        scales=tuple(scales), flip=flip, output=output,
-    )
+    test = apply_changes(loaded.recipe.test, protocol or {})
+    options = InferenceOptions(test.with_crop(loaded.recipe.data.crop_size), output, batch)
     check_output(loaded.model, options.output, f"the {loaded.recipe.model.name} model of "
                  f"{loaded.checkpoint}")
     normalize = Normalize()

@@ -73,9 +73,14 @@ def test_predict_writes_every_output_at_the_images_size(run, images, tmp_path):
 
 def test_predict_options_and_folders_that_can_be_scored(run, images, tmp_path):
     plain = predict_images(run, [images / "odd.png"], tmp_path / "a")
-    flipped = predict_images(run, [images / "odd.png"], tmp_path / "b", scales=(0.75, 1.0),
-                             flip=True, slide=True)
+    flipped = predict_images(run, [images / "odd.png"], tmp_path / "b",
+                             protocol={"scales": (0.75, 1.0), "flip": True, "mode": "slide"})
     assert plain[0].train_ids.is_file() and flipped[0].train_ids.is_file()
+    result = CliRunner().invoke(app, ["predict", str(run), str(images / "tall.jpg"), "--out",
+                                      str(tmp_path / "c"), "--slide", "--flip", "--scales",
+                                      "0.75,1.0", "--batch", "2", "--quiet"])
+    assert result.exit_code == 0 and result.output == ""
+    assert read_label(tmp_path / "c" / "trainIds" / "tall.png").shape == (101, 67)
     assert plain[0].boundary is None and plain[0].label_ids is None
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == sorted(
         set(OUTPUT_FOLDERS) - {"boundary", "labelIds"})
