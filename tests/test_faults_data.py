@@ -1,0 +1,172 @@
+"""Hostile data: archives whose members collide, interrupted extractions, image headers that claim
+huge sizes, damaged PNGs, symbolic links where gsbench writes generated folders.
+
+Each test asserts the exit status (2), the one line naming the culprit, and that nothing was
+written or changed: the whole tree is hashed before and after (:func:`snapshot`).
+"""
+
+import hashlib
+import io
+import json
+import os
+import struct
+import tarfile
+import zipfile
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from gsbench.cli import app
+from gsbench.data import raw as raw_module
+from gsbench.data.raw import extract_tar, extract_zip
+from gsbench.data.synthetic.write import MARKER_FORMAT, MARKER_NAME
+from gsbench.errors import GsbenchError
+from gsbench.io import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, read_label, read_rgb
+from test_prepare import H, W, make_ade20k, make_cityscapes, zip_folder
+
+runner = CliRunner()
+
+
+def snapshot(root: Path) -> dict[str, object]:
+    """Every entry under ``root``, links not followed: a file's sha256 and mtime, a folder, a
+    symbolic link's target."""
+    entries: dict[str, object] = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(folder) / name
+            key = str(path.relative_to(root))
+            if path.is_symlink():
+                entries[key] = ("link", os.readlink(path))
+            elif path.is_dir():
+                entries[key] = "folder"
+            else:
+                entries[key] = (hashlib.sha256(path.read_bytes()).hexdigest(),
+                                path.stat().st_mtime_ns)
+    return entries
+
+
+def one_error_line(result, *words: str) -> str:
+    """The CLI refused: exit status 2 and a single ``error:`` line holding every one of
+    ``words``. Returns the line."""
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1, result.output
+    line = result.output.strip()
+    assert line.startswith("error: ")
+    for word in words:
+        assert word in line, (word, line)
+    return line
+
+
+def png_bytes(width: int, height: int, colour_type: int = 0) -> bytes:
+    """A PNG whose IHDR claims ``width`` x ``height`` (8-bit), with a little pixel data."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))
+
+
+def jpeg_with_size(width: int, height: int) -> bytes:
+    """A real JPEG whose start-of-frame segment is rewritten to claim ``width`` x ``height``."""
+    ok, buf = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))
+    data = bytearray(buf.tobytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+# --- image headers ------------------------------------------------------------------------------
+
+def cityscapes_label(root: Path) -> Path:
+    return root / "gtFine/train/aachen/aachen_000000_000001_gtFine_labelIds.png"
+
+
+def cityscapes_image(root: Path) -> Path:
+    return root / "leftImg8bit/val/frankfurt/frankfurt_000000_000000_leftImg8bit.png"
+
+
+@pytest.mark.parametrize("which", [cityscapes_label, cityscapes_image])
+@pytest.mark.parametrize("width, height, words", [
+    (60000, 60000, "image header gives 60000x60000 = 3,600,000,000 pixels, above gsbench's "
+                   f"limit of {MAX_IMAGE_PIXELS:,} pixels"),
+    (MAX_IMAGE_SIDE + 1, 1, f"image header gives {MAX_IMAGE_SIDE + 1}x1 pixels, above "
+                            f"gsbench's limit of {MAX_IMAGE_SIDE:,} pixels per side"),
+])
+def test_a_png_header_claiming_a_huge_image_is_refused_before_decoding(
+        tmp_path, which, width, height, words):
+    """Issue 13, failure 4: a PNG whose header claims 60000x60000 (label or image) gave a
+    traceback from OpenCV's pixel limit in prepare-data."""
+    root = make_cityscapes(tmp_path / "cs")
+    culprit = which(root)
+    culprit.write_bytes(png_bytes(width, height))
+    before = snapshot(root)
+    result = runner.invoke(app, ["prepare-data", "cityscapes", "--root", str(root),
+                                 "--out", str(tmp_path / "out"), "--workers", "1", "--quiet"])
+    line = one_error_line(result, f"{culprit}: {words}", "gsbench.io.MAX_IMAGE_")
+    assert "Traceback" not in line
+    assert snapshot(root) == before
+    assert not (tmp_path / "out/manifest.json").exists()
+
+
+def test_a_jpeg_header_claiming_a_huge_image_is_refused_before_decoding(tmp_path):
+    base = make_ade20k(tmp_path / "ade")
+    culprit = base / "images/training/ADE_train_00000002.jpg"
+    culprit.write_bytes(jpeg_with_size(60000, 60000))
+    before = snapshot(tmp_path)
+    result = runner.invoke(app, ["prepare-data", "ade20k", "--root", str(base),
+                                 "--out", str(tmp_path / "out"), "--workers", "1", "--quiet"])
+    one_error_line(result, f"{culprit}: image header gives 60000x60000")
+    after = snapshot(tmp_path)
+    assert not (tmp_path / "out/manifest.json").exists()
+    assert {k: v for k, v in after.items() if not k.startswith("out")} == before
+
+
+def test_the_header_check_reads_the_real_size_of_every_image_kind(tmp_path):
+    """The check must not refuse ordinary files: a JPEG's size comes from its frame header."""
+    ok, jpeg = cv2.imencode(".jpg", np.zeros((H, W, 3), np.uint8))
+    (tmp_path / "a.jpg").write_bytes(jpeg.tobytes())
+    assert read_rgb(tmp_path / "a.jpg").shape == (H, W, 3)
+    assert cv2.imwrite(str(tmp_path / "b.png"), np.full((H, W), 7, np.uint8))
+    assert read_label(tmp_path / "b.png").shape == (H, W)
+    assert cv2.imwrite(str(tmp_path / "c.bmp"), np.full((H, W), 7, np.uint8))
+    assert read_label(tmp_path / "c.bmp").shape == (H, W)
+
+
+def cut_short(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-40])
+
+
+def flip_a_data_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[45] ^= 0xFF  # inside the first IDAT chunk
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage, words", [
+    (cut_short, "not a readable image (PNG truncated: chunk 'IDAT' at byte 33 needs"),
+    (flip_a_data_byte, "not a readable image (PNG chunk 'IDAT' at byte 33 fails its CRC check)"),
+])
+def test_a_damaged_png_gives_gsbench_line_only_and_no_libpng_message(
+        tmp_path, capfd, damage, words):
+    """Issue 13, failure 10: libpng printed ``libpng error: Read Error`` on stderr before
+    gsbench's own line (capfd captures the file descriptors, where libpng writes)."""
+    root = make_cityscapes(tmp_path / "cs")
+    culprit = cityscapes_label(root)
+    damage(culprit)
+    before = snapshot(root)
+    result = runner.invoke(app, ["prepare-data", "cityscapes", "--root", str(root),
+                                 "--workers", "1", "--quiet"])
+    one_error_line(result, f"{culprit}: {words}")
+    captured = capfd.readouterr()
+    assert "libpng" not in captured.err + captured.out and captured.err == ""
+    after = snapshot(root)
+    assert {k: v for k, v in after.items() if not k.startswith("gsbench")} == before
+    assert not (root / "gsbench/manifest.json").exists()
+
+
