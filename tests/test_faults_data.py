@@ -81,6 +81,146 @@ def jpeg_with_size(width: int, height: int) -> bytes:
     return bytes(data)
 
 
+# --- archives -----------------------------------------------------------------------------------
+
+def write_archive(path: Path, members: list[tuple[str, bytes | None]]) -> Path:
+    """A zip or tar (by suffix) with ``members`` in order: (name, data), data None for a folder."""
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path, "w") as zf:
+            for name, data in members:
+                if data is None:
+                    zf.writestr(zipfile.ZipInfo(name.rstrip("/") + "/"), b"")
+                else:
+                    zf.writestr(name, data)
+    else:
+        with tarfile.open(path, "w") as tf:
+            for name, data in members:
+                info = tarfile.TarInfo(name)
+                if data is None:
+                    info.type = tarfile.DIRTYPE
+                    tf.addfile(info)
+                else:
+                    info.size = len(data)
+                    tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def extract(archive: Path, dest: Path, **kwargs) -> Path:
+    return (extract_zip if archive.suffix == ".zip" else extract_tar)(archive, dest, **kwargs)
+
+
+def test_zip_with_a_file_where_a_later_member_needs_a_folder_extracts_nothing(tmp_path):
+    """Issue 13, failure 6: a file ``leftImg8bit/train/zzz`` and a member ``zzz/a.png`` under it
+    gave a FileExistsError after 11 members were extracted."""
+    src = make_cityscapes(tmp_path / "src")
+    root = tmp_path / "zips"
+    root.mkdir()
+    members = [(p.relative_to(src).as_posix(), p.read_bytes())
+               for p in sorted((src / "leftImg8bit").rglob("*.png"))]
+    members += [("leftImg8bit/train/zzz", b"a file"), ("leftImg8bit/train/zzz/a.png", b"x")]
+    write_archive(root / "leftImg8bit_trainvaltest.zip", members)
+    zip_folder(src / "gtFine", root / "gtFine_trainvaltest.zip")
+    before = snapshot(tmp_path)
+    result = runner.invoke(app, ["prepare-data", "cityscapes", "--root", str(root),
+                                 "--workers", "1", "--quiet"])
+    one_error_line(result, str(root / "leftImg8bit_trainvaltest.zip"),
+                   "member 'leftImg8bit/train/zzz' is a file where member "
+                   "'leftImg8bit/train/zzz/a.png' needs a folder")
+    assert snapshot(tmp_path) == before  # not one member extracted, no gsbench/ folder
+
+
+@pytest.mark.parametrize("suffix", [".zip", ".tar"])
+@pytest.mark.parametrize("members, words", [
+    ([("d/ok.txt", b"1"), ("d/x", b"2"), ("d/x/y.txt", b"3")],
+     "member 'd/x' is a file where member 'd/x/y.txt' needs a folder"),
+    ([("d/ok.txt", b"1"), ("d/x/y.txt", b"3"), ("d/x", b"2")],
+     "member 'd/x' is a file where member 'd/x/y.txt' needs a folder"),
+    ([("d/ok.txt", b"1"), ("d/x", None), ("d/x", b"2")],
+     "member 'd/x' is a file where member 'd/x"),
+    ([("d/ok.txt", b"1"), ("d/twice.txt", b"2"), ("d/./twice.txt", b"3")],
+     "members 'd/twice.txt' and 'd/./twice.txt' are the same file"),
+])
+def test_members_that_cannot_lie_side_by_side_are_refused_before_any_is_written(
+        tmp_path, suffix, members, words):
+    archive = write_archive(tmp_path / f"a{suffix}", members)
+    with pytest.raises(GsbenchError) as err:
+        extract(archive, tmp_path / "dest")
+    message = str(err.value)
+    assert message.startswith(f"{archive}: ") and words in message and "\n" not in message
+    assert not (tmp_path / "dest").exists()
+
+
+@pytest.mark.parametrize("suffix", [".zip", ".tar"])
+@pytest.mark.parametrize("on_disk, words", [
+    ("file", "member 'd/sub/b.txt' needs a folder where {dest}/d/sub is a file"),
+    ("folder", "member 'd/a.txt' needs a file where {dest}/d/a.txt is a folder"),
+    ("link", "member 'd/sub/b.txt' needs a folder where {dest}/d/sub is a symbolic link"),
+    ("linked unit", "member 'd/a.txt' needs a folder where {dest}/d is a symbolic link"),
+])
+def test_members_that_meet_something_else_on_disk_are_refused_naming_both(
+        tmp_path, suffix, on_disk, words):
+    archive = write_archive(tmp_path / f"a{suffix}",
+                            [("d/a.txt", b"a"), ("d/sub/b.txt", b"b")])
+    dest = tmp_path / "dest"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_bytes(b"not gsbench's")
+    if on_disk == "linked unit":
+        dest.mkdir()
+        (dest / "d").symlink_to(elsewhere)
+    else:
+        (dest / "d").mkdir(parents=True)
+        if on_disk == "file":
+            (dest / "d/sub").write_bytes(b"in the way")
+        elif on_disk == "folder":
+            (dest / "d/a.txt").mkdir()
+        else:
+            (dest / "d/sub").symlink_to(elsewhere)
+    before = snapshot(tmp_path)
+    with pytest.raises(GsbenchError) as err:
+        extract(archive, dest)
+    message = str(err.value)
+    assert message == f"{archive}: " + words.format(dest=dest)
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("suffix", [".zip", ".tar"])
+def test_an_interrupted_extraction_leaves_no_folder_in_place_and_resumes(
+        tmp_path, suffix, monkeypatch):
+    members = [("top/d/a.txt", b"a" * 10), ("top/d/b.txt", b"b" * 20), ("top/d/c.txt", b"c"),
+               ("top/README", b"outside only_under")]
+    archive = write_archive(tmp_path / f"a{suffix}", members)
+    dest = tmp_path / "dest"
+    written = []
+    original = raw_module._write_member_atomically
+
+    def interrupted_after_two(archive, info, target, write, errors):
+        if len(written) == 2:
+            raise KeyboardInterrupt
+        original(archive, info, target, write, errors)
+        written.append(target.name)
+
+    monkeypatch.setattr(raw_module, "_write_member_atomically", interrupted_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        extract(archive, dest, only_under=["top/d"])
+    assert not (dest / "top").exists()  # nothing where the finished folder belongs
+    staging = dest / f".{archive.name}.partial"
+    assert sorted(p.name for p in (staging / "top/d").iterdir()) == ["a.txt", "b.txt"]
+
+    monkeypatch.setattr(raw_module, "_write_member_atomically", original)
+    resumed = []
+    monkeypatch.setattr(raw_module, "_write_member_atomically",
+                        lambda archive, info, target, write, errors: (
+                            resumed.append(target.name),
+                            original(archive, info, target, write, errors)))
+    assert extract(archive, dest, only_under=["top/d"]) == dest
+    assert resumed == ["c.txt"]  # the two finished members are not written again
+    assert {p.name: p.read_bytes() for p in (dest / "top/d").iterdir()} == {
+        "a.txt": b"a" * 10, "b.txt": b"b" * 20, "c.txt": b"c"}
+    assert sorted(os.listdir(dest)) == ["top"]  # the staging folder is gone
+    assert not (dest / "top/README").exists()
+
+
 # --- image headers ------------------------------------------------------------------------------
 
 def cityscapes_label(root: Path) -> Path:
