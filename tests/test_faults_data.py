@@ -310,3 +310,33 @@ def test_a_damaged_png_gives_gsbench_line_only_and_no_libpng_message(
     assert not (root / "gsbench/manifest.json").exists()
 
 
+# --- synthetic output folder --------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["leftImg8bit", "gtFine", "gsbench"])
+@pytest.mark.parametrize("kind", ["link", "file"])
+def test_synthetic_out_with_a_generated_folder_that_is_a_link_or_file_is_refused(
+        tmp_path, name, kind):
+    """Issue 13, failure 7: ``prepare-data synthetic --out D`` where ``D/leftImg8bit`` is a
+    symlink gave a traceback (rmtree on a link); the other generated folders stay untouched."""
+    out = tmp_path / "D"
+    (out / "leftImg8bit/train").mkdir(parents=True)
+    (out / "leftImg8bit/train/old.png").write_bytes(b"earlier output")
+    (out / MARKER_NAME).write_text(json.dumps({"format": MARKER_FORMAT}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious.png").write_bytes(b"data elsewhere")
+    culprit = out / name
+    if culprit.exists():
+        import shutil
+
+        shutil.rmtree(culprit)
+    if kind == "link":
+        culprit.symlink_to(elsewhere)
+    else:
+        culprit.write_bytes(b"a file")
+    before = snapshot(tmp_path)
+    result = runner.invoke(app, ["prepare-data", "synthetic", "--out", str(out), "--n-train", "1",
+                                 "--n-val", "1", "--size", "64x64", "--workers", "1", "--quiet"])
+    what = "a symbolic link" if kind == "link" else "not a folder"
+    one_error_line(result, f"{culprit}: is {what}, where gsbench writes a generated folder")
+    assert snapshot(tmp_path) == before
