@@ -80,3 +80,18 @@ def test_a_recipe_file_that_is_not_utf8_is_one_line_naming_it(tmp_path, where):
                                  str(tmp_path / "data"), "--out", str(tmp_path / "run")])
     one_error_line(result, f"{latin1}: not a UTF-8 text file (byte 0xe9 at offset 9)")
     assert snapshot(tmp_path) == before
+
+
+def test_crop_size_message_keeps_its_brackets(tmp_path):
+    """Issue 13, failure 10: rich read ``[height, width]`` as markup and printed "must be a list
+    of two values , got"."""
+    result = train(tmp_path, "--set", "data.crop_size=[64,64,64]")
+    one_error_line(result, "--set data.crop_size: data.crop_size must be a list of two values "
+                           "[height, width], got [64, 64, 64]")
+
+
+def test_every_error_line_is_printed_as_written(tmp_path):
+    """Brackets in a user's own path are not markup either (cli.user_errors escapes them)."""
+    recipe = tmp_path / "[bold]x[/bold].yaml"
+    result = runner.invoke(app, ["train", "--recipe", str(recipe)])
+    one_error_line(result, f"error: {recipe}: recipe file not found")
