@@ -95,3 +95,15 @@ def test_every_error_line_is_printed_as_written(tmp_path):
     recipe = tmp_path / "[bold]x[/bold].yaml"
     result = runner.invoke(app, ["train", "--recipe", str(recipe)])
     one_error_line(result, f"error: {recipe}: recipe file not found")
+
+
+def test_profile_input_with_the_wrong_channel_count_is_one_line(tmp_path, monkeypatch):
+    """Issue 13, failure 7: ``profile --input 1x4x64x64`` gave a RuntimeError traceback from
+    the first convolution."""
+    monkeypatch.chdir(tmp_path)
+    args = ["profile", "--model", "pspnet", "--backbone", "resnet18", "--no-latency"]
+    result = runner.invoke(app, args + ["--input", "1x4x64x64"])
+    one_error_line(result, "error: input shape 1x4x64x64: the model takes 3 input channels "
+                           "(its convolution backbone.conv1 receives the input), not 4")
+    assert snapshot(tmp_path) == {}
+    assert runner.invoke(app, args + ["--input", "1x3x64x64", "--json"]).exit_code == 0
