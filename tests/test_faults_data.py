@@ -25,7 +25,7 @@ from gsbench.data import raw as raw_module
 from gsbench.data.raw import extract_tar, extract_zip
 from gsbench.data.synthetic.write import MARKER_FORMAT, MARKER_NAME
 from gsbench.errors import GsbenchError
-from gsbench.io import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, read_label, read_rgb
+from gsbench.io import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, atomic_write_json, read_label, read_rgb
 from test_prepare import H, W, make_ade20k, make_cityscapes, zip_folder
 
 runner = CliRunner()
@@ -79,6 +79,37 @@ def jpeg_with_size(width: int, height: int) -> bytes:
     sof = data.index(b"\xff\xc0")
     data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
     return bytes(data)
+
+
+# --- atomic writes ------------------------------------------------------------------------------
+
+def test_an_interrupted_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    """Every file gsbench writes goes through io.atomic_write_bytes: a write cut short (here by
+    a full disk) leaves the earlier file whole and nothing else in its folder."""
+    target = tmp_path / "metrics.json"
+    atomic_write_json(target, {"miou": 0.5})
+    before = snapshot(tmp_path)
+
+    class DiskFullHalfway:
+        def __init__(self, file):
+            self.file = file
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+        def write(self, data):
+            self.file.write(data[: len(data) // 2])
+            raise OSError(28, "No space left on device")
+
+    fdopen = os.fdopen
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode: DiskFullHalfway(fdopen(fd, mode)))
+    with pytest.raises(OSError, match="No space left"):
+        atomic_write_json(target, {"miou": 0.7})
+    monkeypatch.undo()
+    assert snapshot(tmp_path) == before
 
 
 # --- archives -----------------------------------------------------------------------------------
