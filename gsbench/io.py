@@ -183,7 +183,7 @@ def _header_size(path: str | os.PathLike, data: bytes) -> tuple[int, int]:
         raise GsbenchError(f"{path}: not a readable image (neither PNG nor JPEG, nor another "
                            f"format whose header Pillow reads)") from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise GsbenchError(f"{path}: not a readable image ({_one_line(exc)})") from None
+        raise GsbenchError(f"{path}: not a readable image ({' '.join(str(exc).split())})") from None
     return height, width
 
 
@@ -270,10 +270,6 @@ def _decode(path: Path, data: bytes, flags: int) -> np.ndarray:
     if array is None:
         raise GsbenchError(f"{path}: not a readable image")
     return array
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
 
 
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:

@@ -241,9 +241,9 @@ def profile_model(module: nn.Module, input_shape: tuple[int, ...], latency: bool
     """
     shape = _check_shape(input_shape)
     device = _module_device(module)
-    analysed = _meta_copy(module) if device.type == "cpu" else module
-    _check_input_channels(analysed, shape)
     try:
+        analysed = _meta_copy(module) if device.type == "cpu" else module
+        _check_input_channels(analysed, shape)
         flops, memory_forward, memory_train = _static_figures(analysed, shape)
     except (NotImplementedError, RuntimeError):
         # A module that reads tensor data in forward (e.g. a size kept in a buffer) cannot
