@@ -187,6 +187,8 @@ def test_members_that_cannot_lie_side_by_side_are_refused_before_any_is_written(
     ("folder", "member 'd/a.txt' needs a file where {dest}/d/a.txt is a folder"),
     ("link", "member 'd/sub/b.txt' needs a folder where {dest}/d/sub is a symbolic link"),
     ("linked unit", "member 'd/a.txt' needs a folder where {dest}/d is a symbolic link"),
+    ("linked staging", "member 'd/a.txt' needs a folder where {dest}/.a{suffix}.partial is a "
+                       "symbolic link"),
 ])
 def test_members_that_meet_something_else_on_disk_are_refused_naming_both(
         tmp_path, suffix, on_disk, words):
@@ -199,6 +201,9 @@ def test_members_that_meet_something_else_on_disk_are_refused_naming_both(
     if on_disk == "linked unit":
         dest.mkdir()
         (dest / "d").symlink_to(elsewhere)
+    elif on_disk == "linked staging":
+        dest.mkdir()
+        (dest / f".a{suffix}.partial").symlink_to(elsewhere)
     else:
         (dest / "d").mkdir(parents=True)
         if on_disk == "file":
@@ -211,7 +216,7 @@ def test_members_that_meet_something_else_on_disk_are_refused_naming_both(
     with pytest.raises(GsbenchError) as err:
         extract(archive, dest)
     message = str(err.value)
-    assert message == f"{archive}: " + words.format(dest=dest)
+    assert message == f"{archive}: " + words.format(dest=dest, suffix=suffix)
     assert snapshot(tmp_path) == before
 
 

@@ -117,18 +117,19 @@ def _member_parts(archive: Path, info: zipfile.ZipInfo) -> tuple[str, ...]:
     return _safe_parts(archive, info.filename)
 
 
-def _wanted(parts: tuple[str, ...], only_under: Iterable[str] | None) -> bool:
-    """True if the member ``parts`` lies under one of the folder paths in ``only_under``
-    (``"VOCdevkit"`` or ``"VOCdevkit/VOC2012/JPEGImages"``), or if there is no restriction."""
+def _unit(parts: tuple[str, ...], only_under: Iterable[str] | None) -> tuple[str, ...] | None:
+    """The unit of extraction the member ``parts`` belongs to: the first folder path of
+    ``only_under`` it lies under (``"VOCdevkit"`` or ``"VOCdevkit/VOC2012/JPEGImages"``), or its
+    top-level entry if there is no restriction; None for a member not to extract."""
     if not parts:
-        return False
+        return None
     if only_under is None:
-        return True
+        return parts[:1]
     for folder in only_under:
         prefix = tuple(p for p in PurePosixPath(folder).parts if p not in ("", "."))
         if parts[: len(prefix)] == prefix:
-            return True
-    return False
+            return prefix
+    return None
 
 
 def extract_zip(
@@ -198,21 +199,23 @@ def _extract_members(
     another kind on disk) is refused, naming both, before anything is written. Files are written
     atomically with ``write(info, out)``; an exception in ``errors`` becomes a GsbenchError
     naming the archive and the member."""
-    wanted = [member for member in members if _wanted(member.parts, keep)]
-    _check_member_collisions(archive, wanted)
+    wanted = [(member, unit) for member in members
+              if (unit := _unit(member.parts, keep)) is not None]
+    _check_member_collisions(archive, [member for member, _ in wanted])
     staging = dest / f".{archive.name}.partial"
     units: dict[tuple[str, ...], Path] = {}  # unit -> the folder its members are written under
-    for member in wanted:
-        unit = _unit(member.parts, keep)
+    for member, unit in wanted:
         if unit not in units:
             _check_no_collision(archive, member, dest, unit[:-1], want_dir=True)
             in_place = os.path.lexists(dest.joinpath(*unit))
+            if not in_place:
+                _check_no_collision(archive, member, dest, (staging.name,), want_dir=True)
             units[unit] = dest if in_place else staging
         _check_no_collision(archive, member, units[unit], member.parts, want_dir=member.is_dir)
 
     todo = []
-    for member in wanted:
-        target = units[_unit(member.parts, keep)].joinpath(*member.parts)
+    for member, unit in wanted:
+        target = units[unit].joinpath(*member.parts)
         if member.is_dir:
             target.mkdir(parents=True, exist_ok=True)
         elif not (target.is_file() and target.stat().st_size == member.size):
@@ -232,18 +235,6 @@ def _extract_members(
             target.parent.mkdir(parents=True, exist_ok=True)
             os.rename(staging.joinpath(*unit), target)
     _remove_empty_folders(staging)
-
-
-def _unit(parts: tuple[str, ...], keep: list[str] | None) -> tuple[str, ...]:
-    """The unit of extraction of a wanted member: the folder of ``keep`` it lies under, or its
-    top-level entry without ``keep``."""
-    if keep is None:
-        return parts[:1]
-    for folder in keep:
-        prefix = tuple(p for p in PurePosixPath(folder).parts if p not in ("", "."))
-        if parts[: len(prefix)] == prefix:
-            return prefix
-    raise AssertionError(f"{parts} is not under {keep}")  # only wanted members get here
 
 
 def _check_member_collisions(archive: Path, members: list[_Member]) -> None:
