@@ -16,6 +16,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console, ConsoleDimensions
+from rich.markup import escape
 
 from gsbench import __version__
 from gsbench.commands import EVAL_FLAGS, TRAIN_FLAGS, Flag
@@ -82,14 +83,16 @@ _plain_help_types()
 
 
 def user_errors(func):
-    """Turn GsbenchError into a one-line message and exit status 2 (no traceback)."""
+    """Turn GsbenchError into a one-line message and exit status 2 (no traceback). The message
+    is printed as written: brackets in it (``[height, width]``, a path) are not rich markup."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
         except GsbenchError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
+                              soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
