@@ -423,20 +423,19 @@ def boundary_match_maps(
     gt = as_label_map(gt, "ground truth")
     check_same_shape(pred, gt)
     height, width = gt.shape
+    workspace = BoundaryWorkspace(height, width, radius)  # not the shared one of the scores
     pred = np.where(gt == ignore_index, np.uint8(255), pred)
+    sets = (_boundary_sets(gt, workspace), _boundary_sets(pred, workspace))
     states = []
-    sets = (_boundary_sets(gt), _boundary_sets(pred))
-    for query, target in (sets, sets[::-1]):
-        rows, cols, labels = query
+    for (rows, cols, labels), (t_rows, t_cols, t_labels) in (sets, sets[::-1]):
         bounds = np.zeros(len(rows), bool)
         missed = np.zeros(len(rows), bool)
         for first in range(0, num_classes, _WORD_BITS):
             bits = _class_bits(labels, first, num_classes)
-            t_rows, t_cols, t_labels = target
-            disks = _DiskOr(height, width, t_rows, t_cols, _class_bits(t_labels, first, num_classes),
-                            radius)
+            disks = _DiskOr(workspace, t_rows, t_cols, _class_bits(t_labels, first, num_classes))
             bounds |= bits != 0
-            missed |= (disks.query(rows, cols, radius) & bits) != bits
+            missed |= (disks.query(disks.centres(rows, cols), radius) & bits) != bits
+            disks.release()
         state = np.zeros((height, width), np.int8)
         state[rows[bounds], cols[bounds]] = np.where(missed[bounds], -1, 1)
         states.append(state)
