@@ -140,8 +140,8 @@ def predict_images(
     from gsbench.engine.export import train_ids_to_label_ids
     from gsbench.engine.inference import InferenceOptions, predict
     from gsbench.engine.outputs import check_output
-    from gsbench.protocol import apply_changes
     from gsbench.evaluation.model import load_model_for_eval
+    from gsbench.protocol import apply_changes
 
     images = find_images(inputs)
     out_dir = Path(out_dir)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from gsbench.io import atomic_write_text
 from gsbench.tables.render import (
-    _fmt, _numbers, _row_label, _run_labels, matplotlib_available, ours_text, scale_line,
-    source_text, summary_line, table_runs, write_plots,
+    _fmt, _numbers, _row_label, matplotlib_available, ours_text, scale_line, source_text,
+    summary_line, write_plots,
 )
 from gsbench.tables.report import TableReport
 from gsbench.tables.runs import eval_metrics_file
@@ -137,10 +137,10 @@ def render_html(reports: list[TableReport], plots: list[tuple[str, bytes]] = (),
         "</html>", ""])
 
 
-def gallery(report: TableReport, labels: dict[Path, str]) -> Gallery:
-    """Per method (row) of ``report``, per run of its cells: up to :data:`GALLERY_PANELS`
-    panels from ``RUN/eval/<setting>/panels/`` of the first of the row's evaluations that has
-    them."""
+def gallery(report: TableReport) -> Gallery:
+    """Per method (row) of ``report``, per run of its cells (as the table names it): up to
+    :data:`GALLERY_PANELS` panels from ``RUN/eval/<setting>/panels/`` of the first of the row's
+    evaluations that has them."""
     rows: dict[str, dict[Path, list]] = {}
     for cell in report.cells:
         for run in (Path(run) for run in cell.runs if not run.startswith("-")):  # not baselines
@@ -158,7 +158,7 @@ def gallery(report: TableReport, labels: dict[Path, str]) -> Gallery:
                     panels = [(f"{setting.split} {path.stem}", path.read_bytes())
                               for path in sorted(folder.glob("*.png"))[:GALLERY_PANELS]]
                     break
-            shown.append((labels.get(run, str(run)), panels))
+            shown.append((str(run), panels))
         out.append((method, shown))
     return out
 
@@ -179,8 +179,7 @@ def write_html_report(reports: list[TableReport], out_dir: Path) -> Path:
                     plots.append((path.stem, path.read_bytes()))
     else:
         note = "matplotlib is not installed: no plots (pip install matplotlib)"
-    labels = _run_labels(table_runs(reports))
-    galleries = {report.table.id: gallery(report, labels) for report in reports}
+    galleries = {report.table.id: gallery(report) for report in reports}
     path = Path(out_dir) / HTML_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, render_html(reports, plots, note, charts, galleries))
