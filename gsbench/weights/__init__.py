@@ -21,6 +21,7 @@ from gsbench.errors import GsbenchError
 #: ``--from`` name -> what its files are (the module ``gsbench.weights.<name>`` reads them).
 SOURCES: dict[str, str] = {
     "semseg": "hszhao/semseg: PSPNet, PSANet on ResNet-50/101 (ADE20K, VOC 2012, Cityscapes)",
+    "gscnn": "nv-tlabs/GSCNN: Gated-SCNN on WideResNet-38 (Cityscapes)",
 }
 
 
