@@ -96,6 +96,7 @@ def test_imported_run_holds_the_tensors_and_the_sources_facts(tmp_path, arch, re
     assert p["sha256"] == hashlib.sha256(release.read_bytes()).hexdigest()
     assert p["checkpoint"]["dropped_entries"].keys() == {"epoch", "optimizer"}
     assert p["mapping"]["keys"] == result.report.mapped
+    assert p["requested_recipe"] == load_recipe(recipe).to_dict()  # the cells it fills (report)
     # the source's documented preprocessing (util/dataset.py, tool/test.py): RGB 0-255,
     # mean and std of ImageNet times 255
     assert p["preprocessing"]["channel_order"] == "RGB"
