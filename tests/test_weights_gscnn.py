@@ -90,8 +90,8 @@ def test_imported_run_holds_the_tensors_and_the_sources_facts(tmp_path):
     assert p["preprocessing"]["mean"] == [0.485, 0.456, 0.406]
     assert p["preprocessing"]["std"] == [0.229, 0.224, 0.225]
     # train.py --evaluate: whole images, one scale, no flip
-    assert p["test_protocol"] | {"where": None} == {"procedure": "whole", "scales": [1.0],
-                                                    "flip": False, "where": None}
+    assert p["test_protocol"] == {"procedure": "gsbench", "mode": "whole", "scales": [1.0],
+                                  "flip": False}
     options = result.recipe.to_dict()["model"]
     assert {k: options[k] for k in OFFICIAL_FORMS} == OFFICIAL_FORMS and not options["aux"]
 

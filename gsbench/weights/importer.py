@@ -123,6 +123,7 @@ def import_weights(
         "model_options": source.model_options(base),
         "preprocessing": source.preprocessing.as_dict(),
         "test_protocol": source.test_protocol(recipe),
+        "test_script": source.test_script,
         "checkpoint": {"state_dict_entry": checkpoint.entry,
                        "data_parallel_prefix": checkpoint.data_parallel,
                        "dropped_entries": {e: source.training_only_entries[e]
