@@ -184,10 +184,11 @@ def test_a_non_empty_run_folder_is_refused(tmp_path):
 
 def test_cli_lists_the_sources_and_fails_in_one_line(tmp_path):
     runner = CliRunner()
-    result = runner.invoke(app, ["import-weights", "--help"], terminal_width=200)
+    result = runner.invoke(app, ["import-weights", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
-    for name in SOURCES:
-        assert f"{name}:" in result.output
+    assert "--from" in result.output and "|".join(SOURCES) in result.output
+    for name, what in SOURCES.items():
+        assert f"{name} ({what.split(':')[0]}" in result.output
     bad = tmp_path / "model.pth"
     bad.write_text("not a checkpoint")
     result = runner.invoke(app, ["import-weights", str(bad), "--from", "semseg", "--recipe",
