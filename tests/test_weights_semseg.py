@@ -114,6 +114,24 @@ def test_imported_run_holds_the_tensors_and_the_sources_facts(tmp_path, arch, re
         assert loaded.recipe.model.mask_size == [59, 59]
 
 
+@pytest.mark.parametrize("recipe, branch", [("psanet50_collect", "collect"),
+                                            ("psanet50_distribute", "distribute")])
+def test_a_one_branch_psa_maps_semsegs_single_branch_by_its_direction(recipe, branch):
+    """semseg's psa_type 0 / 1 build one branch named reduce / attention (no ``_p``) whatever its
+    direction, and a 512 -> 2048 projection."""
+    shapes = {k[len("module."):]: v for k, v in load_fixture("semseg", "psanet50")["tensors"].items()
+              if "_p." not in k}
+    shapes["psa.proj.0.weight"] = [2048, 512, 1, 1]
+    source = {k: torch.empty(v, device="meta") for k, v in shapes.items()}
+    resolved = imported_recipe(load_recipe(recipe), SOURCE, "file.pth")
+    with torch.device("meta"):
+        target = build_model_from_recipe(resolved).state_dict()
+    _, report = map_state_dict(source, SOURCE.mapping(resolved), target, "file.pth")
+    assert report.mapped["psa.attention.3.weight"] == \
+        f"decode_head.psa.attention.{branch}.1.weight"
+    assert set(report.mapped.values()) == set(target) - set(report.kept)
+
+
 def test_psanet_mask_follows_the_training_crop():
     """tool/test.py: mask = 2 * ((train_h - 1) // (8 * shrink) + 1) - 1."""
     from gsbench.weights.semseg import psa_mask
