@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("gsbench.recipes", "gsbench.visualize"),
     ("gsbench.analysis", "gsbench.engine"),
     ("gsbench.evaluation",),
-    ("gsbench.commands", "gsbench.predict"),
+    ("gsbench.commands", "gsbench.predict", "gsbench.weights"),
     ("gsbench.tables",),
     ("gsbench.cli",),
 )

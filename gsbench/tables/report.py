@@ -137,6 +137,7 @@ class _Scores:
     jobs: list[RunJob] = field(default_factory=list)
     missing_eval: bool = False
     from_scratch: int = 0  # runs among ``runs`` without pretrained backbone weights
+    released: int = 0  # runs among ``runs`` imported from released weights
 
 
 def _scores(index: RunIndex, cell: Cell, baseline: bool, scale: str, smoke_dir: Path) -> _Scores:
@@ -159,7 +160,8 @@ def _scores(index: RunIndex, cell: Cell, baseline: bool, scale: str, smoke_dir: 
             continue
         out.values.append(value)
         out.runs.append(str(run.path))
-        out.from_scratch += not run.pretrained
+        out.from_scratch += not run.pretrained and not run.released
+        out.released += run.released
     return out
 
 
@@ -213,6 +215,10 @@ def _report_cell(cell: Cell, index: RunIndex, static: StaticResult, scale: str,
         # the papers start from ImageNet weights: say so when a run did not
         note = "; ".join(x for x in (f"{scratch} run(s) trained from scratch (no pretrained "
                                      "backbone)", note) if x)
+    released = sum(p.released for p in parts)
+    if released:
+        note = "; ".join(x for x in (f"released weights ({released} run(s) imported from the "
+                                     "official checkpoints)", note) if x)
     if cell.baseline:
         base_mean, base_std = _mean_std(parts[1].values)
         mean -= base_mean
