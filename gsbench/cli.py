@@ -512,7 +512,6 @@ def eval_command(
         _write_panels(panels, show_dir, quiet)
 
 
-
 #: Seconds between two progress lines when stderr is not a terminal.
 PROGRESS_EVERY = 10.0
 
