@@ -86,8 +86,9 @@ def test_predict_options_and_folders_that_can_be_scored(run, images, tmp_path):
         set(OUTPUT_FOLDERS) - {"boundary", "labelIds"})
 
 
-def test_boundary_map_of_a_model_with_a_boundary_output(images, tmp_path):
-    run = make_run(tmp_path / "gscnn", "gscnn101-smoke")
+@pytest.mark.parametrize("recipe", ["gscnn101-smoke", "ranet101-smoke"])
+def test_boundary_map_of_a_model_with_a_boundary_output(images, tmp_path, recipe):
+    run = make_run(tmp_path / "run", recipe)  # Gated-SCNN's "edge", RANet's "boundary"
     (written,) = predict_images(run, [images / "tall.jpg"], tmp_path / "out")
     assert written.boundary is not None
     boundary = read_rgb(written.boundary)
