@@ -38,7 +38,6 @@ MATCHED, MISSED, FALSE = (0, 200, 0), (255, 40, 40), (40, 120, 255)
 WRONG = (255, 0, 0)
 #: Widest tile of a panel, in pixels (larger images are shrunk to it).
 TILE_WIDTH = 512
-_CAPTION_HEIGHT = 20
 
 
 def fallback_palette(num_classes: int) -> np.ndarray:
@@ -127,24 +126,73 @@ def _shrink(tile: np.ndarray, scale: float, kind: str) -> np.ndarray:
     return out
 
 
+_FONT, _FONT_SCALE, _LINE_HEIGHT = cv2.FONT_HERSHEY_SIMPLEX, 0.42, 15
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """``text`` in lines of whole words that fit ``width`` pixels in the caption font (a word
+    wider than that stands alone)."""
+    lines: list[str] = []
+    for word in text.split():
+        wider = f"{lines[-1]} {word}" if lines else word
+        if lines and cv2.getTextSize(wider, _FONT, _FONT_SCALE, 1)[0][0] <= width:
+            lines[-1] = wider
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
+def _text_block(lines: list[str], width: int, height: int, light: bool = False,
+                swatches: Sequence[tuple[int, int, int] | None] = ()) -> np.ndarray:
+    """Lines of text, white on a dark block (dark on a light one with ``light``); a line with a
+    swatch colour starts with a square of it."""
+    block = np.full((height, width, 3), 240 if light else 32, np.uint8)
+    ink = (20, 20, 20) if light else (255, 255, 255)
+    for number, line in enumerate(lines):
+        y = 5 + _LINE_HEIGHT * number
+        x = 4
+        colour = swatches[number] if number < len(swatches) else None
+        if colour is not None:
+            block[y + 1 : y + 11, x : x + 10] = colour
+            x += 14
+        cv2.putText(block, line, (x, y + 10), _FONT, _FONT_SCALE, ink, 1, cv2.LINE_AA)
+    return block
+
+
 def panel(tiles: Sequence[tuple[str, np.ndarray, str]], columns: int = 3,
-          tile_width: int = TILE_WIDTH) -> np.ndarray:
+          tile_width: int = TILE_WIDTH,
+          legend: Sequence[tuple[tuple[int, int, int], str]] = ()) -> np.ndarray:
     """One RGB picture of ``(caption, HxWx3 tile, kind)`` tiles of one size, ``columns`` per
     row, each shrunk to at most ``tile_width`` pixels wide as its kind says
-    (:data:`TILE_KINDS`), each under its caption."""
+    (:data:`TILE_KINDS`), each under its caption (wrapped at whole words). ``legend``
+    ``(colour, text)`` lines fill the first empty cell of the grid (or a cell of their own)."""
     height, width = tiles[0][1].shape[:2]
     scale = min(1.0, tile_width / width)
-    cells = []
+    shrunk = []
     for caption, tile, kind in tiles:
         if tile.shape[:2] != (height, width):
             raise ValueError(f"panel tile {caption!r}: shape {tile.shape[:2]}, expected {(height, width)}")
         if kind not in TILE_KINDS:
             raise ValueError(f"panel tile {caption!r}: kind {kind!r} is none of {TILE_KINDS}")
-        tile = _shrink(tile, scale, kind)
-        bar = np.full((_CAPTION_HEIGHT, tile.shape[1], 3), 32, np.uint8)
-        cv2.putText(bar, caption, (4, _CAPTION_HEIGHT - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.42,
-                    (255, 255, 255), 1, cv2.LINE_AA)
-        cells.append(np.concatenate([bar, tile], axis=0))
+        shrunk.append((caption, _shrink(tile, scale, kind)))
+    cell_width = shrunk[0][1].shape[1]
+    captions = [_wrap(caption, cell_width - 8) for caption, _ in shrunk]
+    bar = 6 + _LINE_HEIGHT * max(map(len, captions))
+    cells = [np.concatenate([_text_block(lines, cell_width, bar), tile], axis=0)
+             for lines, (_, tile) in zip(captions, shrunk)]
+    cell_height = cells[0].shape[0]
+    if legend:
+        lines, swatches = [], []
+        for colour, text in legend:
+            wrapped = _wrap(text, cell_width - 22)
+            lines += wrapped
+            swatches += [colour] + [None] * (len(wrapped) - 1)
+        needed = 10 + _LINE_HEIGHT * len(lines)
+        if needed > cell_height:  # more legend than a cell holds: every cell grows
+            cells = [np.concatenate([c, np.full((needed - cell_height, cell_width, 3), 255,
+                                                np.uint8)]) for c in cells]
+            cell_height = needed
+        cells.append(_text_block(lines, cell_width, cell_height, True, swatches))
     blank = np.full_like(cells[0], 255)
     rows = []
     for start in range(0, len(cells), columns):
@@ -164,10 +212,14 @@ def prediction_panel(image: np.ndarray, pred: np.ndarray, gt: np.ndarray, palett
         ("image", image, "image"),
         ("ground truth", colorize(gt, palette), "labels"),
         ("prediction", colorize(pred, palette), "labels"),
-        (f"errors: {100.0 * wrong / max(scored, 1):.1f} % wrong",
+        (f"errors: {100.0 * wrong / max(scored, 1):.1f} % of the scored pixels",
          error_map(image, pred, gt, ignore_index), "image"),
-        (f"boundaries r={radius}: {counts['matched']} matched, {counts['missed']} missed, "
+        (f"boundaries at {radius} px: {counts['matched']} matched, {counts['missed']} missed, "
          f"{counts['false']} false", matches, "lines"),
+    ], legend=[
+        (WRONG, "errors: a wrong class"), (IGNORE_COLOUR, "ignored in the ground truth"),
+        (MATCHED, "boundary matched within the radius"), (MISSED, "ground-truth boundary missed"),
+        (FALSE, "predicted boundary with no ground truth near"),
     ])
 
 

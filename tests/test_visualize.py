@@ -111,9 +111,21 @@ def test_prediction_panel_shows_five_tiles_with_the_boundary_colours():
     image = np.random.default_rng(1).integers(0, 255, (64, 128, 3), dtype=np.uint8)
     picture = prediction_panel(image, pred, gt, fallback_palette(3), radius=1)
     assert picture.dtype == np.uint8 and picture.shape[2] == 3
-    assert picture.shape[1] == 3 * 128 and picture.shape[0] == 2 * (64 + 20)
+    # two rows of three 128-pixel cells: five tiles under their captions, and the legend
+    assert picture.shape[1] == 3 * 128 and picture.shape[0] % 2 == 0
+    assert picture.shape[0] // 2 >= 64 + 21
     colours = {tuple(c) for c in picture.reshape(-1, 3)}
     assert {MATCHED, MISSED, FALSE, WRONG} <= colours
+    legend = picture[picture.shape[0] // 2 :, 2 * 128 :]
+    assert {MATCHED, MISSED, FALSE, WRONG, (0, 0, 0)} <= {tuple(c) for c in legend.reshape(-1, 3)}
+
+
+def test_captions_wrap_at_whole_words():
+    from gsbench.visualize import _wrap
+
+    text = "boundaries at 3 px: 2964 matched, 99 missed, 180 false"
+    lines = _wrap(text, 120)
+    assert len(lines) > 1 and " ".join(lines) == text
 
 
 def test_large_tiles_shrink_and_keep_their_one_pixel_lines():
