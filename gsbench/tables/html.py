@@ -44,8 +44,9 @@ p.scale { background: #fff4d6; border: 1px solid #e6c96a; padding: .5em 1em; }
 ol.commands code { font-size: 12px; overflow-wrap: anywhere; }
 figure { display: inline-block; margin: 0 1em 1em 0; }
 figure img { max-width: 600px; border: 1px solid #ddd; }
-figure.panel img { max-width: 100%; }
-figure.panel { display: block; }
+figure.panel { width: 48%; min-width: 380px; }
+figure.panel img, figure.chart img { max-width: 100%; }
+figure.chart { display: block; max-width: 1200px; }
 figcaption { font-size: 12px; color: #555; }
 h3 { font-size: 1em; margin: 1.2em 0 .3em; }
 """
@@ -74,7 +75,7 @@ def _table_html(report: TableReport, chart: bytes | None = None,
     table = report.table
     out = [f'<section id="{_e(table.id)}">',
            f"<h2>{_e(table.id)}: {_e(table.title)}</h2>",
-           f'<p class="summary">{_e(summary_line(report))} ({_e(report.scale)} scale)</p>']
+           f'<p class="summary">{_e(summary_line(report))}</p>']
     if report.static_method:
         out.append(f"<p>Computed: {_e(report.static_method)}.</p>")
     out += [f'<table class="paper-table" data-table="{_e(table.id)}">',
@@ -96,7 +97,7 @@ def _table_html(report: TableReport, chart: bytes | None = None,
         out.append('<ol class="commands">' + "".join(
             f"<li><code>{_e(command)}</code></li>" for command in numbers) + "</ol>")
     if chart is not None:
-        out.append(_img(f"per-class IoU of the methods of {table.id}", chart))
+        out.append(_img(f"per-class IoU of the methods of {table.id}", chart, "chart"))
     if gallery:
         out.append(f'<div class="gallery" data-table="{_e(table.id)}"><h3>Predictions: image, '
                    "ground truth, prediction, errors (red: wrong, black: ignored), boundaries "

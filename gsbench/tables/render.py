@@ -349,7 +349,7 @@ def write_plots(reports: list[TableReport], out_dir: Path) -> list[Path]:
             continue
         classes = list(next(iter(methods.values())))
         width = 0.8 / len(methods)
-        figure, axes = plt.subplots(figsize=(min(40, max(6, 0.25 * len(classes) * (1 + len(methods)))), 4))
+        figure, axes = plt.subplots(figsize=(min(16.0, max(6.0, 0.5 * len(classes))), 4))
         for i, (method, ious) in enumerate(methods.items()):
             axes.bar([k + (i - (len(methods) - 1) / 2) * width for k in range(len(classes))],
                      [ious.get(c, math.nan) for c in classes], width, label=method)
