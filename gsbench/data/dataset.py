@@ -130,9 +130,21 @@ class SegmentationDataset(Dataset):
         pair = self.transform(Pair(image, label, edge, anchor), rng)
         item = {"image": pair.image, "stem": sample.stem}
         if pair.label is not None:
+            self._check_label_values(pair.label, sample.label)
             item["label"] = torch.from_numpy(pair.label.astype(np.int64))
         else:
             item["label"] = torch.full(pair.image.shape[-2:], IGNORE_INDEX, dtype=torch.int64)
         if pair.edge is not None:
             item["edge"] = torch.from_numpy(pair.edge.astype(np.float32))
         return item
+
+    def _check_label_values(self, label: np.ndarray, name: str) -> None:
+        """Every value of an item's label is a trainId of the dataset or the ignore index: checked
+        here, on the host, so that the loss need not stop the device to check it."""
+        num_classes = self.manifest.num_classes
+        bad = (label >= num_classes) & (label != IGNORE_INDEX)
+        if bad.any():
+            raise GsbenchError(
+                f"{self.manifest.path(name)}: label value {int(label[bad][0])} is not a trainId "
+                f"in 0..{num_classes - 1} nor the ignore index {IGNORE_INDEX}"
+            )
