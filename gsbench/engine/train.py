@@ -63,6 +63,7 @@ from gsbench.engine.run_dir import (
     LAST_NAME,
     RECIPE_FILE,
     check_run_dir,
+    run_dir_lock,
 )
 from gsbench.errors import GsbenchError
 from gsbench.io import atomic_write_json, atomic_write_text, read_json
@@ -174,10 +175,20 @@ class _Trainer:
 
     # --- setup -----------------------------------------------------------------------------------
     def run(self) -> TrainResult:
-        problem = check_run_dir(self.run_dir, self.resume) if self.ctx.is_main else None
-        problem = broadcast_object(self.ctx, problem)
-        if problem:
-            raise GsbenchError(problem)
+        with contextlib.ExitStack() as stack:
+            problem = None
+            if self.ctx.is_main:  # the other ranks work under rank 0's lock
+                try:
+                    stack.enter_context(run_dir_lock(self.run_dir))
+                    problem = check_run_dir(self.run_dir, self.resume)
+                except GsbenchError as exc:
+                    problem = str(exc)
+            problem = broadcast_object(self.ctx, problem)
+            if problem:
+                raise GsbenchError(problem)
+            return self._run_locked()
+
+    def _run_locked(self) -> TrainResult:
         if self.stop_after is not None and self.stop_after <= 0:
             raise GsbenchError(f"--stop-after must be positive, got {self.stop_after}")
         if self.data_root is None:
@@ -200,10 +211,13 @@ class _Trainer:
         self.manifest = manifest
         self._seed_everything(self.recipe.seed)
         self._build(manifest)
-        if self.resume:
+        # a run stopped before its first checkpoint restarts from iteration 0 on --resume
+        if self.resume and (self.ckpt_dir / LAST_NAME).is_file():
             self._load_state()
         elif self.ctx.is_main:
             self._write_run_files()
+            if self.resume:
+                self._read_previous_log()
         barrier(self.ctx)
         return self._loop()
 
@@ -278,11 +292,20 @@ class _Trainer:
         return index if index is not None else build_class_index(manifest, split)
 
     def _write_run_files(self) -> None:
+        """The run's description; a restart (``--resume`` of a run stopped before its first
+        checkpoint) adds its command line to command.txt."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.run_dir / RECIPE_FILE, self.recipe.to_yaml())
-        atomic_write_text(self.run_dir / "command.txt", shlex.join(self.command) + "\n")
+        if self.resume:
+            self._append_command()
+        else:
+            atomic_write_text(self.run_dir / "command.txt", shlex.join(self.command) + "\n")
         atomic_write_json(self.run_dir / "versions.json", versions())
         atomic_write_text(self.run_dir / "seed.txt", f"{self.recipe.seed}\n")
+
+    def _append_command(self) -> None:
+        with open(self.run_dir / "command.txt", "a", encoding="utf-8") as f:
+            f.write(shlex.join(self.command) + "\n")
 
     def _load_state(self) -> None:
         state = load_checkpoint(self.ckpt_dir / LAST_NAME)
@@ -301,8 +324,7 @@ class _Trainer:
         self.last_good = self.iteration
         if self.ctx.is_main:
             self._read_previous_log()
-            with open(self.run_dir / "command.txt", "a", encoding="utf-8") as f:
-                f.write(shlex.join(self.command) + "\n")
+            self._append_command()
 
     def _read_previous_log(self) -> None:
         log_file = self.run_dir / "log.csv"

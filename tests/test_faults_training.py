@@ -1,0 +1,262 @@
+"""Faults around training: a run folder used by two processes at once, non-finite losses and
+weights, runs killed before or after their first checkpoint, unsafe checkpoints; and what the training loop promises besides (no waiting for the device between
+logging steps, validation time apart from the steps, items decoding only what the loss reads,
+results independent of the loader workers, progress from the first iteration).
+
+Each fault asserts the exit status 2, one line naming the folder, key or file, and that nothing
+was written or changed (the folder's files hashed before and after).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+import gsbench.data.dataset as dataset_module
+import gsbench.engine.train as train_module
+from gsbench.cli import app
+from gsbench.engine.checkpoint import load_checkpoint, load_model_weights
+from gsbench.engine.run_dir import LOCK_FILE, run_dir_lock
+from gsbench.engine.train import train
+from gsbench.errors import GsbenchError
+from gsbench.recipes import load_recipe
+from test_train import make_prepared_dataset, weights_equal
+
+SHORT = ["train.iterations=4", "train.val_every=0", "train.log_every=2", "train.checkpoint_every=2"]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    return make_prepared_dataset(tmp_path_factory.mktemp("prepared"))
+
+
+def tree_hash(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` (relative path -> sha256), the lock file included."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def one_line_error(result, *needles: str) -> str:
+    """The CLI result is exit 2 with a single ``error:`` line holding every needle."""
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert "\x1b" not in lines[0]
+    return lines[0]
+
+
+def train_args(data_root: Path, out: Path, *overrides: str) -> list[str]:
+    args = ["train", "--recipe", "fcn101-smoke", "--data", str(data_root), "--out", str(out), "-q"]
+    for item in (*SHORT, *overrides):
+        args += ["--set", item]
+    return args
+
+
+def _environment() -> dict[str, str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        env.pop(key, None)
+    return env
+
+
+def _wait_for(condition, process: subprocess.Popen, what: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            raise AssertionError(f"the process ended before {what}: {process.stderr.read()[-2000:]}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+# --- one process per run folder -----------------------------------------------------------------
+
+
+def _holder(folder: Path) -> subprocess.Popen:
+    """Another process holding ``folder``'s lock until its stdin closes."""
+    code = ("import sys\nfrom gsbench.engine.run_dir import run_dir_lock\n"
+            f"with run_dir_lock({str(folder)!r}):\n    print('held', flush=True)\n    sys.stdin.read()\n")
+    process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=_environment())
+    assert process.stdout.readline().strip() == "held", process.stderr.read()
+    return process
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_locked_run_folder_refuses_train_resume_and_eval(data_root, tmp_path):
+    runner = CliRunner()
+    run = tmp_path / "run"
+    assert runner.invoke(app, train_args(data_root, run)).exit_code == 0
+    holder = _holder(run)
+    try:
+        before = tree_hash(run)
+        needles = (str(run), f"PID {holder.pid}", "in use by another gsbench process")
+        one_line_error(runner.invoke(app, train_args(data_root, run)), *needles)
+        one_line_error(runner.invoke(app, ["train", "--out", str(run), "--resume", "-q"]), *needles)
+        one_line_error(runner.invoke(app, ["eval", str(run), "--data", str(data_root), "-q",
+                                           "--crop-factors", "none"]), *needles)
+        one_line_error(runner.invoke(app, ["eval", "--pred-dir", str(data_root / "labels"),
+                                           "--data", str(data_root), "--split", "val",
+                                           "--crop-factors", "none",
+                                           "--out", str(run / "eval" / "mine.json")]), *needles)
+        fresh = tmp_path / "fresh"
+        holder_of_fresh = _holder(fresh)
+        try:
+            one_line_error(runner.invoke(app, train_args(data_root, fresh)), str(fresh),
+                           f"PID {holder_of_fresh.pid}")
+        finally:
+            holder_of_fresh.stdin.close()
+            holder_of_fresh.wait(timeout=60)
+        assert tree_hash(run) == before
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    assert not (run / LOCK_FILE).exists() and not fresh.exists()  # released, and nothing left
+    assert runner.invoke(app, ["eval", str(run), "--data", str(data_root), "-q",
+                               "--crop-factors", "none"]).exit_code == 0
+
+
+def test_the_lock_is_the_operating_systems_and_leaves_no_folder_behind(tmp_path):
+    folder = tmp_path / "a" / "run"
+    with run_dir_lock(folder):
+        assert (folder / LOCK_FILE).read_text() == f"{os.getpid()}\n"
+        with pytest.raises(GsbenchError, match=f"run folder is in use by another gsbench process \\(PID {os.getpid()}\\)"):
+            with run_dir_lock(folder):
+                pass
+    assert not (tmp_path / "a").exists()  # created for the lock only: removed again
+    killed = _holder(folder)
+    killed.kill()  # SIGKILL: the lock file stays, the lock does not
+    killed.wait(timeout=60)
+    assert (folder / LOCK_FILE).is_file()
+    with run_dir_lock(folder):
+        assert (folder / LOCK_FILE).read_text() == f"{os.getpid()}\n"
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_two_trainings_into_one_folder_one_wins_and_sigkill_resumes_bitwise(data_root, tmp_path):
+    """Two real `gsbench train --out D` at once: the second exits 2 naming the first's PID and
+    changes nothing; the first, killed with SIGKILL after a checkpoint, resumes to the weights
+    an uninterrupted run has at the same iteration."""
+    torch.set_num_threads(1)  # as the subprocesses' OMP_NUM_THREADS: the same float sums
+    overrides = ["train.iterations=100000", "train.checkpoint_every=4", "train.log_every=4"]
+    run = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-m", "gsbench.cli",
+                              *train_args(data_root, run, *overrides)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=_environment())
+    _wait_for(lambda: (run / "checkpoints" / "last.pt").is_file(), first, "the first checkpoint")
+    second = subprocess.run([sys.executable, "-m", "gsbench.cli",
+                             *train_args(data_root, run, *overrides, "train.lr=0.02")],
+                            capture_output=True, text=True, env=_environment(), timeout=120)
+    assert second.returncode == 2 and f"(PID {first.pid})" in second.stderr, second.stderr
+    assert "lr: 0.02" not in (run / "recipe.yaml").read_text()
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(timeout=60)
+    assert (run / LOCK_FILE).is_file()  # left behind by the kill, but no longer locked
+    stop = load_checkpoint(run / "checkpoints" / "last.pt")["iteration"] + 3
+    resumed = CliRunner().invoke(app, ["train", "--out", str(run), "--resume", "-q",
+                                       "--stop-after", str(stop)])
+    assert resumed.exit_code == 0, resumed.output
+    whole = tmp_path / "whole"
+    train(load_recipe("fcn101-smoke", [*SHORT, *overrides]), whole, data_root=data_root,
+          quiet=True, stop_after=stop)
+    assert weights_equal(load_checkpoint(run / "checkpoints" / "last.pt")["model"],
+                         load_checkpoint(whole / "checkpoints" / "last.pt")["model"])
+
+
+# --- killed before the first checkpoint ---------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_run_stopped_before_its_first_checkpoint_restarts_with_resume(data_root, tmp_path,
+                                                                        monkeypatch):
+    overrides = ["train.iterations=3", "train.checkpoint_every=100", "train.log_every=1"]
+    recipe = load_recipe("fcn101-smoke", [*SHORT, *overrides])
+    whole = train(recipe, tmp_path / "whole", data_root=data_root, quiet=True)
+    run = tmp_path / "run"
+    step = train_module._Trainer._step
+
+    def dies_at_the_third_step(self, batch):
+        if self.iteration == 2:
+            raise KeyboardInterrupt  # as ^C or a kill before any checkpoint
+        return step(self, batch)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train_module._Trainer, "_step", dies_at_the_third_step)
+        with pytest.raises(KeyboardInterrupt):
+            train(recipe, run, data_root=data_root, quiet=True, command=["gsbench", "train"])
+    assert (run / "recipe.yaml").is_file() and not (run / "checkpoints").exists()
+    assert (run / "log.csv").read_text().count("\n") == 3  # iterations 1 and 2 were logged
+    runner = CliRunner()
+    before = tree_hash(run)
+    one_line_error(runner.invoke(app, train_args(data_root, run, *overrides)), str(run),
+                   "stopped before its first checkpoint", "pass --resume")
+    assert tree_hash(run) == before
+    resumed = runner.invoke(app, ["train", "--out", str(run), "--resume", "-q"])
+    assert resumed.exit_code == 0, resumed.output
+    assert weights_equal(load_model_weights(run), load_model_weights(tmp_path / "whole"))
+    rows = (run / "log.csv").read_text().splitlines()[1:]
+    assert [row.split(",")[0] for row in rows] == ["1", "2", "3"]
+    assert [float(row.split(",")[3]) for row in rows] == [r["loss"] for r in whole.log]
+    assert len((run / "command.txt").read_text().splitlines()) == 2
+
+
+# --- non-finite losses and weights ---------------------------------------------------------------
+
+
+class _Overflowing(nn.Module):
+    """Finite losses, but a buffer that overflows to inf at the second step."""
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.head = nn.Conv2d(3, num_classes, 1)
+        self.register_buffer("running_scale", torch.ones(1))
+
+    def forward(self, images):
+        if self.training:
+            self.running_scale.mul_(3e38)
+        return {"out": self.head(images)}
+
+
+# --- the training loop ----------------------------------------------------------------------------
+
+
+_READS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__")
+
+
+class _Clock:
+    """``time`` for the engine: each reading advances 1 ms; a validation image takes 100 s."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        self.now += 0.001
+        return self.now
+
+
+def _edges_read(monkeypatch, recipe_name, data_root, tmp_path) -> bool:
+    read = dataset_module.read_label
+    paths: list[str] = []
+    monkeypatch.setattr(dataset_module, "read_label", lambda p: paths.append(str(p)) or read(p))
+    recipe = load_recipe(recipe_name, ["train.iterations=1", "train.val_every=0", "train.num_workers=0"])
+    train(recipe, tmp_path / recipe_name, data_root=data_root, quiet=True)
+    assert any("/labels/" in p for p in paths)
+    return any("/edges/" in p for p in paths)
+
+
