@@ -9,8 +9,11 @@ was written or changed (the folder's files hashed before and after).
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import io
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -219,6 +222,23 @@ def test_a_run_stopped_before_its_first_checkpoint_restarts_with_resume(data_roo
 # --- non-finite losses and weights ---------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_the_nan_stop_keeps_a_finite_checkpoint(data_root, tmp_path):
+    recipe = load_recipe("fcn101-smoke", ["train.lr=1e6", "train.iterations=20", "train.log_every=3",
+                                          "train.checkpoint_every=1", "train.val_every=0"])
+    with pytest.raises(GsbenchError, match=r"loss is (nan|inf) at iteration (\d+); training stopped") as info:
+        train(recipe, tmp_path / "run", data_root=data_root, quiet=True)
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert f"(iteration {state['iteration']}) is the last good checkpoint" in str(info.value)
+    bad_iteration = int(str(info.value).split(" at iteration ")[1].split(";")[0])
+    assert state["iteration"] < bad_iteration
+    tensors = [*state["model"].values(),
+               *(v for s in state["optimizer"]["state"].values() for v in s.values())]
+    assert len(tensors) > len(state["model"])  # the momentum buffers are checked too
+    assert all(torch.isfinite(t).all() for t in tensors if t.is_floating_point())
+    assert not (tmp_path / "run" / "checkpoints" / "final.pt").exists()
+
+
 class _Overflowing(nn.Module):
     """Finite losses, but a buffer that overflows to inf at the second step."""
 
@@ -233,21 +253,74 @@ class _Overflowing(nn.Module):
         return {"out": self.head(images)}
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_checkpoint_is_never_written_from_non_finite_weights(data_root, tmp_path):
+    recipe = load_recipe("fcn101-smoke", [*SHORT, "train.checkpoint_every=1"])
+    run = tmp_path / "run"
+    with pytest.raises(GsbenchError, match=r"weights are not finite at iteration 2 \(running_scale\); "
+                                           r"training stopped and .*last.pt \(iteration 1\) is the last good"):
+        train(recipe, run, data_root=data_root, quiet=True,
+              build_model=lambda r: _Overflowing(r.data.num_classes))
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert state["iteration"] == 1 and torch.isfinite(state["model"]["running_scale"]).all()
+
+
+def test_an_unsafe_checkpoint_is_named_in_one_plain_line(data_root, tmp_path):
+    runner = CliRunner()
+    run = tmp_path / "run"
+    assert runner.invoke(app, train_args(data_root, run, "train.iterations=2")).exit_code == 0
+    (run / "checkpoints" / "final.pt").unlink()
+    for unsafe, named in ((argparse.Namespace(a=1), "GLOBAL argparse.Namespace was not an allowed"),
+                          (os.system, "GLOBAL posix.system whose module posix is blocked")):
+        buffer = io.BytesIO()
+        pickle.dump({"format": "gsbench-checkpoint/1", "model": unsafe}, buffer, protocol=2)
+        (run / "checkpoints" / "last.pt").write_bytes(buffer.getvalue())
+        before = tree_hash(run)
+        line = one_line_error(runner.invoke(app, ["train", "--out", str(run), "--resume", "-q"]),
+                              "last.pt: not a readable checkpoint", named)
+        # torch's message carries terminal escapes and advice to load the file unsafely
+        assert "trust the source" not in line and "weights_only" not in line
+        assert all(c.isprintable() for c in line)
+        assert tree_hash(run) == before
+
+
 # --- the training loop ----------------------------------------------------------------------------
 
 
 _READS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__")
 
 
-class _Clock:
-    """``time`` for the engine: each reading advances 1 ms; a validation image takes 100 s."""
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_the_engine_reads_no_tensor_between_logging_steps(data_root, tmp_path, monkeypatch):
+    """On a GPU every read of a tensor by the host waits for the device: the engine's own code
+    reads the accumulated losses at logging steps and checkpoints only. (The losses never read
+    a device tensor: tests/test_losses.py runs them on the meta device.)"""
+    reads: list[tuple[int, str]] = []
+    state = {"iteration": 0}
 
-    def __init__(self):
-        self.now = 0.0
+    def counting(name):
+        original = getattr(torch.Tensor, name)
 
-    def perf_counter(self) -> float:
-        self.now += 0.001
-        return self.now
+        def wrapper(self, *args, **kwargs):
+            if sys._getframe(1).f_globals.get("__name__") == "gsbench.engine.train":
+                reads.append((state["iteration"], name))
+            return original(self, *args, **kwargs)
+        return wrapper
+
+    for name in _READS:
+        monkeypatch.setattr(torch.Tensor, name, counting(name))
+
+    def build(recipe):
+        from gsbench.recipes import build_model_from_recipe
+
+        model = build_model_from_recipe(recipe)
+        model.register_forward_pre_hook(lambda m, a: state.update(iteration=state["iteration"] + m.training))
+        return model
+
+    recipe = load_recipe("fcn101-smoke", ["train.iterations=12", "train.log_every=6",
+                                          "train.checkpoint_every=12", "train.val_every=0"])
+    train(recipe, tmp_path / "run", data_root=data_root, quiet=True, build_model=build)
+    assert {it for it, _ in reads} == {6, 12}, reads
 
 
 def _edges_read(monkeypatch, recipe_name, data_root, tmp_path) -> bool:
@@ -258,5 +331,27 @@ def _edges_read(monkeypatch, recipe_name, data_root, tmp_path) -> bool:
     train(recipe, tmp_path / recipe_name, data_root=data_root, quiet=True)
     assert any("/labels/" in p for p in paths)
     return any("/edges/" in p for p in paths)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_items_decode_edges_only_for_losses_that_read_them(data_root, tmp_path, monkeypatch):
+    assert not _edges_read(monkeypatch, "fcn101-smoke", data_root, tmp_path)
+    assert _edges_read(monkeypatch, "gscnn101-smoke", data_root, tmp_path)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_training_does_not_depend_on_the_loader_workers(data_root, tmp_path):
+    """Two epochs (an epoch boundary inside the loader's endless stream), a stop and a resume."""
+    overrides = ["train.iterations=5", "train.log_every=1", "train.checkpoint_every=2",
+                 "train.val_every=0"]
+    runs = {}
+    for workers in (0, 2):
+        recipe = load_recipe("psanet101-smoke", [*overrides, f"train.num_workers={workers}"])
+        run = tmp_path / f"workers{workers}"
+        train(recipe, run, data_root=data_root, quiet=True, stop_after=3)
+        runs[workers] = train(recipe, run, data_root=data_root, quiet=True, resume=True)
+    assert [float(r["loss"]) for r in runs[0].log] == [float(r["loss"]) for r in runs[2].log]
+    assert weights_equal(load_model_weights(tmp_path / "workers0"),
+                         load_model_weights(tmp_path / "workers2"))
 
 

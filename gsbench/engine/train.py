@@ -15,6 +15,15 @@ class-uniform plan (``data.class_uniform``) depend on (seed, epoch) and every sa
 augmentation on (seed, epoch, index), independent of workers and processes. A resumed run
 restores the model, optimizer, grad scaler, the global random states and the sampler position,
 so on CPU it ends with bit-identical weights to an uninterrupted run.
+
+Speed: one loader iterator serves the whole run (its workers live as long as the run, items are
+keyed by (epoch, index), :class:`~gsbench.data.dataset.EpochStream`), batches go to the device
+from pinned memory without blocking, and a step never waits for the device: the loss parts and
+a "first non-finite loss" marker accumulate on the device and are read every
+``train.log_every`` iterations, before a validation and before a checkpoint. A checkpoint is
+written only from finite weights and optimizer state (:func:`checkpoint.first_nonfinite
+<gsbench.engine.checkpoint.first_nonfinite>`), so when a loss turns NaN or infinite the
+training stops with its last checkpoint finite.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import itertools
 import platform
 import random
 import shlex
@@ -30,7 +40,7 @@ import time
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
@@ -38,19 +48,22 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 import gsbench
-from gsbench.data.dataset import SegmentationDataset
+from gsbench.data.dataset import EpochStream, SegmentationDataset
 from gsbench.data.manifest import Manifest
 from gsbench.data.transforms import eval_transform, train_transform
 from gsbench.data.uniform import ClassPixelIndex, build_class_index
 from gsbench.engine.checkpoint import (
     capture_rng_state,
+    first_nonfinite,
     load_checkpoint,
+    load_error_text,
     restore_rng_state,
     save_checkpoint,
 )
 from gsbench.engine.distributed import (
     DistContext,
     all_reduce_mean,
+    all_reduce_min,
     barrier,
     broadcast_object,
     init_distributed,
@@ -81,22 +94,8 @@ class TrainResult:
     is_main: bool = True  # False on torchrun ranks > 0, which write and print nothing
 
 
-class ResumableSampler(DistributedSampler):
-    """DistributedSampler (order fixed by seed and epoch) that can start part-way through an
-    epoch, so a resumed run sees exactly the samples the interrupted one would have."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.start = 0
-
-    def set_start(self, start: int) -> None:
-        self.start = int(start)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(list(super().__iter__())[self.start:])
-
-    def __len__(self) -> int:
-        return max(self.num_samples - self.start, 0)
+#: The "first non-finite loss" marker's value while every loss was finite.
+_ALL_FINITE = 2**62
 
 
 def poly_lr(base_lr: float, iteration: int, iterations: int, power: float) -> float:
@@ -172,6 +171,12 @@ class _Trainer:
         self.elapsed_before = 0.0
         self.last_good: int | None = None
         self.tb = None
+        # what the steps accumulate on the device, read at logging steps and checkpoints
+        self.part_names: list[str] = []
+        self.window_sum: torch.Tensor | None = None  # sum of [loss, parts...] since the last log
+        self.window_steps = 0
+        self.first_bad: torch.Tensor | None = None  # iteration of the first non-finite loss
+        self.first_bad_loss: torch.Tensor | None = None  # and that loss
 
     # --- setup -----------------------------------------------------------------------------------
     def run(self) -> TrainResult:
@@ -258,9 +263,10 @@ class _Trainer:
         data = self.recipe.data
         self.dataset = SegmentationDataset(
             manifest, data.train_split, train_transform(data), seed=self.recipe.seed,
+            with_edges=getattr(self.loss_fn, "needs_edges", False),  # decode what the loss reads
             class_uniform=data.class_uniform, class_index=self._class_index(manifest),
         )
-        self.sampler = ResumableSampler(
+        self.sampler = DistributedSampler(
             self.dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
             seed=self.recipe.seed, drop_last=False,
         )
@@ -320,7 +326,7 @@ class _Trainer:
             self.elapsed_before = float(state.get("elapsed", 0.0))
             restore_rng_state(state["rng"])
         except (KeyError, RuntimeError, ValueError) as exc:
-            raise GsbenchError(f"{self.ckpt_dir / LAST_NAME}: does not fit this run ({' '.join(str(exc).split())[:200]})") from None
+            raise GsbenchError(f"{self.ckpt_dir / LAST_NAME}: does not fit this run ({load_error_text(exc)})") from None
         self.last_good = self.iteration
         if self.ctx.is_main:
             self._read_previous_log()
@@ -344,18 +350,14 @@ class _Trainer:
         total = cfg.iterations
         end = total if self.stop_after is None else min(total, self.stop_after)
         self._open_tensorboard()
-        self.start_time = time.perf_counter()
-        window: list[torch.Tensor] = []
-        window_start = time.perf_counter()
+        self.start_time = window_start = time.perf_counter()
         metrics = self.metrics_history[-1] if self.metrics_history else None
-        with self._progress(total) as advance:
-            while self.iteration < end:
-                self.dataset.set_epoch(self.epoch)
-                self.sampler.set_epoch(self.epoch)
-                self.sampler.set_start(self.batches_done * self.per_rank_batch)
-                for batch in self._loader():
-                    parts = self._step(batch)
-                    window.append(parts)
+        self.ddp.train()
+        batches = iter(self._loader())
+        try:
+            with self._progress(total) as advance:
+                while self.iteration < end:
+                    self._step(next(batches))
                     self.iteration += 1
                     self.batches_done += 1
                     if self.batches_done == self.batches_per_epoch:
@@ -363,15 +365,15 @@ class _Trainer:
                     it = self.iteration
                     if it % cfg.log_every == 0 or it == end:
                         now = time.perf_counter()
-                        row = self._log(torch.stack(window).mean(0), (now - window_start) / len(window))
-                        window, window_start = [], now
+                        row = self._log((now - window_start) / self.window_steps)
+                        window_start = now
                         advance(it, row)
                     if cfg.val_every and (it % cfg.val_every == 0 or it == total):
                         metrics = self._validate()
                     if it % cfg.checkpoint_every == 0 or it == end:
                         self._save_last()
-                    if it >= end or self.batches_done == 0:
-                        break
+        finally:
+            del batches  # ends the loader's worker processes
         finished = self.iteration >= total
         if finished and ctx.is_main:
             save_checkpoint(self.ckpt_dir / FINAL_NAME, {
@@ -384,10 +386,14 @@ class _Trainer:
         return TrainResult(self.run_dir, self.iteration, finished, metrics, list(self.log_rows), ctx.is_main)
 
     def _loader(self) -> DataLoader:
+        """One loader for the whole run: an endless :class:`EpochStream` from the current
+        position, so its workers start once and keep ``prefetch_factor`` batches ready."""
         cfg = self.cfg
+        stream = EpochStream(self.sampler, self.batches_per_epoch * self.per_rank_batch,
+                             self.epoch, self.batches_done * self.per_rank_batch)
         return DataLoader(
-            self.dataset, batch_size=self.per_rank_batch, sampler=self.sampler,
-            num_workers=cfg.num_workers, drop_last=True, pin_memory=self.on_cuda,
+            self.dataset, batch_size=self.per_rank_batch, sampler=stream,
+            num_workers=cfg.num_workers, pin_memory=self.on_cuda,
             # a private generator: creating loaders must not consume the global torch RNG,
             # whose state the checkpoints restore
             generator=torch.Generator().manual_seed(self.recipe.seed),
@@ -398,8 +404,9 @@ class _Trainer:
             return torch.autocast("cuda", dtype=self.amp_dtype)
         return contextlib.nullcontext()
 
-    def _step(self, batch: dict) -> torch.Tensor:
-        """One SGD iteration; returns the mean over ranks of [loss, parts...] (float64)."""
+    def _step(self, batch: dict) -> None:
+        """One SGD iteration. The loss parts are added to the window on the device; nothing
+        here waits for the device."""
         cfg = self.cfg
         for group in self.optimizer.param_groups:
             group["lr"] = poly_lr(cfg.lr * group["lr_mult"], self.iteration, cfg.iterations,
@@ -409,40 +416,59 @@ class _Trainer:
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         targets = {k: v.to(device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)}
-        self.ddp.train()
         with self._autocast():
             outputs = self.ddp(images)
             losses = self.loss_fn(outputs, targets)
         self.part_names = ["loss"] + sorted(k for k in losses if k != "loss")
-        values = torch.stack([losses[k].detach().double() for k in self.part_names]).cpu()
-        values = all_reduce_mean(self.ctx, values)
-        if not torch.isfinite(values).all():
-            self._stop_on_nonfinite(values[0].item())
+        self._accumulate(torch.stack([losses[k].detach().double() for k in self.part_names]))
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(losses["loss"]).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return values
 
-    def _stop_on_nonfinite(self, value: float) -> None:
+    def _accumulate(self, values: torch.Tensor) -> None:
+        """Add one step's [loss, parts...] to the window and mark the first non-finite loss."""
+        if self.window_sum is None or self.window_sum.shape != values.shape:
+            self.window_sum, self.window_steps = torch.zeros_like(values), 0
+        if self.first_bad is None:
+            self.first_bad = torch.full((), _ALL_FINITE, dtype=torch.int64, device=values.device)
+            self.first_bad_loss = torch.zeros((), dtype=values.dtype, device=values.device)
+        self.window_sum += values
+        self.window_steps += 1
+        newly_bad = ~torch.isfinite(values).all() & (self.first_bad == _ALL_FINITE)
+        self.first_bad = torch.where(newly_bad, self.iteration + 1, self.first_bad)
+        self.first_bad_loss = torch.where(newly_bad, values[0], self.first_bad_loss)
+
+    def _check_losses(self) -> None:
+        """Stop if any rank's loss was not finite since the run (re)started."""
+        if self.first_bad is None:
+            return
+        first = int(all_reduce_min(self.ctx, self.first_bad).item())
+        if first != _ALL_FINITE:
+            value = self.first_bad_loss.item() if int(self.first_bad) == first else "not finite"
+            self._stop(f"loss is {value} at iteration {first}")
+
+    def _stop(self, what: str) -> None:
         if self.ctx.is_main:
             self._write_log()
         where = (
             f"{self.ckpt_dir / LAST_NAME} (iteration {self.last_good}) is the last good checkpoint"
             if self.last_good is not None else "no checkpoint was written yet"
         )
-        raise GsbenchError(
-            f"loss is {value} at iteration {self.iteration + 1}; training stopped and {where} "
-            f"(try a lower train.lr than {self.cfg.lr})"
-        )
+        raise GsbenchError(f"{what}; training stopped and {where} (try a lower train.lr than {self.cfg.lr})")
 
     # --- outputs ---------------------------------------------------------------------------------
-    def _log(self, values: torch.Tensor, seconds_per_iter: float) -> dict:
+    def _log(self, seconds_per_iter: float) -> dict:
+        """The logging step: read the window (the one wait for the device between checkpoints),
+        stop on a non-finite loss, else append a row to log.csv."""
+        self._check_losses()
+        means = all_reduce_mean(self.ctx, self.window_sum / self.window_steps).tolist()
+        self.window_sum, self.window_steps = None, 0
         row = {
             "iter": self.iteration,
             "epoch": self.epoch,
             "lr": self.optimizer.param_groups[0]["lr"],
-            **{name: float(v) for name, v in zip(self.part_names, values.tolist())},
+            **{name: float(v) for name, v in zip(self.part_names, means)},
             "time": round(self.elapsed_before + time.perf_counter() - self.start_time, 3),
             "sec_per_iter": round(seconds_per_iter, 4),
         }
@@ -466,6 +492,20 @@ class _Trainer:
         atomic_write_text(self.run_dir / "log.csv", buffer.getvalue())
 
     def _save_last(self) -> None:
+        """Write the training state, if the losses since the last read and every weight and
+        optimizer tensor are finite (on every rank); stop otherwise."""
+        self._check_losses()
+        names = {id(p): name for name, p in self.model.named_parameters()}
+        optimizer_tensors = (
+            (f"optimizer {key} of {names.get(id(param), 'a parameter')}", value)
+            for param, state in self.optimizer.state.items() for key, value in state.items()
+        )
+        bad = first_nonfinite(itertools.chain(self.model.state_dict().items(), optimizer_tensors))
+        flags = all_reduce_mean(self.ctx, torch.tensor([float(bad is not None)], dtype=torch.float64,
+                                                       device=self.ctx.device))
+        if bad is not None or float(flags[0]) > 0:
+            self._stop(f"weights are not finite at iteration {self.iteration} "
+                       f"({bad or 'on another process'})")
         if self.ctx.is_main:
             save_checkpoint(self.ckpt_dir / LAST_NAME, {
                 "kind": "train",
@@ -485,6 +525,7 @@ class _Trainer:
     @torch.no_grad()
     def _validate(self) -> dict:
         """mIoU on the validation split (whole images), shared across ranks."""
+        self._check_losses()  # no validation of weights a non-finite loss has reached
         model = self.model
         was_training = model.training
         model.eval()

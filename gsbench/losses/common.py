@@ -46,6 +46,10 @@ class SegmentationLoss(nn.Module):
     none is kept.
     """
 
+    #: Whether ``forward`` reads ``batch["edge"]``: the training engine has edge maps decoded
+    #: only for the losses that say so (their own class attribute).
+    needs_edges = False
+
     def __init__(
         self,
         ignore_index: int = IGNORE_INDEX,
