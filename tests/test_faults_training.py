@@ -323,6 +323,40 @@ def test_the_engine_reads_no_tensor_between_logging_steps(data_root, tmp_path, m
     assert {it for it, _ in reads} == {6, 12}, reads
 
 
+class _Clock:
+    """``time`` for the engine: each reading advances 1 ms; a validation image takes 100 s."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        self.now += 0.001
+        return self.now
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_validation_time_is_its_own_column_and_not_in_seconds_per_iteration(data_root, tmp_path,
+                                                                            monkeypatch):
+    clock, infer = _Clock(), train_module.infer_whole
+
+    def slow_inference(model, images):
+        clock.now += 100.0
+        return infer(model, images)
+
+    monkeypatch.setattr(train_module, "time", clock)
+    monkeypatch.setattr(train_module, "infer_whole", slow_inference)
+    recipe = load_recipe("fcn101-smoke", ["train.iterations=6", "train.log_every=2",
+                                          "train.val_every=2", "train.checkpoint_every=100"])
+    result = train(recipe, tmp_path / "run", data_root=data_root, quiet=True)
+    header, *lines = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    rows = [dict(zip(header.split(","), line.split(","))) for line in lines]
+    assert len(rows) == len(result.log) == 3
+    for row in rows:
+        assert 200.0 <= float(row["val_time"]) < 201.0  # two validation images
+        assert float(row["sec_per_iter"]) < 1.0, rows  # the steps alone
+    assert float(rows[-1]["time"]) > 400.0  # the run's time counts the two validations before it
+
+
 def _edges_read(monkeypatch, recipe_name, data_root, tmp_path) -> bool:
     read = dataset_module.read_label
     paths: list[str] = []
@@ -355,3 +389,16 @@ def test_training_does_not_depend_on_the_loader_workers(data_root, tmp_path):
                          load_model_weights(tmp_path / "workers2"))
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_progress_lines_start_at_the_first_iteration(data_root, tmp_path):
+    result = CliRunner().invoke(app, ["train", "--recipe", "fcn101-smoke", "--data", str(data_root),
+                                      "--out", str(tmp_path / "run"), "--set", "train.iterations=4",
+                                      "--set", "train.log_every=4", "--set", "train.val_every=0"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("iter ")]
+    assert [line.split()[1] for line in lines] == ["1/4", "4/4"]
+    assert all("loss=" in line and "s/it" in line and "ETA" in line for line in lines)
+    quiet = CliRunner().invoke(app, ["train", "--recipe", "fcn101-smoke", "--data", str(data_root),
+                                     "--out", str(tmp_path / "quiet"), "-q",
+                                     "--set", "train.iterations=2", "--set", "train.val_every=0"])
+    assert quiet.exit_code == 0 and quiet.output == ""

@@ -23,7 +23,8 @@ a "first non-finite loss" marker accumulate on the device and are read every
 ``train.log_every`` iterations, before a validation and before a checkpoint. A checkpoint is
 written only from finite weights and optimizer state (:func:`checkpoint.first_nonfinite
 <gsbench.engine.checkpoint.first_nonfinite>`), so when a loss turns NaN or infinite the
-training stops with its last checkpoint finite.
+training stops with its last checkpoint finite. ``log.csv``'s ``sec_per_iter`` counts the
+training steps only; ``val_time`` is the seconds a validation took.
 """
 
 from __future__ import annotations
@@ -96,6 +97,9 @@ class TrainResult:
 
 #: The "first non-finite loss" marker's value while every loss was finite.
 _ALL_FINITE = 2**62
+
+#: How often a plain (non-terminal) progress line is printed between logging steps, seconds.
+_PLAIN_LINE_SECONDS = 30.0
 
 
 def poly_lr(base_lr: float, iteration: int, iterations: int, power: float) -> float:
@@ -351,6 +355,7 @@ class _Trainer:
         end = total if self.stop_after is None else min(total, self.stop_after)
         self._open_tensorboard()
         self.start_time = window_start = time.perf_counter()
+        first = self.iteration + 1
         metrics = self.metrics_history[-1] if self.metrics_history else None
         self.ddp.train()
         batches = iter(self._loader())
@@ -363,13 +368,17 @@ class _Trainer:
                     if self.batches_done == self.batches_per_epoch:
                         self.epoch, self.batches_done = self.epoch + 1, 0
                     it = self.iteration
+                    row = None
                     if it % cfg.log_every == 0 or it == end:
                         now = time.perf_counter()
                         row = self._log((now - window_start) / self.window_steps)
                         window_start = now
-                        advance(it, row)
+                    elif it == first and not self.quiet:  # progress from the first iteration on
+                        row = self._peek_row(time.perf_counter() - self.start_time)
+                    advance(it, row)
                     if cfg.val_every and (it % cfg.val_every == 0 or it == total):
-                        metrics = self._validate()
+                        metrics, seconds = self._validate()
+                        window_start += seconds  # seconds per iteration count the steps only
                     if it % cfg.checkpoint_every == 0 or it == end:
                         self._save_last()
         finally:
@@ -480,6 +489,12 @@ class _Trainer:
                     self.tb.add_scalar(f"train/{key}", row[key], self.iteration)
         return row
 
+    def _peek_row(self, seconds: float) -> dict:
+        """The window so far on this process, for the progress display only (not logged)."""
+        means = (self.window_sum / self.window_steps).tolist()
+        return {"lr": self.optimizer.param_groups[0]["lr"], "sec_per_iter": seconds / self.window_steps,
+                **dict(zip(self.part_names, means))}
+
     def _write_log(self) -> None:
         if not self.log_rows:
             return
@@ -523,9 +538,11 @@ class _Trainer:
         barrier(self.ctx)
 
     @torch.no_grad()
-    def _validate(self) -> dict:
-        """mIoU on the validation split (whole images), shared across ranks."""
+    def _validate(self) -> tuple[dict, float]:
+        """mIoU on the validation split (whole images), shared across ranks, and the seconds it
+        took (log.csv's ``val_time``)."""
         self._check_losses()  # no validation of weights a non-finite loss has reached
+        started = time.perf_counter()
         model = self.model
         was_training = model.training
         model.eval()
@@ -540,21 +557,23 @@ class _Trainer:
         confusion.all_reduce()
         model.train(was_training)
         result = {"iteration": self.iteration, "miou": confusion.compute()["miou"]}
+        seconds = time.perf_counter() - started
         if self.ctx.is_main:
             self.metrics_history.append(result)
             atomic_write_json(self.run_dir / "metrics.json", {
                 "split": self.recipe.data.val_split, **result, "history": self.metrics_history,
             })
-            if self.log_rows and self.log_rows[-1]["iter"] == self.iteration:
-                self.log_rows[-1]["val_miou"] = result["miou"]
+            values = {"val_miou": result["miou"], "val_time": round(seconds, 3)}
+            if self.log_rows and int(self.log_rows[-1]["iter"]) == self.iteration:
+                self.log_rows[-1].update(values)
             else:
-                self.log_rows.append({"iter": self.iteration, "epoch": self.epoch, "val_miou": result["miou"]})
-            if self.log_columns is not None and "val_miou" not in self.log_columns:
-                self.log_columns.append("val_miou")
+                self.log_rows.append({"iter": self.iteration, "epoch": self.epoch, **values})
+            if self.log_columns is not None:
+                self.log_columns += [key for key in values if key not in self.log_columns]
             self._write_log()
             if self.tb is not None:
                 self.tb.add_scalar("val/miou", result["miou"], self.iteration)
-        return result
+        return result, seconds
 
     def _open_tensorboard(self) -> None:
         if not self.ctx.is_main:
@@ -567,8 +586,10 @@ class _Trainer:
 
     @contextlib.contextmanager
     def _progress(self, total: int):
-        """A callback ``advance(iteration, row)`` that drives a rich bar on a terminal and prints
-        one line per logging step otherwise (nothing with --quiet or on ranks > 0)."""
+        """A callback ``advance(iteration, row)``, called after every iteration (``row``: the
+        logged values, or None): a rich bar with rate and time left on a terminal; otherwise a
+        plain line at the first iteration, at every logging step and every half minute between
+        them. Nothing with --quiet or on ranks > 0."""
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -577,10 +598,19 @@ class _Trainer:
             yield lambda it, row: None
             return
         if not console.is_terminal:
+            started, first = time.perf_counter(), self.iteration
+            last_line = [started]
+
             def advance(it, row):
-                parts = " ".join(f"{k}={row[k]:.4f}" for k in self.part_names)
-                console.print(f"iter {it}/{total} {parts} lr={row['lr']:.3g} "
-                              f"{row['sec_per_iter']:.3f}s/it", highlight=False)
+                now = time.perf_counter()
+                if row is None and now - last_line[0] < _PLAIN_LINE_SECONDS:
+                    return
+                last_line[0] = now
+                rate = row["sec_per_iter"] if row else (now - started) / (it - first)
+                parts = f"{' '.join(f'{k}={row[k]:.4f}' for k in self.part_names)} lr={row['lr']:.3g} " \
+                    if row else ""
+                console.print(f"iter {it}/{total} {parts}{rate:.3f}s/it "
+                              f"ETA {_duration(rate * (total - it))}", highlight=False)
             yield advance
             return
         progress = Progress(
@@ -593,7 +623,19 @@ class _Trainer:
                                      loss="-", lr="-", speed="-")
 
             def advance(it, row):
-                progress.update(task, completed=it, loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.3g}",
-                                speed=f"{row['sec_per_iter']:.2f}s/it")
+                if row is None:
+                    progress.update(task, completed=it)
+                else:
+                    progress.update(task, completed=it, loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.3g}",
+                                    speed=f"{row['sec_per_iter']:.3f}s/it")
 
             yield advance
+
+
+def _duration(seconds: float) -> str:
+    """``1h02m``, ``3m05s`` or ``12s``."""
+    seconds = max(int(round(seconds)), 0)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
