@@ -463,6 +463,7 @@ def eval_command(
     TARGET/eval/{split}_{ss|ms|ms-<scales>}[_flip][_slide[-<crop>]][_<procedure>][_<output>]/
     metrics.{json,csv,md}.
     """
+    from gsbench.engine.run_dir import run_dir_locks
     from gsbench.evaluation.metrics_config import parse_int_list
     from gsbench.evaluation.pred_dir import evaluate_prediction_dir
     from gsbench.evaluation.report import write_and_print_metrics
@@ -496,20 +497,21 @@ def eval_command(
     radii_px = parse_int_list(radii, "--radii", minimum=1)
     factors = None if crop_factors is None else parse_int_list(crop_factors, "--crop-factors")
 
-    with _progress("scoring", quiet) as on_progress:
-        metrics = evaluate_prediction_dir(
-            pred_dir, data, split=split, pred_format=pred_format, radii=radii_px,
-            crop_factors=factors, fscore_convention=fscore_convention, workers=workers,
-            on_progress=on_progress,
-        )
-    title = f"{pred_dir} on {metrics['dataset']} {metrics['split']}"
-    write_and_print_metrics(metrics, title, out, csv_path, markdown_path, console=console)
-    if show_dir is not None and show > 0:
-        from gsbench.predict import prediction_dir_panels
+    with run_dir_locks(out, csv_path, markdown_path, show_dir):  # outputs inside a run folder
+        with _progress("scoring", quiet) as on_progress:
+            metrics = evaluate_prediction_dir(
+                pred_dir, data, split=split, pred_format=pred_format, radii=radii_px,
+                crop_factors=factors, fscore_convention=fscore_convention, workers=workers,
+                on_progress=on_progress,
+            )
+        title = f"{pred_dir} on {metrics['dataset']} {metrics['split']}"
+        write_and_print_metrics(metrics, title, out, csv_path, markdown_path, console=console)
+        if show_dir is not None and show > 0:
+            from gsbench.predict import prediction_dir_panels
 
-        panels = prediction_dir_panels(pred_dir, data, split, pred_format, show,
-                                       _panel_radius(radii_px))
-        _write_panels(panels, show_dir, quiet)
+            panels = prediction_dir_panels(pred_dir, data, split, pred_format, show,
+                                           _panel_radius(radii_px))
+            _write_panels(panels, show_dir, quiet)
 
 
 #: Seconds between two progress lines when stderr is not a terminal.
@@ -564,34 +566,39 @@ def _evaluate_target(
 ) -> None:
     """`gsbench eval RUN_DIR|CHECKPOINT` (and quickstart's last step): the progress bar, the
     panels and the printing around :func:`gsbench.evaluation.model.evaluate_target`."""
+    from gsbench.engine.run_dir import find_checkpoint, run_dir_locks
     from gsbench.evaluation.model import evaluate_target
     from gsbench.evaluation.report import write_and_print_metrics
     from gsbench.predict import PanelCollector
     from gsbench.visualize import PANELS_DIR
 
     panels = PanelCollector(show, _panel_radius(radii or ()))
-    with _progress(f"inferring {split}", quiet) as on_progress:
-        result = evaluate_target(
-            target, data, split=split, output=output, protocol=protocol, batch=batch,
-            device=device, save_pred_dir=save_pred,
-            export=export, export_dir=out_dir, radii=radii, crop_factors=crop_factors,
-            fscore_convention=fscore_convention, json_path=out, csv_path=csv_path,
-            markdown_path=markdown_path, on_progress=on_progress,
-            on_prediction=panels if show > 0 else None,
-        )
-    for folder, what in ((save_pred, "predictions"), (out_dir if export else None, f"{export} export")):
-        if folder is not None and not quiet:
-            console.print(f"wrote {what} to {folder}", highlight=False)
-    if result.metrics is None:
-        return
-    write_and_print_metrics(result.metrics, result.title, result.json_path, result.csv_path,
-                            result.markdown_path, console=console, quiet=quiet)
-    in_run = out is None and csv_path is None and markdown_path is None and \
-        result.json_path is not None  # the metrics went to the run's eval folder
-    if show_dir is None and in_run:
-        show_dir = result.json_path.parent / PANELS_DIR
-    if show_dir is not None:
-        _write_panels(panels, show_dir, quiet)
+    # the run folder the metrics go to by default, and any that an output lies in, is ours
+    default_folder = find_checkpoint(target)[1] if (out, csv_path, markdown_path) == (None,) * 3 else None
+    with run_dir_locks(default_folder, out, csv_path, markdown_path, save_pred,
+                       out_dir if export else None, show_dir):
+        with _progress(f"inferring {split}", quiet) as on_progress:
+            result = evaluate_target(
+                target, data, split=split, output=output, protocol=protocol, batch=batch,
+                device=device, save_pred_dir=save_pred,
+                export=export, export_dir=out_dir, radii=radii, crop_factors=crop_factors,
+                fscore_convention=fscore_convention, json_path=out, csv_path=csv_path,
+                markdown_path=markdown_path, on_progress=on_progress,
+                on_prediction=panels if show > 0 else None,
+            )
+        for folder, what in ((save_pred, "predictions"), (out_dir if export else None, f"{export} export")):
+            if folder is not None and not quiet:
+                console.print(f"wrote {what} to {folder}", highlight=False)
+        if result.metrics is None:
+            return
+        write_and_print_metrics(result.metrics, result.title, result.json_path, result.csv_path,
+                                result.markdown_path, console=console, quiet=quiet)
+        in_run = out is None and csv_path is None and markdown_path is None and \
+            result.json_path is not None  # the metrics went to the run's eval folder
+        if show_dir is None and in_run:
+            show_dir = result.json_path.parent / PANELS_DIR
+        if show_dir is not None:
+            _write_panels(panels, show_dir, quiet)
 
 
 # --- predict ------------------------------------------------------------------------------------

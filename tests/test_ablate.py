@@ -183,16 +183,16 @@ def test_plan_skips_done_resumes_interrupted_and_evaluates_unevaluated(tmp_path,
     assert all(job.action == "train" for job in plan_ablation(table2, runs, scale="full").jobs)
 
 
-def test_plan_refuses_a_run_without_checkpoints_and_an_occupied_folder(tmp_path, table2):
+def test_plan_resumes_a_run_without_checkpoints_and_refuses_an_occupied_folder(tmp_path, table2):
     runs = tmp_path / "runs"
     cell = _rows(table2)["gff101"][0]
     spec = _spec(table2, cell.row_id, cell.column)
-    _fake_run(runs / "broken", spec.resolved, finished=False)
+    _fake_run(runs / "stopped", spec.resolved, finished=False)  # before its first checkpoint
     (runs / _spec(table2, *_first(table2, "gff101_dfp")).folder).mkdir(parents=True)
     (runs / _spec(table2, *_first(table2, "gff101_dfp")).folder / "notes.txt").write_text("mine")
     plan = plan_ablation(table2, runs, scale="smoke")
+    assert [job.action for job in plan.jobs if job.run_dir == runs / "stopped"] == ["resume"]
     reasons = dict(plan.skipped)
-    assert "has no checkpoint to resume from" in reasons[f"{cell.row_id}.{cell.column}"]
     assert any("folder exists but holds no run" in why for why in reasons.values())
 
 

@@ -174,6 +174,8 @@ class GatedSCNNLoss(nn.Module):
     ``ohem_thresh`` applies to the main cross-entropy, as in :class:`SegmentationLoss`.
     """
 
+    needs_edges = True  # reads batch["edge"] (see SegmentationLoss.needs_edges)
+
     def __init__(
         self,
         ignore_index: int = IGNORE_INDEX,

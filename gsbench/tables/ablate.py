@@ -131,11 +131,8 @@ def _new_job(index: RunIndex, spec: TrainingSpec, seed: int, runs_dir: Path,
     for run in existing:
         if is_finished(run.path):
             return RunJob(run.path, spec, seed, None, dataset)
-        if is_interrupted(run.path):
+        if is_interrupted(run.path):  # from its last checkpoint, or from iteration 0
             return RunJob(run.path, spec, seed, "resume", dataset)
-    if existing:
-        return (f"{existing[0].path}: run folder of {spec.recipe} (seed {seed}) has no checkpoint "
-                "to resume from; delete it to train again")
     base = spec.folder if seed == spec.resolved.seed else run_name(spec.folder, (f"seed={seed}",))
     run_dir = runs_dir / base
     if run_dir in taken or (run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir()))):
