@@ -40,6 +40,28 @@ def meta_model(name: str, backbone: str, **options) -> torch.nn.Module:
         return build_model(name, num_classes=19, backbone=backbone, **options)
 
 
+@pytest.mark.parametrize("depth", [50, 101])
+@pytest.mark.parametrize("arch", sorted(FORMS))
+def test_mmseg_form_has_the_official_tensors_and_parameters(arch, depth):
+    name, options = FORMS[arch]
+    official = fixture(f"{arch}_r{depth}-d8")
+    model = meta_model(name, f"resnet{depth}_v1c", **options)
+    shapes = sorted(tuple(t.shape) for t in model.state_dict().values())
+    # 0-dim attention scales of mmcv's Scale are [1] in gsbench (the import reshapes them)
+    official_shapes = sorted((1,) if key.endswith("gamma.scale") else tuple(shape)
+                             for key, shape in official["tensors"].items())
+    assert shapes == official_shapes
+    assert sum(p.numel() for p in model.parameters()) == official["num_parameters"]
+
+
+@pytest.mark.parametrize("arch", ["fcn", "deeplabv3", "deeplabv3plus"])
+def test_the_papers_heads_stay_the_default(arch):
+    name, options = FORMS[arch]
+    default = meta_model(name, "resnet50_v1c")
+    mmseg = meta_model(name, "resnet50_v1c", **options)
+    assert sum(p.numel() for p in default.parameters()) < sum(p.numel() for p in mmseg.parameters())
+
+
 def test_resnet_v1c_stem_and_contracted_dilation():
     v1c = build_backbone("resnet101_v1c", pretrained=None)
     assert [v1c.conv1.out_channels, v1c.conv2.out_channels, v1c.conv3.out_channels] == [32, 32, 64]
