@@ -249,6 +249,49 @@ def train(
         console.print(f"{state} at iteration {result.iteration}{miou}: {result.run_dir}", highlight=False)
 
 
+# --- import-weights -----------------------------------------------------------------------------
+def _sources_help() -> str:
+    from gsbench.weights import SOURCES
+
+    return "Which code saved FILE: " + "; ".join(f"{name}: {what}" for name, what in SOURCES.items())
+
+
+@app.command("import-weights")
+@user_errors
+def import_weights_command(
+    file: Path = typer.Argument(..., metavar="FILE", help="A released checkpoint (.pth / .pt)."),
+    source: str = typer.Option(..., "--from", metavar="SOURCE", help=_sources_help()),
+    recipe: str = typer.Option(
+        ..., "--recipe", help="The recipe whose model receives the weights (a name from "
+        "`gsbench zoo` or a YAML file)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Run folder to write, absent or empty (default: runs/RECIPE-SOURCE)."),
+    quiet: bool = typer.Option(False, "--quiet", help="Print nothing on success."),
+) -> None:
+    """Import a released checkpoint of a paper's official code as a finished run folder.
+
+    Every tensor of the file is mapped onto the recipe's model in the source's official forms
+    (or the import stops naming the tensors that do not fit); the run records the source's
+    preprocessing and test procedure and a provenance record (file, sha256, mapping).
+    Then: gsbench eval RUN_DIR --data ROOT.
+    """
+    from gsbench.weights.importer import import_weights
+
+    result = import_weights(file, source, recipe, out, command=["gsbench", *sys.argv[1:]])
+    if quiet:
+        return
+    p = result.provenance
+    dropped = list(p["checkpoint"]["dropped_entries"]) + list(p["mapping"]["dropped"])
+    options = ", ".join(f"{k}={v}" for k, v in p["model_options"].items())
+    console.print(
+        f"imported {p['mapping']['tensors_mapped']} tensors of {p['file']} ({p['repository']}, "
+        f"sha256 {p['sha256'][:12]}) into {result.run_dir}\n"
+        f"dropped: {', '.join(dropped) or 'nothing'}\n"
+        f"official forms: {options}\n"
+        f"evaluate: gsbench eval {result.run_dir} --data ROOT",
+        highlight=False, soft_wrap=True)
+
+
 # --- zoo ----------------------------------------------------------------------------------------
 @app.command()
 @user_errors
