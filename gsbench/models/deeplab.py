@@ -125,8 +125,10 @@ class DeepLabV3PlusHead(nn.Module):
     DepthwiseSeparableASPPHead (512 channels, separable atrous branches and decoder convs)."""
 
     def __init__(self, low_channels: int, in_channels: int, num_classes: int,
-                 rates: tuple[int, ...], dropout: float = 0.1, head: str = "paper"):
+                 rates: tuple[int, ...], dropout: float = 0.1, head: str = "paper",
+                 align_corners: bool = False):
         super().__init__()
+        self.align_corners = align_corners
         mmseg = head == "mmseg"
         self.aspp = head_aspp(in_channels, rates, head, separable=mmseg)
         channels = self.aspp.channels
@@ -141,31 +143,37 @@ class DeepLabV3PlusHead(nn.Module):
     def forward(self, features: list[Tensor]) -> Tensor:
         c2, c5 = features[0], features[-1]
         low = self.low_level(c2)
-        high = resize(self.aspp(c5), low.shape[-2:])
+        high = resize(self.aspp(c5), low.shape[-2:], self.align_corners)
         return self.cls(self.fuse(torch.cat([high, low], dim=1)))
 
 
 @register_model
 def deeplabv3(num_classes: int, backbone: str = "resnet101", output_stride: int = 8,
               pretrained: str | None = None, aux: bool = True, dropout: float = 0.1,
-              rates: tuple[int, ...] | None = None, head: str = "paper") -> nn.Module:
+              rates: tuple[int, ...] | None = None, head: str = "paper",
+              align_corners: bool = False) -> nn.Module:
     """DeepLabV3: dilated ResNet + ASPP head (+ stage-3 aux FCN head). ``head``: "paper"
-    (256 channels, 1x1 projection) or "mmseg" (mmsegmentation's ASPPHead, see the module)."""
+    (256 channels, 1x1 projection) or "mmseg" (mmsegmentation's ASPPHead, see the module).
+    ``align_corners``: the model-level option of
+    :class:`~gsbench.models.common.SegmentationModel` (true for mmseg's 769 x 769 models)."""
     encoder = build_backbone(backbone, output_stride, pretrained)
     rates = tuple(rates) if rates is not None else aspp_rates(output_stride)
     decode_head = DeepLabV3Head(encoder.channels[-1], num_classes, rates, dropout, head)
-    return make_model(encoder, decode_head, num_classes, aux, dropout)
+    return make_model(encoder, decode_head, num_classes, aux, dropout, align_corners)
 
 
 @register_model
 def deeplabv3plus(num_classes: int, backbone: str = "resnet101", output_stride: int = 8,
                   pretrained: str | None = None, aux: bool = True, dropout: float = 0.1,
-                  rates: tuple[int, ...] | None = None, head: str = "paper") -> nn.Module:
+                  rates: tuple[int, ...] | None = None, head: str = "paper",
+                  align_corners: bool = False) -> nn.Module:
     """DeepLabV3+: DeepLabV3's ASPP + the stride-4 decoder (+ stage-3 aux FCN head).
     ``head``: "paper" (plain 3x3 convs, 256 channels) or "mmseg" (mmsegmentation's
-    DepthwiseSeparableASPPHead, see the module)."""
+    DepthwiseSeparableASPPHead, see the module). ``align_corners``: the model-level option of
+    :class:`~gsbench.models.common.SegmentationModel` (true for mmseg's 769 x 769 models), also
+    for the decoder's upsampling of the ASPP output."""
     encoder = build_backbone(backbone, output_stride, pretrained)
     rates = tuple(rates) if rates is not None else aspp_rates(output_stride)
     decode_head = DeepLabV3PlusHead(encoder.channels[0], encoder.channels[-1], num_classes,
-                                    rates, dropout, head)
-    return make_model(encoder, decode_head, num_classes, aux, dropout)
+                                    rates, dropout, head, align_corners)
+    return make_model(encoder, decode_head, num_classes, aux, dropout, align_corners)

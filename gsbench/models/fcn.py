@@ -43,9 +43,10 @@ class FCNHead(nn.Module):
 @register_model
 def fcn(num_classes: int, backbone: str = "resnet101", output_stride: int = 8,
         pretrained: str | None = None, aux: bool = True, dropout: float = 0.1,
-        concat_input: bool = False) -> nn.Module:
+        concat_input: bool = False, align_corners: bool = False) -> nn.Module:
     """FCN: dilated ResNet + two-conv head (+ stage-3 aux FCN head). ``concat_input``: add
-    mmseg's ``conv_cat`` (see the module)."""
+    mmseg's ``conv_cat`` (see the module). ``align_corners``: the model-level option of
+    :class:`~gsbench.models.common.SegmentationModel` (true for mmseg's 769 x 769 models)."""
     encoder = build_backbone(backbone, output_stride, pretrained)
     head = FCNHead(encoder.channels[-1], num_classes, dropout, concat_input)
-    return make_model(encoder, head, num_classes, aux, dropout)
+    return make_model(encoder, head, num_classes, aux, dropout, align_corners)
