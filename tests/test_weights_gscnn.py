@@ -18,6 +18,7 @@ from gsbench.errors import GsbenchError
 from gsbench.evaluation.model import load_model_for_eval
 from gsbench.models import build_model
 from gsbench.models.gscnn import canny_edges_official
+from gsbench.protocol import TestProtocol
 from gsbench.recipes import build_model_from_recipe, load_recipe
 from gsbench.weights import get_source
 from gsbench.weights.importer import import_weights, imported_recipe
@@ -90,8 +91,8 @@ def test_imported_run_holds_the_tensors_and_the_sources_facts(tmp_path):
     assert p["preprocessing"]["mean"] == [0.485, 0.456, 0.406]
     assert p["preprocessing"]["std"] == [0.229, 0.224, 0.225]
     # train.py --evaluate: whole images, one scale, no flip
-    assert p["test_protocol"] | {"where": None} == {"procedure": "whole", "scales": [1.0],
-                                                    "flip": False, "where": None}
+    assert result.recipe.test == TestProtocol("gsbench", "whole", (1.0,), False)
+    assert p["test_protocol"] == result.recipe.test.to_dict()
     options = result.recipe.to_dict()["model"]
     assert {k: options[k] for k in OFFICIAL_FORMS} == OFFICIAL_FORMS and not options["aux"]
 

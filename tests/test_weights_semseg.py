@@ -18,6 +18,7 @@ from gsbench.cli import app
 from gsbench.errors import GsbenchError
 from gsbench.evaluation.model import load_model_for_eval
 from gsbench.models import build_model
+from gsbench.protocol import TestProtocol
 from gsbench.recipes import build_model_from_recipe, load_recipe
 from gsbench.weights import SOURCES, get_source
 from gsbench.weights.importer import import_weights, imported_recipe
@@ -105,9 +106,9 @@ def test_imported_run_holds_the_tensors_and_the_sources_facts(tmp_path, arch, re
     assert p["preprocessing"]["std"] == pytest.approx([58.395, 57.12, 57.375])
     # config/<dataset>/<dataset>_<arch>.yaml TEST: base_size, test_h x test_w; ss with flip
     crop, base = {"cityscapes": (713, 2048), "voc2012": (465, 512)}[dataset]
-    assert p["test_protocol"] | {"where": None} == {
-        "procedure": "semseg", "crop": [crop, crop], "base_size": base, "scales": [1.0],
-        "flip": True, "where": None}
+    assert loaded.recipe.test == TestProtocol("semseg", "slide", (1.0,), True, (crop, crop),
+                                              None, (base,))
+    assert p["test_protocol"] == loaded.recipe.test.to_dict()
     assert loaded.recipe.model.align_corners is True and loaded.model.align_corners is True
     if arch.startswith("psanet"):
         assert loaded.recipe.model.mask_size == [59, 59]

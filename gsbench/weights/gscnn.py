@@ -89,6 +89,7 @@ class GSCNNSource(Source):
         "nv-tlabs/GSCNN datasets/cityscapes.py (PIL RGB), datasets/__init__.py (ToTensor, "
         "Normalize with the ImageNet mean and std)")
     allowed_globals = NUMPY_SCALAR
+    test_script = "nv-tlabs/GSCNN train.py --evaluate (validate: whole images, one scale, no flip)"
     training_only_entries = {"optimizer": "the SGD state of train.py",
                              "epoch": "the epoch counter",
                              "mean_iu": "the validation mIoU when saved (a numpy scalar)",
@@ -157,9 +158,7 @@ class GSCNNSource(Source):
                                         "torch < 0.4.1; unused at test time"})
 
     def test_protocol(self, recipe: Recipe) -> dict[str, Any]:
-        return {"procedure": "whole", "scales": [1.0], "flip": False,
-                "where": "nv-tlabs/GSCNN train.py --evaluate (validate): whole images, one "
-                         "scale, no flip"}
+        return {"procedure": "gsbench", "mode": "whole", "scales": [1.0], "flip": False}
 
 
 SOURCE = GSCNNSource()

@@ -5,7 +5,8 @@ source has weights for, resolves the recipe with the source's official-form mode
 example ``model.align_corners: true`` for hszhao/semseg), maps every tensor onto the recipe's
 model (:mod:`.mapping`), and writes::
 
-    RUN/recipe.yaml             the resolved recipe (official forms)
+    RUN/recipe.yaml             the resolved recipe (official forms; the source's test
+                                procedure as its ``test:`` section)
     RUN/checkpoints/final.pt    the weights, in gsbench's checkpoint format
     RUN/provenance.json         source, repository and commit read, file name, size, sha256,
                                 the mapping (every key, what was dropped and why), the
@@ -62,10 +63,13 @@ class ImportResult:
 
 
 def imported_recipe(base: Recipe, source: Source, file_name: str) -> Recipe:
-    """``base`` with the source's official-form model options, no backbone weights to load
-    (the file has every tensor) and a description that says where the weights came from."""
+    """``base`` with the source's official-form model options, its test procedure as the
+    default test protocol (the ``test:`` section ``gsbench eval RUN`` follows), no backbone
+    weights to load (the file has every tensor) and a description that says where the weights
+    came from."""
     raw = base.to_dict()
     raw["model"].update(source.model_options(base))
+    raw["test"] = source.test_protocol(base)
     raw["pretrained"] = None
     raw["description"] = (f"{base.description} Weights: {file_name} released with "
                           f"{source.repository}, imported with its official forms.").strip()
@@ -122,7 +126,8 @@ def import_weights(
         "requested_recipe": base.to_dict(),
         "model_options": source.model_options(base),
         "preprocessing": source.preprocessing.as_dict(),
-        "test_protocol": source.test_protocol(recipe),
+        "test_protocol": recipe.test.to_dict(),
+        "test_script": source.test_script,
         "checkpoint": {"state_dict_entry": checkpoint.entry,
                        "data_parallel_prefix": checkpoint.data_parallel,
                        "dropped_entries": {e: source.training_only_entries[e]

@@ -88,6 +88,8 @@ class SemsegSource(Source):
         "RGB", 255.0, tuple(255 * m for m in IMAGENET_MEAN), tuple(255 * s for s in IMAGENET_STD),
         "hszhao/semseg util/dataset.py (cv2 BGR -> RGB, float 0-255), tool/test.py (mean, std "
         "x 255)")
+    test_script = ("hszhao/semseg tool/test.py with config/<dataset>/<dataset>_<arch>.yaml "
+                   "TEST (base_size, test_h, test_w, scales)")
     training_only_entries = {"epoch": "the epoch counter of tool/train.py",
                              "optimizer": "the SGD state of tool/train.py"}
 
@@ -167,10 +169,8 @@ class SemsegSource(Source):
     def test_protocol(self, recipe: Recipe) -> dict[str, Any]:
         dataset = self._dataset(recipe)
         crop = dataset.crop[recipe.model.name]
-        return {"procedure": "semseg", "crop": [crop, crop], "base_size": dataset.base_size,
-                "scales": [1.0], "flip": True,
-                "where": f"hszhao/semseg tool/test.py, config/{recipe.data.dataset}/"
-                         f"{recipe.data.dataset}_{recipe.model.name}*.yaml TEST"}
+        return {"procedure": "semseg", "crop_size": [crop, crop],
+                "base_size": [dataset.base_size], "scales": [1.0], "flip": True}
 
 
 SOURCE = SemsegSource()

@@ -68,6 +68,8 @@ class Source:
     allowed_globals: Sequence[Any] = ()
     #: top-level entries its training script saves beside the state dict, and why none is needed
     training_only_entries: dict[str, str] = {}
+    #: the official script (and settings) whose procedure :meth:`test_protocol` describes
+    test_script: str = ""
 
     def check_recipe(self, recipe: Recipe) -> None:
         """Raise a GsbenchError if ``recipe``'s model is none of the source's architectures."""
@@ -82,7 +84,8 @@ class Source:
         raise NotImplementedError
 
     def test_protocol(self, recipe: Recipe) -> dict[str, Any]:
-        """The source's own test procedure for ``recipe``'s dataset and architecture."""
+        """The source's own test procedure for ``recipe``'s dataset and architecture, as a
+        recipe's ``test:`` section writes it."""
         raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:
