@@ -22,6 +22,8 @@ from gsbench.errors import GsbenchError
 SOURCES: dict[str, str] = {
     "semseg": "hszhao/semseg: PSPNet, PSANet on ResNet-50/101 (ADE20K, VOC 2012, Cityscapes)",
     "gscnn": "nv-tlabs/GSCNN: Gated-SCNN on WideResNet-38 (Cityscapes)",
+    "mmseg": "open-mmlab/mmsegmentation 1.x: FCN, PSPNet, DeepLabV3, DeepLabV3+, NonLocal, "
+             "DANet, CCNet, ANN, PSANet on ResNetV1c-50/101-D8 (Cityscapes, ADE20K, VOC 2012)",
 }
 
 
