@@ -19,6 +19,7 @@ from rich.console import Console
 from gsbench import __version__
 from gsbench.commands import EVAL_FLAGS, TRAIN_FLAGS, Flag
 from gsbench.errors import GsbenchError
+from gsbench.weights import SOURCES
 
 app = typer.Typer(
     name="gsbench",
@@ -252,16 +253,14 @@ def train(
 
 # --- import-weights -----------------------------------------------------------------------------
 def _sources_help() -> str:
-    from gsbench.weights import SOURCES
-
-    return "Which code saved FILE: " + "; ".join(f"{name}: {what}" for name, what in SOURCES.items())
+    return "Which code saved FILE: " + "; ".join(f"{name} ({what})" for name, what in SOURCES.items())
 
 
 @app.command("import-weights")
 @user_errors
 def import_weights_command(
     file: Path = typer.Argument(..., metavar="FILE", help="A released checkpoint (.pth / .pt)."),
-    source: str = typer.Option(..., "--from", metavar="SOURCE", help=_sources_help()),
+    source: str = typer.Option(..., "--from", metavar="|".join(SOURCES), help=_sources_help()),
     recipe: str = typer.Option(
         ..., "--recipe", help="The recipe whose model receives the weights (a name from "
         "`gsbench zoo` or a YAML file)."),

@@ -97,6 +97,16 @@ def test_imported_run_holds_the_tensors_and_the_sources_facts(tmp_path):
     assert {k: options[k] for k in OFFICIAL_FORMS} == OFFICIAL_FORMS and not options["aux"]
 
 
+def test_the_run_records_gscnns_preprocessing_and_procedure():
+    """datasets/__init__.py: ToTensor (RGB in [0, 1]) and Normalize(ImageNet mean, std);
+    train.py --evaluate: whole images, one scale, no flip."""
+    assert SOURCE.preprocessing.as_dict() | {"where": None} == {
+        "channel_order": "RGB", "value_range": 1.0, "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225], "where": None}
+    recipe = imported_recipe(load_recipe("gscnn_wrn38"), SOURCE, "file.pth")
+    assert recipe.test == TestProtocol("gsbench", "whole", (1.0,), False)
+
+
 def test_concatenation_orders_are_permuted_at_import():
     """conv(cat(official order), W) == conv(cat(gsbench order), permuted W) for the ASPP
     projection ([pool, edge, 1x1, r12, r24, r36]) and the decoder ([low-level, ASPP])."""

@@ -114,6 +114,24 @@ def test_imported_run_holds_the_tensors_and_the_sources_facts(tmp_path, arch, re
         assert loaded.recipe.model.mask_size == [59, 59]
 
 
+@pytest.mark.parametrize("recipe, branch", [("psanet50_collect", "collect"),
+                                            ("psanet50_distribute", "distribute")])
+def test_a_one_branch_psa_maps_semsegs_single_branch_by_its_direction(recipe, branch):
+    """semseg's psa_type 0 / 1 build one branch named reduce / attention (no ``_p``) whatever its
+    direction, and a 512 -> 2048 projection."""
+    shapes = {k[len("module."):]: v for k, v in load_fixture("semseg", "psanet50")["tensors"].items()
+              if "_p." not in k}
+    shapes["psa.proj.0.weight"] = [2048, 512, 1, 1]
+    source = {k: torch.empty(v, device="meta") for k, v in shapes.items()}
+    resolved = imported_recipe(load_recipe(recipe), SOURCE, "file.pth")
+    with torch.device("meta"):
+        target = build_model_from_recipe(resolved).state_dict()
+    _, report = map_state_dict(source, SOURCE.mapping(resolved), target, "file.pth")
+    assert report.mapped["psa.attention.3.weight"] == \
+        f"decode_head.psa.attention.{branch}.1.weight"
+    assert set(report.mapped.values()) == set(target) - set(report.kept)
+
+
 def test_psanet_mask_follows_the_training_crop():
     """tool/test.py: mask = 2 * ((train_h - 1) // (8 * shrink) + 1) - 1."""
     from gsbench.weights.semseg import psa_mask
@@ -184,10 +202,11 @@ def test_a_non_empty_run_folder_is_refused(tmp_path):
 
 def test_cli_lists_the_sources_and_fails_in_one_line(tmp_path):
     runner = CliRunner()
-    result = runner.invoke(app, ["import-weights", "--help"], terminal_width=200)
+    result = runner.invoke(app, ["import-weights", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
-    for name in SOURCES:
-        assert f"{name}:" in result.output
+    assert "--from" in result.output and "|".join(SOURCES) in result.output
+    for name, what in SOURCES.items():
+        assert f"{name} ({what.split(':')[0]}" in result.output
     bad = tmp_path / "model.pth"
     bad.write_text("not a checkpoint")
     result = runner.invoke(app, ["import-weights", str(bad), "--from", "semseg", "--recipe",

@@ -304,9 +304,8 @@ class GatedSCNN(nn.Module):
         self.aspp = BoundaryASPP(channels[-1], rates, shape_stream, aspp_projection, align_corners)
         if decoder == "official":
             self._captured["low_level"] = "mod2"
-            mod2_channels = [m for m in backbone.mod2.modules() if isinstance(m, nn.Conv2d)][-1]
-            self.low_level = nn.Conv2d(mod2_channels.out_channels, LOW_LEVEL_CHANNELS, 1,
-                                       bias=False)
+            last_conv = [m for m in backbone.mod2.modules() if isinstance(m, nn.Conv2d)][-1]
+            self.low_level = nn.Conv2d(last_conv.out_channels, LOW_LEVEL_CHANNELS, 1, bias=False)
         else:
             self.low_level = ConvBNReLU(channels[0], LOW_LEVEL_CHANNELS, 1)
         self.fuse = nn.Sequential(

@@ -54,18 +54,16 @@ BACKBONES = ("resnet50", "resnet101")
 @dataclass(frozen=True)
 class SemsegDataset:
     """A dataset's settings in semseg's ``config/<dataset>/<dataset>_<arch>.yaml``: train and
-    test crop per architecture (square), ``base_size`` (the long side at scale 1.0) and the
-    epochs of the released file's name."""
+    test crop per architecture (square) and ``base_size`` (the long side at scale 1.0)."""
 
     crop: dict[str, int]
     base_size: int
-    epochs: int
 
 
 DATASETS: dict[str, SemsegDataset] = {
-    "cityscapes": SemsegDataset({"pspnet": 713, "psanet": 705}, 2048, 200),
-    "ade20k": SemsegDataset({"pspnet": 473, "psanet": 465}, 512, 100),
-    "voc2012": SemsegDataset({"pspnet": 473, "psanet": 465}, 512, 50),
+    "cityscapes": SemsegDataset({"pspnet": 713, "psanet": 705}, 2048),
+    "ade20k": SemsegDataset({"pspnet": 473, "psanet": 465}, 512),
+    "voc2012": SemsegDataset({"pspnet": 473, "psanet": 465}, 512),
 }
 
 
