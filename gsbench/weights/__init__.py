@@ -26,6 +26,9 @@ SOURCES: dict[str, str] = {
              "DANet, CCNet, ANN, PSANet on ResNetV1c-50/101-D8 (Cityscapes, ADE20K, VOC 2012)",
 }
 
+#: ``gsbench export-weights --to`` targets (:mod:`gsbench.weights.export`)
+EXPORT_TARGETS = ("mmseg",)
+
 
 def get_source(name: str):
     """The :class:`~gsbench.weights.source.Source` registered as ``name``."""

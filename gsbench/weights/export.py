@@ -47,8 +47,6 @@ from gsbench.recipes import Recipe
 from gsbench.weights.mmseg import (BACKBONES, base_config, family_of, mmseg_form_problem,
                                    to_mmseg_state_dict)
 
-#: ``--to`` targets
-TARGETS = ("mmseg",)
 #: default output folder inside the run folder
 DEFAULT_FOLDER = "mmseg"
 
