@@ -189,7 +189,8 @@ def test_a_recipe_file_may_name_one_base(tmp_path):
 
 
 def test_zoo_lists_models_and_recipes():
-    result = CliRunner().invoke(app, ["zoo"])
+    # wide enough for the longest recipe names (deeplabv3plus101_mmseg_cityscapes_769)
+    result = CliRunner().invoke(app, ["zoo"], env={"COLUMNS": "160"})
     assert result.exit_code == 0, result.output
     for text in ("psanet101_collect_ade20k", "psanet101-smoke", "denseaspp", "nonlocal", "90000"):
         assert text in result.output
