@@ -7,6 +7,7 @@ files stop with one line."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 
 import pytest
@@ -28,6 +29,20 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # random-init ba
 
 SOURCE = get_source("mmseg")
 PROTOCOLS = json.loads((FIXTURES / "mmseg" / "_protocols.json").read_text())["protocols"]
+OUTPUTS = json.loads((FIXTURES / "mmseg" / "_outputs.json").read_text())
+
+
+def _generator():
+    """The fixtures' generator, for its seeded weights and inputs (it imports mmseg only when
+    run as a script)."""
+    path = FIXTURES / "mmseg" / "gen_mmseg_fixtures.py"
+    spec = importlib.util.spec_from_file_location("gen_mmseg_fixtures", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+GENERATOR = _generator()
 #: (gsbench method, depth, config family): every released architecture and dataset
 CASES = [(method, depth, family) for method in METHODS for depth in (50, 101)
          for family in FAMILIES]
@@ -42,11 +57,7 @@ def numbered_state_dict(fixture: dict, dataset: str) -> tuple[dict, dict]:
     no memory), and {key: i}; ANN's aliased key / query projections share their number, as
     they share their tensors in a saved file."""
     shapes = fixture_shapes(fixture, dataset)
-    numbers = {key: i for i, key in enumerate(shapes)}
-    for alias, original in fixture["aliases"].items():
-        for key in shapes:
-            if key.startswith(alias + "."):
-                numbers[key] = numbers[original + key[len(alias):]]
+    numbers = GENERATOR.tie_aliases({key: i for i, key in enumerate(shapes)}, fixture["aliases"])
     state = {}
     for key, shape in shapes.items():
         dtype = torch.int64 if key.endswith(".num_batches_tracked") else torch.float32
@@ -80,6 +91,50 @@ def test_every_tensor_of_every_architecture_and_family_is_mapped(method, depth, 
     assert len(report.mapped) == fixture["num_tensors"]
 
 
+#: the cases of _outputs.json run by the fast suite (the others are slow: about 3 s each)
+FAST_OUTPUT_CASES = (("danet", "cityscapes-512x1024"), ("deeplabv3plus", "cityscapes-769x769"),
+                     ("psanet", "cityscapes-769x769"))
+
+
+@pytest.mark.parametrize("case", [
+    pytest.param(case, id="{method}-{family}-{h}x{w}".format(h=case["input"][0],
+                                                           w=case["input"][1], **case),
+                 marks=() if (case["method"], case["family"]) in FAST_OUTPUT_CASES
+                 else pytest.mark.slow)
+    for case in OUTPUTS["cases"]])
+def test_gsbench_computes_what_mmseg_computes(case):
+    """mmseg's own R-50-D8 model, on seeded random weights and input, gave these logits (the
+    generator's _outputs.json); the same weights imported into the recipe's model give the same
+    logits. This pins the roles the shapes cannot tell apart (query / key, theta / phi, collect
+    / distribute, PAM / CAM, the pyramid bins and ASPP rates) and the forms: ResNetV1c,
+    conv_cat, mmseg's ASPP heads, PSANet's shrink rules (both sides odd; one even), DANet's CAM
+    energy, align_corners on the 769 x 769 models."""
+    method = {"ann": "annet"}.get(case["method"], case["method"])
+    fixture = load_fixture("mmseg", f"{case['method']}_r50-d8")
+    shapes = fixture_shapes(fixture, case["family"])
+    state = GENERATOR.tie_aliases(GENERATOR.seeded_state_dict(shapes, OUTPUTS["seed"]),
+                                  fixture["aliases"])
+    recipe = imported_recipe(load_recipe(recipe_name(method, 50, FAMILIES[case["family"]])),
+                             SOURCE, "file.pth")
+    with torch.device("meta"):
+        model = build_model_from_recipe(recipe)
+    mapped, _ = map_state_dict(state, SOURCE.mapping(recipe), model.state_dict(), "file.pth")
+    for key in mapped:  # the derived PSA mask size, real instead of meta
+        if key.endswith(".mask_hw"):
+            mapped[key] = torch.tensor(recipe.model.mask_size)
+    model.load_state_dict(mapped, strict=True, assign=True)
+    with torch.no_grad():
+        logits = model.eval()(GENERATOR.seeded_input(tuple(case["input"]), OUTPUTS["seed"] + 1))
+    digest = GENERATOR.output_digest(logits["out"])
+    assert digest["shape"] == case["shape"]
+    tolerance = 1e-4 * case["max_abs"]
+    assert torch.allclose(torch.tensor(digest["grid"]), torch.tensor(case["grid"]), rtol=0,
+                          atol=tolerance)
+    pixels = case["shape"][2] * case["shape"][3]
+    assert torch.allclose(torch.tensor(digest["class_sums"]), torch.tensor(case["class_sums"]),
+                          rtol=0, atol=tolerance * pixels)
+
+
 def save_release(path, state, meta=None):
     """The file as mmseg's publish_model.py leaves it: {"meta": ..., "state_dict": ...}."""
     torch.save({"meta": meta if meta is not None else {"CLASSES": ["road"], "epoch": 40},
@@ -93,11 +148,8 @@ def save_release(path, state, meta=None):
 ])
 def test_imported_run_holds_the_tensors_and_mmsegs_facts(tmp_path, method, depth, family):
     fixture = load_fixture("mmseg", arch(method, depth))
-    state = random_state_dict(fixture, family)
-    for key in state:  # a published file holds ANN's shared module twice, with equal tensors
-        for alias, original in fixture["aliases"].items():
-            if key.startswith(alias + "."):
-                state[key] = state[original + key[len(alias):]]
+    # a published file holds ANN's shared module twice, with equal tensors
+    state = GENERATOR.tie_aliases(random_state_dict(fixture, family), fixture["aliases"])
     release = tmp_path / "model.pth"
     save_release(release, state)
     name = recipe_name(method, depth, FAMILIES[family])
