@@ -20,7 +20,7 @@ from rich.markup import escape
 from gsbench import __version__
 from gsbench.commands import EVAL_FLAGS, TRAIN_FLAGS, Flag
 from gsbench.errors import GsbenchError
-from gsbench.weights import SOURCES
+from gsbench.weights import EXPORT_TARGETS, SOURCES
 
 app = typer.Typer(
     name="gsbench",
@@ -293,6 +293,32 @@ def import_weights_command(
         f"official forms: {options}\n"
         f"evaluate: gsbench eval {result.run_dir} --data ROOT",
         highlight=False, soft_wrap=True)
+
+
+# --- export-weights -----------------------------------------------------------------------------
+@app.command("export-weights")
+@user_errors
+def export_weights_command(
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A run folder (trained or "
+                                   "imported): its final weights, else its last checkpoint."),
+    to: str = typer.Option(..., "--to", metavar="|".join(EXPORT_TARGETS),
+                           help="mmseg: an mmsegmentation 1.x checkpoint and a config that "
+                           "inherits mmseg's own."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Folder to write, absent or empty (default: RUN_DIR/mmseg)."),
+) -> None:
+    """Export a run's model to mmsegmentation: RUN.pth (with the meta data mmseg's loader reads)
+    and RUN.py (_base_ = mmseg's config for the architecture and dataset, plus what the model
+    differs in). Forms mmseg cannot express are refused, naming the form.
+    Then: mmseg.apis.init_model('RUN.py', 'RUN.pth') or mmseg's tools/test.py.
+    """
+    from gsbench.weights.export import export_mmseg
+
+    if to not in EXPORT_TARGETS:
+        raise GsbenchError(f"--to {to!r}: the export targets are {', '.join(EXPORT_TARGETS)}")
+    result = export_mmseg(run_dir, out)
+    console.print(f"wrote {result.checkpoint} ({result.tensors} tensors) and {result.config} "
+                  f"(_base_ {result.base_config})", highlight=False, soft_wrap=True)
 
 
 # --- zoo ----------------------------------------------------------------------------------------
