@@ -105,6 +105,11 @@ DEFAULT_CHUNK_ELEMENTS = 1 << 23
 #: The two forms of each RCB point (``segment_samples``, ``semantic_distance``, ``region_score``,
 #: ``score_source``, ``rib_layers``, ``rib_attention``): the paper's text or the released code.
 FORMS = ("paper", "official")
+#: The released code's form of every RCB / RIB point, as :class:`RegionAttention` options
+#: (``recipes/ranet101.yaml`` sets the same values; docs/fidelity.md, RANet).
+RELEASED_FORMS = dict(segment_samples="official", semantic_distance="official",
+                      region_score="official", score_source="official", rib_layers="official",
+                      rib_attention="official", region_threshold=0.8)
 #: Official E: class probabilities are clipped into this range (``match_class_kernel.cu``).
 OFFICIAL_CLIP = (0.001, 0.99)
 
@@ -915,6 +920,11 @@ class RegionAttention(nn.Module):
 
     def regions(self, boundary: Tensor, prob: Tensor, height: int, width: int) -> Tensor:
         """Region id of every pixel of one image (Eq. 4 and the ``grouping`` rule)."""
+        library = self._official_kernels(boundary)
+        if library is not None:
+            tables = ranet_native.OfficialTables(boundary, prob, OFFICIAL_CLIP)
+            return resolve_links(ranet_native.official_parents(
+                library, tables, height, width, self.cue, self.region_threshold))
         return self._group(self._score_matrix(boundary, prob, height, width), height, width)
 
     def representative_scores(self, boundary: Tensor, prob: Tensor, regions: Tensor,
