@@ -15,10 +15,12 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from gsbench import __version__
 from gsbench.commands import EVAL_FLAGS, TRAIN_FLAGS, Flag
 from gsbench.errors import GsbenchError
+from gsbench.weights import SOURCES
 
 app = typer.Typer(
     name="gsbench",
@@ -38,14 +40,16 @@ err_console = Console(stderr=True)
 
 
 def user_errors(func):
-    """Turn GsbenchError into a one-line message and exit status 2 (no traceback)."""
+    """Turn GsbenchError into a one-line message and exit status 2 (no traceback). The message
+    is printed as written: brackets in it (``[height, width]``, a path) are not rich markup."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
         except GsbenchError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
+                              soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -54,7 +58,8 @@ def user_errors(func):
 def _option(flag: Flag):
     """The Typer option of one of :mod:`gsbench.commands`' flags (the options gsbench writes into
     command lines itself, so that the two cannot drift apart)."""
-    return typer.Option(flag.default, *flag.names, help=flag.help)
+    names = (f"{flag.names[0]}/{flag.names[1]}",) if flag.form == "toggle" else flag.names
+    return typer.Option(flag.default, *names, help=flag.help)
 
 
 def _version_callback(value: bool) -> None:
@@ -249,6 +254,47 @@ def train(
         console.print(f"{state} at iteration {result.iteration}{miou}: {result.run_dir}", highlight=False)
 
 
+# --- import-weights -----------------------------------------------------------------------------
+def _sources_help() -> str:
+    return "Which code saved FILE: " + "; ".join(f"{name} ({what})" for name, what in SOURCES.items())
+
+
+@app.command("import-weights")
+@user_errors
+def import_weights_command(
+    file: Path = typer.Argument(..., metavar="FILE", help="A released checkpoint (.pth / .pt)."),
+    source: str = typer.Option(..., "--from", metavar="|".join(SOURCES), help=_sources_help()),
+    recipe: str = typer.Option(
+        ..., "--recipe", help="The recipe whose model receives the weights (a name from "
+        "`gsbench zoo` or a YAML file)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Run folder to write, absent or empty (default: runs/RECIPE-SOURCE)."),
+    quiet: bool = typer.Option(False, "--quiet", help="Print nothing on success."),
+) -> None:
+    """Import a released checkpoint of a paper's official code as a finished run folder.
+
+    Every tensor of the file is mapped onto the recipe's model in the source's official forms
+    (or the import stops naming the tensors that do not fit); the run records the source's
+    preprocessing and test procedure and a provenance record (file, sha256, mapping).
+    Then: gsbench eval RUN_DIR --data ROOT.
+    """
+    from gsbench.weights.importer import import_weights
+
+    result = import_weights(file, source, recipe, out, command=["gsbench", *sys.argv[1:]])
+    if quiet:
+        return
+    p = result.provenance
+    dropped = list(p["checkpoint"]["dropped_entries"]) + list(p["mapping"]["dropped"])
+    options = ", ".join(f"{k}={v}" for k, v in p["model_options"].items())
+    console.print(
+        f"imported {p['mapping']['tensors_mapped']} tensors of {p['file']} ({p['repository']}, "
+        f"sha256 {p['sha256'][:12]}) into {result.run_dir}\n"
+        f"dropped: {', '.join(dropped) or 'nothing'}\n"
+        f"official forms: {options}\n"
+        f"evaluate: gsbench eval {result.run_dir} --data ROOT",
+        highlight=False, soft_wrap=True)
+
+
 # --- zoo ----------------------------------------------------------------------------------------
 @app.command()
 @user_errors
@@ -317,12 +363,19 @@ def eval_command(
     ),
     workers: int = typer.Option(2, "--workers", help="Worker processes (results do not depend on it)."),
     quiet: bool = _option(EVAL_FLAGS["quiet"]),
+    procedure: Optional[str] = _option(EVAL_FLAGS["procedure"]),
+    slide: Optional[bool] = _option(EVAL_FLAGS["slide"]),
+    crop: Optional[str] = _option(EVAL_FLAGS["crop"]),
+    stride: Optional[str] = _option(EVAL_FLAGS["stride"]),
+    base_size: Optional[str] = _option(EVAL_FLAGS["base_size"]),
     ms: bool = _option(EVAL_FLAGS["ms"]),
     scales: Optional[str] = _option(EVAL_FLAGS["scales"]),
+    flip: Optional[bool] = _option(EVAL_FLAGS["flip"]),
+    align_corners: Optional[bool] = _option(EVAL_FLAGS["align_corners"]),
     output: str = _option(EVAL_FLAGS["output"]),
-    flip: bool = _option(EVAL_FLAGS["flip"]),
-    slide: bool = typer.Option(
-        False, "--slide", help="TARGET: sliding-window inference with the recipe's crop size."
+    batch: Optional[int] = typer.Option(
+        None, "--batch", help="TARGET: images (views, windows) per forward pass; changes speed "
+        "and memory, not the result [default: as many as hold 1 megapixel]."
     ),
     save_pred: Optional[Path] = typer.Option(
         None, "--save-pred", help="TARGET: write the predicted trainIds as DIR/{stem}.png."
@@ -336,36 +389,40 @@ def eval_command(
     """Score predictions: mIoU, accuracies, iIoU, boundary F at each radius, crop mIoU.
 
     Either a folder of saved predictions (--pred-dir P --data ROOT) or a trained model
-    (TARGET = run folder or checkpoint, --data ROOT), whose metrics default to
-    TARGET/eval/{split}_{ss|ms|ms-<scales>}[_flip][_slide][_<output>]/metrics.{json,csv,md}.
+    (TARGET = run folder or checkpoint, --data ROOT) under its recipe's test protocol (the
+    test: section; the TARGET options change it), whose metrics default to
+    TARGET/eval/{split}_{ss|ms|ms-<scales>}[_flip][_slide[-<crop>]][_<procedure>][_<output>]/
+    metrics.{json,csv,md}.
     """
     from gsbench.evaluation.metrics_config import parse_int_list
     from gsbench.evaluation.pred_dir import evaluate_prediction_dir
     from gsbench.evaluation.report import write_and_print_metrics
-    from gsbench.evaluation.setting import (
-        DEFAULT_MS_SCALES, SINGLE_SCALE, EvalSetting, parse_scales,
-    )
+    from gsbench.evaluation.setting import protocol_options
 
+    protocol = protocol_options(
+        procedure=procedure, slide=slide, crop=crop, stride=stride, base_size=base_size, ms=ms,
+        scales=scales, flip=flip, align_corners=align_corners,
+    )
     if target is not None:
         if pred_dir is not None:
             raise GsbenchError("give a TARGET (run folder or checkpoint) or --pred-dir, not both")
         radii_px = parse_int_list(radii, "--radii", minimum=1)
         factors = None if crop_factors is None else parse_int_list(crop_factors, "--crop-factors")
-        # --scales implies --ms; --ms alone means the default multi-scale list
-        ms_scales = parse_scales(scales) if scales is not None else DEFAULT_MS_SCALES
-        setting = EvalSetting(split, ms_scales if ms or scales is not None else SINGLE_SCALE,
-                              flip, output)
         _evaluate_target(
-            target, data, setting, slide=slide, save_pred=save_pred, export=export,
-            out_dir=out_dir, device=device, radii=radii_px, crop_factors=factors,
-            fscore_convention=fscore_convention, out=out, csv_path=csv_path,
-            markdown_path=markdown_path, quiet=quiet,
+            target, data, split=split, output=output, protocol=protocol, batch=batch,
+            save_pred=save_pred, export=export, out_dir=out_dir, device=device, radii=radii_px,
+            crop_factors=factors, fscore_convention=fscore_convention, out=out,
+            csv_path=csv_path, markdown_path=markdown_path, quiet=quiet,
         )
         return
     if pred_dir is None or data is None:
         raise GsbenchError("give --pred-dir (predicted label maps) and --data (a prepared dataset)")
-    if output != "out":
-        raise GsbenchError("--output picks a model output: it needs a TARGET, not --pred-dir")
+    model_options = [name for name, value in (("--output", output != "out"), ("--batch", batch))
+                     if value] + [f"--{key.replace('_', '-')}" for key, value in protocol.items()
+                                  if value is not None]
+    if model_options:
+        raise GsbenchError(f"{', '.join(model_options)}: only for evaluating a TARGET (run "
+                           "folder or checkpoint), not for scoring --pred-dir")
     radii_px = parse_int_list(radii, "--radii", minimum=1)
     factors = None if crop_factors is None else parse_int_list(crop_factors, "--crop-factors")
 
@@ -394,7 +451,8 @@ def _progress(label: str, quiet: bool):
 
 
 def _evaluate_target(
-    target: Path, data: Optional[Path], setting, *, slide: bool = False,
+    target: Path, data: Optional[Path], *, split: str = "val", output: str = "out",
+    protocol=None, batch: Optional[int] = None,
     save_pred: Optional[Path] = None, export: Optional[str] = None, out_dir: Optional[Path] = None,
     device: str = "cpu", radii=None, crop_factors=None, fscore_convention: str = "gscnn",
     out: Optional[Path] = None, csv_path: Optional[Path] = None,
@@ -405,9 +463,10 @@ def _evaluate_target(
     from gsbench.evaluation.model import evaluate_target
     from gsbench.evaluation.report import write_and_print_metrics
 
-    with _progress(f"inferring {setting.split}", quiet) as on_progress:
+    with _progress(f"inferring {split}", quiet) as on_progress:
         result = evaluate_target(
-            target, data, setting, slide=slide, device=device, save_pred_dir=save_pred,
+            target, data, split=split, output=output, protocol=protocol, batch=batch,
+            device=device, save_pred_dir=save_pred,
             export=export, export_dir=out_dir, radii=radii, crop_factors=crop_factors,
             fscore_convention=fscore_convention, json_path=out, csv_path=csv_path,
             markdown_path=markdown_path, on_progress=on_progress,
@@ -741,7 +800,6 @@ def quickstart(
     """
     from gsbench.data.synthetic import parse_size, prepare_synthetic
     from gsbench.engine.train import train as run_training
-    from gsbench.evaluation.setting import EvalSetting
     from gsbench.recipes import load_recipe
 
     run_dir = out / "run"
@@ -767,7 +825,7 @@ def quickstart(
                  command=["gsbench", *sys.argv[1:]])
     if show:
         console.print(f"[bold]3/3[/] evaluate {run_dir} on {manifest.root} (val)", highlight=False)
-    _evaluate_target(run_dir, manifest.root, EvalSetting(split="val"), quiet=quiet)
+    _evaluate_target(run_dir, manifest.root, split="val", quiet=quiet)
 
 
 # --- rfsr ---------------------------------------------------------------------------------------

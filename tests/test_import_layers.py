@@ -20,13 +20,13 @@ PACKAGE_DIR = Path(gsbench.__file__).resolve().parent
 #: docs/architecture.md draws the same picture.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("gsbench.errors",),
-    ("gsbench.io",),
+    ("gsbench.io", "gsbench.protocol"),
     ("gsbench.data",),
     ("gsbench.metrics", "gsbench.models", "gsbench.losses"),
     ("gsbench.recipes",),
     ("gsbench.analysis", "gsbench.engine"),
     ("gsbench.evaluation",),
-    ("gsbench.commands",),
+    ("gsbench.commands", "gsbench.weights"),
     ("gsbench.tables",),
     ("gsbench.cli",),
 )

@@ -332,6 +332,7 @@ def psanet(
     compact: bool = False,
     mask_size: tuple[int, int] | int | None = None,
     shrink_factor: int = 2,
+    align_corners: bool = False,
 ) -> nn.Module:
     """PSANet: dilated ResNet + PSA head (+ stage-3 aux FCN head, loss weight 0.4).
 
@@ -343,6 +344,8 @@ def psanet(
     is then lazy until that forward, see :class:`MaskPredictor`. For a crop of S pixels at output
     stride 8 the full mask is ``full_mask_size(*shrunk_size(f, f, 2))`` with ``f = (S - 1) // 8 + 1``
     (713 -> 89). ``shrink_factor``: spatial shrink before the attention (2).
+    ``align_corners``: upsample the logits with align_corners=True, as hszhao/semseg's
+    ``model/psanet.py`` (the PSA shrink and expand use True in either form).
     """
     if isinstance(mask_size, int):
         mask_size = (mask_size, mask_size)
@@ -350,4 +353,4 @@ def psanet(
     head = PSAHead(
         encoder.channels[-1], num_classes, dropout, psa_type, compact, mask_size, shrink_factor
     )
-    return make_model(encoder, head, num_classes, aux, dropout)
+    return make_model(encoder, head, num_classes, aux, dropout, align_corners)
