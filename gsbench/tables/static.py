@@ -3,7 +3,8 @@
 Each entry of :data:`STATIC_TABLES` names the figures it computes (the metrics a table file's
 columns may use next to ``compute: <name>``) and a function from the :class:`Table` to those
 figures per row id. Everything is counted on the ``meta`` device (no weights are allocated and no
-arithmetic is done), so a whole table takes seconds:
+arithmetic is done), so a whole table takes seconds, except RANet's row of Table 3, whose regions
+depend on the values (it runs for real, tens of seconds on a CPU):
 
 - ``gff_table3``: GFF Table 3, parameters and FLOPs of PSPNet, +GFF and +GFF+DFP on a
   512 x 512 image (no aux head, as the paper's counts);
@@ -12,8 +13,8 @@ arithmetic is done), so a whole table takes seconds:
 - ``gpsnet_table4``: GPSNet Table 4, receptive field, sample rate and parameters of the context
   modules (:func:`gsbench.analysis.rfsr.table4`);
 - ``ranet_table3``: RANet Table 3, the increase in FLOPs, parameters and memory of each
-  attention method on the table's feature map
-  (:func:`gsbench.analysis.attention.profile_attention_module`).
+  attention method on the table's 97 x 97 stage-5 map, each at the scope closest to the paper
+  (:data:`RANET_TABLE3_SCOPES`, :func:`gsbench.analysis.attention.profile_attention_module`).
 
 FLOPs count a multiply-add as 2 (:mod:`gsbench.analysis.complexity`); memory off CUDA is the peak
 of live tensor storage of a train-mode forward + backward, parameters excluded.
@@ -139,7 +140,8 @@ def ranet_table3(table: Table) -> StaticResult:
     ids are the names of :mod:`gsbench.analysis.attention`'s registry. The peers run on the
     meta device; RANet's regions depend on its score maps, so it runs for real (tens of
     seconds on a CPU) on the realistic input case (24 cells, 36 regions)."""
-    from gsbench.analysis.attention import get_attention_entry, profile_attention_module
+    from gsbench.analysis.attention import (SCOPE_NOTES, build_attention_module,
+                                            get_attention_entry, profile_attention_module)
     from gsbench.analysis.complexity import count_flops, count_parameters, measure_peak_memory
 
     height, width = (table.input_shape or (1, 512, 97, 97))[2:]
@@ -158,8 +160,6 @@ def ranet_table3(table: Table) -> StaticResult:
                 notes[row_id] = f"scope {scope}: {figures['counts']}"
                 continue
             # A value-dependent module (RANet): one real run per figure, the first case only.
-            from gsbench.analysis.attention import SCOPE_NOTES, build_attention_module
-
             module = build_attention_module(row_id, shape[1], scope)
             flops = count_flops(module, shape)
             values[row_id] = {"gflops": flops.gflops, "gmacs": flops.gmacs,
