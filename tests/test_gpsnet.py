@@ -170,10 +170,15 @@ def test_resnet101_gps_head_sizes_on_meta():
     with torch.device("meta"):
         supernet = SuperNet(2048, UNTUNED_DILATIONS, gate=False)
         model = build_model("gpsnet", num_classes=19, context="oc", aux=False)
+        wide = build_model("gpsnet", num_classes=19, context="oc", aux=False, oc_head="wide")
     conv_weights = sum(m.weight.numel() for m in supernet.modules() if isinstance(m, nn.Conv2d))
     assert conv_weights == 6_291_456  # GPSNet Table 4: SuperNet 6.29 M
     assert model.decode_head.supernet.out_channels == 1024
-    assert model.decode_head.fuse[0].in_channels == 512 + 512 + 1024
+    # the release's ASP-OC: object-context and 1x1 branches 256 wide on the 3x3 conv's 512
+    # channels; the SuperNet on c5 (2048), as Table 4 counts it
+    assert model.decode_head.fuse[0].in_channels == 256 + 256 + 1024
+    assert model.decode_head.supernet.squeeze[0].in_channels == 2048
+    assert wide.decode_head.fuse[0].in_channels == 512 + 512 + 1024
 
 
 @pytest.mark.parametrize("kwargs, message", [
