@@ -224,6 +224,30 @@ def test_recipes_follow_the_paper_and_table1():
         assert (r.data.crop_size, r.train.iterations, r.train.weight_decay) == (
             [769, 769], 40000, 5e-4)
     assert load_recipe("gpsnet101_ocnet_baseline").model.context == "asp"
+    for name in ("gpsnet101_ocnet_baseline", "gpsnet101_ocnet", "gpsnet101_ocnet_supernet"):
+        r = load_recipe(name)
+        assert (r.model.oc_head, r.model.activation, r.train.head_lr_mult) == (
+            "official", "leaky_relu", 1.0)
+
+
+def test_table1_trains_every_row_under_gpsnets_protocol_on_asp_oc():
+    """GPSNet Table 1: the ASPP and OCNet baselines train like the GPS rows (crop 769, batch 8,
+    40K iterations, wd 5e-4), and the OCNet row is the ASP-OC head the SuperNet is put into."""
+    from gsbench.tables.cells import cell_recipe
+    from gsbench.tables.registry import select_tables
+
+    (table,) = select_tables(["gpsnet.table1"])
+    recipes = {c.row_id: cell_recipe(c) for c in table.cells}
+    assert set(recipes) == {"aspp", "aspp-gps", "ocnet", "ocnet-supernet", "ocnet-gate",
+                            "ocnet-tuned", "ocnet-ohem"}
+    for row, r in recipes.items():
+        assert (r.data.crop_size, r.train.batch_size, r.train.iterations, r.train.weight_decay) == (
+            [769, 769], 8, 40000, 5e-4), row
+    assert recipes["aspp"].model.name == "deeplabv3"
+    assert (recipes["ocnet"].model.name, recipes["ocnet"].model.context,
+            recipes["ocnet"].model.oc_head) == ("ocnet", "asp", "official")
+    for row in ("ocnet-supernet", "ocnet-gate", "ocnet-tuned", "ocnet-ohem"):
+        assert (recipes[row].model.context, recipes[row].model.oc_head) == ("oc", "official")
 
 
 @pytest.mark.slow
