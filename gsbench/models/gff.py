@@ -171,11 +171,12 @@ class PSPContext(nn.Module):
 
 
 class DenseASPPContext(nn.Module):
-    """DenseASPP (dilations 3-24) then a 1x1 conv to c5/4 channels: Table 4's other base."""
+    """DenseASPP (dilations 3-24, the block of :func:`gsbench.models.denseaspp.denseaspp` with
+    its defaults) then a 1x1 conv to c5/4 channels: Table 4's other base."""
 
     def __init__(self, in_channels: int, dilations: tuple[int, ...] = (3, 6, 12, 18, 24)):
         super().__init__()
-        self.dense_aspp = DenseASPPBlock(in_channels, dilations, in_channels // 4, in_channels // 8)
+        self.dense_aspp = DenseASPPBlock(in_channels, dilations)
         self.project = ConvBNReLU(self.dense_aspp.out_channels, in_channels // 4, 1)
         self.out_channels = in_channels // 4
 
