@@ -243,7 +243,8 @@ def test_gscnn_test_server_recipe_follows_the_paper():
     assert r.model == base.model and r.model.backbone == "wideresnet38" and r.model.shape_stream
     assert r.train.loss_options == base.train.loss_options and r.train.loss_options["dual_task"]
     assert r.train.iterations == round(175 * 2975 / 16) == 32539
-    assert (r.train.batch_size, r.train.lr, r.train.poly_power) == (16, 0.01, 0.9)
+    # poly power 1.0: the release's poly_exp (the paper names the policy, not the power)
+    assert (r.train.batch_size, r.train.lr, r.train.poly_power) == (16, 0.01, 1.0)
     assert (r.data.crop_size, r.data.class_uniform, r.data.train_split) == ([800, 800], 0.5, "train")
     assert base.data.class_uniform == 0.0
     assert r.data.scale_range == base.data.scale_range and r.data.flip
