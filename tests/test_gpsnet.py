@@ -228,6 +228,8 @@ def test_recipes_follow_the_paper_and_table1():
         r = load_recipe(name)
         assert (r.model.oc_head, r.model.activation, r.train.head_lr_mult) == (
             "official", "leaky_relu", 1.0)
+        assert r.train.loss_options == {"class_weights": "ocnet"}  # the OCNet release's
+    assert load_recipe("gpsnet101_ocnet_ade20k").train.loss_options == {"class_weights": "none"}
 
 
 def test_table1_trains_every_row_under_gpsnets_protocol_on_asp_oc():

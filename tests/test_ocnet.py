@@ -173,3 +173,40 @@ def test_object_context_output_starts_at_zero_in_both_layouts():
 def test_bad_options_name_the_option(kwargs, message):
     with pytest.raises(GsbenchError, match=message):
         build_model("ocnet", num_classes=3, backbone="resnet_tiny", **kwargs)
+
+
+# --- the release's class-balanced loss (utils/criterion.py) -------------------------------------
+
+
+def test_class_weights_equal_the_releases_criterion_dsn():
+    from gsbench.losses import build_loss
+
+    torch.manual_seed(0)
+    main, dsn = torch.randn(2, 19, 6, 7), torch.randn(2, 19, 6, 7)
+    label = torch.randint(0, 19, (2, 6, 7))
+    label[0, :3] = 255
+    loss = build_loss("ocnet", ignore_index=255, aux_weight=0.4, ohem_thresh=None,
+                      ohem_min_kept=100000, options={"class_weights": "ocnet"})
+    result = loss({"out": main, "aux": dsn}, {"label": label})
+    # CriterionDSN(use_weight=True, dsn_weight=0.4): 0.4 * CE_w(dsn) + CE_w(main)
+    weight = torch.FloatTensor([0.8373, 0.918, 0.866, 1.0345, 1.0166, 0.9969, 0.9754, 1.0489,
+                                0.8786, 1.0023, 0.9539, 0.9843, 1.1116, 0.9037, 1.0865, 1.0955,
+                                1.0865, 1.1529, 1.0507])
+    criterion = torch.nn.CrossEntropyLoss(weight=weight, ignore_index=255)
+    torch.testing.assert_close(result["loss"], 0.4 * criterion(dsn, label) + criterion(main, label))
+    plain = build_loss("gpsnet", ignore_index=255, aux_weight=0.4, ohem_thresh=None,
+                       ohem_min_kept=100000)
+    assert not torch.allclose(plain({"out": main, "aux": dsn}, {"label": label})["loss"],
+                              result["loss"])
+
+
+def test_class_weights_need_cityscapes_classes_and_a_known_name():
+    from gsbench.losses import build_loss
+
+    loss = build_loss("ocnet", ignore_index=255, aux_weight=0.4, ohem_thresh=0.7,
+                      ohem_min_kept=10, options={"class_weights": "ocnet"})
+    with pytest.raises(GsbenchError, match="19 Cityscapes class weights, but the model predicts 150"):
+        loss({"out": torch.randn(1, 150, 4, 4)}, {"label": torch.zeros(1, 4, 4, dtype=torch.long)})
+    with pytest.raises(GsbenchError, match="class_weights must be one of none, ocnet"):
+        build_loss("gpsnet", ignore_index=255, aux_weight=0.4, ohem_thresh=None,
+                   ohem_min_kept=1, options={"class_weights": "balanced"})
