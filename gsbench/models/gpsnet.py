@@ -56,11 +56,10 @@ from torch import Tensor, nn
 from gsbench.errors import GsbenchError
 from gsbench.models.backbones import build_backbone
 from gsbench.models.backbones.resnet import init_kaiming
-from gsbench.models.common import ConvBNReLU, SegmentationModel, classifier, make_model
+from gsbench.models.common import ConvBNReLU, classifier, make_model
 from gsbench.models.deeplab import ASPP_CHANNELS
 from gsbench.models.ocnet import (
-    ACTIVATIONS, OC_HEADS, ObjectContext, OfficialDSN, check_choice, conv_bn_act,
-    official_object_branch,
+    ACTIVATIONS, OC_HEADS, asp_oc_front, check_choice, conv_bn_act, oc_model,
 )
 from gsbench.models.registry import register_model
 
@@ -190,25 +189,16 @@ class GPSOCHead(nn.Module):
     """ASP-OC with its atrous branches replaced by the SuperNet: [object context, 1x1, SuperNet].
 
     ``official``: the object-context and 1x1 branches (C/8 wide) read the release's 3x3 conv
-    c5 -> C/4 (:func:`gsbench.models.ocnet.official_object_branch`); otherwise they read c5
-    (C/4 wide, the object context without pooling). The SuperNet reads c5 in both.
+    c5 -> C/4; otherwise they read c5 (C/4 wide, the object context without pooling), see
+    :func:`gsbench.models.ocnet.asp_oc_front`. The SuperNet reads c5 in both.
     """
 
     def __init__(self, in_channels: int, num_classes: int, dilations, gate: bool,
                  dropout: float = 0.1, official: bool = True, activation: str = "leaky_relu"):
         super().__init__()
         channels = in_channels // 4
-        if official:
-            self.context_pre = conv_bn_act(in_channels, channels, 3, bias=True,
-                                           activation=activation)
-            self.object_branch = official_object_branch(channels, activation)
-            branch_in, width = channels, channels // 2
-        else:
-            self.context_pre = None
-            self.object_branch = nn.Sequential(
-                conv_bn_act(in_channels, channels, 3, activation=activation),
-                ObjectContext(channels, channels // 2, activation=activation))
-            branch_in, width = in_channels, channels
+        self.context_pre, self.object_branch, branch_in, width = asp_oc_front(
+            in_channels, official, activation)
         self.pointwise = conv_bn_act(branch_in, width, 1, activation=activation)
         self.supernet = SuperNet(in_channels, dilations, gate, activation=activation)
         self.fuse = conv_bn_act(2 * width + self.supernet.out_channels, channels, 1,
@@ -250,7 +240,4 @@ def gpsnet(num_classes: int, backbone: str = "resnet101", output_stride: int = 8
         return make_model(encoder, head, num_classes, aux, dropout)
     official = oc_head == "official"
     head = GPSOCHead(encoder.channels[-1], num_classes, grid, gate, dropout, official, activation)
-    if not official:
-        return make_model(encoder, head, num_classes, aux, dropout)
-    dsn = OfficialDSN(encoder.channels[2], num_classes, dropout, activation) if aux else None
-    return SegmentationModel(encoder, head, dsn)
+    return oc_model(encoder, head, num_classes, aux, dropout, official, activation)

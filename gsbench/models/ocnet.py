@@ -136,6 +136,20 @@ def official_object_branch(channels: int, activation: str) -> nn.Sequential:
     )
 
 
+def asp_oc_front(in_channels: int, official: bool, activation: str
+                 ) -> tuple[nn.Module | None, nn.Sequential, int, int]:
+    """What ASP-OC puts before its 1x1 and atrous branches, in either layout: the release's 3x3
+    conv c5 -> C/4 (None in the wide layout), the object-context branch, and the channels and
+    width of the other branches (C/4 and C/8 official, C and C/4 wide)."""
+    channels = in_channels // 4
+    if official:
+        pre = conv_bn_act(in_channels, channels, 3, bias=True, activation=activation)
+        return pre, official_object_branch(channels, activation), channels, channels // 2
+    branch = nn.Sequential(conv_bn_act(in_channels, channels, 3, activation=activation),
+                           ObjectContext(channels, channels // 2, activation=activation))
+    return None, branch, in_channels, channels
+
+
 class OfficialDSN(nn.Module):
     """The release's stage-3 auxiliary head ``dsn``: 3x3 conv (bias) c4 -> 512, BN, activation,
     dropout, 1x1 classifier."""
@@ -148,6 +162,16 @@ class OfficialDSN(nn.Module):
 
     def forward(self, c4: Tensor) -> Tensor:
         return self.cls(self.conv(c4))
+
+
+def oc_model(encoder: nn.Module, head: nn.Module, num_classes: int, aux: bool, dropout: float,
+             official: bool, activation: str) -> SegmentationModel:
+    """The model around an OCNet-style head: the release's ``dsn`` as auxiliary head in the
+    official layout, gsbench's shared auxiliary FCN head otherwise."""
+    if not official:
+        return make_model(encoder, head, num_classes, aux, dropout)
+    dsn = OfficialDSN(encoder.channels[2], num_classes, dropout, activation) if aux else None
+    return SegmentationModel(encoder, head, dsn)
 
 
 class BaseOCHead(nn.Module):
@@ -183,17 +207,8 @@ class ASPOCHead(nn.Module):
                  dropout: float = 0.1, official: bool = True, activation: str = "leaky_relu"):
         super().__init__()
         channels = in_channels // 4
-        if official:
-            self.context_pre = conv_bn_act(in_channels, channels, 3, bias=True,
-                                           activation=activation)
-            self.object_branch = official_object_branch(channels, activation)
-            branch_in, width = channels, channels // 2
-        else:
-            self.context_pre = None
-            self.object_branch = nn.Sequential(
-                conv_bn_act(in_channels, channels, 3, activation=activation),
-                ObjectContext(channels, channels // 2, activation=activation))
-            branch_in, width = in_channels, channels
+        self.context_pre, self.object_branch, branch_in, width = asp_oc_front(
+            in_channels, official, activation)
         self.branches = nn.ModuleList([conv_bn_act(branch_in, width, 1, activation=activation)] + [
             conv_bn_act(branch_in, width, 3, dilation=r, activation=activation) for r in rates])
         self.fuse = conv_bn_act(width * (len(rates) + 2), channels, 1, activation=activation)
@@ -228,7 +243,4 @@ def ocnet(num_classes: int, backbone: str = "resnet101", output_stride: int = 8,
     else:
         rates = tuple(rates) if rates is not None else aspp_rates(output_stride)
         head = ASPOCHead(encoder.channels[-1], num_classes, rates, dropout, official, activation)
-    if not official:
-        return make_model(encoder, head, num_classes, aux, dropout)
-    dsn = OfficialDSN(encoder.channels[2], num_classes, dropout, activation) if aux else None
-    return SegmentationModel(encoder, head, dsn)
+    return oc_model(encoder, head, num_classes, aux, dropout, official, activation)
