@@ -54,7 +54,8 @@ def user_errors(func):
 def _option(flag: Flag):
     """The Typer option of one of :mod:`gsbench.commands`' flags (the options gsbench writes into
     command lines itself, so that the two cannot drift apart)."""
-    return typer.Option(flag.default, *flag.names, help=flag.help)
+    names = (f"{flag.names[0]}/{flag.names[1]}",) if flag.form == "toggle" else flag.names
+    return typer.Option(flag.default, *names, help=flag.help)
 
 
 def _version_callback(value: bool) -> None:
@@ -317,12 +318,19 @@ def eval_command(
     ),
     workers: int = typer.Option(2, "--workers", help="Worker processes (results do not depend on it)."),
     quiet: bool = _option(EVAL_FLAGS["quiet"]),
+    procedure: Optional[str] = _option(EVAL_FLAGS["procedure"]),
+    slide: Optional[bool] = _option(EVAL_FLAGS["slide"]),
+    crop: Optional[str] = _option(EVAL_FLAGS["crop"]),
+    stride: Optional[str] = _option(EVAL_FLAGS["stride"]),
+    base_size: Optional[str] = _option(EVAL_FLAGS["base_size"]),
     ms: bool = _option(EVAL_FLAGS["ms"]),
     scales: Optional[str] = _option(EVAL_FLAGS["scales"]),
+    flip: Optional[bool] = _option(EVAL_FLAGS["flip"]),
+    align_corners: Optional[bool] = _option(EVAL_FLAGS["align_corners"]),
     output: str = _option(EVAL_FLAGS["output"]),
-    flip: bool = _option(EVAL_FLAGS["flip"]),
-    slide: bool = typer.Option(
-        False, "--slide", help="TARGET: sliding-window inference with the recipe's crop size."
+    batch: Optional[int] = typer.Option(
+        None, "--batch", help="TARGET: images (views, windows) per forward pass; changes speed "
+        "and memory, not the result [default: as many as hold 1 megapixel]."
     ),
     save_pred: Optional[Path] = typer.Option(
         None, "--save-pred", help="TARGET: write the predicted trainIds as DIR/{stem}.png."
@@ -336,36 +344,40 @@ def eval_command(
     """Score predictions: mIoU, accuracies, iIoU, boundary F at each radius, crop mIoU.
 
     Either a folder of saved predictions (--pred-dir P --data ROOT) or a trained model
-    (TARGET = run folder or checkpoint, --data ROOT), whose metrics default to
-    TARGET/eval/{split}_{ss|ms|ms-<scales>}[_flip][_slide][_<output>]/metrics.{json,csv,md}.
+    (TARGET = run folder or checkpoint, --data ROOT) under its recipe's test protocol (the
+    test: section; the TARGET options change it), whose metrics default to
+    TARGET/eval/{split}_{ss|ms|ms-<scales>}[_flip][_slide[-<crop>]][_<procedure>][_<output>]/
+    metrics.{json,csv,md}.
     """
     from gsbench.evaluation.metrics_config import parse_int_list
     from gsbench.evaluation.pred_dir import evaluate_prediction_dir
     from gsbench.evaluation.report import write_and_print_metrics
-    from gsbench.evaluation.setting import (
-        DEFAULT_MS_SCALES, SINGLE_SCALE, EvalSetting, parse_scales,
-    )
+    from gsbench.evaluation.setting import protocol_options
 
+    protocol = protocol_options(
+        procedure=procedure, slide=slide, crop=crop, stride=stride, base_size=base_size, ms=ms,
+        scales=scales, flip=flip, align_corners=align_corners,
+    )
     if target is not None:
         if pred_dir is not None:
             raise GsbenchError("give a TARGET (run folder or checkpoint) or --pred-dir, not both")
         radii_px = parse_int_list(radii, "--radii", minimum=1)
         factors = None if crop_factors is None else parse_int_list(crop_factors, "--crop-factors")
-        # --scales implies --ms; --ms alone means the default multi-scale list
-        ms_scales = parse_scales(scales) if scales is not None else DEFAULT_MS_SCALES
-        setting = EvalSetting(split, ms_scales if ms or scales is not None else SINGLE_SCALE,
-                              flip, output)
         _evaluate_target(
-            target, data, setting, slide=slide, save_pred=save_pred, export=export,
-            out_dir=out_dir, device=device, radii=radii_px, crop_factors=factors,
-            fscore_convention=fscore_convention, out=out, csv_path=csv_path,
-            markdown_path=markdown_path, quiet=quiet,
+            target, data, split=split, output=output, protocol=protocol, batch=batch,
+            save_pred=save_pred, export=export, out_dir=out_dir, device=device, radii=radii_px,
+            crop_factors=factors, fscore_convention=fscore_convention, out=out,
+            csv_path=csv_path, markdown_path=markdown_path, quiet=quiet,
         )
         return
     if pred_dir is None or data is None:
         raise GsbenchError("give --pred-dir (predicted label maps) and --data (a prepared dataset)")
-    if output != "out":
-        raise GsbenchError("--output picks a model output: it needs a TARGET, not --pred-dir")
+    model_options = [name for name, value in (("--output", output != "out"), ("--batch", batch))
+                     if value] + [f"--{key.replace('_', '-')}" for key, value in protocol.items()
+                                  if value is not None]
+    if model_options:
+        raise GsbenchError(f"{', '.join(model_options)}: only for evaluating a TARGET (run "
+                           "folder or checkpoint), not for scoring --pred-dir")
     radii_px = parse_int_list(radii, "--radii", minimum=1)
     factors = None if crop_factors is None else parse_int_list(crop_factors, "--crop-factors")
 
@@ -394,7 +406,8 @@ def _progress(label: str, quiet: bool):
 
 
 def _evaluate_target(
-    target: Path, data: Optional[Path], setting, *, slide: bool = False,
+    target: Path, data: Optional[Path], *, split: str = "val", output: str = "out",
+    protocol=None, batch: Optional[int] = None,
     save_pred: Optional[Path] = None, export: Optional[str] = None, out_dir: Optional[Path] = None,
     device: str = "cpu", radii=None, crop_factors=None, fscore_convention: str = "gscnn",
     out: Optional[Path] = None, csv_path: Optional[Path] = None,
@@ -405,9 +418,10 @@ def _evaluate_target(
     from gsbench.evaluation.model import evaluate_target
     from gsbench.evaluation.report import write_and_print_metrics
 
-    with _progress(f"inferring {setting.split}", quiet) as on_progress:
+    with _progress(f"inferring {split}", quiet) as on_progress:
         result = evaluate_target(
-            target, data, setting, slide=slide, device=device, save_pred_dir=save_pred,
+            target, data, split=split, output=output, protocol=protocol, batch=batch,
+            device=device, save_pred_dir=save_pred,
             export=export, export_dir=out_dir, radii=radii, crop_factors=crop_factors,
             fscore_convention=fscore_convention, json_path=out, csv_path=csv_path,
             markdown_path=markdown_path, on_progress=on_progress,
@@ -732,7 +746,6 @@ def quickstart(
     """
     from gsbench.data.synthetic import parse_size, prepare_synthetic
     from gsbench.engine.train import train as run_training
-    from gsbench.evaluation.setting import EvalSetting
     from gsbench.recipes import load_recipe
 
     run_dir = out / "run"
@@ -758,7 +771,7 @@ def quickstart(
                  command=["gsbench", *sys.argv[1:]])
     if show:
         console.print(f"[bold]3/3[/] evaluate {run_dir} on {manifest.root} (val)", highlight=False)
-    _evaluate_target(run_dir, manifest.root, EvalSetting(split="val"), quiet=quiet)
+    _evaluate_target(run_dir, manifest.root, split="val", quiet=quiet)
 
 
 # --- rfsr ---------------------------------------------------------------------------------------

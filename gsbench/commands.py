@@ -20,10 +20,12 @@ from gsbench.engine.outputs import MAIN_OUTPUT
 from gsbench.evaluation.setting import (
     DEFAULT_MS_SCALES, EvalSetting, is_default_ms, scale_text,
 )
+from gsbench.protocol import PROCEDURES, TestProtocol, protocol_changes
 
-#: How a value is written: ``value`` (``--name VALUE``), ``switch`` (``--name`` when true) or
-#: ``repeat`` (``--name ITEM`` for each item of a list).
-FORMS = ("value", "switch", "repeat")
+#: How a value is written: ``value`` (``--name VALUE``), ``switch`` (``--name`` when true),
+#: ``toggle`` (``--name`` when true, its second name ``--no-name`` when false, nothing for None)
+#: or ``repeat`` (``--name ITEM`` for each item of a list).
+FORMS = ("value", "switch", "toggle", "repeat")
 
 
 @dataclass(frozen=True)
@@ -39,11 +41,16 @@ class Flag:
     def __post_init__(self) -> None:
         if self.form not in FORMS:
             raise ValueError(f"option {self.names[0]}: form {self.form!r} is none of {FORMS}")
+        if self.form == "toggle" and len(self.names) != 2:
+            raise ValueError(f"option {self.names[0]}: a toggle has two names (on, off)")
 
     def words(self, value: Any) -> list[str]:
-        """``value`` on a command line; nothing for None, False or an empty list."""
+        """``value`` on a command line; nothing for None, False (but a toggle's off name) or an
+        empty list."""
         if self.form == "switch":
             return [self.names[0]] if value else []
+        if self.form == "toggle":
+            return [] if value is None else [self.names[0] if value else self.names[1]]
         if value is None:
             return []
         items = value if self.form == "repeat" else [value]
@@ -66,15 +73,31 @@ TRAIN_FLAGS: dict[str, Flag] = {
     "quiet": Flag(("--quiet", "-q"), False, "No progress output.", "switch"),
 }
 
-#: The options of ``gsbench eval TARGET`` written by gsbench, as :data:`TRAIN_FLAGS`.
+#: The options of ``gsbench eval TARGET`` written by gsbench, as :data:`TRAIN_FLAGS`. The test
+#: protocol's options change the run's recorded protocol (its recipe's ``test:`` section);
+#: ``--procedure`` starts from that procedure's defaults instead, so a line that names it means
+#: the same on every run (gsbench writes it on every line).
 EVAL_FLAGS: dict[str, Flag] = {
     "data": Flag(("--data",), None, "Prepared dataset (folder with manifest.json)."),
     "split": Flag(("--split",), "val", "Split of the manifest to score."),
+    "procedure": Flag(("--procedure",), None, "TARGET: the test procedure: "
+                      + ", ".join(PROCEDURES) + " (default: the run's recipe, test.procedure; "
+                      "naming one starts from its defaults)."),
+    "slide": Flag(("--slide", "--whole"), None, "TARGET: sliding windows (of --crop, default the "
+                  "recipe's training crop) or the whole image.", "toggle"),
+    "crop": Flag(("--crop",), None, "TARGET: sliding-window size H,W (or one number)."),
+    "stride": Flag(("--stride",), None, "TARGET: sliding-window stride H,W (default: "
+                   "ceil(2/3 x crop))."),
+    "base_size": Flag(("--base-size",), None, "TARGET: the image's long side at scale 1 "
+                      "(semseg, psanet-caffe), or mmseg's test scale LONG[,SHORT]."),
     "ms": Flag(("--ms",), False, "TARGET: multi-scale inference at "
                  + ",".join(scale_text(s) for s in DEFAULT_MS_SCALES) + ".", "switch"),
-    "scales": Flag(("--scales",), None, "TARGET: multi-scale inference at these scales (e.g. "
-                     "0.75,1.0,1.25,1.5,1.75; implies --ms)."),
-    "flip": Flag(("--flip",), False, "TARGET: also infer the mirrored image.", "switch"),
+    "scales": Flag(("--scales",), None, "TARGET: inference at these scales (e.g. "
+                     "0.75,1.0,1.25,1.5,1.75; 1.0 for single scale)."),
+    "flip": Flag(("--flip", "--no-flip"), None, "TARGET: also infer the mirrored image (default: "
+                 "the procedure's).", "toggle"),
+    "align_corners": Flag(("--align-corners", "--no-align-corners"), None, "TARGET, mmseg: resize "
+                          "logits back with align_corners=True (its 769x769 models).", "toggle"),
     "output": Flag(("--output",), MAIN_OUTPUT, "TARGET: the model output to score: out (the "
                      "prediction) or an auxiliary map the model exposes (coarse: RANet's semantic "
                      "score map C)."),
@@ -117,15 +140,32 @@ def command_line(command: str, target: str | Path | None = None, *,
     return words
 
 
+def _numbers(values: Any) -> str | None:
+    return None if values is None else ",".join(str(v) for v in values)
+
+
 def evaluation_values(setting: EvalSetting) -> dict[str, Any]:
-    """The ``gsbench eval`` values of an evaluation setting: the split, ``ms`` and the scales
-    (left out for the default multi-scale list, which ``--ms`` alone means), flip, and the output
-    unless it is the prediction."""
-    scales = None
-    if setting.multi_scale and not is_default_ms(setting.scales):
-        scales = ",".join(scale_text(s) for s in setting.scales)
-    return {"split": setting.split, "ms": setting.multi_scale, "scales": scales,
-            "flip": setting.flip, "output": None if setting.output == MAIN_OUTPUT else setting.output}
+    """The ``gsbench eval`` values of an evaluation setting: the split, the procedure (always,
+    so the line does not depend on the protocol a run recorded) and what differs from its
+    defaults (``--ms`` alone for the default multi-scale list), and the output unless it is the
+    prediction."""
+    protocol = setting.protocol
+    changes = protocol_changes(protocol, TestProtocol(protocol.procedure))
+    scales = changes.get("scales")
+    return {
+        "split": setting.split,
+        "procedure": protocol.procedure,
+        "slide": None if "mode" not in changes else changes["mode"] == "slide",
+        "crop": _numbers(changes.get("crop_size")),
+        "stride": _numbers(changes.get("stride")),
+        "base_size": _numbers(changes.get("base_size")),
+        "ms": scales is not None and is_default_ms(scales),
+        "scales": None if scales is None or is_default_ms(scales) else
+        ",".join(scale_text(s) for s in scales),
+        "flip": changes.get("flip"),
+        "align_corners": changes.get("align_corners"),
+        "output": None if setting.output == MAIN_OUTPUT else setting.output,
+    }
 
 
 __all__ = ["COMMANDS", "EVAL_FLAGS", "FORMS", "GSBENCH", "Flag", "TRAIN_FLAGS",

@@ -30,6 +30,8 @@ from typing import Any, Iterable
 import yaml
 
 from gsbench.errors import GsbenchError
+from gsbench.protocol import RECIPE_TYPES as TEST_TYPES
+from gsbench.protocol import TestProtocol
 
 #: The folder of built-in recipes (``recipes/`` beside the package in a source checkout).
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
@@ -208,6 +210,8 @@ class Recipe:
     description: str = ""
     seed: int = 0
     pretrained: str | None = None  # backbone weights (a path), or null to train from scratch
+    #: the default test protocol of ``gsbench eval RUN`` (gsbench.protocol; flags override it)
+    test: TestProtocol = field(default_factory=TestProtocol)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, flat dictionary as written in YAML (method options inside ``model``)."""
@@ -221,6 +225,7 @@ class Recipe:
             "model": model,
             "data": dataclasses.asdict(self.data),
             "train": dataclasses.asdict(self.train),
+            "test": self.test.to_dict(),
         }
 
     def to_yaml(self) -> str:
@@ -381,6 +386,8 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     if cls is ModelConfig:
         return _build_model_config(raw, prefix, hints, fields)
+    if cls is TestProtocol:
+        return _build_test_protocol(raw, prefix)
     _reject_unknown(raw, fields, prefix)
     values = {}
     for name, f in fields.items():
@@ -417,6 +424,16 @@ def _build_model_config(raw, prefix, hints, fields) -> ModelConfig:
         else:
             options[key] = _check_type(value, option_types[key], prefix + key)
     return ModelConfig(**values, options=options)
+
+
+def _build_test_protocol(raw: dict[str, Any], prefix: str) -> TestProtocol:
+    _reject_unknown(raw, TEST_TYPES, prefix)
+    values = {key: _check_type(value, TEST_TYPES[key], prefix + key) for key, value in raw.items()}
+    try:
+        return TestProtocol(**values)
+    except GsbenchError as exc:  # its messages start with the key, "test.<key> ..."
+        key = str(exc).split(" ", 1)[0].rstrip(":")
+        raise _SchemaError(key if key.startswith(prefix) else prefix.rstrip("."), str(exc)) from None
 
 
 def _check_values(recipe: Recipe) -> None:

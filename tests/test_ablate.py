@@ -175,9 +175,10 @@ def test_plan_skips_done_resumes_interrupted_and_evaluates_unevaluated(tmp_path,
     assert plan.done == [f"{done_cell.row_id}.{done_cell.column}", f"{ss.row_id}.{ss.column}"]
     lines = plan_commands(plan, "DATA")
     assert sorted(lines) == [
-        f"gsbench eval {runs / 'b'} --data DATA --split val --ms --scales 0.75,1.0,1.25,1.5,1.75",
+        f"gsbench eval {runs / 'b'} --data DATA --split val --procedure gsbench "
+        "--scales 0.75,1.0,1.25,1.5,1.75",
         f"gsbench train --resume --data DATA --out {runs / 'nested' / 'c'} && "
-        f"gsbench eval {runs / 'nested' / 'c'} --data DATA --split val"]
+        f"gsbench eval {runs / 'nested' / 'c'} --data DATA --split val --procedure gsbench"]
     # the full scale does not see smoke runs
     assert all(job.action == "train" for job in plan_ablation(table2, runs, scale="full").jobs)
 

@@ -16,7 +16,8 @@ import typer
 
 from gsbench.cli import app
 from gsbench.commands import COMMANDS, command_line, this_python, torchrun
-from gsbench.evaluation.setting import DEFAULT_MS_SCALES, SINGLE_SCALE, EvalSetting
+from gsbench.evaluation.setting import EvalSetting, protocol_options
+from gsbench.protocol import TestProtocol, apply_changes
 from gsbench.recipes import load_recipe
 from gsbench.tables import (
     RunIndex, build_report, cell_training, plan_ablation, plan_commands, recipe_fingerprint,
@@ -48,13 +49,13 @@ def _lines(shell_line: str) -> list[list[str]]:
 
 
 def _setting(params: dict) -> EvalSetting:
-    """The evaluation `gsbench eval TARGET` runs for these parameters (--scales implies --ms;
-    --ms alone is the default list) and whose folder it writes."""
-    if params["scales"] is not None:
-        scales = tuple(float(s) for s in params["scales"].split(","))
-    else:
-        scales = DEFAULT_MS_SCALES if params["ms"] else SINGLE_SCALE
-    return EvalSetting(params["split"], scales, params["flip"], params["output"])
+    """The evaluation `gsbench eval TARGET` runs for these parameters on a run of the default
+    test protocol, and whose folder it writes."""
+    changes = protocol_options(**{key: params[key] for key in (
+        "procedure", "slide", "crop", "stride", "base_size", "ms", "scales", "flip",
+        "align_corners")})
+    return EvalSetting(params["split"], output=params["output"],
+                       protocol=apply_changes(TestProtocol(), changes))
 
 
 def _plain(value):
@@ -67,9 +68,10 @@ def test_every_written_option_is_the_clis_and_parses_back(command):
     options = COMMANDS[command]
     params = {p.name: p for p in CLI.commands[command].params}
     for key, flag in options.items():
-        assert params[key].opts == list(flag.names), key
+        assert params[key].opts + params[key].secondary_opts == list(flag.names), key
         assert params[key].default == flag.default and params[key].help == flag.help, key
-    samples = {"switch": True, "repeat": ["a.b=1", "c=two words"], "value": "some value"}
+    samples = {"switch": True, "toggle": False, "repeat": ["a.b=1", "c=two words"],
+               "value": "some value"}
     values = {key: samples[flag.form] for key, flag in options.items()}
     target = "a run" if command == "eval" else None
     words = command_line(command, target, **values)

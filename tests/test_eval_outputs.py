@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from gsbench.cli import app
 from gsbench.engine.inference import InferenceOptions, infer, predict
+from gsbench.protocol import TestProtocol
 from gsbench.engine.outputs import model_outputs
 from gsbench.errors import GsbenchError
 from gsbench.models import build_model
@@ -67,18 +68,18 @@ def test_coarse_prediction_is_the_argmax_of_the_coarse_logits_and_differs_from_f
         expected = _coarse_logits_directly(tiny_ranet, images).argmax(1).to(torch.uint8)
     torch.testing.assert_close(coarse, expected)
     assert (coarse != fine).any()
-    # multi-scale + flip average the coarse map's probabilities like the prediction's
-    options = InferenceOptions(scales=(0.75, 1.0), flip=True, output="coarse")
+    # multi-scale + flip treat the coarse map like the prediction: mirror logits averaged,
+    # probabilities averaged over scales
+    options = InferenceOptions(TestProtocol(scales=(0.75, 1.0), flip=True), output="coarse")
     with torch.no_grad():
         views = []
         for scale in (0.75, 1.0):
             size = (round(24 * scale), round(40 * scale))
             scaled = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
-            for flip in (False, True):
-                logits = _coarse_logits_directly(tiny_ranet, scaled.flip(-1) if flip else scaled)
-                logits = logits.flip(-1) if flip else logits
-                views.append(F.interpolate(logits, size=(24, 40), mode="bilinear",
-                                           align_corners=False).softmax(1))
+            logits = (_coarse_logits_directly(tiny_ranet, scaled)
+                      + _coarse_logits_directly(tiny_ranet, scaled.flip(-1)).flip(-1)) / 2
+            views.append(F.interpolate(logits, size=(24, 40), mode="bilinear",
+                                       align_corners=False).softmax(1))
     torch.testing.assert_close(infer(tiny_ranet, images, options), torch.stack(views).mean(0))
 
 
@@ -143,7 +144,7 @@ def test_cli_eval_output_coarse_writes_its_own_folder(prepared, tmp_path):
     assert sorted(p.name for p in (run / "eval").iterdir()) == before  # nothing written
     result = runner.invoke(app, ["eval", "--pred-dir", str(tmp_path / "p"), "--data",
                                  str(prepared.root), "--output", "coarse"])
-    assert result.exit_code == 2 and "--output picks a model output" in result.output
+    assert result.exit_code == 2 and "--output: only for evaluating a TARGET" in result.output
 
 
 def test_cli_eval_scales_imply_ms_and_name_their_folder(prepared, tmp_path):

@@ -15,10 +15,9 @@ from typer.testing import CliRunner
 
 from gsbench.cli import app
 from gsbench.commands import command_line, evaluation_values
-from gsbench.engine.inference import InferenceOptions
 from gsbench.errors import GsbenchError
-from gsbench.evaluation.model import inference_tag
-from gsbench.evaluation.setting import DEFAULT_MS_SCALES, EvalSetting, eval_tag
+from gsbench.evaluation.setting import DEFAULT_MS_SCALES, EvalSetting, protocol_tag
+from gsbench.protocol import PROCEDURES, TestProtocol, apply_changes, protocol_changes
 from gsbench.recipes import load_recipe
 from gsbench.tables import RunIndex, build_report, eval_metrics_file, load_table_file, select_tables
 from gsbench.tables import ablate as ablate_module
@@ -43,29 +42,108 @@ GSCNN_TEST_SCALES = (0.5, 1.0, 2.0)  # Gated-SCNN Sec. 4.2, Cityscapes benchmark
     ((0.5, 0.75, 1.0, 1.25, 1.5, 1.75), True, True, "coarse", "ms_flip_slide_coarse"),
     ((0.1 + 0.2, 1.0), False, False, "out", "ms-0.30000000000000004-1.0"),  # exact, not rounded
 ])
-def test_eval_tag_names_every_setting_and_eval_agrees(scales, flip, slide, output, tag):
-    assert eval_tag(scales, flip, slide, output) == tag
-    options = InferenceOptions(mode="slide" if slide else "whole", crop_size=(8, 8),
-                               scales=scales, flip=flip, output=output)
-    assert inference_tag(options) == tag  # what `gsbench eval` prints
-    setting = EvalSetting("val", scales, flip, output)
-    assert setting.folder(Path("run"), slide=slide) == Path("run") / "eval" / f"val_{tag}"
+def test_gsbench_protocol_keeps_its_folder_names(scales, flip, slide, output, tag):
+    protocol = TestProtocol(mode="slide" if slide else "whole", scales=scales, flip=flip)
+    assert protocol_tag(protocol, output) == tag
+    setting = EvalSetting("val", output=output, protocol=protocol)
+    assert setting == EvalSetting("val", scales, flip, output, protocol=TestProtocol(
+        mode="slide" if slide else "whole"))
+    assert setting.folder(Path("run")) == Path("run") / "eval" / f"val_{tag}"
+
+
+@pytest.mark.parametrize("protocol, tag", [
+    (TestProtocol("semseg", crop_size=(705, 705), base_size=[2048]), "ss_flip_slide-705_semseg_b2048"),
+    (TestProtocol("semseg", flip=False), "ss_slide_semseg"),
+    (TestProtocol("psanet-caffe", scales=DEFAULT_MS_SCALES, crop_size=(465, 465), base_size=[512]),
+     "ms_flip_slide-465_psanet-caffe_b512"),
+    (TestProtocol("toolbox", crop_size=(769, 769)), "ss_slide-769_toolbox"),
+    (TestProtocol("toolbox", mode="whole"), "ss_toolbox"),
+    (TestProtocol("mmseg", base_size=[2048, 1024]), "ss_mmseg_b2048x1024"),
+    # the default stride (ceil(2/3 x 769) = 513) is not spelt out; another one is
+    (TestProtocol("mmseg", mode="slide", crop_size=(769, 769), stride=(513, 513),
+                  base_size=[2049, 1025], align_corners=True), "ss_slide-769_mmseg_b2049x1025_ac"),
+    (TestProtocol("mmseg", mode="slide", crop_size=(512, 1024), stride=(341, 400)),
+     "ss_slide-512x1024-s341x400_mmseg"),
+])
+def test_every_protocol_parameter_is_in_the_folder_name(protocol, tag):
+    assert protocol_tag(protocol) == tag
+
+
+def test_no_two_protocols_share_a_folder():
+    protocols = {
+        TestProtocol(procedure, mode=mode, scales=scales, flip=flip, crop_size=crop, stride=stride,
+                     base_size=base, align_corners=ac)
+        for procedure, info in PROCEDURES.items() for mode in info.modes
+        for scales in ((1.0,), DEFAULT_MS_SCALES, GFF_SCALES) for flip in (False, True)
+        for crop in ((None, (64, 64), (64, 96)) if mode == "slide" else (None,))
+        for stride in ((None, (40, 40)) if mode == "slide" else (None,))
+        for base in ((None, (512,), (512, 256)) if info.uses_base_size and procedure == "mmseg"
+                     else (None, (512,)) if info.uses_base_size else (None,))
+        for ac in ((False, True) if procedure == "mmseg" else (False,))
+    }
+    tags = {protocol_tag(p) for p in protocols}
+    assert len(tags) == len(protocols) > 300
 
 
 def test_eval_setting_command_line_options():
     def cli_args(setting):
         return command_line("eval", launcher=(), **evaluation_values(setting))[1:]
 
-    assert cli_args(EvalSetting("val")) == ["--split", "val"]
+    assert cli_args(EvalSetting("val")) == ["--split", "val", "--procedure", "gsbench"]
     assert cli_args(EvalSetting("val", DEFAULT_MS_SCALES, True)) == \
-        ["--split", "val", "--ms", "--flip"]
+        ["--split", "val", "--procedure", "gsbench", "--ms", "--flip"]
     assert cli_args(EvalSetting("train", GFF_SCALES)) == \
-        ["--split", "train", "--ms", "--scales", "0.75,1.0,1.25,1.5,1.75"]
+        ["--split", "train", "--procedure", "gsbench", "--scales", "0.75,1.0,1.25,1.5,1.75"]
     assert cli_args(EvalSetting("val", output="coarse")) == \
-        ["--split", "val", "--output", "coarse"]
+        ["--split", "val", "--procedure", "gsbench", "--output", "coarse"]
+    semseg = TestProtocol("semseg", crop_size=(705, 705), base_size=[2048], flip=False)
+    assert cli_args(EvalSetting("val", protocol=semseg)) == \
+        ["--split", "val", "--procedure", "semseg", "--crop", "705,705", "--base-size", "2048",
+         "--no-flip"]
+    mmseg = TestProtocol("mmseg", mode="slide", crop_size=(769, 769), stride=(400, 400),
+                         base_size=[2049, 1025], align_corners=True)
+    assert cli_args(EvalSetting("val", protocol=mmseg)) == \
+        ["--split", "val", "--procedure", "mmseg", "--slide", "--crop", "769,769", "--stride",
+         "400,400", "--base-size", "2049,1025", "--align-corners"]
+    assert cli_args(EvalSetting("val", protocol=TestProtocol("toolbox", mode="whole"))) == \
+        ["--split", "val", "--procedure", "toolbox", "--whole"]
     for bad in ((), (0.0, 1.0), (-1.0,)):
         with pytest.raises(GsbenchError, match="scales"):
             EvalSetting("val", bad)
+
+
+@pytest.mark.parametrize("base", [
+    TestProtocol(), TestProtocol("semseg", crop_size=(705, 705), base_size=[2048]),
+    TestProtocol("mmseg", mode="slide", scales=DEFAULT_MS_SCALES, flip=True),
+])
+@pytest.mark.parametrize("wanted", [
+    TestProtocol(), TestProtocol(scales=GFF_SCALES, flip=True, mode="slide"),
+    TestProtocol("semseg", flip=False, base_size=[512], crop_size=(465, 465), stride=(300, 300)),
+    TestProtocol("psanet-caffe", scales=DEFAULT_MS_SCALES),
+    TestProtocol("toolbox", mode="whole", scales=(0.5, 1.0), flip=True),
+    TestProtocol("mmseg", mode="slide", crop_size=(769, 769), base_size=[2049, 1025],
+                 align_corners=True),
+])
+def test_written_eval_lines_give_the_setting_whatever_the_run_recorded(base, wanted):
+    """`gsbench eval` applies the written options to the run's recorded protocol (its recipe's
+    test: section); the line gsbench writes names the procedure, so the result is the cell's
+    protocol on every run - parsed here by the real CLI."""
+    words = command_line("eval", "RUN", **evaluation_values(EvalSetting("val", protocol=wanted)))
+    seen = {}
+
+    def fake_evaluate(target, data, **kwargs):
+        seen.update(kwargs)
+
+    import gsbench.cli as cli_module
+    original = cli_module._evaluate_target
+    cli_module._evaluate_target = fake_evaluate
+    try:
+        result = runner.invoke(app, words[1:])
+    finally:
+        cli_module._evaluate_target = original
+    assert result.exit_code == 0, result.output
+    assert apply_changes(base, seen["protocol"]) == wanted
+    assert apply_changes(base, protocol_changes(wanted, base)) == wanted
 
 
 # --- the registry keys -----------------------------------------------------------------------------
@@ -173,7 +251,7 @@ def test_ranet_coarse_and_fine_cells_share_a_run_and_read_their_own_folders(tmp_
     assert set(job.cells) >= {"coarse.cityscapes", "fine.cityscapes"}
     assert job.evals == [EvalSetting("val", output="coarse"), EvalSetting("val")]
     (line,) = [c for c in plan_commands(plan, "/cs") if f"--out {job.run_dir} " in c]
-    assert f"gsbench eval {job.run_dir} --data /cs --split val --output coarse" in line
+    assert f"gsbench eval {job.run_dir} --data /cs --split val --procedure gsbench --output coarse" in line
     # the run evaluated both ways: each cell reads its own number
     _fake_run(job.run_dir, job.spec.resolved, {"val_ss": 81.0, "val_ss_coarse": 77.0})
     report = build_report(table, RunIndex(runs))
@@ -195,7 +273,7 @@ def test_report_of_a_missing_coarse_eval_gives_the_eval_command(tmp_path):
     coarse = report[("coarse", "cityscapes")]
     assert coarse.state == "missing-eval"
     assert coarse.commands == (f"gsbench eval {runs / 'ranet101'} --data DATA --split val "
-                               "--output coarse",)
+                               "--procedure gsbench --output coarse",)
     assert report[("fine", "cityscapes")].ours == 81.0
 
 

@@ -20,6 +20,7 @@ from gsbench.engine.inference import (
 )
 from gsbench.errors import GsbenchError
 from gsbench.evaluation.setting import DEFAULT_MS_SCALES, parse_scales
+from gsbench.protocol import TestProtocol
 
 
 class OutModel(nn.Module):
@@ -137,18 +138,19 @@ def test_flip_is_identity_on_flip_symmetric_model(mode):
     model = MirrorModel().eval()
     images = torch.randn(2, 3, 21, 34)
     crop = (16, 20) if mode == "slide" else None
-    plain = infer(model, images, InferenceOptions(mode=mode, crop_size=crop))
-    flipped = infer(model, images, InferenceOptions(mode=mode, crop_size=crop, flip=True))
+    plain = infer(model, images, InferenceOptions(TestProtocol(mode=mode, crop_size=crop)))
+    flipped = infer(model, images, InferenceOptions(TestProtocol(mode=mode, crop_size=crop,
+                                                                 flip=True)))
     torch.testing.assert_close(flipped, plain, rtol=1e-5, atol=1e-6)
 
 
-def test_flip_averages_probabilities_of_both_views():
+def test_flip_averages_the_logits_of_both_views():
     model = context_model()
     images = torch.randn(1, 3, 19, 23)
-    got = infer(model, images, InferenceOptions(flip=True))
-    plain = model(images)["out"].softmax(1)
-    mirrored = model(images.flip(-1))["out"].flip(-1).softmax(1)
-    torch.testing.assert_close(got, (plain + mirrored) / 2)
+    got = infer(model, images, InferenceOptions(TestProtocol(flip=True)))
+    plain = model(images)["out"]
+    mirrored = model(images.flip(-1))["out"].flip(-1)
+    torch.testing.assert_close(got, ((plain + mirrored) / 2).softmax(1))
 
 
 @pytest.mark.parametrize("size", [(17, 31), (32, 48)])
@@ -156,7 +158,7 @@ def test_multiscale_averages_resized_probabilities(size):
     model = context_model()
     images = torch.randn(2, 3, *size)
     scales = (0.5, 1.0, 1.75)
-    got = infer(model, images, InferenceOptions(scales=scales))
+    got = infer(model, images, InferenceOptions(TestProtocol(scales=scales)))
     expected = torch.zeros_like(got)
     for s in scales:
         scaled_size = (round(size[0] * s), round(size[1] * s))
@@ -172,7 +174,8 @@ def test_multiscale_averages_resized_probabilities(size):
 def test_multiscale_slide_odd_sizes_and_predict_dtype():
     model = context_model()
     images = torch.randn(1, 3, 25, 39)
-    options = InferenceOptions(mode="slide", crop_size=(16, 16), scales=DEFAULT_MS_SCALES, flip=True)
+    options = InferenceOptions(TestProtocol(mode="slide", crop_size=(16, 16),
+                                            scales=DEFAULT_MS_SCALES, flip=True))
     probs = infer(model, images, options)
     assert probs.shape == (1, 4, 25, 39)
     labels = predict(model, images, options)
@@ -188,11 +191,11 @@ def test_single_scale_predict_is_argmax_of_logits():
 
 def test_bad_options_and_shapes_raise_clear_errors():
     with pytest.raises(GsbenchError, match="crop"):
-        InferenceOptions(mode="slide")
+        InferenceOptions(TestProtocol(mode="slide"))
     with pytest.raises(GsbenchError, match="mode"):
-        InferenceOptions(mode="tiles")
+        TestProtocol(mode="tiles")
     with pytest.raises(GsbenchError, match="scales"):
-        InferenceOptions(scales=())
+        TestProtocol(scales=())
     with pytest.raises(GsbenchError, match="shape"):
         infer(pointwise_model(), torch.randn(3, 8, 8))
 
@@ -321,7 +324,8 @@ def test_checkpoint_file_and_run_dir_give_the_same_metrics(prepared, tmp_path):
 
     run = tmp_path / "run"
     make_run(run, stored_recipe=True)
-    options = InferenceOptions(mode="slide", crop_size=(48, 48), scales=(0.75,), flip=True)
+    options = InferenceOptions(TestProtocol(mode="slide", crop_size=(48, 48), scales=(0.75,),
+                                            flip=True))
     by_dir = evaluate_model(load_model_for_eval(run), prepared.root, options=options, radii=(3,), crop_factors=())
     alone = tmp_path / "alone.pt"
     alone.write_bytes((run / "checkpoints" / "final.pt").read_bytes())
@@ -329,8 +333,10 @@ def test_checkpoint_file_and_run_dir_give_the_same_metrics(prepared, tmp_path):
     assert loaded.run_dir is None
     by_file = evaluate_model(loaded, prepared.root, options=options, radii=(3,), crop_factors=())
     assert by_file["miou"] == by_dir["miou"]
-    assert by_dir["inference"] == {"mode": "slide", "crop_size": [48, 48], "stride": [32, 32],
-                                   "scales": [0.75], "flip": True}
+    assert by_dir["inference"] == {
+        "procedure": "gsbench", "mode": "slide", "crop_size": [48, 48], "stride": [32, 32],
+        "scales": [0.75], "flip": True, "base_size": None, "align_corners": False,
+        "semantics": TestProtocol().info.describe()}
 
 
 def test_cityscapes_export_of_a_split_without_ground_truth(prepared, tmp_path):
@@ -411,3 +417,44 @@ def test_cli_eval_run_dir_writes_metrics_into_the_run(prepared, tmp_path):
     assert result.exit_code == 2 and "not both" in result.output
     result = runner.invoke(app, ["eval", str(tmp_path / "missing"), "--data", str(prepared.root)])
     assert result.exit_code == 2 and "no such run folder" in result.output
+
+
+def test_cli_eval_follows_the_recipes_test_protocol_unless_told_otherwise(prepared, tmp_path):
+    """A run whose recipe records semseg's protocol (an imported checkpoint does) is evaluated
+    with it by default; options change it; --procedure starts from a procedure's defaults."""
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from gsbench.cli import app
+
+    run = tmp_path / "run"
+    make_run(run)
+    raw = yaml.safe_load((run / "recipe.yaml").read_text())
+    raw["test"] = {"procedure": "semseg", "crop_size": [48, 48], "base_size": [128]}
+    (run / "recipe.yaml").write_text(yaml.safe_dump(raw))
+    runner = CliRunner()
+    common = ["eval", str(run), "--data", str(prepared.root), "--radii", "none",
+              "--crop-factors", "none", "--quiet"]
+    for extra, folder, procedure in (
+            ([], "val_ss_flip_slide-48_semseg_b128", "semseg"),
+            (["--no-flip", "--scales", "0.75,1.0"], "val_ms-0.75-1.0_slide-48_semseg_b128",
+             "semseg"),
+            (["--procedure", "gsbench"], "val_ss", "gsbench"),
+            (["--procedure", "mmseg", "--slide", "--crop", "40", "--stride", "20,30"],
+             "val_ss_slide-40-s20x30_mmseg", "mmseg")):
+        result = runner.invoke(app, [*common, *extra])
+        assert result.exit_code == 0, result.output
+        inference = json.loads((run / "eval" / folder / "metrics.json").read_text())["inference"]
+        assert inference["procedure"] == procedure
+    semseg = json.loads((run / "eval" / "val_ss_flip_slide-48_semseg_b128" / "metrics.json")
+                        .read_text())["inference"]
+    assert semseg["crop_size"] == [48, 48] and semseg["stride"] == [32, 32]
+    assert semseg["semantics"]["padding"] == "centre" and semseg["flip"] is True
+    for bad, message in ((["--procedure", "semseg", "--whole"], "runs slide"),
+                         (["--crop", "0"], "--crop"), (["--base-size", "1,2,3"], "--base-size"),
+                         (["--procedure", "gsbench", "--align-corners"], "mmseg's"),
+                         (["--batch", "0"], "--batch")):
+        result = runner.invoke(app, [*common, *bad])
+        assert result.exit_code == 2 and message in result.output, result.output

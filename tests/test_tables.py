@@ -269,12 +269,14 @@ def test_report_joins_runs_with_mean_std_delta_and_commands(runs):
     assert "scratch" not in cells["baseline"].detail
     concat = cells["concat"]
     assert concat.state == "missing-eval"
-    assert concat.commands == (f"gsbench eval {runs / 'concat-noeval'} --data /data/cityscapes --split val",)
+    assert concat.commands == (f"gsbench eval {runs / 'concat-noeval'} --data /data/cityscapes --split val "
+                               "--procedure gsbench",)
     fpn = cells["fpn"]
     assert fpn.state == "missing-run" and fpn.ours is None and fpn.delta is None
     assert fpn.commands == (
         f"gsbench train --recipe gff101_fpn --data /data/cityscapes --out {runs / 'gff101_fpn'} && "
-        f"gsbench eval {runs / 'gff101_fpn'} --data /data/cityscapes --split val",)
+        f"gsbench eval {runs / 'gff101_fpn'} --data /data/cityscapes --split val "
+                               "--procedure gsbench",)
 
 
 def test_multi_scale_cells_read_the_ms_evaluation(runs):
@@ -282,7 +284,7 @@ def test_multi_scale_cells_read_the_ms_evaluation(runs):
     (table,) = select_tables(["gff.table2"])
     cell = {c.cell.row_id: c for c in build_report(table, RunIndex(runs)).cells}["gff-dfp-ms"]
     assert cell.state == "missing-run"
-    assert cell.commands[0].endswith("--ms --scales 0.75,1.0,1.25,1.5,1.75")
+    assert cell.commands[0].endswith("--procedure gsbench --scales 0.75,1.0,1.25,1.5,1.75")
     _fake_run(runs, "dfp", "gff101_dfp", 0, {"miou": 81.0}, tag="val_ms")
     cell = {c.cell.row_id: c for c in build_report(table, RunIndex(runs)).cells}["gff-dfp-ms"]
     assert cell.state == "missing-eval" and cell.ours is None

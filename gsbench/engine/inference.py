@@ -1,25 +1,27 @@
-"""Test-time inference: whole image, sliding window, multi-scale and horizontal flip.
+"""Test-time inference under a test protocol: whole image or sliding windows, scales, flip.
 
 Pure functions over a segmentation model whose ``forward(images)`` returns ``{"out": logits}``
 with the logits at the input resolution (the gsbench model contract). Images are N x 3 x H x W
-ImageNet-normalised floats; every function returns N x C x H x W at the input resolution.
+normalised floats; :func:`infer` returns class probabilities N x C x H x W whose argmax is the
+prediction (:func:`predict`).
+
+What is computed is the :class:`~gsbench.protocol.TestProtocol` of :class:`InferenceOptions`:
+its procedure (gsbench's own, semseg's ``tool/test.py``, PSANet's Caffe evaluation, the
+RANet/CCNet toolbox, mmseg) fixes the padding, the mirror form and what is averaged; its
+parameters the windows, scales, resize rule and flip (:mod:`gsbench.protocol` describes each).
+How it is computed:
+
+- every forward pass takes a batch of views: the mirror image with the original, windows with
+  each other (and, per-window flip, each window with its mirror), up to
+  :attr:`InferenceOptions.batch` images per pass (default: as many as fit in
+  :data:`BATCH_PIXELS`), so that small windows do not pay a forward call each;
+- window scores are summed into one canvas per view and divided by the per-pixel window count
+  (the count of a window grid is the outer product of its row and column coverage);
+- each scale's views are merged at the scaled size where the procedure merges them there
+  (logits of the mirror, windows' probabilities) and brought to the image size once.
 
 A model may expose further class-logit maps that can be scored instead of ``"out"``
 (:mod:`gsbench.engine.outputs`); :attr:`InferenceOptions.output` picks the map.
-
-Conventions (those of mmsegmentation, which the papers' public code agrees with up to rounding):
-
-- sliding window: windows of the crop size start every ``stride`` pixels, the last window of a
-  row/column is shifted back to end at the image border, so every window lies inside the image;
-  an image smaller than the crop is zero-padded (zero = the mean colour after normalisation, as
-  semseg pads with the mean) at its bottom/right up to the crop and the padding is cut off again.
-  The *logits* of overlapping windows are averaged, dividing by the exact count of windows that
-  cover each pixel.
-- multi-scale and flip (the "MS" / "MS+Flip" columns of PSANet Table 5, GPSNet and RANet): the
-  image is resized by each scale (bilinear, align_corners=False), inferred (whole or slide), its
-  logits resized back to the input size, and the *softmax probabilities* are averaged over all
-  scales and flips. Averaging probabilities (not logits) is the convention of both semseg and
-  mmsegmentation's test-time augmentation.
 
 Running a trained model over a dataset split and scoring it is :mod:`gsbench.evaluation.model`.
 """
@@ -27,56 +29,48 @@ Running a trained model over a dataset split and scoring it is :mod:`gsbench.eva
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from gsbench.engine.outputs import MAIN_OUTPUT, check_output
 from gsbench.errors import GsbenchError
+from gsbench.protocol import TestProtocol, default_stride
 
-#: Inference modes understood by :func:`infer`.
-INFERENCE_MODES = ("whole", "slide")
+#: Images per forward pass when :attr:`InferenceOptions.batch` is None: as many views or
+#: windows as hold this many pixels together (at least one).
+BATCH_PIXELS = 1 << 20
 
 
 @dataclass(frozen=True)
 class InferenceOptions:
     """How to turn a model into per-pixel class probabilities at test time.
 
-    ``crop_size`` and ``stride`` are (height, width); ``stride`` defaults to 2/3 of the crop
-    (semseg's ``stride_rate = 2/3``). ``crop_size`` is required for ``mode="slide"``.
-    ``output`` is the model output that is scored: ``"out"`` (the prediction) or one of the
-    model's ``extra_outputs`` (see :func:`gsbench.engine.outputs.model_outputs`).
+    ``protocol`` needs a concrete ``crop_size`` for sliding windows
+    (:meth:`TestProtocol.with_crop <gsbench.protocol.TestProtocol.with_crop>` fills in a run's
+    training crop). ``output`` is the model output that is scored: ``"out"`` (the prediction)
+    or one of the model's ``extra_outputs``. ``batch`` is the number of images (views, windows)
+    per forward pass; it changes the speed and the memory, not the result (eval-mode layers
+    treat each image of a batch on its own).
     """
 
-    mode: str = "whole"
-    crop_size: tuple[int, int] | None = None
-    stride: tuple[int, int] | None = None
-    scales: tuple[float, ...] = (1.0,)
-    flip: bool = False
+    protocol: TestProtocol = field(default_factory=TestProtocol)
     output: str = MAIN_OUTPUT
+    batch: int | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in INFERENCE_MODES:
-            raise GsbenchError(f"inference mode {self.mode!r}: expected one of {INFERENCE_MODES}")
-        if self.mode == "slide" and self.crop_size is None:
-            raise GsbenchError("sliding-window inference needs a crop size (crop_size)")
-        if not self.scales or any(s <= 0 for s in self.scales):
-            raise GsbenchError(f"inference scales {self.scales}: need at least one scale, all > 0")
+        if not isinstance(self.protocol, TestProtocol):
+            raise TypeError(f"protocol must be a TestProtocol, got {self.protocol!r}")
+        if self.protocol.slide and self.protocol.crop_size is None:
+            raise GsbenchError("sliding-window inference needs a crop size (test.crop_size)")
         if not isinstance(self.output, str) or not self.output:
             raise GsbenchError(f"inference output {self.output!r}: expected the name of a model output")
-
-    @property
-    def resolved_stride(self) -> tuple[int, int] | None:
-        if self.crop_size is None:
-            return None
-        return self.stride or default_stride(self.crop_size)
-
-
-def default_stride(crop_size: tuple[int, int]) -> tuple[int, int]:
-    """2/3 of the crop, rounded up (semseg: ``ceil(crop * 2/3)``)."""
-    return (math.ceil(crop_size[0] * 2 / 3), math.ceil(crop_size[1] * 2 / 3))
+        if self.batch is not None and (isinstance(self.batch, bool) or not isinstance(self.batch, int)
+                                       or self.batch < 1):
+            raise GsbenchError(f"--batch {self.batch!r}: images per forward pass must be >= 1")
 
 
 def _logits(model: nn.Module, images: torch.Tensor, output: str = MAIN_OUTPUT) -> torch.Tensor:
@@ -92,16 +86,10 @@ def _logits(model: nn.Module, images: torch.Tensor, output: str = MAIN_OUTPUT) -
     return out
 
 
-@torch.no_grad()
-def infer_whole(model: nn.Module, images: torch.Tensor, output: str = MAIN_OUTPUT) -> torch.Tensor:
-    """Logits (of the model output ``output``) of the whole image in one forward pass
-    (N x C x H x W)."""
-    return _logits(model, images, output)
-
-
 def window_starts(size: int, crop: int, stride: int) -> list[int]:
     """Start offsets of the windows along one axis: every ``stride``, the last one flush with
-    the end (mmseg: ``grids = ceil((size - crop) / stride) + 1``, clipped to the border)."""
+    the end (``ceil((size - crop) / stride) + 1`` windows: semseg, PSANet Caffe, the toolbox and
+    mmseg alike). A size not above the crop gives one window at 0."""
     if crop <= 0 or stride <= 0:
         raise GsbenchError(f"sliding window: crop {crop} and stride {stride} must be > 0")
     if size <= crop:
@@ -110,20 +98,208 @@ def window_starts(size: int, crop: int, stride: int) -> list[int]:
     return sorted({min(i * stride, size - crop) for i in range(grids)})
 
 
+def _coverage(size: int, window: int, starts: list[int]) -> torch.Tensor:
+    counts = torch.zeros(size, dtype=torch.int64)
+    for start in starts:
+        counts[start : start + window] += 1
+    return counts
+
+
 def sliding_window_count(
     height: int, width: int, crop_size: tuple[int, int], stride: tuple[int, int]
 ) -> torch.Tensor:
-    """How many windows cover each pixel of a (possibly padded) ``height x width`` image
-    (int64, max(height, crop) x max(width, crop)); the divisor of :func:`infer_slide`."""
+    """How many windows cover each pixel of a ``height x width`` image padded up to the crop
+    (int64, max(height, crop) x max(width, crop)); the divisor of the window average."""
     padded_h, padded_w = max(height, crop_size[0]), max(width, crop_size[1])
-    rows = torch.zeros(padded_h, dtype=torch.int64)
-    cols = torch.zeros(padded_w, dtype=torch.int64)
-    # Windows form a grid, so the count is the outer product of the per-axis coverages.
-    for y in window_starts(padded_h, crop_size[0], stride[0]):
-        rows[y : y + crop_size[0]] += 1
-    for x in window_starts(padded_w, crop_size[1], stride[1]):
-        cols[x : x + crop_size[1]] += 1
+    rows = _coverage(padded_h, crop_size[0], window_starts(padded_h, crop_size[0], stride[0]))
+    cols = _coverage(padded_w, crop_size[1], window_starts(padded_w, crop_size[1], stride[1]))
     return rows[:, None] * cols[None, :]
+
+
+# --- resizing -------------------------------------------------------------------------------------
+def _matlab_weights(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """MATLAB ``imresize`` 'bilinear' (``contributions``): per output pixel the input indices
+    and weights of a triangle kernel, widened by 1/scale when shrinking (antialiasing), indices
+    outside mirrored, weights normalised to sum 1."""
+    scale = out_size / in_size
+    width = 2.0 / scale if scale < 1 else 2.0
+    x = np.arange(1, out_size + 1, dtype=np.float64)
+    u = x / scale + 0.5 * (1 - 1 / scale)
+    left = np.floor(u - width / 2)
+    taps = int(math.ceil(width)) + 2
+    indices = left[:, None] + np.arange(taps)[None, :]
+    distance = u[:, None] - indices
+    if scale < 1:
+        weights = scale * np.maximum(0.0, 1 - np.abs(scale * distance))
+    else:
+        weights = np.maximum(0.0, 1 - np.abs(distance))
+    weights /= weights.sum(axis=1, keepdims=True)
+    mirror = np.concatenate([np.arange(1, in_size + 1), np.arange(in_size, 0, -1)])
+    indices = mirror[np.mod(indices.astype(np.int64) - 1, len(mirror))] - 1
+    keep = np.any(weights != 0, axis=0)
+    return indices[:, keep], weights[:, keep]
+
+
+def _matlab_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """MATLAB ``imresize(x, size, 'bilinear')`` over the last two axes (the axis with the
+    smaller scale factor first, as ``imresize`` orders them)."""
+    axes = sorted(((size[i] / x.shape[-2 + i], -2 + i) for i in range(2)), key=lambda a: a[0])
+    for _, axis in axes:
+        out_size = size[axis + 2]
+        if x.shape[axis] == out_size:
+            continue
+        indices, weights = _matlab_weights(x.shape[axis], out_size)
+        index = torch.from_numpy(indices).to(x.device)
+        weight = torch.from_numpy(weights).to(x.device, x.dtype)
+        shape = (-1, 1) if axis == -2 else (-1,)
+        result = None
+        for tap in range(index.shape[1]):
+            term = x.index_select(axis, index[:, tap]) * weight[:, tap].reshape(shape)
+            result = term if result is None else result.add_(term)
+        x = result
+    return x
+
+
+def resize(x: torch.Tensor, size: tuple[int, int], kind: str) -> torch.Tensor:
+    """``x`` (N x C x h x w) resized to ``size`` by a procedure's resize (see
+    :class:`gsbench.protocol.Procedure`): ``half-pixel``, ``corners`` or ``matlab``."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    if kind == "matlab":
+        return _matlab_resize(x, size)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=kind == "corners")
+
+
+# --- one scale ------------------------------------------------------------------------------------
+def _padding(protocol: TestProtocol, height: int, width: int) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) padding of a ``height x width`` image up to the window."""
+    if not protocol.slide or protocol.info.padding == "none":
+        return 0, 0, 0, 0
+    pad_h = max(protocol.crop_size[0] - height, 0)
+    pad_w = max(protocol.crop_size[1] - width, 0)
+    if protocol.info.padding == "centre":  # semseg: int(pad / 2) before, the rest after
+        return pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2
+    return 0, pad_h, 0, pad_w
+
+
+def _softmax(logits: torch.Tensor) -> torch.Tensor:
+    return logits.softmax(dim=1)
+
+
+def _window_scores(logits: torch.Tensor, count: int, protocol: TestProtocol) -> torch.Tensor:
+    """What a window adds to its canvas, from the logits of ``count`` window images (followed by
+    their ``count`` mirrors when the procedure mirrors per window)."""
+    info = protocol.info
+    if info.flip_form == "window" and protocol.flip:
+        plain, mirrored = logits[:count], logits[count:].flip(-1)
+        if info.flip_merge == "summed-logits":  # PSANet caffe_process.m: softmax(z + z_m)
+            return _softmax(plain + mirrored)
+        return (_softmax(plain) + _softmax(mirrored)) / 2  # semseg net_process
+    return _softmax(logits) if info.window_merge == "probabilities" else logits
+
+
+def _view_scores(model: nn.Module, views: list[torch.Tensor], options: InferenceOptions
+                 ) -> list[torch.Tensor]:
+    """Per view (the scaled image, its mirror), the window-averaged scores at the view's size
+    (padding cut off): logits, or probabilities where the procedure averages them."""
+    protocol = options.protocol
+    n, _, height, width = views[0].shape
+    top, bottom, left, right = _padding(protocol, height, width)
+    if top or bottom or left or right:  # zero = the mean colour after normalisation
+        views = [F.pad(view, (left, right, top, bottom)) for view in views]
+    padded_h, padded_w = views[0].shape[-2:]
+    if protocol.slide:
+        win_h, win_w = min(protocol.crop_size[0], padded_h), min(protocol.crop_size[1], padded_w)
+        stride = protocol.window_stride
+        rows = window_starts(padded_h, win_h, stride[0])
+        cols = window_starts(padded_w, win_w, stride[1])
+    else:
+        win_h, win_w, rows, cols = padded_h, padded_w, [0], [0]
+    jobs = [(v, y, x) for v in range(len(views)) for y in rows for x in cols]
+    mirrors = 2 if protocol.info.flip_form == "window" and protocol.flip else 1
+    per_pass = options.batch or max(1, BATCH_PIXELS // (win_h * win_w))
+    windows_per_pass = max(1, per_pass // (n * mirrors))
+    single = len(rows) == len(cols) == 1 and (win_h, win_w) == (padded_h, padded_w)
+    canvases: list[torch.Tensor | None] = [None] * len(views)
+    for first in range(0, len(jobs), windows_per_pass):
+        group = jobs[first : first + windows_per_pass]
+        crops = torch.cat([views[v][:, :, y : y + win_h, x : x + win_w] for v, y, x in group])
+        if mirrors == 2:
+            crops = torch.cat([crops, crops.flip(-1)])
+        scores = _window_scores(_logits(model, crops, options.output), len(crops) // mirrors,
+                                protocol)
+        for i, (v, y, x) in enumerate(group):
+            part = scores[i * n : (i + 1) * n]
+            if single:
+                canvases[v] = part
+                continue
+            if canvases[v] is None:
+                canvases[v] = part.new_zeros((n, part.shape[1], padded_h, padded_w))
+            canvases[v][:, :, y : y + win_h, x : x + win_w] += part
+    if not single:
+        count = (_coverage(padded_h, win_h, rows)[:, None] * _coverage(padded_w, win_w, cols)[None])
+        count = count.to(canvases[0].device, canvases[0].dtype)
+        canvases = [canvas.div_(count) for canvas in canvases]
+    return [canvas[:, :, top : top + height, left : left + width] for canvas in canvases]
+
+
+def _scale_maps(model: nn.Module, scaled: torch.Tensor, options: InferenceOptions
+                ) -> list[torch.Tensor]:
+    """The maps one scale contributes, at the scaled size: one per view where the procedure
+    averages views as probabilities at the image size (mmseg), else the views merged."""
+    protocol = options.protocol
+    image_mirror = protocol.flip and protocol.info.flip_form == "image"
+    views = [scaled, scaled.flip(-1)] if image_mirror else [scaled]
+    maps = _view_scores(model, views, options)
+    if image_mirror:
+        maps[1] = maps[1].flip(-1)
+        if protocol.info.flip_merge == "logits":  # gsbench, toolbox: 0.5 * (z + z_m)
+            maps = [maps[0].add_(maps[1]).mul_(0.5)] if maps[0].is_contiguous() else \
+                [(maps[0] + maps[1]) / 2]
+    return maps
+
+
+@torch.no_grad()
+def infer(model: nn.Module, images: torch.Tensor,
+          options: InferenceOptions = InferenceOptions()) -> torch.Tensor:
+    """Class probabilities (N x C x H x W) of ``images`` under ``options.protocol``: for each
+    scale the image is resized (the procedure's size rule and resize), inferred whole or by
+    windows with the mirror image where asked, the scale's scores brought back to H x W, and
+    the scales averaged as the procedure does (probabilities; the toolbox averages logits and
+    the result is their softmax). The argmax is the prediction."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise GsbenchError(f"images must be N x 3 x H x W, got shape {tuple(images.shape)}")
+    check_output(model, options.output)
+    protocol = options.protocol
+    info = protocol.info
+    height, width = images.shape[-2:]
+    back = "corners" if protocol.align_corners else info.resize
+    total: torch.Tensor | None = None
+    views = 0
+    for scale in protocol.scales:
+        size = protocol.scaled_size(height, width, scale)
+        scaled = resize(images, size, info.resize)
+        for scores in _scale_maps(model, scaled, options):
+            if tuple(scores.shape[-2:]) != (height, width):
+                scores = resize(scores, (height, width), back)
+                if info.resize == "matlab":  # scale_process.m: renormalised to sum 1
+                    scores = scores / scores.sum(dim=1, keepdim=True)
+            if info.scale_merge == "probabilities" and info.window_merge == "logits":
+                scores = _softmax(scores)
+            # every map is a tensor of this call's own (model inputs are always fresh copies)
+            total = scores if total is None else total.add_(scores)
+            views += 1
+    assert total is not None
+    if views > 1:
+        total = total.div_(views)
+    return _softmax(total) if info.scale_merge == "logits" else total
+
+
+@torch.no_grad()
+def infer_whole(model: nn.Module, images: torch.Tensor, output: str = MAIN_OUTPUT) -> torch.Tensor:
+    """Logits (of the model output ``output``) of the whole image in one forward pass
+    (N x C x H x W)."""
+    return _logits(model, images, output)
 
 
 @torch.no_grad()
@@ -133,74 +309,12 @@ def infer_slide(
     crop_size: tuple[int, int],
     stride: tuple[int, int] | None = None,
     output: str = MAIN_OUTPUT,
+    batch: int | None = None,
 ) -> torch.Tensor:
-    """Sliding-window logits (N x C x H x W): overlapping windows' logits averaged per pixel."""
-    stride = stride or default_stride(crop_size)
-    n, _, height, width = images.shape
-    crop_h, crop_w = crop_size
-    pad_h, pad_w = max(crop_h - height, 0), max(crop_w - width, 0)
-    if pad_h or pad_w:
-        images = F.pad(images, (0, pad_w, 0, pad_h))  # zero = mean colour after normalisation
-    padded_h, padded_w = images.shape[-2:]
-    total: torch.Tensor | None = None
-    for y in window_starts(padded_h, crop_h, stride[0]):
-        for x in window_starts(padded_w, crop_w, stride[1]):
-            window = _logits(model, images[:, :, y : y + crop_h, x : x + crop_w], output)
-            if total is None:
-                total = window.new_zeros((n, window.shape[1], padded_h, padded_w))
-            total[:, :, y : y + crop_h, x : x + crop_w] += window
-    assert total is not None  # window_starts always yields at least one window
-    count = sliding_window_count(height, width, crop_size, stride).to(total.device, total.dtype)
-    return (total / count)[:, :, :height, :width]
-
-
-def _infer_once(model: nn.Module, images: torch.Tensor, options: InferenceOptions) -> torch.Tensor:
-    if options.mode == "slide":
-        assert options.crop_size is not None
-        return infer_slide(model, images, options.crop_size, options.resolved_stride,
-                           options.output)
-    return infer_whole(model, images, options.output)
-
-
-@torch.no_grad()
-def infer(
-    model: nn.Module, images: torch.Tensor, options: InferenceOptions = InferenceOptions()
-) -> torch.Tensor:
-    """Class probabilities (N x C x H x W) averaged over the scales and flips of ``options``.
-
-    For each scale s the image is resized to round(s*H) x round(s*W), inferred whole or by
-    sliding window, the logits resized back to H x W, then softmax; the flipped image's
-    logits are flipped back before the softmax. The argmax is the prediction. The logits are
-    those of the model output ``options.output``.
-    """
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise GsbenchError(f"images must be N x 3 x H x W, got shape {tuple(images.shape)}")
-    check_output(model, options.output)
-    height, width = images.shape[-2:]
-    probabilities: torch.Tensor | None = None
-    views = 0
-    for scale in options.scales:
-        size = (max(1, round(height * scale)), max(1, round(width * scale)))
-        scaled = images if size == (height, width) else F.interpolate(
-            images, size=size, mode="bilinear", align_corners=False
-        )
-        if options.flip:
-            # One forward for both views (eval-mode BatchNorm is per sample, so batching them
-            # changes nothing but the number of kernel launches).
-            both = _infer_once(model, torch.cat([scaled, scaled.flip(-1)]), options)
-            view_logits = [both[: len(images)], both[len(images) :].flip(-1)]
-        else:
-            view_logits = [_infer_once(model, scaled, options)]
-        for logits in view_logits:
-            if logits.shape[-2:] != (height, width):
-                logits = F.interpolate(
-                    logits, size=(height, width), mode="bilinear", align_corners=False
-                )
-            probs = logits.softmax(dim=1)
-            probabilities = probs if probabilities is None else probabilities + probs
-            views += 1
-    assert probabilities is not None
-    return probabilities / views
+    """Sliding-window logits (N x C x H x W) of gsbench's procedure: windows zero-padded at the
+    bottom/right up to the crop, overlapping windows' logits averaged per pixel."""
+    protocol = TestProtocol(mode="slide", crop_size=crop_size, stride=stride)
+    return _view_scores(model, [images], InferenceOptions(protocol, output, batch))[0]
 
 
 def predict(
@@ -208,3 +322,7 @@ def predict(
 ) -> torch.Tensor:
     """Predicted trainIds (N x H x W, uint8) under ``options``."""
     return infer(model, images, options).argmax(dim=1).to(torch.uint8)
+
+
+__all__ = ["BATCH_PIXELS", "InferenceOptions", "default_stride", "infer", "infer_slide",
+           "infer_whole", "predict", "resize", "sliding_window_count", "window_starts"]

@@ -6,16 +6,18 @@ of a prepared dataset with the test-time inference of :mod:`gsbench.engine.infer
 sliding window, scales, flip, the scored output) and feeds the predictions to the same metrics
 accumulator as ``gsbench eval --pred-dir`` (:mod:`.metrics_config`), optionally saving the
 trainId maps and writing the Cityscapes test-server export. :func:`evaluate_target` is the whole
-command for one :class:`~gsbench.evaluation.setting.EvalSetting`, including where its metrics
-go in the run folder (where ``gsbench report`` and ``gsbench ablate`` look for them).
+command: the run's recorded test protocol changed by the given options
+(:class:`~gsbench.evaluation.setting.EvalSetting`), and where its metrics go in the run folder
+(where ``gsbench report`` and ``gsbench ablate`` look for them).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,8 +33,9 @@ from gsbench.engine.outputs import MAIN_OUTPUT, check_output
 from gsbench.engine.run_dir import find_checkpoint, load_run_recipe
 from gsbench.errors import GsbenchError
 from gsbench.evaluation.metrics_config import MetricsConfig, new_metrics
-from gsbench.evaluation.setting import EvalSetting, eval_tag
+from gsbench.evaluation.setting import EvalSetting
 from gsbench.io import read_label, write_png
+from gsbench.protocol import apply_changes
 from gsbench.recipes import Recipe, build_model_from_recipe, recipe_from_dict
 
 
@@ -194,31 +197,28 @@ def evaluate_model(
 
 
 def inference_settings(options: InferenceOptions) -> dict:
-    """The inference options as plain JSON values (recorded in metrics.json; ``output`` only
-    when another output than the prediction was scored)."""
+    """The test protocol as plain JSON values, recorded in metrics.json: its parameters (the
+    window crop and stride resolved), the procedure's semantics, and ``output`` when another
+    output than the prediction was scored."""
+    protocol = options.protocol
     settings = {
-        "mode": options.mode,
-        "crop_size": list(options.crop_size) if options.crop_size else None,
-        "stride": list(options.resolved_stride) if options.resolved_stride else None,
-        "scales": list(options.scales),
-        "flip": options.flip,
+        **protocol.to_dict(),
+        "crop_size": list(protocol.crop_size) if protocol.slide else None,
+        "stride": list(protocol.window_stride) if protocol.slide else None,
+        "semantics": protocol.info.describe(),
     }
     if options.output != MAIN_OUTPUT:
         settings["output"] = options.output
     return settings
 
 
-def inference_tag(options: InferenceOptions) -> str:
-    """Short name of the settings for file names: ``ss``, ``ms``, ``ms-0.5-1.0-2.0_flip_slide``,
-    ``ss_coarse`` ... (:func:`~gsbench.evaluation.setting.eval_tag`)."""
-    return eval_tag(options.scales, options.flip, options.mode == "slide", options.output)
-
-
 @dataclass(frozen=True)
 class TargetEvaluation:
-    """What :func:`evaluate_target` did: the metrics and the report's title (None for a split
-    without ground truth) and the metrics files to write (None: not asked for)."""
+    """What :func:`evaluate_target` did: the setting evaluated, the metrics and the report's
+    title (None for a split without ground truth) and the metrics files to write (None: not
+    asked for)."""
 
+    setting: EvalSetting
     metrics: dict | None
     title: str | None
     json_path: Path | None
@@ -229,9 +229,11 @@ class TargetEvaluation:
 def evaluate_target(
     target: str | os.PathLike,
     data: str | os.PathLike | None,
-    setting: EvalSetting = EvalSetting(),
     *,
-    slide: bool = False,
+    split: str = "val",
+    output: str = MAIN_OUTPUT,
+    protocol: Mapping[str, Any] | None = None,
+    batch: int | None = None,
     device: str | torch.device = "cpu",
     save_pred_dir: str | os.PathLike | None = None,
     export: str | None = None,
@@ -244,8 +246,10 @@ def evaluate_target(
     markdown_path: str | os.PathLike | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> TargetEvaluation:
-    """Evaluate a run folder or checkpoint under ``setting`` (``slide``: sliding windows of the
-    recipe's crop size) on the prepared dataset ``data`` (default: the one its recipe names).
+    """Evaluate a run folder or checkpoint on ``split`` of the prepared dataset ``data``
+    (default: the one its recipe names) under the recipe's test protocol (its ``test:``
+    section) changed by ``protocol`` (the given ``gsbench eval`` options by
+    :data:`~gsbench.protocol.TestProtocol` field, :func:`~gsbench.protocol.apply_changes`).
 
     Without any of ``json_path``, ``csv_path`` and ``markdown_path``, a run's metrics go to
     ``RUN/eval/<split>_<tag>/metrics.{json,csv,md}`` (:meth:`EvalSetting.folder`). The files
@@ -257,23 +261,21 @@ def evaluate_target(
     data = data if data is not None else loaded.recipe.data.root
     if data is None:
         raise GsbenchError("give --data (a prepared dataset); the run's recipe names none")
-    options = InferenceOptions(
-        mode="slide" if slide else "whole",
-        crop_size=tuple(loaded.recipe.data.crop_size) if slide else None,
-        scales=setting.scales,
-        flip=setting.flip,
-        output=setting.output,
-    )
+    setting = EvalSetting(split, output=output,
+                          protocol=apply_changes(loaded.recipe.test, protocol or {}))
+    options = InferenceOptions(setting.protocol.with_crop(loaded.recipe.data.crop_size),
+                               output, batch)
     if json_path is None and csv_path is None and markdown_path is None and loaded.run_dir is not None:
-        folder = setting.folder(loaded.run_dir, slide=slide)  # where report and ablate look
+        folder = setting.folder(loaded.run_dir)  # where report and ablate look
         json_path, csv_path, markdown_path = (folder / f"metrics.{ext}" for ext in ("json", "csv", "md"))
     metrics = evaluate_model(
-        loaded, data, split=setting.split, options=options, device=device,
+        loaded, data, split=split, options=options, device=device,
         save_pred_dir=save_pred_dir, export=export, export_dir=export_dir, radii=radii,
         crop_factors=crop_factors, fscore_convention=fscore_convention, on_progress=on_progress,
     )
     title = None if metrics is None else \
-        f"{target} on {metrics['dataset']} {metrics['split']} ({inference_tag(options)})"
+        f"{target} on {metrics['dataset']} {metrics['split']} ({setting.tag()})"
     return TargetEvaluation(
-        metrics, title, *(None if p is None else Path(p) for p in (json_path, csv_path, markdown_path))
+        setting, metrics, title,
+        *(None if p is None else Path(p) for p in (json_path, csv_path, markdown_path)),
     )

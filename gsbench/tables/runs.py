@@ -27,6 +27,7 @@ from gsbench.recipes import recipe_from_dict
 RUN_MATCH_IGNORED = (
     "name", "description", "seed", "pretrained", "data.root", "train.num_workers",
     "train.log_every", "train.checkpoint_every", "train.val_every", "train.channels_last",
+    "test",  # the default test protocol: each evaluation names its own (eval/<split>_<tag>)
 )
 
 
@@ -84,13 +85,10 @@ class RunIndex:
 
 
 def eval_metrics_file(run_dir: Path, setting: EvalSetting) -> Path | None:
-    """``RUN/eval/<split>_<tag>/metrics.json`` of ``setting`` as ``gsbench eval`` writes it
-    (whole-image inference, or sliding-window when only that was run), or None."""
-    for slide in (False, True):
-        path = setting.folder(run_dir, slide=slide) / "metrics.json"
-        if path.is_file():
-            return path
-    return None
+    """``RUN/eval/<split>_<tag>/metrics.json`` of ``setting`` (its test protocol included) as
+    ``gsbench eval`` writes it, or None."""
+    path = setting.folder(run_dir) / "metrics.json"
+    return path if path.is_file() else None
 
 
 def run_name(recipe: str, overrides: tuple[str, ...] = ()) -> str:
