@@ -15,6 +15,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from gsbench import __version__
 from gsbench.commands import EVAL_FLAGS, TRAIN_FLAGS, Flag
@@ -39,14 +40,16 @@ err_console = Console(stderr=True)
 
 
 def user_errors(func):
-    """Turn GsbenchError into a one-line message and exit status 2 (no traceback)."""
+    """Turn GsbenchError into a one-line message and exit status 2 (no traceback). The message
+    is printed as written: brackets in it (``[height, width]``, a path) are not rich markup."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
         except GsbenchError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
+                              soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper

@@ -315,5 +315,7 @@ def test_bad_files_get_one_line(tmp_path):
 
 
 def test_import_weights_help_lists_mmseg():
-    result = CliRunner().invoke(app, ["import-weights", "--help"])
-    assert result.exit_code == 0 and "mmseg:" in result.output
+    result = CliRunner().invoke(app, ["import-weights", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "semseg|gscnn|mmseg" in result.output
+    assert "mmseg (open-mmlab/mmsegmentation 1.x" in result.output

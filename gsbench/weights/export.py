@@ -145,7 +145,8 @@ def export_mmseg(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     state = load_model_weights(run_dir)
     mmseg_state = {key: tensor.detach().to("cpu").contiguous()
                    for key, tensor in to_mmseg_state_dict(recipe, state).items()}
-    config, base = mmseg_config(recipe, state, run_dir.name)
+    name = run_dir.resolve().name
+    config, base = mmseg_config(recipe, state, name)
     checkpoint = {
         "meta": {"dataset_meta": _dataset_meta(recipe),
                  "exported_by": f"gsbench {gsbench.__version__}",
@@ -154,7 +155,6 @@ def export_mmseg(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     }
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
-    name = run_dir.resolve().name
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.{secrets.token_hex(4)}.tmp"
     staging.mkdir()
