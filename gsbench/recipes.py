@@ -492,15 +492,16 @@ def _check_values(recipe: Recipe) -> None:
         raise _SchemaError("data.scale_range", f"data.scale_range must be 0 < low <= high, got {[low, high]}")
     if not 0.0 <= recipe.data.blur_prob <= 1.0:
         raise _SchemaError("data.blur_prob", f"data.blur_prob must be in [0, 1], got {recipe.data.blur_prob}")
-    if recipe.data.blur_sigma is not None and (
-            len(recipe.data.blur_sigma) != 2 or not 0 < recipe.data.blur_sigma[0] <= recipe.data.blur_sigma[1]):
+    sigma = recipe.data.blur_sigma
+    if sigma is not None and (len(sigma) != 2 or not 0 < sigma[0] <= sigma[1]):
         raise _SchemaError("data.blur_sigma", "data.blur_sigma must be [low, high] with "
-                           f"0 < low <= high, got {recipe.data.blur_sigma}")
+                           f"0 < low <= high, got {sigma}")
     if not 0.0 <= recipe.data.hue_jitter <= 0.5:
-        raise _SchemaError("data.hue_jitter", f"data.hue_jitter must be in [0, 0.5], got {recipe.data.hue_jitter}")
+        raise _SchemaError("data.hue_jitter",
+                           f"data.hue_jitter must be in [0, 0.5], got {recipe.data.hue_jitter}")
     if recipe.data.jitter_order not in ("fixed", "random"):
-        raise _SchemaError("data.jitter_order",
-                           f"data.jitter_order must be fixed or random, got {recipe.data.jitter_order!r}")
+        raise _SchemaError("data.jitter_order", "data.jitter_order must be fixed or random, "
+                           f"got {recipe.data.jitter_order!r}")
     if not 0.0 <= recipe.data.class_uniform <= 1.0:
         raise _SchemaError("data.class_uniform",
                            f"data.class_uniform must be in [0, 1], got {recipe.data.class_uniform}")

@@ -51,7 +51,8 @@ def release_dual_task(input_logits, gts, gumbel):
                                torch.zeros(n, c, h, w), input_logits)
     gt = torch.where(ignore_mask, torch.zeros(n, h, w).long(), gts)
     gt = torch.eye(c)[gt].permute(0, 3, 1, 2)
-    g = F.softmax((input_logits.view(n, c, -1) + gumbel.view(n, c, -1)) / 0.5, 1).reshape(n, c, h, w)
+    g = F.softmax((input_logits.view(n, c, -1) + gumbel.view(n, c, -1)) / 0.5, 1)
+    g = g.reshape(n, c, h, w)
 
     def compute_grad_mag(e):
         ox, oy = e, e

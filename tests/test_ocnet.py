@@ -205,7 +205,8 @@ def test_class_weights_need_cityscapes_classes_and_a_known_name():
 
     loss = build_loss("ocnet", ignore_index=255, aux_weight=0.4, ohem_thresh=0.7,
                       ohem_min_kept=10, options={"class_weights": "ocnet"})
-    with pytest.raises(GsbenchError, match="19 Cityscapes class weights, but the model predicts 150"):
+    with pytest.raises(GsbenchError, match="19 Cityscapes class weights, but the model "
+                                           "predicts 150"):
         loss({"out": torch.randn(1, 150, 4, 4)}, {"label": torch.zeros(1, 4, 4, dtype=torch.long)})
     with pytest.raises(GsbenchError, match="class_weights must be one of none, ocnet"):
         build_loss("gpsnet", ignore_index=255, aux_weight=0.4, ohem_thresh=None,

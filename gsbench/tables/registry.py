@@ -4,9 +4,10 @@ Each file ``recipes/tables/<paper>_table<n>.yaml`` holds one table of one paper 
 paper's number for every cell, and how gsbench reproduces it - the recipe (plus ``--set``
 overrides) to train, the evaluation setting (dataset, split, single / multi-scale and the
 multi-scale list, flip, the paper's test protocol and where it is stated, the model output
-scored, boundary radius, crop factor, class) and the metric. Settings cascade: the table's top-level keys are the defaults, a column refines them
-(its metric, radius, class ...), a row names the model (recipe) and may refine them again, and
-``overrides`` (``ROW`` or ``ROW.COLUMN``) refine single rows or cells. The resolved
+scored, boundary radius, crop factor, class) and the metric. Settings cascade: the table's
+top-level keys are the defaults, a column refines them (its metric, radius, class ...), a row
+names the model (recipe) and may refine them again, and ``overrides`` (``ROW`` or
+``ROW.COLUMN``) refine single rows or cells. The resolved
 :class:`~gsbench.tables.cells.Cell` is what ``gsbench report`` and ``gsbench ablate`` consume.
 
 Layout of a file (every key is checked; an unknown key, a recipe that does not exist, a bad
@@ -38,7 +39,8 @@ run's training crop), ``stride``, ``base_size``, ``align_corners``); the mapping
 are merged key by key, so a column may refine the table's; without one a cell is tested with
 gsbench's own whole-image protocol. ``protocol_source`` says where the protocol is stated: the
 paper's section or the official file, or that neither states it and what gsbench assumes (every
-built-in table names one for each cell scored from runs). ``ms_scales`` (only on ``ms`` cells; default
+built-in table names one for each cell scored from runs). ``ms_scales`` (only on ``ms`` cells;
+default
 :data:`~gsbench.evaluation.setting.DEFAULT_MS_SCALES`) and ``output`` (an auxiliary class-logit
 map of the model, e.g. RANet's ``coarse``) choose the evaluation folder of a run, see
 :mod:`gsbench.evaluation.setting`. Cells that cannot be reproduced say why:
