@@ -140,3 +140,14 @@ def test_ablate_evaluates_each_cell_with_its_protocol(tmp_path, tables):
     smoke = plan_commands(plan_ablation(table, tmp_path, scale="smoke"), "DATA")
     assert all("--procedure psanet-caffe" in line and "--base-size" not in line
                for line in smoke)
+
+
+def test_papers_recipes_record_the_protocol_of_their_tables(tables):
+    """`gsbench eval RUN` on a run of these recipes follows the protocol the tables use."""
+    from gsbench.tables.cells import cell_recipe
+
+    for table_id, column in (("psanet.table5", "ss_miou"), ("psanet.table1", "ss_miou"),
+                             ("gff.table1", "miou"), ("gpsnet.table1", "miou")):
+        for cell in cells_of(tables[table_id], column):
+            if cell.recipe.startswith(("psanet", "gff", "gpsnet", "ocnet")):
+                assert cell_recipe(cell).test == cell.protocol, (table_id, cell.row_id)
