@@ -774,6 +774,15 @@ def _profile_attention(name: str, scope: str, shape: tuple[int, ...], device: st
         table.add_row("latency, forward+backward (median)",
                       f"{figures['latency_forward_backward_ms']:.1f} ms", "")
     console.print(table)
+    if figures.get("cases"):  # a module whose cost depends on the input's values
+        cases = Table(title="input cases (the first one is timed above)", title_justify="left")
+        for column in ("case", "regions", "GFLOPs", "GMACs", "peak fwd", "peak fwd+bwd"):
+            cases.add_column(column, justify="left" if column == "case" else "right")
+        for case in figures["cases"]:
+            cases.add_row(case["case"], str(case["regions"]), f"{case['gflops']:.4g}",
+                          f"{case['gmacs']:.4g}", f"{case['peak_memory_forward_mib']:.4g} MiB",
+                          f"{case['peak_memory_train_mib']:.4g} MiB")
+        console.print(cases)
     console.print(f"counts: {figures['counts']}. The paper defines neither its FLOPS nor its "
                   f"memory column; they stand beside the figures they come closest to at "
                   f"scope head on a 2048-channel map. memory: {figures['memory_method']}.",
