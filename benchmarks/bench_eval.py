@@ -307,6 +307,7 @@ def _version_tree(revision: str, folder: Path) -> Path:
     for source in package.rglob("*.py"):
         text = re.sub(r"\b(from|import) gsbench\b", r"\1 gsbench_before",
                       source.read_text(encoding="utf-8"))
+        text = re.sub(r"([\"'])gsbench\.", r"\1gsbench_before.", text)  # module names in strings
         source.write_text(text, encoding="utf-8")
     return folder
 
@@ -364,7 +365,7 @@ def _inference_work(package: str, batch: int | None) -> dict:
     inference = importlib.import_module(f"{package}.engine.inference")
     recipes = importlib.import_module(f"{package}.recipes")
     torch.manual_seed(0)
-    model = recipes.build_model_from_recipe(recipes.load_recipe("pspnet101-smoke"),
+    model = recipes.build_model_from_recipe(recipes.load_recipe(REPO / "recipes" / "pspnet101-smoke.yaml"),
                                             pretrained=None).eval()
     image = torch.randn(1, 3, 256, 512, generator=torch.Generator().manual_seed(0))
 
