@@ -4,9 +4,9 @@ LaTeX, and plot runs (mIoU against crop factor, boundary F against radius, train
 Every format lists one line per cell - the paper's row and column, the evaluation setting with
 its test protocol (the terminal view leaves it out; CSV spells out every protocol parameter and
 where the paper or official code states it), the paper's value, ours (mean +- std over runs),
-the difference and the runs it comes from - so that tables of any
-shape (per-class tables included) read the same way; missing cells point to the numbered
-commands listed under each table. Values keep full precision in CSV and two decimals elsewhere
+the difference and the runs it comes from - so that tables of any shape (per-class tables
+included) read the same way; missing cells point to the numbered commands listed under each
+table. Values keep full precision in CSV and two decimals elsewhere
 (RF and SR three, as the papers print them).
 """
 
