@@ -43,7 +43,7 @@ def release_bce2d(input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def release_dual_task(input_logits, gts, gumbel):
-    """``DualTaskLoss.forward`` with its helpers as they run (``convTri`` and
+    """``DualTaskLoss.forward`` with its functions as they run (``convTri`` and
     ``gradient_central_diff`` return their input), Gumbel noise given."""
     n, c, h, w = input_logits.shape
     ignore_mask = gts == 255

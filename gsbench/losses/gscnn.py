@@ -11,7 +11,7 @@ docs/fidelity.md ("Gated-SCNN") records the evidence:
 - ``edge_bce``: "paper" (Eq. 3 on the boundary logits) or "official", the release's ``bce2d``
   applied to the shape stream's *sigmoid* output (a second sigmoid inside the BCE);
 - ``dual_task_form``: "paper" (Eq. 4-9) or "official", the release's ``DualTaskLoss``, whose
-  smoothing and gradient helpers return their input (:func:`official_dual_task_loss`).
+  smoothing and gradient functions return their input (:func:`official_dual_task_loss`).
 """
 
 from __future__ import annotations
