@@ -1,41 +1,63 @@
-"""Benchmark `gsbench eval --pred-dir`: every metric for 500 Cityscapes-sized pairs.
+"""Benchmark evaluation: every metric of 500 Cityscapes-sized pairs, the cost of one pair phase by
+phase, and test-time inference against its area bounds.
 
-Generates 500 1024x2048 ground-truth / prediction pairs once (smooth random label maps with
-curved region borders, ignore blobs and prediction errors along the borders), then times the
-full :func:`gsbench.evaluation.pred_dir.evaluate_prediction_dir` call: file matching, PNG
-decoding, mIoU, accuracies, boundary F at 3/5/9/12 px and crop mIoU at 0..400, in ``--workers``
-processes.
+``pairs`` (the default): generates 500 1024x2048 ground-truth / prediction pairs once (smooth
+random label maps with curved region borders, ignore blobs and prediction errors along the
+borders), then times the full :func:`gsbench.evaluation.pred_dir.evaluate_prediction_dir` call:
+file matching, PNG decoding, mIoU, accuracies, boundary F at 3/5/9/12 px and crop mIoU at
+0..400, in ``--workers`` processes. Reference measured in the same run: the official Cityscapes
+evaluator (``evaluateImgLists``, mIoU only, no iIoU) on the first ``--reference-images`` pairs
+written as labelIds, extrapolated linearly to all pairs.
 
-Reference measured in the same run: the official Cityscapes evaluator
-(``cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling.evaluateImgLists``, mIoU only,
-no iIoU) on the first ``--reference-images`` pairs written as labelIds, extrapolated linearly
-to all pairs. gsbench is also run on that subset (labelId predictions) so the two mIoUs can be
-compared, and gsbench's mIoU-only time on those same files is printed beside the official one.
+``phases``: the CPU time of one 1024x2048 pair on one core, phase by phase (PNG decoding of
+the prediction, the ground truth and the 16-bit instanceIds, the trainId conversion, confusion
+matrix + crops, boundary F, iIoU, and the whole pair as ``eval --pred-dir`` scores it), on
+street-like pairs with Cityscapes instance maps. ``--before REV`` measures the gsbench of a git
+revision in the same run: the two alternate, round by round, in fresh processes.
 
-    python benchmarks/bench_eval.py                    # 500 pairs, 2 workers
-    python benchmarks/bench_eval.py --images 50 --cache bench-data   # keep the generated data
+``inference``: CPU time of test-time inference of a smoke-size PSPNet on a 256x512 image against
+its area bounds: multi-scale + flip (0.5..1.75) against the forward passes of the same scaled
+views, and against a single-scale pass times the summed scaled areas; sliding windows (64 x 64,
+72 windows) against a whole-image pass times the area the windows cover. ``--before REV`` as for
+``phases``.
+
+    python benchmarks/bench_eval.py                         # 500 pairs, 2 workers
+    python benchmarks/bench_eval.py pairs --images 50 --cache bench-data
+    python benchmarks/bench_eval.py phases --before main    # this tree and main, interleaved
+    python benchmarks/bench_eval.py inference --before main
 """
 
 from __future__ import annotations
 
-import argparse
-import multiprocessing
 import os
-import platform
-import resource
-import tempfile
-import time
-from pathlib import Path
 
-import cv2
-import numpy as np
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # before numpy/torch start their thread pools
 
-from gsbench.data.cityscapes import CITYSCAPES_CLASS_NAMES, CITYSCAPES_TRAIN_TO_LABEL
-from gsbench.data.manifest import Manifest, Sample
-from gsbench.evaluation.pred_dir import evaluate_prediction_dir
-from gsbench.io import write_png
+import argparse  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import multiprocessing  # noqa: E402
+import platform  # noqa: E402
+import re  # noqa: E402
+import resource  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tarfile  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from gsbench.data.cityscapes import CITYSCAPES_CLASS_NAMES, CITYSCAPES_TRAIN_TO_LABEL  # noqa: E402
+from gsbench.data.manifest import Manifest, Sample  # noqa: E402
+from gsbench.io import write_png  # noqa: E402
 
 CITIES = ("frankfurt", "lindau", "munster")
+REPO = Path(__file__).resolve().parent.parent
 
 
 def stem_of(index: int) -> str:
@@ -121,7 +143,7 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def official_miou(pred_dir: Path, gt_dir: Path) -> tuple[float, float]:
+def official_miou(pred_dir: Path, gt_dir: Path) -> tuple[float, float, float]:
     """(wall seconds, CPU seconds, mIoU in percent) of the official evaluator on the pairs."""
     from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as official
 
@@ -137,16 +159,8 @@ def official_miou(pred_dir: Path, gt_dir: Path) -> tuple[float, float]:
     return seconds, cpu, 100 * float(result["averageScoreClasses"])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=500)
-    parser.add_argument("--height", type=int, default=1024)
-    parser.add_argument("--width", type=int, default=2048)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--reference-images", type=int, default=20)
-    parser.add_argument("--cache", type=Path, default=None,
-                        help="keep the generated pairs in this folder (default: a temporary one)")
-    args = parser.parse_args()
+def run_pairs(args) -> None:
+    from gsbench.evaluation.pred_dir import evaluate_prediction_dir
 
     with tempfile.TemporaryDirectory(prefix="gsbench-bench-eval-") as tmp:
         root = args.cache if args.cache is not None else Path(tmp)
@@ -189,6 +203,285 @@ def main() -> None:
           f"official {ref_seconds:.2f} s (ratio {subset_seconds / ref_seconds:.2f})")
     print(f"mIoU on the {k}-pair subset: gsbench {subset['miou']:.6f}, official {ref_miou:.6f}")
     print(f"mIoU {metrics['miou']:.2f}, boundary F {metrics['boundary_f']}")
+
+
+# --- one pair, phase by phase ----------------------------------------------------------------------
+def street_pair(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(prediction, GT, instanceIds) of a street-like 1024x2048 scene: bench_metrics' pair, and
+    the GT's compact objects of the 8 instance classes as instances (labelId * 1000 + k), the
+    large regions of those classes left as groups (their labelId), as Cityscapes writes them."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_metrics import synthetic_pair as street
+
+    pred, gt = street(seed)
+    label_ids = CITYSCAPES_TRAIN_TO_LABEL[gt].astype(np.uint16)
+    instances = label_ids.copy()
+    objects = (gt >= 11) & (gt <= 18)
+    count, components, stats, _ = cv2.connectedComponentsWithStats(objects.view(np.uint8), 4)
+    small = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] < 40_000)
+    small = small[small > 0]
+    keep = np.isin(components, small)
+    instances[keep] = label_ids[keep] * 1000 + (components[keep] % 1000).astype(np.uint16)
+    return pred, gt, instances
+
+
+def write_street_pairs(root: Path, count: int) -> list[tuple[Path, Path, Path]]:
+    files = []
+    for seed in range(count):
+        paths = tuple(root / f"{seed}_{name}.png" for name in ("pred", "gt", "instance"))
+        if not all(p.exists() for p in paths):
+            for path, array in zip(paths, street_pair(seed)):
+                write_png(path, array)
+        files.append(paths)
+    return files
+
+
+def _phase_work(package: str) -> tuple[dict, object]:
+    """The phases of one pair with the gsbench imported as ``package``: phase name -> function
+    of (the pair's files, a state dict the phases pass on), and the state factory. Uses only
+    names that every gsbench version since the metrics' first release has."""
+    import importlib
+
+    pred_dir = importlib.import_module(f"{package}.evaluation.pred_dir")
+    read_label = importlib.import_module(f"{package}.io").read_label
+    boundary = importlib.import_module(f"{package}.metrics.boundary")
+    crops = importlib.import_module(f"{package}.metrics.crops")
+    instance = importlib.import_module(f"{package}.metrics.instance")
+    segmentation = importlib.import_module(f"{package}.metrics.segmentation")
+    lut = pred_dir._train_id_lut(19)
+
+    def state() -> dict:
+        return {"crops": crops.CropMIoU(19), "boundary": boundary.BoundaryFScore(19),
+                "instances": instance.InstanceIoU(),
+                "metrics": segmentation.SegmentationMetrics(19, CITYSCAPES_CLASS_NAMES,
+                                                            with_instances=True)}
+
+    def whole_pair(files, s) -> None:
+        pair = pred_dir.PredictionPair("s", *(Path(f) for f in files))
+        s["metrics"].update(*pred_dir.load_pair(pair, lut))
+
+    phases = {
+        "decode prediction": lambda f, s: s.update(raw=pred_dir.read_prediction(Path(f[0]))),
+        "decode ground truth": lambda f, s: s.update(gt=read_label(f[1])),
+        "decode instanceIds (16-bit)": lambda f, s: s.update(instance=read_label(f[2])),
+        "trainId conversion": lambda f, s: s.update(
+            pred=pred_dir.prediction_to_train_ids(s["raw"], lut)),
+        "confusion + 9 crops": lambda f, s: s.update(
+            matrix=s["crops"].update(s["pred"], s["gt"])),
+        "boundary F 19 x 4 radii": lambda f, s: s["boundary"].update(s["pred"], s["gt"]),
+        "iIoU": lambda f, s: s["instances"].update(s["pred"], s["gt"], s["instance"],
+                                                   s["matrix"]),
+        "whole pair (decode + all metrics)": whole_pair,
+    }
+    return phases, state
+
+
+def measure_phases(files: list[list[str]], repeats: int, packages: list[str]
+                   ) -> dict[str, dict[str, float]]:
+    """Median CPU milliseconds of each phase of one pair (one core) over pairs and repeats, per
+    package; the packages take turns phase by phase, so that a busy machine slows them alike."""
+    cv2.setNumThreads(1)
+    work = {package: _phase_work(package) for package in packages}
+    states = {package: make() for package, (_, make) in work.items()}
+    times: dict[str, dict[str, list[float]]] = {package: {} for package in packages}
+    for _ in range(repeats):
+        for pair in files:
+            for name in work[packages[0]][0]:
+                for package in packages:
+                    start = time.process_time()
+                    work[package][0][name](pair, states[package])
+                    times[package].setdefault(name, []).append(1e3 * (time.process_time() - start))
+    return {package: {name: statistics.median(values) for name, values in phases.items()}
+            for package, phases in times.items()}
+
+
+def _version_tree(revision: str, folder: Path) -> Path:
+    """The gsbench package of a git revision, extracted under ``folder`` as the package
+    ``gsbench_before`` (its own imports renamed), to import beside this tree's gsbench."""
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", revision, "gsbench"],
+                             check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    package = folder / "gsbench_before"
+    (folder / "gsbench").rename(package)
+    for source in package.rglob("*.py"):
+        text = re.sub(r"\b(from|import) gsbench\b", r"\1 gsbench_before",
+                      source.read_text(encoding="utf-8"))
+        text = re.sub(r"([\"'])gsbench\.", r"\1gsbench_before.", text)  # module names in strings
+        source.write_text(text, encoding="utf-8")
+    return folder
+
+
+def _versions(args, mode: str, payload: dict) -> tuple[dict, dict | None]:
+    """This tree's figures and, with ``--before REV``, the revision's: measured in one process
+    per round (``--rounds``), the two taking turns; medians over the rounds."""
+    with tempfile.TemporaryDirectory(prefix="gsbench-bench-versions-") as tmp:
+        env = dict(os.environ)
+        packages = ["gsbench"]
+        if args.before:
+            path = _version_tree(args.before, Path(tmp))
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(path), env.get("PYTHONPATH")]))
+            packages.append("gsbench_before")
+        rounds = []
+        for _ in range(args.rounds):
+            done = subprocess.run(
+                [sys.executable, __file__, f"_{mode}", json.dumps({**payload, "packages": packages})],
+                check=True, capture_output=True, text=True, env=env)
+            rounds.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    medians = {package: {key: statistics.median(r[package][key] for r in rounds)
+                         for key in rounds[0][package]} for package in packages}
+    return medians["gsbench"], medians.get("gsbench_before")
+
+
+def _print_rows(after: dict, before: dict | None, unit: str = "ms") -> None:
+    width = max(len(key) for key in after)
+    for key, value in after.items():
+        line = f"  {key:<{width}}  {value:8.1f} {unit}"
+        if before is not None and key in before:
+            line += f"   before {before[key]:8.1f} {unit}   ratio {value / before[key]:.2f}"
+        print(line)
+
+
+def run_phases(args) -> None:
+    root = args.cache or Path(tempfile.mkdtemp(prefix="gsbench-bench-phases-"))
+    files = [[str(p) for p in paths] for paths in write_street_pairs(root, args.pairs)]
+    after, before = _versions(args, "phases", {"files": files, "repeats": args.repeats})
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"1 thread, 1-min load average {os.getloadavg()[0]:.1f}; CPU ms per 1024x2048 pair, "
+          f"median of {args.pairs} pairs x {args.repeats} repeats x {args.rounds} rounds"
+          + (f"; before = {args.before}, in the same processes, taking turns" if before else ""))
+    _print_rows(after, before)
+
+
+# --- test-time inference against its area bounds ---------------------------------------------------
+def _inference_work(package: str, batch: int | None) -> dict:
+    """The timed calls of a smoke PSPNet on a 256x512 image with the gsbench imported as
+    ``package`` (before or after test protocols)."""
+    import importlib
+
+    import torch
+    import torch.nn.functional as F
+
+    inference = importlib.import_module(f"{package}.engine.inference")
+    recipes = importlib.import_module(f"{package}.recipes")
+    torch.manual_seed(0)
+    model = recipes.build_model_from_recipe(recipes.load_recipe(REPO / "recipes" / "pspnet101-smoke.yaml"),
+                                            pretrained=None).eval()
+    image = torch.randn(1, 3, 256, 512, generator=torch.Generator().manual_seed(0))
+
+    def options(**values):
+        try:
+            protocol = importlib.import_module(f"{package}.protocol")
+        except ImportError:  # before test protocols
+            return inference.InferenceOptions(**values)
+        return inference.InferenceOptions(protocol.TestProtocol(**values), batch=batch)
+
+    single, msflip = options(), options(scales=SCALES, flip=True)
+    slide = options(mode="slide", crop_size=(64, 64))
+    views = [F.interpolate(image, size=(round(256 * s), round(512 * s)), mode="bilinear",
+                           align_corners=False) for s in SCALES]
+    windows = torch.cat([image[:, :, y:y + 64, x:x + 64]
+                         for y in inference.window_starts(256, 64, 43)
+                         for x in inference.window_starts(512, 64, 43)])
+
+    def forward(images):
+        with torch.no_grad():
+            return model(images)["out"]
+
+    return {
+        "single scale, whole image": lambda: inference.infer(model, image, single),
+        "forward of the image alone": lambda: forward(image),
+        "ms + flip, whole image": lambda: inference.infer(model, image, msflip),
+        "forward passes of its views alone": lambda: [forward(torch.cat([v, v.flip(-1)]))
+                                                      for v in views],
+        "slide 64x64 (72 windows)": lambda: inference.infer(model, image, slide),
+        "forward of the 72 windows in one batch": lambda: forward(windows),
+    }
+
+
+SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+
+
+def measure_inference(repeats: int, batch: int | None, packages: list[str]
+                      ) -> dict[str, dict[str, float]]:
+    """CPU ms of each timed call (median of ``repeats``, one thread) and the ratios to the
+    area bounds, per package; the packages take turns call by call."""
+    import torch
+
+    torch.set_num_threads(1)
+    work = {package: _inference_work(package, batch) for package in packages}
+    for calls in work.values():
+        for call in calls.values():
+            call()  # warm-up
+    times: dict[str, dict[str, list[float]]] = {p: {n: [] for n in work[p]} for p in packages}
+    for _ in range(repeats):
+        for name in work[packages[0]]:
+            for package in packages:
+                start = time.process_time()
+                work[package][name]()
+                times[package][name].append(1e3 * (time.process_time() - start))
+    area = 2 * sum(s * s for s in SCALES)
+    covered = 72 * 64 * 64 / (256 * 512)
+    results = {}
+    for package in packages:
+        result = {name: statistics.median(values) for name, values in times[package].items()}
+        whole = result["forward of the image alone"]
+        result["ms + flip / forward passes of its views"] = \
+            result["ms + flip, whole image"] / result["forward passes of its views alone"]
+        result[f"ms + flip / (image forward x {area:.2f} areas)"] = \
+            result["ms + flip, whole image"] / (whole * area)
+        result[f"slide / (image forward x {covered:.2f} covered)"] = \
+            result["slide 64x64 (72 windows)"] / (whole * covered)
+        results[package] = result
+    return results
+
+
+def run_inference(args) -> None:
+    after, before = _versions(args, "inference", {"repeats": args.repeats, "batch": args.batch})
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"1 thread, 1-min load average {os.getloadavg()[0]:.1f}; pspnet101-smoke (resnet_tiny) "
+          f"on 1x3x256x512, CPU ms, median of {args.repeats} repeats x {args.rounds} rounds"
+          + (f"; before = {args.before}, in the same processes, taking turns" if before else ""))
+    times = {k: v for k, v in after.items() if "/" not in k}
+    _print_rows(times, None if before is None else {k: before[k] for k in times})
+    for key, value in after.items():
+        if "/" in key:
+            print(f"  {key}: {value:.2f}" + (f" (before {before[key]:.2f})" if before else ""))
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] in ("_phases", "_inference"):  # a measuring process
+        payload = json.loads(sys.argv[2])
+        if sys.argv[1] == "_phases":
+            result = measure_phases(payload["files"], payload["repeats"], payload["packages"])
+        else:
+            result = measure_inference(payload["repeats"], payload["batch"], payload["packages"])
+        print(json.dumps(result))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command")
+    pairs = commands.add_parser("pairs", help="500 pairs through evaluate_prediction_dir")
+    for sub in (parser, pairs):
+        sub.add_argument("--images", type=int, default=500)
+        sub.add_argument("--height", type=int, default=1024)
+        sub.add_argument("--width", type=int, default=2048)
+        sub.add_argument("--workers", type=int, default=2)
+        sub.add_argument("--reference-images", type=int, default=20)
+        sub.add_argument("--cache", type=Path, default=None,
+                         help="keep the generated pairs in this folder (default: a temporary one)")
+    for name, helptext, repeats in (("phases", "one pair, phase by phase", 3),
+                                    ("inference", "test-time inference against area bounds", 5)):
+        sub = commands.add_parser(name, help=helptext)
+        sub.add_argument("--before", default=None, help="a git revision measured in the same run")
+        sub.add_argument("--rounds", type=int, default=3, help="processes, each measuring both")
+        sub.add_argument("--repeats", type=int, default=repeats)
+        if name == "phases":
+            sub.add_argument("--pairs", type=int, default=4)
+            sub.add_argument("--cache", type=Path, default=None)
+        else:
+            sub.add_argument("--batch", type=int, default=None, help="images per forward pass")
+    args = parser.parse_args()
+    {"phases": run_phases, "inference": run_inference}.get(args.command, run_pairs)(args)
 
 
 if __name__ == "__main__":

@@ -368,7 +368,8 @@ def eval_command(
         help="trainid, or labelid (Cityscapes labelIds, as the official tools write them).",
     ),
     out: Optional[Path] = typer.Option(
-        None, "--out", help="Write metrics.json here (default: print only)."
+        None, "--out", help="Write metrics.json here, in a folder that exists (default: print "
+        "only; a TARGET run folder: TARGET/eval/...)."
     ),
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write the per-class table as CSV."),
     markdown_path: Optional[Path] = typer.Option(
@@ -388,6 +389,10 @@ def eval_command(
         "them. [default: 0,50,...,400 for Cityscapes, none for ADE20K]",
     ),
     workers: int = typer.Option(2, "--workers", help="Worker processes (results do not depend on it)."),
+    verify: bool = typer.Option(
+        False, "--verify", help="First check the images and ground truth against the sha256 "
+        "sums prepare-data recorded in the manifest."
+    ),
     quiet: bool = _option(EVAL_FLAGS["quiet"]),
     procedure: Optional[str] = _option(EVAL_FLAGS["procedure"]),
     slide: Optional[bool] = _option(EVAL_FLAGS["slide"]),
@@ -422,8 +427,11 @@ def eval_command(
     """
     from gsbench.evaluation.metrics_config import parse_int_list
     from gsbench.evaluation.pred_dir import evaluate_prediction_dir
-    from gsbench.evaluation.report import write_and_print_metrics
+    from gsbench.evaluation.report import check_output_paths, write_and_print_metrics
     from gsbench.evaluation.setting import protocol_options
+
+    check_output_paths({"--out": out, "--csv": csv_path, "--markdown": markdown_path},
+                       {"--save-pred": save_pred, "--out-dir": out_dir})
 
     protocol = protocol_options(
         procedure=procedure, slide=slide, crop=crop, stride=stride, base_size=base_size, ms=ms,
@@ -438,7 +446,7 @@ def eval_command(
             target, data, split=split, output=output, protocol=protocol, batch=batch,
             save_pred=save_pred, export=export, out_dir=out_dir, device=device, radii=radii_px,
             crop_factors=factors, fscore_convention=fscore_convention, out=out,
-            csv_path=csv_path, markdown_path=markdown_path, quiet=quiet,
+            csv_path=csv_path, markdown_path=markdown_path, verify=verify, quiet=quiet,
         )
         return
     if pred_dir is None or data is None:
@@ -456,7 +464,7 @@ def eval_command(
         metrics = evaluate_prediction_dir(
             pred_dir, data, split=split, pred_format=pred_format, radii=radii_px,
             crop_factors=factors, fscore_convention=fscore_convention, workers=workers,
-            on_progress=on_progress,
+            verify=verify, on_progress=on_progress,
         )
     title = f"{pred_dir} on {metrics['dataset']} {metrics['split']}"
     write_and_print_metrics(metrics, title, out, csv_path, markdown_path, console=console)
@@ -482,7 +490,7 @@ def _evaluate_target(
     save_pred: Optional[Path] = None, export: Optional[str] = None, out_dir: Optional[Path] = None,
     device: str = "cpu", radii=None, crop_factors=None, fscore_convention: str = "gscnn",
     out: Optional[Path] = None, csv_path: Optional[Path] = None,
-    markdown_path: Optional[Path] = None, quiet: bool = False,
+    markdown_path: Optional[Path] = None, verify: bool = False, quiet: bool = False,
 ) -> None:
     """`gsbench eval RUN_DIR|CHECKPOINT` (and quickstart's last step): the progress bar and the
     printing around :func:`gsbench.evaluation.model.evaluate_target`."""
@@ -495,7 +503,7 @@ def _evaluate_target(
             device=device, save_pred_dir=save_pred,
             export=export, export_dir=out_dir, radii=radii, crop_factors=crop_factors,
             fscore_convention=fscore_convention, json_path=out, csv_path=csv_path,
-            markdown_path=markdown_path, on_progress=on_progress,
+            markdown_path=markdown_path, verify=verify, on_progress=on_progress,
         )
     for folder, what in ((save_pred, "predictions"), (out_dir if export else None, f"{export} export")):
         if folder is not None and not quiet:

@@ -36,6 +36,9 @@ def _runs(root: Path) -> Path:
     metrics = {"miou": 77.5, "boundary_f": {"3": 60.0, "5": 66.0, "9": 71.0, "12": 73.0},
                "crop_miou": {"0": 77.5, "100": 70.0, "200": 64.0}}
     (run / "eval" / "val_ss" / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    # gff.table1's cells read GFF's sliding-window protocol
+    (run / "eval" / "val_ss_slide").mkdir()
+    (run / "eval" / "val_ss_slide" / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
     (run / "log.csv").write_text("iter,loss,val_miou\n10,3.0,\n20,2.0,0.4\n", encoding="utf-8")
     return root
 

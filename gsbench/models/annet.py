@@ -23,6 +23,9 @@ rescales the logits.
 
 Head: AFNB(c4, c5) -> dropout -> 3x3 conv 2048 -> 512 (BN, ReLU) -> APNB -> dropout 0.1 ->
 1x1 classifier; the aux FCN head (weight 0.4) also reads c4, as in every gsbench model.
+
+Where the paper and the official code differ: docs/fidelity.md, "DANet, CCNet, ANN and the
+other baselines".
 """
 
 from __future__ import annotations

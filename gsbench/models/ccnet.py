@@ -20,6 +20,9 @@ Head (Fig. 2, official code / mmseg CCHead): 3x3 conv c5 -> 512 (BN, ReLU), RCCA
 512 -> 512, concatenation with c5, 3x3 conv to 512 (BN, ReLU), dropout 0.1, 1x1 classifier;
 aux FCN head on stage 3 with weight 0.4 (mmseg; the official code uses the same deep
 supervision).
+
+Where the paper and the official code differ: docs/fidelity.md, "DANet, CCNet, ANN and the
+other baselines".
 """
 
 from __future__ import annotations

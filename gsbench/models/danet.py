@@ -21,6 +21,9 @@ Head (Fig. 2): per branch a 3x3 conv c5 -> 512 (BN, ReLU), the attention module,
 classifier. As the official code and mmseg, each branch also has its own classifier whose
 logits are returned in training mode as ``"pam"`` and ``"cam"`` and trained with weight 1
 (:class:`gsbench.losses.danet.DANetLoss`), plus mmseg's stage-3 aux FCN head (weight 0.4).
+
+Where the paper and the official code differ: docs/fidelity.md, "DANet, CCNet, ANN and the
+other baselines".
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ the classifier on 512 channels. DeepLabV3+ then also uses depthwise-separable co
 (depthwise 3x3 + BN + ReLU, pointwise 1x1 + BN + ReLU, mmcv's ``DepthwiseSeparableConvModule``)
 for the three atrous branches and for the two decoder convs (Sec. 3.2 "atrous separable
 convolution"), which take the 48-channel c2 projection concatenated after the upsampled ASPP.
+
+Where the paper and the official code differ: docs/fidelity.md, "DANet, CCNet, ANN and the
+other baselines".
 """
 
 from __future__ import annotations

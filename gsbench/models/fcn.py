@@ -5,6 +5,9 @@ fcn_head.py``, ``concat_input=True`` in ``configs/_base_/models/fcn_r50-d8.py``)
 the concatenation of the head's input (c5) and the two convs' output, back to c5/4 channels,
 before the classifier. The released mmseg FCN checkpoints need it; the papers' dilated-FCN
 baseline (PSANet Tables 1, 4, 5) is the head without it, the default.
+
+Where the paper and the official code differ: docs/fidelity.md, "DANet, CCNet, ANN and the
+other baselines".
 """
 
 from __future__ import annotations

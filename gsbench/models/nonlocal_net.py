@@ -10,6 +10,9 @@ with theta, phi, g 1x1 convs to half the channels. ``mode="embedded_gaussian"`` 
 mmseg's default with ``use_scale``): f = exp(theta_i . phi_j / sqrt(d)), C = sum_j f, i.e. a
 softmax. ``mode="dot_product"`` (Eq. 4): f = theta_i . phi_j, C = number of positions.
 W_z is a 1x1 conv + BN whose scale starts at zero, so the block starts as the identity.
+
+Where the paper and the official code differ: docs/fidelity.md, "DANet, CCNet, ANN and the
+other baselines".
 """
 
 from __future__ import annotations

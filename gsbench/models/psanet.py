@@ -41,6 +41,8 @@ mask 193 x 193) the mask alone would be 1.3 GiB per branch. Measured peak live t
 of the whole bi-directional module on that input (parameters excluded, input included):
 416 MiB forward, 755 MiB forward + backward (benchmarks/RESULTS.md,
 ``python benchmarks/bench_psanet.py``).
+
+Where the paper and the official code differ: docs/fidelity.md, "PSANet and PSPNet".
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ from gsbench.recipes import RECIPES_DIR
 from gsbench.tables.cells import Table
 from gsbench.tables.jobs import DataRoots, RunJob, data_roots
 from gsbench.tables.runs import RunIndex, eval_metrics_file, recipe_fingerprint, run_name
-from gsbench.tables.smoke import TrainingSpec, cell_training
+from gsbench.tables.smoke import TrainingSpec, cell_evaluation, cell_training
 
 
 @dataclass
@@ -92,7 +92,7 @@ def plan_ablation(table: Table, runs_dir: Path = Path("runs"), *, scale: str = "
         except GsbenchError as exc:
             skipped.append((label, str(exc)))
             continue
-        setting = cell.evaluation
+        setting = cell_evaluation(cell, scale)
         cell_jobs = []
         for spec in specs:
             for offset in range(seeds):

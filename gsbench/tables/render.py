@@ -1,10 +1,12 @@
 """Render table reports (:class:`gsbench.tables.TableReport`) as rich tables, Markdown, CSV and
 LaTeX, and plot runs (mIoU against crop factor, boundary F against radius, training curves).
 
-Every format lists one line per cell - the paper's row and column, the paper's value, ours
-(mean +- std over runs), the difference and the runs it comes from - so that tables of any
-shape (per-class tables included) read the same way; missing cells point to the numbered
-commands listed under each table. Values keep full precision in CSV and two decimals elsewhere
+Every format lists one line per cell - the paper's row and column, the evaluation setting with
+its test protocol (the terminal view leaves it out; CSV spells out every protocol parameter and
+where the paper or official code states it), the paper's value, ours (mean +- std over runs),
+the difference and the runs it comes from - so that tables of any shape (per-class tables
+included) read the same way; missing cells point to the numbered commands listed under each
+table. Values keep full precision in CSV and two decimals elsewhere
 (RF and SR three, as the papers print them).
 """
 
@@ -27,7 +29,8 @@ from gsbench.tables.runs import RunIndex, eval_metrics_file
 FORMATS = {"md": "report.md", "csv": "report.csv", "latex": "report.tex"}
 
 CSV_COLUMNS = (
-    "table", "row_id", "row", "column", "metric", "dataset", "split", "scales", "flip", "radius",
+    "table", "row_id", "row", "column", "metric", "dataset", "split", "scales", "flip",
+    "protocol", "protocol_source", "radius",
     "crop_factor", "class", "recipe", "overrides", "baseline", "paper", "ours", "std", "runs_n",
     "delta", "state", "runs", "commands", "detail",
 )
@@ -138,7 +141,8 @@ def render_csv(reports: Iterable[TableReport]) -> str:
             c = cell.cell
             writer.writerow([
                 c.table_id, c.row_id, _row_label(report, cell), c.column_label, c.metric, c.dataset or "",
-                c.split, c.scales, c.flip, c.radius if c.radius is not None else "",
+                c.split, c.scales, c.flip, c.protocol_text, c.protocol_source or "",
+                c.radius if c.radius is not None else "",
                 c.crop_factor if c.crop_factor is not None else "", c.class_name or "", c.recipe or "",
                 " ".join(c.overrides), c.baseline or "",
                 "" if c.paper_value is None else c.paper_value,
@@ -166,14 +170,15 @@ def render_latex(reports: Iterable[TableReport]) -> str:
     for report in reports:
         numbers = _numbers(report)
         out += [r"\begin{table}[t]", r"\centering", r"\scriptsize",
-                r"\begin{tabular}{llrrrl}", r"\toprule",
-                r"Row & Column & Paper & Ours & $\Delta$ & Run / how to fill \\", r"\midrule"]
+                r"\begin{tabular}{lllrrrl}", r"\toprule",
+                r"Row & Column & Setting & Paper & Ours & $\Delta$ & Run / how to fill \\",
+                r"\midrule"]
         for cell in report.cells:
             c = cell.cell
             out.append(" & ".join(latex_escape(x) for x in (
-                _row_label(report, cell), c.column_label, _fmt(c.paper_value, c.metric),
-                ours_text(cell), _fmt(cell.delta, c.metric, signed=True),
-                source_text(cell, numbers)[:80],
+                _row_label(report, cell), c.column_label, c.setting,
+                _fmt(c.paper_value, c.metric), ours_text(cell),
+                _fmt(cell.delta, c.metric, signed=True), source_text(cell, numbers)[:80],
             )) + r" \\")
         out += [r"\bottomrule", r"\end{tabular}",
                 r"\caption{" + latex_escape(f"{report.table.title} ({summary_line(report)})") + "}",

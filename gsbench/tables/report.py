@@ -27,7 +27,7 @@ from gsbench.recipes import RECIPES_DIR
 from gsbench.tables.cells import Cell, Table
 from gsbench.tables.jobs import DataRoots, RunJob, data_roots
 from gsbench.tables.runs import RunIndex, eval_metrics_file
-from gsbench.tables.smoke import cell_training, check_scale
+from gsbench.tables.smoke import cell_evaluation, cell_training, check_scale
 from gsbench.tables.static import StaticResult, compute_static
 
 #: What a smoke-scale report says above its tables.
@@ -131,21 +131,22 @@ class _Scores:
 def _scores(index: RunIndex, cell: Cell, baseline: bool, data: str | DataRoots, scale: str,
             smoke_dir: Path) -> _Scores:
     spec = cell_training(cell, baseline, scale, smoke_dir)
+    evaluation = cell_evaluation(cell, scale)
     out = _Scores()
     root = data_roots(data).root_or_placeholder(cell.dataset)
     # what fills the cell is the job ablate would run for it
     runs = index.runs_for(spec.resolved)
     if not runs:
         job = RunJob(index.runs_dir / spec.folder, spec, spec.resolved.seed, "train",
-                     cell.dataset, [cell.evaluation])
+                     cell.dataset, [evaluation])
         out.commands.append(job.shell_line(root))
         return out
     for run in sorted(runs, key=lambda r: (r.seed, str(r.path))):
-        path = eval_metrics_file(run.path, cell.evaluation)
+        path = eval_metrics_file(run.path, evaluation)
         value = metric_value(_read_metrics(path), cell) if path is not None else None
         if value is None:
             out.missing_eval = True
-            job = RunJob(run.path, spec, run.seed, None, cell.dataset, [cell.evaluation])
+            job = RunJob(run.path, spec, run.seed, None, cell.dataset, [evaluation])
             out.commands.append(job.shell_line(root))
             continue
         out.values.append(value)
