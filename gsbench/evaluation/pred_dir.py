@@ -25,8 +25,8 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from multiprocessing import resource_tracker
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any
 
@@ -212,8 +212,8 @@ _SIGNATURES = ((b"\xff\xd8\xff", "a JPEG image"), (b"RIFF", "a WebP image"),
 
 def check_lossless(pairs: Sequence[PredictionPair]) -> None:
     """Refuse any prediction that is not a PNG file, told by its first bytes (not its name):
-    JPEG's lossy compression changes labels (in a typical Cityscapes-sized map three out of
-    four of them), and only PNG is what the official tools and mmsegmentation write."""
+    JPEG's lossy compression changes labels along every region border (and a JPEG saved under
+    a .png name is no better), and PNG is what the official tools and mmsegmentation write."""
     for pair in pairs:
         if png_header(pair.prediction) is None:
             try:
@@ -296,8 +296,8 @@ def check_format_fits(pair: PredictionPair, raw: np.ndarray, pred: np.ndarray,
     other = next(f for f in PRED_FORMATS if f != pred_format)
     try:
         converted = prediction_to_train_ids(raw, prediction_lut(other, dataset, num_classes))
-        hint = (f"; as --pred-format {other} {np.count_nonzero(converted == IGNORE_INDEX) / pred.size:.0%} "
-                "would be")
+        share = np.count_nonzero(converted == IGNORE_INDEX) / pred.size
+        hint = f"; as --pred-format {other} {share:.0%} would be"
     except GsbenchError:  # no label-id table for this dataset
         hint = ""
     raise GsbenchError(
