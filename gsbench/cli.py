@@ -15,10 +15,12 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from gsbench import __version__
 from gsbench.commands import EVAL_FLAGS, TRAIN_FLAGS, Flag
 from gsbench.errors import GsbenchError
+from gsbench.weights import EXPORT_TARGETS, SOURCES
 
 app = typer.Typer(
     name="gsbench",
@@ -38,14 +40,16 @@ err_console = Console(stderr=True)
 
 
 def user_errors(func):
-    """Turn GsbenchError into a one-line message and exit status 2 (no traceback)."""
+    """Turn GsbenchError into a one-line message and exit status 2 (no traceback). The message
+    is printed as written: brackets in it (``[height, width]``, a path) are not rich markup."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
         except GsbenchError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
+                              soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -248,6 +252,73 @@ def train(
         state = "finished" if result.finished else "stopped"
         miou = f", val mIoU {100 * result.metrics['miou']:.2f}" if result.metrics else ""
         console.print(f"{state} at iteration {result.iteration}{miou}: {result.run_dir}", highlight=False)
+
+
+# --- import-weights -----------------------------------------------------------------------------
+def _sources_help() -> str:
+    return "Which code saved FILE: " + "; ".join(f"{name} ({what})" for name, what in SOURCES.items())
+
+
+@app.command("import-weights")
+@user_errors
+def import_weights_command(
+    file: Path = typer.Argument(..., metavar="FILE", help="A released checkpoint (.pth / .pt)."),
+    source: str = typer.Option(..., "--from", metavar="|".join(SOURCES), help=_sources_help()),
+    recipe: str = typer.Option(
+        ..., "--recipe", help="The recipe whose model receives the weights (a name from "
+        "`gsbench zoo` or a YAML file)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Run folder to write, absent or empty (default: runs/RECIPE-SOURCE)."),
+    quiet: bool = typer.Option(False, "--quiet", help="Print nothing on success."),
+) -> None:
+    """Import a released checkpoint of a paper's official code as a finished run folder.
+
+    Every tensor of the file is mapped onto the recipe's model in the source's official forms
+    (or the import stops naming the tensors that do not fit); the run records the source's
+    preprocessing and test procedure and a provenance record (file, sha256, mapping).
+    Then: gsbench eval RUN_DIR --data ROOT.
+    """
+    from gsbench.weights.importer import import_weights
+
+    result = import_weights(file, source, recipe, out, command=["gsbench", *sys.argv[1:]])
+    if quiet:
+        return
+    p = result.provenance
+    dropped = list(p["checkpoint"]["dropped_entries"]) + list(p["mapping"]["dropped"])
+    options = ", ".join(f"{k}={v}" for k, v in p["model_options"].items())
+    console.print(
+        f"imported {p['mapping']['tensors_mapped']} tensors of {p['file']} ({p['repository']}, "
+        f"sha256 {p['sha256'][:12]}) into {result.run_dir}\n"
+        f"dropped: {', '.join(dropped) or 'nothing'}\n"
+        f"official forms: {options}\n"
+        f"evaluate: gsbench eval {result.run_dir} --data ROOT",
+        highlight=False, soft_wrap=True)
+
+
+# --- export-weights -----------------------------------------------------------------------------
+@app.command("export-weights")
+@user_errors
+def export_weights_command(
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A run folder (trained or "
+                                   "imported): its final weights, else its last checkpoint."),
+    to: str = typer.Option(..., "--to", metavar="|".join(EXPORT_TARGETS),
+                           help="mmseg: an mmsegmentation 1.x checkpoint and a config that "
+                           "inherits mmseg's own."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Folder to write, absent or empty (default: RUN_DIR/mmseg)."),
+) -> None:
+    """Export a run's model to mmsegmentation: RUN.pth (with the meta data mmseg's loader reads)
+    and RUN.py (_base_ = mmseg's config for the architecture and dataset, plus what the model
+    differs in). Forms mmseg cannot express are refused, naming the form.
+    Then: mmseg.apis.init_model('RUN.py', 'RUN.pth') or mmseg's tools/test.py.
+    """
+    from gsbench.weights.export import export_mmseg
+
+    if to not in EXPORT_TARGETS:
+        raise GsbenchError(f"--to {to!r}: the export targets are {', '.join(EXPORT_TARGETS)}")
+    result = export_mmseg(run_dir, out)
+    console.print(f"wrote {result.checkpoint} ({result.tensors} tensors) and {result.config} "
+                  f"(_base_ {result.base_config})", highlight=False, soft_wrap=True)
 
 
 # --- zoo ----------------------------------------------------------------------------------------

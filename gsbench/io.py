@@ -10,6 +10,8 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -81,21 +83,28 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
     atomic_write_bytes(path, encode_png(array))
 
 
-def read_label(path: str | os.PathLike) -> np.ndarray:
-    """Read a single-channel label PNG unchanged (uint8 or uint16), or raise naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise GsbenchError(f"{path}: file not found")
-    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if array is None:
-        raise GsbenchError(f"{path}: not a readable image")
-    if array.ndim != 2:
-        raise GsbenchError(f"{path}: expected a single-channel label image, got shape {array.shape}")
-    return array
-
+#: The largest image gsbench decodes, in pixels (8192x8192) and along either side: the header is
+#: read first, so a file that claims more is refused before any memory is allocated for it.
+MAX_IMAGE_PIXELS = 1 << 26
+MAX_IMAGE_SIDE = 65535
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_PALETTE = 3  # IHDR colour type of indexed-colour PNGs
+_JPEG_SOI = b"\xff\xd8"
+#: JPEG start-of-frame markers (ITU-T T.81 Table B.1): SOF0..SOF15 but DHT, JPG and DAC
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def read_label(path: str | os.PathLike) -> np.ndarray:
+    """Read a single-channel label PNG unchanged (uint8 or uint16), or raise naming the file."""
+    path = Path(path)
+    return _single_channel(path, _decode(path, _checked_image_bytes(path), cv2.IMREAD_UNCHANGED))
+
+
+def _single_channel(path: Path, array: np.ndarray) -> np.ndarray:
+    if array.ndim != 2:
+        raise GsbenchError(f"{path}: expected a single-channel label image, got shape {array.shape}")
+    return array
 
 
 def png_header(path: str | os.PathLike) -> tuple[int, int, int] | None:
@@ -105,6 +114,11 @@ def png_header(path: str | os.PathLike) -> tuple[int, int, int] | None:
             head = f.read(26)
     except OSError:
         return None
+    return _png_ihdr(head)
+
+
+def _png_ihdr(head: bytes) -> tuple[int, int, int] | None:
+    """(height, width, colour type) of the IHDR chunk at the start of PNG bytes, or None."""
     if len(head) < 26 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
         return None
     return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big"), head[25]
@@ -120,13 +134,15 @@ def read_label_indices(path: str | os.PathLike) -> np.ndarray:
     """A label map as stored: indexed-colour PNGs (PASCAL VOC ``SegmentationClass``,
     mmsegmentation's palette predictions) give their palette indices, not the colours OpenCV
     would expand them to; every other image is read unchanged (:func:`read_label`)."""
-    header = png_header(path)
+    path = Path(path)
+    data = _checked_image_bytes(path)
+    header = _png_ihdr(data)
     if header is None or header[2] != _PNG_PALETTE:
-        return read_label(path)
+        return _single_channel(path, _decode(path, data, cv2.IMREAD_UNCHANGED))
     from PIL import Image
 
     try:
-        with Image.open(path) as image:
+        with Image.open(BytesIO(data)) as image:
             if image.mode != "P":
                 raise GsbenchError(f"{path}: palette PNG decoded as mode {image.mode!r}, not 'P'")
             return np.array(image, dtype=np.uint8)
@@ -137,12 +153,119 @@ def read_label_indices(path: str | os.PathLike) -> np.ndarray:
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
     """Read a colour image as HxWx3 uint8 RGB, or raise naming the file."""
     path = Path(path)
-    if not path.is_file():
-        raise GsbenchError(f"{path}: file not found")
-    array = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    array = _decode(path, _checked_image_bytes(path), cv2.IMREAD_COLOR)
+    return cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+
+
+def _header_size(path: str | os.PathLike, data: bytes) -> tuple[int, int]:
+    """(height, width) that the image bytes ``data`` of ``path`` declare in their header: the
+    IHDR chunk of a PNG, the start-of-frame segment of a JPEG, Pillow's header parser for any
+    other format. Raises naming the file when the header is missing or malformed."""
+    if data.startswith(_PNG_SIGNATURE):
+        header = _png_ihdr(data)
+        if header is None:
+            raise GsbenchError(f"{path}: not a readable image (PNG without an IHDR chunk first)")
+        return header[:2]
+    if data.startswith(_JPEG_SOI):
+        return _jpeg_size(path, data)
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(BytesIO(data)) as image:  # reads the header only
+                width, height = image.size
+    except Image.DecompressionBombError:
+        raise GsbenchError(f"{path}: image header gives more than {MAX_IMAGE_PIXELS:,} "
+                           f"pixels, gsbench's limit (gsbench.io.MAX_IMAGE_PIXELS)") from None
+    except UnidentifiedImageError:
+        raise GsbenchError(f"{path}: not a readable image (neither PNG nor JPEG, nor another "
+                           f"format whose header Pillow reads)") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise GsbenchError(f"{path}: not a readable image ({' '.join(str(exc).split())})") from None
+    return height, width
+
+
+def _jpeg_size(path: Path, data: bytes) -> tuple[int, int]:
+    """(height, width) from the start-of-frame segment of JPEG bytes (ITU-T T.81 B.2.2)."""
+    position = 2
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            break
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # segments without a length
+            position += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, or scan data before any frame header
+            break
+        length = int.from_bytes(data[position + 2:position + 4], "big")
+        if marker in _JPEG_SOF:
+            if length < 7 or position + 9 > len(data):
+                break
+            height = int.from_bytes(data[position + 5:position + 7], "big")
+            width = int.from_bytes(data[position + 7:position + 9], "big")
+            return height, width
+        position += 2 + length
+    raise GsbenchError(f"{path}: not a readable image (JPEG without a frame header)")
+
+
+def _png_structure_error(data: bytes) -> str | None:
+    """What is wrong with the chunk structure of PNG bytes (PNG spec. 5.3: length, type, data,
+    CRC; IEND last), or None: a file cut short is refused here, in one line, rather than by
+    libpng's own message on stderr. CRCs are not computed (that would add about a tenth to the
+    decoding time); damage inside whole chunks is left to the decoder."""
+    position, size = len(_PNG_SIGNATURE), len(data)
+    while position + 12 <= size:
+        length = int.from_bytes(data[position:position + 4], "big")
+        kind = data[position + 4:position + 8]
+        end = position + 12 + length
+        if end > size:
+            return (f"truncated: chunk {kind.decode('latin-1')!r} at byte {position} needs "
+                    f"{end} bytes, the file has {size}")
+        if kind == b"IEND":
+            return None
+        position = end
+    return f"truncated: no IEND chunk in its {size} bytes"
+
+
+def _checked_image_bytes(path: Path) -> bytes:
+    """The bytes of the image file ``path``, once its header declares a size within
+    :data:`MAX_IMAGE_PIXELS` and :data:`MAX_IMAGE_SIDE` and, for a PNG, its chunk structure is
+    whole; otherwise raise naming the file."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise GsbenchError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise GsbenchError(f"{path}: is a folder, not an image") from None
+    except OSError as exc:
+        raise GsbenchError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    height, width = _header_size(path, data)
+    if height < 1 or width < 1:
+        raise GsbenchError(f"{path}: not a readable image (header gives a size of "
+                           f"{width}x{height})")
+    if height * width > MAX_IMAGE_PIXELS:
+        raise GsbenchError(f"{path}: image header gives {width}x{height} = {width * height:,} "
+                           f"pixels, above gsbench's limit of {MAX_IMAGE_PIXELS:,} pixels "
+                           f"(8192x8192, gsbench.io.MAX_IMAGE_PIXELS)")
+    if max(height, width) > MAX_IMAGE_SIDE:
+        raise GsbenchError(f"{path}: image header gives {width}x{height} pixels, above gsbench's "
+                           f"limit of {MAX_IMAGE_SIDE:,} pixels per side "
+                           f"(gsbench.io.MAX_IMAGE_SIDE)")
+    if data.startswith(_PNG_SIGNATURE) and (problem := _png_structure_error(data)):
+        raise GsbenchError(f"{path}: not a readable image (PNG {problem})")
+    return data
+
+
+def _decode(path: Path, data: bytes, flags: int) -> np.ndarray:
+    """Decode the bytes that :func:`_checked_image_bytes` returned with OpenCV ``flags``."""
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if array is None:
         raise GsbenchError(f"{path}: not a readable image")
-    return cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+    return array
 
 
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:

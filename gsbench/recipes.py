@@ -19,6 +19,7 @@ import collections.abc
 import dataclasses
 import difflib
 import inspect
+import math
 import os
 import re
 import types
@@ -242,10 +243,7 @@ def load_recipe(name_or_path: str | os.PathLike, overrides: Iterable[str] = ()) 
     """Load a built-in recipe by name (``psanet101``) or a YAML file by path, apply ``key=value``
     overrides and validate the result."""
     path, source = _locate(name_or_path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise GsbenchError(f"{path}: not valid YAML ({_one_line(exc)})") from None
+    raw = _read_yaml(path)
     if not isinstance(raw, dict):
         raise GsbenchError(f"{path}: a recipe must be a mapping of keys to values")
     raw = _resolve_base(raw, path)
@@ -266,7 +264,9 @@ def recipe_from_dict(
         _check_values(recipe)
         return recipe
     except _SchemaError as exc:
-        where = f"--set {exc.key}" if exc.key in override_keys else source
+        overridden = exc.key in override_keys or any(
+            exc.key.startswith(f"{key}.") for key in override_keys)
+        where = f"--set {exc.key}" if overridden else source
         raise GsbenchError(f"{where}: {exc.message}") from None
 
 
@@ -322,11 +322,26 @@ def _resolve_base(raw: dict[str, Any], path: Path) -> dict[str, Any]:
     if not isinstance(base_name, str):
         raise GsbenchError(f"{path}: 'base' must be a recipe name")
     base_path, _ = _locate(base_name)
-    base = yaml.safe_load(base_path.read_text(encoding="utf-8"))
+    base = _read_yaml(base_path)
     if not isinstance(base, dict) or "base" in base:
         raise GsbenchError(f"{path}: base recipe {base_name!r} must be a plain recipe (no base chains)")
     base.pop("name", None)
     return _deep_merge(base, raw)
+
+
+def _read_yaml(path: Path) -> Any:
+    """The YAML document in the UTF-8 text file ``path``, or a one-line error naming it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise GsbenchError(f"{path}: not a UTF-8 text file (byte 0x{exc.object[exc.start]:02x} "
+                           f"at offset {exc.start})") from None
+    except OSError as exc:
+        raise GsbenchError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise GsbenchError(f"{path}: not valid YAML ({_one_line(exc)})") from None
 
 
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
@@ -365,6 +380,10 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
 
 
 _EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+#: The largest float32 (the precision the models and the optimiser compute in) and the bound of
+#: a 64-bit integer: every number of a recipe must fit them.
+_FLOAT32_MAX = 3.4028234663852886e38
+_INT64_LIMIT = 2**63
 
 
 class _SchemaError(Exception):
@@ -446,6 +465,11 @@ def _check_values(recipe: Recipe) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise _SchemaError(key, f"{key} must be positive, got {value}")
+    head_lr = recipe.train.lr * recipe.train.head_lr_mult
+    if abs(head_lr) > _FLOAT32_MAX:
+        raise _SchemaError("train.lr", f"train.lr x train.head_lr_mult = {head_lr:.4g} (the head's "
+                                       f"learning rate) exceeds float32's range "
+                                       f"({_FLOAT32_MAX:.4g})")
     for key, value in {"train.val_every": recipe.train.val_every,
                        "train.num_workers": recipe.train.num_workers}.items():
         if value < 0:
@@ -496,16 +520,20 @@ def _check_type(value: Any, hint: Any, key: str) -> Any:
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
             raise _SchemaError(key, f"{key} must be a mapping, got {_describe(value)}")
+        _check_free_numbers(value, key)
         return value
     if hint is float:
         if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
-            return float(value)  # PyYAML (YAML 1.1) reads 1e-4 as a string; users mean a number
+            # PyYAML (YAML 1.1) reads 1e-4 as a string; users mean a number
+            return _finite_float32(value.strip(), key)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _SchemaError(key, f"{key} must be a number, got {_describe(value)}")
-        return float(value)
+        return _finite_float32(value, key)
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise _SchemaError(key, f"{key} must be an integer, got {_describe(value)}")
+        if not -_INT64_LIMIT <= value < _INT64_LIMIT:
+            raise _SchemaError(key, f"{key} must fit a 64-bit integer, got {value}")
         return value
     if hint is bool:
         if not isinstance(value, bool):
@@ -516,6 +544,32 @@ def _check_type(value: Any, hint: Any, key: str) -> Any:
             raise _SchemaError(key, f"{key} must be a string, got {_describe(value)}")
         return value
     raise TypeError(f"unsupported schema type {hint!r} for {key}")
+
+
+def _check_free_numbers(value: Any, key: str) -> None:
+    """The numbers inside a free-form mapping (``train.loss_options``, typed later by the loss's
+    signature) obey the rule of every typed number: finite, and within float32's range."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            _check_free_numbers(item, f"{key}.{name}")
+    elif isinstance(value, list):
+        for item in value:
+            _check_free_numbers(item, key)
+    elif isinstance(value, float):
+        _finite_float32(value, key)
+
+
+def _finite_float32(value: int | float | str, key: str) -> float:
+    """``value`` as a float once it is finite and within float32's range: the engine computes in
+    float32 (the SGD step adds ``-lr * grad``), where a larger number overflows to inf."""
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float
+        number = math.inf
+    if math.isnan(number) or abs(number) > _FLOAT32_MAX:
+        raise _SchemaError(key, f"{key} must be a finite number within float32's range "
+                                f"(|value| <= {_FLOAT32_MAX:.4g}), got {value}")
+    return number
 
 
 def _describe(value: Any) -> str:

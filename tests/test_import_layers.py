@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("gsbench.recipes",),
     ("gsbench.analysis", "gsbench.engine"),
     ("gsbench.evaluation",),
-    ("gsbench.commands",),
+    ("gsbench.commands", "gsbench.weights"),
     ("gsbench.tables",),
     ("gsbench.cli",),
 )

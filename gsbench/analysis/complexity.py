@@ -243,6 +243,7 @@ def profile_model(module: nn.Module, input_shape: tuple[int, ...], latency: bool
     device = _module_device(module)
     try:
         analysed = _meta_copy(module) if device.type == "cpu" else module
+        _check_input_channels(analysed, shape)
         flops, memory_forward, memory_train = _static_figures(analysed, shape)
     except (NotImplementedError, RuntimeError):
         # A module that reads tensor data in forward (e.g. a size kept in a buffer) cannot
@@ -273,6 +274,48 @@ def profile_model(module: nn.Module, input_shape: tuple[int, ...], latency: bool
 def _static_figures(module: nn.Module, shape: tuple[int, ...]):
     return (count_flops(module, shape), measure_peak_memory(module, shape, backward=False),
             measure_peak_memory(module, shape, backward=True))
+
+
+class _InputConvolution(Exception):
+    """Stops a forward pass at the first convolution that receives the input tensor."""
+
+    def __init__(self, name: str, conv: nn.Conv2d):
+        super().__init__(name)
+        self.name, self.conv = name, conv
+
+
+def _check_input_channels(module: nn.Module, shape: tuple[int, ...]) -> None:
+    """Refuse an input shape whose C differs from the input channels of the first convolution
+    that receives the input tensor, found by a forward pass stopped there (run it on a meta
+    copy, see :func:`_meta_copy`, to make it free); otherwise the forward would fail deep in
+    PyTorch. A module that cannot run this far on its device is measured, and fails, as before."""
+    images = torch.empty(shape, device=_module_device(module))
+
+    def stop_at(name: str):
+        def hook(conv: nn.Conv2d, inputs: tuple) -> None:
+            if inputs and inputs[0] is images:
+                raise _InputConvolution(name, conv)
+        return hook
+
+    handles = [m.register_forward_pre_hook(stop_at(name)) for name, m in module.named_modules()
+               if isinstance(m, nn.Conv2d)]
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            module(images)
+    except _InputConvolution as found:
+        if found.conv.in_channels != shape[1]:
+            text = "x".join(map(str, shape))
+            raise GsbenchError(f"input shape {text}: the model takes {found.conv.in_channels} "
+                               f"input channels (its convolution {found.name} receives the "
+                               f"input), not {shape[1]}") from None
+    except (NotImplementedError, RuntimeError):
+        pass  # the figures below measure it on its own device, where a real error raises
+    finally:
+        for handle in handles:
+            handle.remove()
+        module.train(was_training)
 
 
 def _meta_copy(module: nn.Module) -> nn.Module:

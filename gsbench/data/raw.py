@@ -9,9 +9,12 @@ and pairing) and ``prepare.py`` (convert, validate pixels, write); the reader re
 
 :func:`extract_zip` and :func:`extract_tar` unpack the official archives. Every member is checked
 before anything is written (no absolute paths, no ``..`` components, no symlinks; tar archives
-also no hard links, devices or fifos: the "zip-slip" attacks), each member is extracted
-atomically (written to a temporary file, then renamed), and members already on disk with the
-right size are skipped, so an interrupted extraction resumes where it stopped.
+also no hard links, devices or fifos: the "zip-slip" attacks; no two members that cannot lie
+side by side, and none that meets a file, folder or symbolic link of another kind on disk). Each
+extracted folder is assembled in a staging folder and renamed into place when complete, each
+member is written atomically (to a temporary file, then renamed), and members already on disk
+with the right size are skipped, so an interrupted extraction resumes where it stopped and never
+leaves a half-extracted folder where a finished one belongs.
 """
 
 from __future__ import annotations
@@ -114,18 +117,19 @@ def _member_parts(archive: Path, info: zipfile.ZipInfo) -> tuple[str, ...]:
     return _safe_parts(archive, info.filename)
 
 
-def _wanted(parts: tuple[str, ...], only_under: Iterable[str] | None) -> bool:
-    """True if the member ``parts`` lies under one of the folder paths in ``only_under``
-    (``"VOCdevkit"`` or ``"VOCdevkit/VOC2012/JPEGImages"``), or if there is no restriction."""
+def _unit(parts: tuple[str, ...], only_under: Iterable[str] | None) -> tuple[str, ...] | None:
+    """The unit of extraction the member ``parts`` belongs to: the first folder path of
+    ``only_under`` it lies under (``"VOCdevkit"`` or ``"VOCdevkit/VOC2012/JPEGImages"``), or its
+    top-level entry if there is no restriction; None for a member not to extract."""
     if not parts:
-        return False
+        return None
     if only_under is None:
-        return True
+        return parts[:1]
     for folder in only_under:
         prefix = tuple(p for p in PurePosixPath(folder).parts if p not in ("", "."))
         if parts[: len(prefix)] == prefix:
-            return True
-    return False
+            return prefix
+    return None
 
 
 def extract_zip(
@@ -184,14 +188,34 @@ def _extract_members(
     errors: tuple[type[BaseException], ...],
 ) -> None:
     """Extract the already-checked ``members`` that are under ``keep`` into ``dest``, in archive
-    order (a compressed tar stream is then read forwards only): folders are created, files
-    missing or of another size are written atomically with ``write(info, out)``. An exception in
-    ``errors`` becomes a GsbenchError naming the archive and the member."""
+    order (a compressed tar stream is then read forwards only).
+
+    Each folder of ``keep`` (each top-level entry without ``keep``) is a unit: a unit not yet in
+    ``dest`` is extracted into the staging folder ``dest/.ARCHIVE.partial`` and renamed into
+    place once all its members are there, so ``dest`` never holds a unit half extracted; an
+    interrupted run resumes in the staging folder. A unit already in place is completed: its
+    members missing or of another size are written there. Every collision (a file member where
+    another member needs a folder, a member that meets a file, folder or symbolic link of
+    another kind on disk) is refused, naming both, before anything is written. Files are written
+    atomically with ``write(info, out)``; an exception in ``errors`` becomes a GsbenchError
+    naming the archive and the member."""
+    wanted = [(member, unit) for member in members
+              if (unit := _unit(member.parts, keep)) is not None]
+    _check_member_collisions(archive, [member for member, _ in wanted])
+    staging = dest / f".{archive.name}.partial"
+    units: dict[tuple[str, ...], Path] = {}  # unit -> the folder its members are written under
+    for member, unit in wanted:
+        if unit not in units:
+            _check_no_collision(archive, member, dest, unit[:-1], want_dir=True)
+            in_place = os.path.lexists(dest.joinpath(*unit))
+            if not in_place:
+                _check_no_collision(archive, member, dest, (staging.name,), want_dir=True)
+            units[unit] = dest if in_place else staging
+        _check_no_collision(archive, member, units[unit], member.parts, want_dir=member.is_dir)
+
     todo = []
-    for member in members:
-        if not _wanted(member.parts, keep):
-            continue
-        target = dest.joinpath(*member.parts)
+    for member, unit in wanted:
+        target = units[unit].joinpath(*member.parts)
         if member.is_dir:
             target.mkdir(parents=True, exist_ok=True)
         elif not (target.is_file() and target.stat().st_size == member.size):
@@ -204,6 +228,69 @@ def _extract_members(
         for member, target in todo:
             _write_member_atomically(archive, member.info, target, write, errors)
             bar.advance(task, member.size)
+
+    for unit, root in units.items():
+        if root == staging:
+            target = dest.joinpath(*unit)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(staging.joinpath(*unit), target)
+    _remove_empty_folders(staging)
+
+
+def _check_member_collisions(archive: Path, members: list[_Member]) -> None:
+    """Refuse an archive whose members cannot all be extracted side by side: a file member at
+    a path that another member needs as a folder, or two file members with the same path."""
+    folders: dict[tuple[str, ...], str] = {}  # folder path -> the member that needs it
+    files: dict[tuple[str, ...], str] = {}
+    for member in members:
+        name = _member_name(member.info)
+        for depth in range(1, len(member.parts) + member.is_dir):
+            folders.setdefault(member.parts[:depth], name)
+        if not member.is_dir:
+            if member.parts in files:
+                raise GsbenchError(f"{archive}: members {files[member.parts]!r} and {name!r} "
+                                   f"are the same file")
+            files[member.parts] = name
+    for parts, name in files.items():
+        if parts in folders:
+            raise GsbenchError(f"{archive}: member {name!r} is a file where member "
+                               f"{folders[parts]!r} needs a folder")
+
+
+def _check_no_collision(archive: Path, member: _Member, root: Path, parts: tuple[str, ...],
+                        want_dir: bool) -> None:
+    """Refuse ``member`` when ``root/parts`` or a folder on the way down from ``root`` exists on
+    disk as something else than the member needs there (a symbolic link is never followed)."""
+    for depth in range(1, len(parts) + 1):
+        path = root.joinpath(*parts[:depth])
+        folder_here = depth < len(parts) or want_dir
+        if path.is_symlink():
+            found = "a symbolic link"
+        elif not path.exists():
+            return
+        elif path.is_dir() == folder_here:
+            continue
+        else:
+            found = "a folder" if path.is_dir() else "a file"
+        needs = "a folder" if folder_here else "a file"
+        raise GsbenchError(f"{archive}: member {_member_name(member.info)!r} needs {needs} "
+                           f"where {path} is {found}")
+
+
+def _member_name(info: zipfile.ZipInfo | tarfile.TarInfo) -> str:
+    return info.filename if isinstance(info, zipfile.ZipInfo) else info.name
+
+
+def _remove_empty_folders(folder: Path) -> None:
+    """Remove ``folder`` and the folders under it that hold no file (the staging folder once its
+    units are renamed into place); anything else stays."""
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    for path, _, _ in sorted(os.walk(folder), key=lambda entry: -len(entry[0])):
+        try:
+            os.rmdir(path)
+        except OSError:  # not empty
+            pass
 
 
 def _write_member_atomically(
@@ -223,8 +310,8 @@ def _write_member_atomically(
         os.replace(tmp, target)
     except errors as exc:
         _unlink_quietly(tmp)
-        name = info.filename if isinstance(info, zipfile.ZipInfo) else info.name
-        raise GsbenchError(f"{archive}: cannot extract member {name!r} ({exc})") from None
+        raise GsbenchError(f"{archive}: cannot extract member {_member_name(info)!r} "
+                           f"({exc})") from None
     except BaseException:
         _unlink_quietly(tmp)
         raise

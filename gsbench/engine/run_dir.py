@@ -7,6 +7,7 @@ A run folder holds everything needed to understand and continue a run::
     checkpoints/final.pt  (the final weights)
     tensorboard/          (when the tensorboard package is installed)
     eval/<split>_<tag>/   (what ``gsbench eval RUN`` writes, see :mod:`gsbench.evaluation.setting`)
+    provenance.json       (only in a run imported from released weights, :mod:`gsbench.weights`)
 
 A run is *finished* once ``checkpoints/final.pt`` exists and *interrupted* while only
 ``checkpoints/last.pt`` does (``gsbench train --resume`` continues it). The checkpoint files'
@@ -29,6 +30,8 @@ RECIPE_FILE = "recipe.yaml"
 CHECKPOINTS_DIR = "checkpoints"
 LAST_NAME = "last.pt"
 FINAL_NAME = "final.pt"
+#: Where an imported run (``gsbench import-weights``) says where its weights came from.
+PROVENANCE_FILE = "provenance.json"
 
 
 def is_finished(run_dir: Path) -> bool:

@@ -109,8 +109,10 @@ class CCHead(nn.Module):
 @register_model
 def ccnet(num_classes: int, backbone: str = "resnet101", output_stride: int = 8,
           pretrained: str | None = None, aux: bool = True, dropout: float = 0.1,
-          recurrence: int = 2) -> nn.Module:
-    """CCNet: dilated ResNet + criss-cross head (R = ``recurrence``) + stage-3 aux FCN head."""
+          recurrence: int = 2, align_corners: bool = False) -> nn.Module:
+    """CCNet: dilated ResNet + criss-cross head (R = ``recurrence``) + stage-3 aux FCN head.
+    ``align_corners``: the model-level option of
+    :class:`~gsbench.models.common.SegmentationModel` (true for mmseg's 769 x 769 models)."""
     encoder = build_backbone(backbone, output_stride, pretrained)
     head = CCHead(encoder.channels[-1], num_classes, recurrence, dropout)
-    return make_model(encoder, head, num_classes, aux, dropout)
+    return make_model(encoder, head, num_classes, aux, dropout, align_corners)

@@ -27,11 +27,13 @@ def classifier(in_channels: int, num_classes: int, dropout: float) -> nn.Sequent
     return nn.Sequential(nn.Dropout2d(dropout), nn.Conv2d(in_channels, num_classes, 1))
 
 
-def resize(x: Tensor, size: tuple[int, int] | list[int]) -> Tensor:
-    """Bilinear resize with align_corners=False, the convention of the whole project."""
+def resize(x: Tensor, size: tuple[int, int] | list[int], align_corners: bool = False) -> Tensor:
+    """Bilinear resize; ``align_corners=False`` is the project's convention, ``True`` the
+    model-level ``align_corners`` option of the builders that offer it (see
+    :class:`SegmentationModel`)."""
     if tuple(x.shape[-2:]) == tuple(size):
         return x
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=align_corners)
 
 
 class AuxFCNHead(nn.Module):
@@ -55,8 +57,15 @@ class SegmentationModel(nn.Module):
     """Backbone + decode head (+ auxiliary head): the model contract of gsbench.
 
     ``forward(images)`` takes N x 3 x H x W ImageNet-normalised images and returns a dict:
-    ``"out"``: logits N x C x H x W at the input resolution (bilinear, align_corners=False);
-    in training mode with an aux head also ``"aux"`` (aux logits, input resolution).
+    ``"out"``: logits N x C x H x W at the input resolution (bilinear); in training mode with an
+    aux head also ``"aux"`` (aux logits, input resolution).
+
+    ``align_corners`` is the model-level option of the same name (``model.align_corners`` in a
+    recipe, a keyword of the builders that offer it): the resizes inside the head and the
+    upsampling of the logits to the input use ``F.interpolate(align_corners=...)``. False is the
+    project's default (the papers do not say); True is what hszhao/semseg's PSPNet and PSANet
+    (``model/pspnet.py``, ``model/psanet.py``: PPM and the final x8 upsampling) and
+    mmsegmentation's 769 x 769 Cityscapes configs use, so released weights of those need it.
 
     ``decode_head`` takes the backbone's list [c2, c3, c4, c5] and returns logits at any
     resolution; heads initialise their own weights (``init_kaiming`` plus any special init).
@@ -71,11 +80,12 @@ class SegmentationModel(nn.Module):
     extra_outputs: tuple[str, ...] = ()
 
     def __init__(self, backbone: nn.Module, decode_head: nn.Module,
-                 aux_head: nn.Module | None = None):
+                 aux_head: nn.Module | None = None, align_corners: bool = False):
         super().__init__()
         self.backbone = backbone
         self.decode_head = decode_head
         self.aux_head = aux_head
+        self.align_corners = align_corners
 
     def decode(self, features: list[Tensor], outputs: tuple[str, ...] = ()) -> dict[str, Tensor]:
         """The head's logits by name, at the head's resolution: ``"out"``, plus the maps the
@@ -86,14 +96,16 @@ class SegmentationModel(nn.Module):
     def forward(self, images: Tensor, outputs: tuple[str, ...] = ()) -> dict[str, Tensor]:
         size = images.shape[-2:]
         features = self.backbone(images)
-        result = {key: resize(value, size) for key, value in self.decode(features, outputs).items()}
+        result = {key: resize(value, size, self.align_corners)
+                  for key, value in self.decode(features, outputs).items()}
         if self.training and self.aux_head is not None:
-            result["aux"] = resize(self.aux_head(features[2]), size)
+            result["aux"] = resize(self.aux_head(features[2]), size, self.align_corners)
         return result
 
 
 def make_model(backbone: nn.Module, decode_head: nn.Module, num_classes: int, aux: bool,
-               dropout: float) -> SegmentationModel:
-    """Wrap a backbone and a decode head, adding the stage-3 aux FCN head when ``aux``."""
+               dropout: float, align_corners: bool = False) -> SegmentationModel:
+    """Wrap a backbone and a decode head, adding the stage-3 aux FCN head when ``aux``;
+    ``align_corners`` is the model-level option (:class:`SegmentationModel`)."""
     aux_head = AuxFCNHead(backbone.channels[2], num_classes, dropout) if aux else None
-    return SegmentationModel(backbone, decode_head, aux_head)
+    return SegmentationModel(backbone, decode_head, aux_head, align_corners)

@@ -25,12 +25,10 @@ WideResNet-38), read with a forward hook so the backbone keeps its [c2..c5] cont
 Choices where the paper is silent (documented for the reproduction):
 
 - GCL: ``alpha = sigmoid(conv1x1(BN(s || r)))`` (Eq. 1, the "normalized 1x1 convolution", one
-  conv with bias), ``s_hat = conv1x1_w((s * alpha) + s)`` (Eq. 2, ``w_t`` without bias). The
-  official code uses a deeper gate (BN, 1x1, ReLU, 1x1, BN, sigmoid); it adds ~1.5 k parameters.
+  conv with bias), ``s_hat = conv1x1_w((s * alpha) + s)`` (Eq. 2, ``w_t`` without bias).
 - Residual blocks: two 3x3 convs with BN and ReLU (ResNet BasicBlock), as the official code.
 - Canny: ``cv2.Canny(uint8 RGB image, 10, 100)`` on the de-normalised input (ImageNet mean /
-  std), scaled to 0/1 and never differentiated. The official code runs it on the *normalised*
-  tensor cast to uint8, and feeds 0/255 values.
+  std), scaled to 0/1 and never differentiated.
 - Without Canny the boundary probability enters the ASPP directly (no 1x1 mixing conv).
 - Initialisation: Kaiming for the residual blocks, variance-preserving fan-in for the shape
   stream's 1x1 convs (:func:`init_linear_1x1`); with Kaiming's fan-out rule there the boundary
@@ -39,6 +37,34 @@ Choices where the paper is silent (documented for the reproduction):
   down to the ASPP's resolution bilinearly, as the official code does.
 - The auxiliary FCN head on c4 is available (``aux=True``) but Gated-SCNN trains without one;
   its recipes set ``aux: false``.
+
+Official forms (nv-tlabs/GSCNN at edd16c5, ``network/gscnn.py`` and
+``my_functionals/GatedSpatialConv.py``; docs/fidelity.md, Gated-SCNN section): each is a model
+option whose default ``"paper"`` is the form above, ``"official"`` the released code's. With all
+of them (and ``align_corners: true``) the model computes what the official ``GSCNN.forward``
+computes, so the released Cityscapes checkpoint can be imported (``gsbench import-weights
+--from gscnn``):
+
+- ``gate``: BN(C+1), 1x1 C+1 -> C+1 (bias), ReLU, 1x1 C+1 -> 1 (bias), BN(1), sigmoid
+  (``GatedSpatialConv2d._gate_conv``), about 1.5 k parameters more than Eq. 1's gate;
+- ``decoder``: the low-level features are WideResNet-38's mod2 output (128 channels, stride 2,
+  not mod3 at stride 4) through a plain 1x1 conv to 48 (no BN, no ReLU: ``bot_fine``), so the
+  two 3x3 convs of the decoder run at stride 2; only WideResNet-38 has this form;
+- ``aspp_projection``: the 1x1 projection of the ASPP branches is a plain conv (no BN, no ReLU:
+  ``bot_aspp``);
+- ``classifier``: the last 1x1 conv has no bias and no dropout precedes it (``final_seg.6``);
+- ``canny``: Canny of the *normalised* input cast to uint8 as numpy's ``astype(np.uint8)`` does
+  on x86 (truncation toward zero, then modulo 256), edges 0/255 (``GSCNN.forward``);
+- ``align_corners`` (a flag): every resize inside the model uses ``align_corners=True`` (the
+  gating maps and the first conv's output to full resolution, the boundary map down to the
+  ASPP's resolution, the ASPP output up to the decoder's), as the official code; the logits'
+  final upsampling keeps ``align_corners=False`` in both forms (``seg_out`` there is upsampled
+  with the default).
+
+The official code concatenates the ASPP branches as [image pooling, boundary, 1x1, rates] and
+the decoder input as [low-level, ASPP]; gsbench as [1x1, rates, image pooling, boundary] and
+[ASPP, low-level]. The same function up to the order of weight columns, which the importer
+permutes (:mod:`gsbench.weights.gscnn`).
 
 Outputs of ``forward(images)``: ``"out"`` class logits N x K x H x W; ``"edge"`` boundary
 **logits** N x 1 x H x W (apply a sigmoid for probabilities) when the shape stream is on;
@@ -75,6 +101,8 @@ from gsbench.models.registry import register_model
 SHAPE_STREAM_WIDTHS = (32, 16, 8)
 #: Canny hysteresis thresholds of Gated-SCNN (REFERENCE, official code).
 CANNY_THRESHOLDS = (10, 100)
+#: The values of the architecture-form options (module docstring, "Official forms").
+FORMS = ("paper", "official")
 
 
 def canny_edges(images: Tensor, thresholds: tuple[int, int] = CANNY_THRESHOLDS) -> Tensor:
@@ -95,6 +123,24 @@ def canny_edges(images: Tensor, thresholds: tuple[int, int] = CANNY_THRESHOLDS) 
     return torch.from_numpy(edges > 0).to(images.device, images.dtype).unsqueeze(1)
 
 
+def canny_edges_official(images: Tensor, thresholds: tuple[int, int] = CANNY_THRESHOLDS) -> Tensor:
+    """Canny edges (0/255, N x 1 x H x W, no gradient) the way the official code computes them.
+
+    nv-tlabs/GSCNN ``network/gscnn.py`` ``GSCNN.forward`` casts the *normalised* input tensor
+    to uint8 with numpy (``astype(np.uint8)``) and runs ``cv2.Canny(image, 10, 100)`` on it.
+    That cast truncates toward zero and wraps modulo 256 on x86 (-1.5 -> 255, -0.5 -> 0,
+    2.6 -> 2); it is restated here explicitly, so the result does not depend on the platform
+    (on ARM the same numpy cast saturates negative values to 0).
+    """
+    if images.device.type == "meta":
+        return images.new_empty(images.shape[0], 1, *images.shape[2:])
+    with torch.no_grad():
+        values = images.detach().float().cpu().permute(0, 2, 3, 1).numpy()
+    wrapped = np.mod(np.trunc(values).astype(np.int64), 256).astype(np.uint8)
+    edges = np.stack([cv2.Canny(np.ascontiguousarray(image), *thresholds) for image in wrapped])
+    return torch.from_numpy(edges).to(images.device, images.dtype).unsqueeze(1)
+
+
 def init_linear_1x1(conv: nn.Conv2d) -> None:
     """Variance-preserving fan-in init (gain 1) for the shape stream's 1x1 convs.
 
@@ -113,17 +159,27 @@ class GatedConv(nn.Module):
 
     ``alpha = sigmoid(conv1x1(BN(s || r)))`` with ``r`` the one-channel (upsampled) regular
     stream map, then ``s_hat = w^T ((s * alpha) + s)`` with ``w`` a 1x1 conv C -> C.
+    ``form="official"``: the gate is ``sigmoid(BN(conv1x1(relu(conv1x1(BN(s || r))))))`` with a
+    hidden C+1 -> C+1 conv (``GatedSpatialConv2d._gate_conv`` of the official code).
     """
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, form: str = "paper"):
         super().__init__()
         self.gate_norm = nn.BatchNorm2d(channels + 1)
+        self.gate_hidden = nn.Conv2d(channels + 1, channels + 1, 1) if form == "official" else None
         self.gate_conv = nn.Conv2d(channels + 1, 1, 1)
+        self.gate_out_norm = nn.BatchNorm2d(1) if form == "official" else None
         self.weight = nn.Conv2d(channels, channels, 1, bias=False)
 
     def attention(self, s: Tensor, r: Tensor) -> Tensor:
         """alpha_t of Eq. 1: N x 1 x H x W in (0, 1)."""
-        return torch.sigmoid(self.gate_conv(self.gate_norm(torch.cat([s, r], dim=1))))
+        x = self.gate_norm(torch.cat([s, r], dim=1))
+        if self.gate_hidden is not None:
+            x = torch.relu(self.gate_hidden(x))
+        x = self.gate_conv(x)
+        if self.gate_out_norm is not None:
+            x = self.gate_out_norm(x)
+        return torch.sigmoid(x)
 
     def forward(self, s: Tensor, r: Tensor) -> Tensor:
         alpha = self.attention(s, r)
@@ -134,17 +190,21 @@ class ShapeStream(nn.Module):
     """Residual blocks interleaved with three GCLs at full resolution; returns boundary logits.
 
     ``in_channels``: width of the backbone's first convolution; ``gate_channels``: widths of the
-    three regular-stream stages that gate it (each reduced to one channel by a 1x1 conv).
+    three regular-stream stages that gate it (each reduced to one channel by a 1x1 conv);
+    ``gate``: the GCLs' form (:class:`GatedConv`); ``align_corners``: of the resizes to full
+    resolution.
     """
 
-    def __init__(self, in_channels: int, gate_channels: tuple[int, int, int]):
+    def __init__(self, in_channels: int, gate_channels: tuple[int, int, int], gate: str = "paper",
+                 align_corners: bool = False):
         super().__init__()
+        self.align_corners = align_corners
         widths_in = (in_channels,) + SHAPE_STREAM_WIDTHS[:-1]
         self.blocks = nn.ModuleList([BasicBlock(w, w) for w in widths_in])
         self.reduce = nn.ModuleList(
             [nn.Conv2d(w_in, w_out, 1) for w_in, w_out in zip(widths_in, SHAPE_STREAM_WIDTHS)])
         self.regular_maps = nn.ModuleList([nn.Conv2d(c, 1, 1) for c in gate_channels])
-        self.gates = nn.ModuleList([GatedConv(w) for w in SHAPE_STREAM_WIDTHS])
+        self.gates = nn.ModuleList([GatedConv(w, gate) for w in SHAPE_STREAM_WIDTHS])
         self.to_boundary = nn.Conv2d(SHAPE_STREAM_WIDTHS[-1], 1, 1, bias=False)
         init_kaiming(self.blocks)
         for module in self.modules():
@@ -152,11 +212,11 @@ class ShapeStream(nn.Module):
                 init_linear_1x1(module)
 
     def forward(self, first_conv: Tensor, stages: list[Tensor], size: tuple[int, int]) -> Tensor:
-        s = resize(first_conv, size)
+        s = resize(first_conv, size, self.align_corners)
         for block, reduce, regular_map, gate, stage in zip(
                 self.blocks, self.reduce, self.regular_maps, self.gates, stages):
             s = reduce(block(s))
-            s = gate(s, resize(regular_map(stage), size))
+            s = gate(s, resize(regular_map(stage), size, self.align_corners))
         return self.to_boundary(s)
 
 
@@ -166,14 +226,23 @@ class BoundaryASPP(ASPP):
     With ``boundary_branch`` the one-channel boundary map, resized to the features' resolution,
     goes through a 1x1 conv (BN, ReLU) to 256 channels and is concatenated with the other
     branches before the 1x1 projection (Gated-SCNN fusion module, Sec. 3 "Fusion Module").
+    ``projection="official"``: the projection is a plain 1x1 conv (no BN, no ReLU);
+    ``align_corners``: of the boundary map's resize.
     """
 
-    def __init__(self, in_channels: int, rates: tuple[int, ...], boundary_branch: bool):
+    def __init__(self, in_channels: int, rates: tuple[int, ...], boundary_branch: bool,
+                 projection: str = "paper", align_corners: bool = False):
         super().__init__(in_channels, rates)
+        self.align_corners = align_corners
         self.boundary = None
+        branches = len(rates) + 2
         if boundary_branch:
             self.boundary = ConvBNReLU(1, ASPP_CHANNELS, 1)
-            self.project = ConvBNReLU(ASPP_CHANNELS * (len(rates) + 3), ASPP_CHANNELS, 1)
+            branches += 1
+        if projection == "official":
+            self.project = nn.Conv2d(ASPP_CHANNELS * branches, ASPP_CHANNELS, 1, bias=False)
+        elif boundary_branch:
+            self.project = ConvBNReLU(ASPP_CHANNELS * branches, ASPP_CHANNELS, 1)
 
     def forward(self, x: Tensor, boundary: Tensor | None = None) -> Tensor:
         pooled = self.image_pool(x).expand(-1, -1, *x.shape[-2:])
@@ -181,78 +250,111 @@ class BoundaryASPP(ASPP):
         if self.boundary is not None:
             if boundary is None:
                 raise GsbenchError("BoundaryASPP was built with a boundary branch: pass the map")
-            parts.append(self.boundary(resize(boundary, x.shape[-2:])))
+            parts.append(self.boundary(resize(boundary, x.shape[-2:], self.align_corners)))
         return self.project(torch.cat(parts, dim=1))
 
 
 class GatedSCNN(nn.Module):
     """Regular stream (backbone + DeepLabV3+ head) and, with ``shape_stream``, the shape stream.
 
-    See the module docstring for the architecture, the outputs and the documented choices.
+    See the module docstring for the architecture, the outputs, the documented choices and the
+    official forms (``gate``, ``decoder``, ``aspp_projection``, ``classifier``, ``canny``:
+    "paper" or "official"; ``align_corners``).
     """
 
     def __init__(self, backbone: nn.Module, num_classes: int, rates: tuple[int, ...],
                  dropout: float = 0.1, aux: bool = False, shape_stream: bool = True,
-                 use_canny: bool = True):
+                 use_canny: bool = True, gate: str = "paper", decoder: str = "paper",
+                 aspp_projection: str = "paper", classifier_form: str = "paper",
+                 canny: str = "paper", align_corners: bool = False):
         super().__init__()
         if use_canny and not shape_stream:
             raise GsbenchError("use_canny needs the shape stream (shape_stream: true): the Canny "
                                "edges are fused with its boundary map")
+        for option, value in (("gate", gate), ("decoder", decoder),
+                              ("aspp_projection", aspp_projection),
+                              ("classifier", classifier_form), ("canny", canny)):
+            if value not in FORMS:
+                raise GsbenchError(f"model.{option} must be one of {', '.join(FORMS)}, "
+                                   f"got {value!r}")
+        if decoder == "official" and not isinstance(backbone, WideResNet38):
+            raise GsbenchError("model.decoder: official reads WideResNet-38's mod2 (the official "
+                               "code's only backbone); use backbone wideresnet38")
         self.backbone = backbone
         self.use_canny = use_canny
+        self.canny = canny
+        self.align_corners = align_corners
         channels = backbone.channels
+        #: backbone submodules whose outputs forward() reads besides [c2..c5], by role
+        self._captured: dict[str, str] = {}
         self.shape_stream = None
         self.canny_fusion = None
         if shape_stream:
             first_name, first = next((n, m) for n, m in backbone.named_modules()
                                      if isinstance(m, nn.Conv2d))
             # Kept by name, not as a submodule: registering it twice would duplicate its weights.
-            self._first_conv_name = first_name
+            self._captured["first_conv"] = first_name
             self.gate_stages = gate_stage_indices(backbone)
             self.shape_stream = ShapeStream(first.out_channels,
-                                            tuple(channels[i] for i in self.gate_stages))
+                                            tuple(channels[i] for i in self.gate_stages), gate,
+                                            align_corners)
             if use_canny:
                 self.canny_fusion = nn.Conv2d(2, 1, 1, bias=False)
                 init_linear_1x1(self.canny_fusion)
-        self.aspp = BoundaryASPP(channels[-1], rates, boundary_branch=shape_stream)
-        self.low_level = ConvBNReLU(channels[0], LOW_LEVEL_CHANNELS, 1)
+        self.aspp = BoundaryASPP(channels[-1], rates, shape_stream, aspp_projection, align_corners)
+        if decoder == "official":
+            self._captured["low_level"] = "mod2"
+            last_conv = [m for m in backbone.mod2.modules() if isinstance(m, nn.Conv2d)][-1]
+            self.low_level = nn.Conv2d(last_conv.out_channels, LOW_LEVEL_CHANNELS, 1, bias=False)
+        else:
+            self.low_level = ConvBNReLU(channels[0], LOW_LEVEL_CHANNELS, 1)
         self.fuse = nn.Sequential(
             ConvBNReLU(ASPP_CHANNELS + LOW_LEVEL_CHANNELS, ASPP_CHANNELS, 3),
             ConvBNReLU(ASPP_CHANNELS, ASPP_CHANNELS, 3),
         )
-        self.cls = classifier(ASPP_CHANNELS, num_classes, dropout)
+        if classifier_form == "official":
+            self.cls = nn.Sequential(nn.Identity(),
+                                     nn.Conv2d(ASPP_CHANNELS, num_classes, 1, bias=False))
+        else:
+            self.cls = classifier(ASPP_CHANNELS, num_classes, dropout)
         init_kaiming(self.aspp)
         init_kaiming(self.low_level)
         init_kaiming(self.fuse)
         init_kaiming(self.cls)
         self.aux_head = AuxFCNHead(channels[2], num_classes, dropout) if aux else None
 
-    def _backbone_with_first_conv(self, images: Tensor) -> tuple[list[Tensor], Tensor | None]:
-        if self.shape_stream is None:
-            return self.backbone(images), None
-        captured = []
-        first = self.backbone.get_submodule(self._first_conv_name)
-        handle = first.register_forward_hook(lambda _m, _i, out: captured.append(out))
+    def _run_backbone(self, images: Tensor) -> tuple[list[Tensor], dict[str, Tensor]]:
+        """[c2..c5] and, by role, the outputs of the submodules in ``_captured`` (forward hooks,
+        so the backbone keeps its [c2..c5] contract)."""
+        captured: dict[str, Tensor] = {}
+        handles = []
+        for role, name in self._captured.items():
+            def keep(_module, _inputs, out, role=role):
+                captured[role] = out
+            handles.append(self.backbone.get_submodule(name).register_forward_hook(keep))
         try:
             features = self.backbone(images)
         finally:
-            handle.remove()
-        return features, captured[0]
+            for handle in handles:
+                handle.remove()
+        return features, captured
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         size = tuple(images.shape[-2:])
-        features, first = self._backbone_with_first_conv(images)
+        features, captured = self._run_backbone(images)
         outputs = {}
         boundary = None
         if self.shape_stream is not None:
-            edge_logits = self.shape_stream(first, [features[i] for i in self.gate_stages], size)
+            edge_logits = self.shape_stream(captured["first_conv"],
+                                            [features[i] for i in self.gate_stages], size)
             outputs["edge"] = edge_logits
             boundary = torch.sigmoid(edge_logits)
             if self.canny_fusion is not None:
-                canny = canny_edges(images).to(boundary.dtype)
+                edges = canny_edges_official if self.canny == "official" else canny_edges
+                canny = edges(images).to(boundary.dtype)
                 boundary = torch.sigmoid(self.canny_fusion(torch.cat([boundary, canny], dim=1)))
-        low = self.low_level(features[0])
-        high = resize(self.aspp(features[-1], boundary), low.shape[-2:])
+        low = self.low_level(captured.get("low_level", features[0]))
+        high = resize(self.aspp(features[-1], boundary), low.shape[-2:], self.align_corners)
         logits = self.cls(self.fuse(torch.cat([high, low], dim=1)))
         outputs["out"] = resize(logits, size)
         if self.training and self.aux_head is not None:
@@ -286,8 +388,9 @@ def shape_stream_parameter_share(model: GatedSCNN) -> float:
         raise GsbenchError("the model has no shape stream (shape_stream: false)")
     names = set(shape_stream_parameter_names(model))
     added = sum(p.numel() for n, p in model.named_parameters() if n in names)
-    projection = model.aspp.project[0].weight
-    added += projection.shape[0] * ASPP_CHANNELS  # the boundary branch's input to the 1x1
+    projection = model.aspp.project
+    weight = projection.weight if isinstance(projection, nn.Conv2d) else projection[0].weight
+    added += weight.shape[0] * ASPP_CHANNELS  # the boundary branch's input to the 1x1
     total = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("aux_head."))
     return 100.0 * added / (total - added)
 
@@ -295,12 +398,17 @@ def shape_stream_parameter_share(model: GatedSCNN) -> float:
 @register_model
 def gscnn(num_classes: int, backbone: str = "resnet101", output_stride: int = 8,
           pretrained: str | None = None, aux: bool = True, dropout: float = 0.1,
-          shape_stream: bool = True, use_canny: bool = True) -> nn.Module:
+          shape_stream: bool = True, use_canny: bool = True, gate: str = "paper",
+          decoder: str = "paper", aspp_projection: str = "paper", classifier: str = "paper",
+          canny: str = "paper", align_corners: bool = False) -> nn.Module:
     """Gated-SCNN on ``backbone`` (resnet50 / resnet101 / wideresnet38 / the tiny ones).
 
     ``shape_stream=False`` builds the paper's baseline (DeepLabV3+ regular stream);
     ``use_canny=False`` leaves the Canny image gradients out of the fusion (Table 3 "+ GCL").
+    ``gate``, ``decoder``, ``aspp_projection``, ``classifier``, ``canny``: "paper" (default) or
+    "official", and ``align_corners``: the official code's forms (module docstring).
     """
     encoder = build_backbone(backbone, output_stride, pretrained)
     return GatedSCNN(encoder, num_classes, aspp_rates(output_stride), dropout, aux,
-                     shape_stream, use_canny)
+                     shape_stream, use_canny, gate, decoder, aspp_projection, classifier, canny,
+                     align_corners)

@@ -81,7 +81,10 @@ class NonLocalHead(nn.Module):
 @register_model(name="nonlocal")
 def nonlocal_net(num_classes: int, backbone: str = "resnet101", output_stride: int = 8,
                  pretrained: str | None = None, aux: bool = True, dropout: float = 0.1,
-                 mode: str = "embedded_gaussian") -> nn.Module:
+                 mode: str = "embedded_gaussian", align_corners: bool = False) -> nn.Module:
+    """Non-local baseline: dilated ResNet + non-local head (+ stage-3 aux FCN head).
+    ``mode``: the pairwise function (module docstring). ``align_corners``: the model-level option of
+    :class:`~gsbench.models.common.SegmentationModel` (true for mmseg's 769 x 769 models)."""
     encoder = build_backbone(backbone, output_stride, pretrained)
     head = NonLocalHead(encoder.channels[-1], num_classes, mode, dropout)
-    return make_model(encoder, head, num_classes, aux, dropout)
+    return make_model(encoder, head, num_classes, aux, dropout, align_corners)

@@ -125,6 +125,7 @@ class _Scores:
     commands: list[str] = field(default_factory=list)
     missing_eval: bool = False
     from_scratch: int = 0  # runs among ``runs`` without pretrained backbone weights
+    released: int = 0  # runs among ``runs`` imported from released weights
 
 
 def _scores(index: RunIndex, cell: Cell, baseline: bool, data: str | DataRoots, scale: str,
@@ -149,7 +150,8 @@ def _scores(index: RunIndex, cell: Cell, baseline: bool, data: str | DataRoots, 
             continue
         out.values.append(value)
         out.runs.append(str(run.path))
-        out.from_scratch += not run.pretrained
+        out.from_scratch += not run.pretrained and not run.released
+        out.released += run.released
     return out
 
 
@@ -196,6 +198,10 @@ def report_cell(cell: Cell, index: RunIndex, static: StaticResult, data: str | D
         # the papers start from ImageNet weights: say so when a run did not
         note = "; ".join(x for x in (f"{scratch} run(s) trained from scratch (no pretrained "
                                      "backbone)", note) if x)
+    released = sum(p.released for p in parts)
+    if released:
+        note = "; ".join(x for x in (f"released weights ({released} run(s) imported from the "
+                                     "official checkpoints)", note) if x)
     if cell.baseline:
         base_mean, base_std = _mean_std(parts[1].values)
         mean -= base_mean

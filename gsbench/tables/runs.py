@@ -4,6 +4,9 @@ A run matches a cell when its ``recipe.yaml`` equals the cell's resolved recipe 
 that changes the result; the keys in :data:`RUN_MATCH_IGNORED` (seed, name, paths, logging and
 data-loader settings) may differ. The backbone weights' path is one of them (it differs between
 machines); whether a run started from pretrained weights is kept (:attr:`RunInfo.pretrained`).
+A run imported from released weights (``gsbench import-weights``, :attr:`RunInfo.released`)
+also matches the cells of the recipe it was imported for, whose model it is in the official
+forms (its ``provenance.json`` records that recipe).
 :func:`eval_metrics_file` finds the metrics ``gsbench eval`` wrote for an evaluation setting of a
 run, and :func:`run_name` names the folder of a run to train.
 """
@@ -18,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from gsbench.engine.run_dir import PROVENANCE_FILE
 from gsbench.evaluation.setting import EvalSetting
 from gsbench.errors import GsbenchError
 from gsbench.recipes import recipe_from_dict
@@ -37,6 +41,7 @@ class RunInfo:
     seed: int
     fingerprint: str
     pretrained: bool  # whether the backbone started from pretrained weights
+    released: bool = False  # imported from a released checkpoint (gsbench import-weights)
 
 
 def _drop(mapping: dict[str, Any], dotted: str) -> None:
@@ -73,15 +78,28 @@ class RunIndex:
                 self.warnings.append(f"{recipe_file}: skipped, not a readable recipe "
                                      f"({' '.join(str(exc).split())})")
                 continue
-            info = RunInfo(run_dir, recipe.seed, recipe_fingerprint(recipe.to_dict()),
-                           recipe.pretrained is not None)
-            self.by_fingerprint.setdefault(info.fingerprint, []).append(info)
+            fingerprints = [recipe_fingerprint(recipe.to_dict())]
+            provenance = run_dir / PROVENANCE_FILE
+            if provenance.is_file():
+                try:
+                    requested = json.loads(provenance.read_text(encoding="utf-8"))
+                    fingerprints.append(recipe_fingerprint(requested["requested_recipe"]))
+                except (OSError, ValueError, KeyError, TypeError) as exc:
+                    self.warnings.append(f"{provenance}: skipped, not a readable provenance "
+                                         f"record ({' '.join(str(exc).split())})")
+                    continue
+            for fingerprint in dict.fromkeys(fingerprints):
+                info = RunInfo(run_dir, recipe.seed, fingerprint, recipe.pretrained is not None,
+                               provenance.is_file())
+                self.by_fingerprint.setdefault(info.fingerprint, []).append(info)
 
     def runs_for(self, recipe) -> list[RunInfo]:
         return self.by_fingerprint.get(recipe_fingerprint(recipe.to_dict()), [])
 
     def all_runs(self) -> list[RunInfo]:
-        return [run for runs in self.by_fingerprint.values() for run in runs]
+        """Every run once (an imported run is indexed under two fingerprints)."""
+        return list({run.path: run for runs in self.by_fingerprint.values() for run in runs}
+                    .values())
 
 
 def eval_metrics_file(run_dir: Path, setting: EvalSetting) -> Path | None:

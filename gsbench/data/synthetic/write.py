@@ -43,6 +43,8 @@ LAYOUTS = ("cityscapes", "ade20k")
 #: Marker written into an output folder; its presence allows regenerating into that folder.
 MARKER_NAME = "gsbench-synthetic.json"
 MARKER_FORMAT = "gsbench-synthetic/1"
+#: The folders a synthetic output holds: the raw layouts and the prepared data.
+GENERATED_FOLDERS = ("leftImg8bit", "gtFine", "ADEChallengeData2016", "gsbench")
 
 TRAIN_CITIES = ("aachen", "bochum", "bremen", "cologne", "darmstadt", "dusseldorf", "erfurt",
                 "hamburg", "hanover", "jena", "krefeld", "strasbourg", "stuttgart", "tubingen",
@@ -180,7 +182,9 @@ def check_size(size: tuple[int, int]) -> None:
 
 def _claim_output(out: Path, settings: dict[str, Any]) -> None:
     """Make ``out`` ready for writing: an empty or new folder, or an earlier synthetic output
-    (recognised by its marker file), whose generated sub-folders are removed first."""
+    (recognised by its marker file), whose generated sub-folders are removed first. Any of
+    those names that is a symbolic link or not a folder is refused before anything changes:
+    gsbench never deletes or writes through a link to data elsewhere."""
     if out.exists() and not out.is_dir():
         raise GsbenchError(f"{out}: exists and is not a folder")
     marker = out / MARKER_NAME
@@ -189,9 +193,14 @@ def _claim_output(out: Path, settings: dict[str, Any]) -> None:
         if not isinstance(previous, dict) or previous.get("format") != MARKER_FORMAT:
             raise GsbenchError(f"{out}: folder is not empty and is not a synthetic dataset "
                                f"(no {MARKER_NAME}); choose an empty or new --out")
-        for name in ("leftImg8bit", "gtFine", "ADEChallengeData2016", "gsbench"):
-            if (out / name).is_dir():
-                shutil.rmtree(out / name)
+        generated = [out / name for name in GENERATED_FOLDERS if os.path.lexists(out / name)]
+        for path in generated:
+            if path.is_symlink() or not path.is_dir():
+                kind = "a symbolic link" if path.is_symlink() else "not a folder"
+                raise GsbenchError(f"{path}: is {kind}, where gsbench writes a generated "
+                                   f"folder; remove it or choose another --out")
+        for path in generated:
+            shutil.rmtree(path)
     # the marker goes first (complete: false), so an interrupted run can be regenerated in place
     atomic_write_json(marker, {"format": MARKER_FORMAT, **settings, "complete": False})
 
