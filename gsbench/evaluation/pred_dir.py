@@ -360,9 +360,9 @@ def _init_worker() -> None:
 
 
 #: Pairs below which scoring stays in this process. A worker is a fresh interpreter (spawn:
-#: a fork could copy OpenCV's or PyTorch's thread pool half-alive and hang), which costs about
-#: 0.7 s of CPU to start; from 32 Cityscapes-sized pairs on (about 0.05 s each) the start-up is
-#: a small part of the work and the workers pay for themselves.
+#: a fork could copy OpenCV's or PyTorch's thread pool half-alive and hang), about 0.3 s of CPU
+#: to start; from 32 Cityscapes-sized pairs on (about 0.05 s each) the start-up is a small part
+#: of each worker's share and the workers pay for themselves.
 MIN_PAIRS_FOR_WORKERS = 32
 
 
