@@ -467,8 +467,8 @@ def evaluate_prediction_dir(
     )
     samples = manifest.split(split)
     config.check_image_sizes((s.height, s.width) for s in samples if s.height and s.width)
-    if verify:
-        manifest.verify(samples, ("label", "instance") if config.with_instances else ("label",))
+    if verify:  # the ground truth read (a sample's missing files are skipped)
+        manifest.verify(samples, ("label", "instance"))
     metrics = accumulate_metrics(pairs, config, lut, workers=workers, on_progress=on_progress,
                                  fit=(pred_format, manifest.dataset, manifest.num_classes))
     return {"dataset": manifest.dataset, "split": split, **metrics.compute()}
