@@ -405,8 +405,8 @@ def eval_command(
     align_corners: Optional[bool] = _option(EVAL_FLAGS["align_corners"]),
     output: str = _option(EVAL_FLAGS["output"]),
     batch: Optional[int] = typer.Option(
-        None, "--batch", help="TARGET: images (views, windows) per forward pass; changes speed "
-        "and memory, not the result [default: as many as hold 1 megapixel]."
+        None, "--batch", help="TARGET: images (views, windows) per forward pass, by default as "
+        "many as hold a megapixel; changes speed and memory, not the result."
     ),
     save_pred: Optional[Path] = typer.Option(
         None, "--save-pred", help="TARGET: write the predicted trainIds as DIR/{stem}.png."

@@ -228,3 +228,18 @@ def test_verify_checks_the_images_of_a_model_evaluation_before_inference(prepare
     result = _eval(str(run), "--data", str(raw), "--verify")
     _one_line_error(result, f"{image}: sha256 differs", f"(the image of {first.stem} changed since)")
     assert tree_digest(run) == before
+
+
+def test_verify_refuses_a_manifest_without_the_sums(prepared, tmp_path):
+    import json
+
+    manifest, _ = prepared
+    raw, preds = _copy(tmp_path, prepared)
+    path = raw / "manifest.json"
+    data = json.loads(path.read_text())
+    first = data["splits"]["val"][0]
+    del first["sha256"]["label"]
+    path.write_text(json.dumps(data))
+    result = _eval("--pred-dir", str(preds), "--data", str(raw), "--verify")
+    _one_line_error(result, f"no sha256 recorded for the label of {first['stem']}; prepare the "
+                            "dataset again")

@@ -76,8 +76,9 @@ class Manifest:
 
     def verify(self, samples: list[Sample], kinds: tuple[str, ...]) -> None:
         """Check the files of ``kinds`` (``"image"``, ``"label"``, ``"instance"`` ...) of each
-        sample against the sha256 sums ``prepare-data`` recorded: a one-line error names the
-        first file that changed (or has no recorded sum)."""
+        sample against the sha256 sums ``prepare-data`` recorded (a sample without such a file,
+        e.g. no instance map, is skipped): a one-line error names the first file that changed
+        (or has no recorded sum)."""
         for sample in samples:
             for kind in kinds:
                 relative = getattr(sample, kind)

@@ -175,9 +175,8 @@ def evaluate_model(
         )
         config.check_image_sizes((s.height, s.width) for s in samples if s.height and s.width)
         metrics = new_metrics(config)
-    if verify:
-        manifest.verify(samples, ("image", "label", "instance") if metrics is not None and
-                        metrics.with_instances else ("image", "label") if has_gt else ("image",))
+    if verify:  # every file the evaluation reads (a sample's missing ones are skipped)
+        manifest.verify(samples, ("image", "label", "instance"))
     for done, (sample, pred) in enumerate(
         predict_split(loaded.model, manifest, split, options, device=device, num_workers=num_workers),
         start=1,

@@ -25,8 +25,8 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from multiprocessing import resource_tracker
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any
 
@@ -212,8 +212,8 @@ _SIGNATURES = ((b"\xff\xd8\xff", "a JPEG image"), (b"RIFF", "a WebP image"),
 
 def check_lossless(pairs: Sequence[PredictionPair]) -> None:
     """Refuse any prediction that is not a PNG file, told by its first bytes (not its name):
-    JPEG's lossy compression changes labels (in a typical Cityscapes-sized map three out of
-    four of them), and only PNG is what the official tools and mmsegmentation write."""
+    JPEG's lossy compression changes labels along every region border (and a JPEG saved under
+    a .png name is no better), and PNG is what the official tools and mmsegmentation write."""
     for pair in pairs:
         if png_header(pair.prediction) is None:
             try:
@@ -296,8 +296,8 @@ def check_format_fits(pair: PredictionPair, raw: np.ndarray, pred: np.ndarray,
     other = next(f for f in PRED_FORMATS if f != pred_format)
     try:
         converted = prediction_to_train_ids(raw, prediction_lut(other, dataset, num_classes))
-        hint = (f"; as --pred-format {other} {np.count_nonzero(converted == IGNORE_INDEX) / pred.size:.0%} "
-                "would be")
+        share = np.count_nonzero(converted == IGNORE_INDEX) / pred.size
+        hint = f"; as --pred-format {other} {share:.0%} would be"
     except GsbenchError:  # no label-id table for this dataset
         hint = ""
     raise GsbenchError(
@@ -360,9 +360,9 @@ def _init_worker() -> None:
 
 
 #: Pairs below which scoring stays in this process. A worker is a fresh interpreter (spawn:
-#: a fork could copy OpenCV's or PyTorch's thread pool half-alive and hang), which costs about
-#: 0.7 s of CPU to start; from 32 Cityscapes-sized pairs on (about 0.05 s each) the start-up is
-#: a small part of the work and the workers pay for themselves.
+#: a fork could copy OpenCV's or PyTorch's thread pool half-alive and hang), about 0.3 s of CPU
+#: to start; from 32 Cityscapes-sized pairs on (about 0.05 s each) the start-up is a small part
+#: of each worker's share and the workers pay for themselves.
 MIN_PAIRS_FOR_WORKERS = 32
 
 
@@ -467,8 +467,8 @@ def evaluate_prediction_dir(
     )
     samples = manifest.split(split)
     config.check_image_sizes((s.height, s.width) for s in samples if s.height and s.width)
-    if verify:
-        manifest.verify(samples, ("label", "instance") if config.with_instances else ("label",))
+    if verify:  # the ground truth read (a sample's missing files are skipped)
+        manifest.verify(samples, ("label", "instance"))
     metrics = accumulate_metrics(pairs, config, lut, workers=workers, on_progress=on_progress,
                                  fit=(pred_format, manifest.dataset, manifest.num_classes))
     return {"dataset": manifest.dataset, "split": split, **metrics.compute()}
