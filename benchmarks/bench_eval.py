@@ -15,8 +15,8 @@ matrix + crops, boundary F, iIoU, and the whole pair as ``eval --pred-dir`` scor
 street-like pairs with Cityscapes instance maps. ``--before REV`` measures the gsbench of a git
 revision in the same run: the two alternate, round by round, in fresh processes.
 
-``inference``: CPU time of test-time inference of a smoke-size PSPNet on a 256x512 image against
-its area bounds: multi-scale + flip (0.5..1.75) against the forward passes of the same scaled
+``inference``: CPU time of test-time inference of a smoke-size PSPNet (``--backbone resnet18``
+for a real network's cost per pixel) on a 256x512 image against its area bounds: multi-scale + flip (0.5..1.75) against the forward passes of the same scaled
 views, and against a single-scale pass times the summed scaled areas; sliding windows (64 x 64,
 72 windows) against a whole-image pass times the area the windows cover. ``--before REV`` as for
 ``phases``.
@@ -47,6 +47,7 @@ import sys  # noqa: E402
 import tarfile  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import cv2  # noqa: E402
@@ -307,6 +308,7 @@ def _version_tree(revision: str, folder: Path) -> Path:
     for source in package.rglob("*.py"):
         text = re.sub(r"\b(from|import) gsbench\b", r"\1 gsbench_before",
                       source.read_text(encoding="utf-8"))
+        text = re.sub(r"([\"'])gsbench\.", r"\1gsbench_before.", text)  # module names in strings
         source.write_text(text, encoding="utf-8")
     return folder
 
@@ -353,9 +355,9 @@ def run_phases(args) -> None:
 
 
 # --- test-time inference against its area bounds ---------------------------------------------------
-def _inference_work(package: str, batch: int | None) -> dict:
-    """The timed calls of a smoke PSPNet on a 256x512 image with the gsbench imported as
-    ``package`` (before or after test protocols)."""
+def _inference_work(package: str, batch: int | None, backbone: str) -> dict:
+    """The timed calls of a smoke PSPNet (``backbone``) on a 256x512 image with the gsbench
+    imported as ``package`` (before or after test protocols)."""
     import importlib
 
     import torch
@@ -364,8 +366,11 @@ def _inference_work(package: str, batch: int | None) -> dict:
     inference = importlib.import_module(f"{package}.engine.inference")
     recipes = importlib.import_module(f"{package}.recipes")
     torch.manual_seed(0)
-    model = recipes.build_model_from_recipe(recipes.load_recipe("pspnet101-smoke"),
-                                            pretrained=None).eval()
+    recipe = recipes.load_recipe(REPO / "recipes" / "pspnet101-smoke.yaml",
+                                 [f"model.backbone={backbone}"])
+    with warnings.catch_warnings():  # random weights are what a speed measurement needs
+        warnings.simplefilter("ignore")
+        model = recipes.build_model_from_recipe(recipe, pretrained=None).eval()
     image = torch.randn(1, 3, 256, 512, generator=torch.Generator().manual_seed(0))
 
     def options(**values):
@@ -401,14 +406,14 @@ def _inference_work(package: str, batch: int | None) -> dict:
 SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
 
-def measure_inference(repeats: int, batch: int | None, packages: list[str]
+def measure_inference(repeats: int, batch: int | None, backbone: str, packages: list[str]
                       ) -> dict[str, dict[str, float]]:
     """CPU ms of each timed call (median of ``repeats``, one thread) and the ratios to the
     area bounds, per package; the packages take turns call by call."""
     import torch
 
     torch.set_num_threads(1)
-    work = {package: _inference_work(package, batch) for package in packages}
+    work = {package: _inference_work(package, batch, backbone) for package in packages}
     for calls in work.values():
         for call in calls.values():
             call()  # warm-up
@@ -436,9 +441,10 @@ def measure_inference(repeats: int, batch: int | None, packages: list[str]
 
 
 def run_inference(args) -> None:
-    after, before = _versions(args, "inference", {"repeats": args.repeats, "batch": args.batch})
+    after, before = _versions(args, "inference", {"repeats": args.repeats, "batch": args.batch,
+                                                  "backbone": args.backbone})
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"1 thread, 1-min load average {os.getloadavg()[0]:.1f}; pspnet101-smoke (resnet_tiny) "
+          f"1 thread, 1-min load average {os.getloadavg()[0]:.1f}; pspnet101-smoke ({args.backbone}) "
           f"on 1x3x256x512, CPU ms, median of {args.repeats} repeats x {args.rounds} rounds"
           + (f"; before = {args.before}, in the same processes, taking turns" if before else ""))
     times = {k: v for k, v in after.items() if "/" not in k}
@@ -454,7 +460,8 @@ def main() -> None:
         if sys.argv[1] == "_phases":
             result = measure_phases(payload["files"], payload["repeats"], payload["packages"])
         else:
-            result = measure_inference(payload["repeats"], payload["batch"], payload["packages"])
+            result = measure_inference(payload["repeats"], payload["batch"], payload["backbone"],
+                                       payload["packages"])
         print(json.dumps(result))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -479,6 +486,8 @@ def main() -> None:
             sub.add_argument("--cache", type=Path, default=None)
         else:
             sub.add_argument("--batch", type=int, default=None, help="images per forward pass")
+            sub.add_argument("--backbone", default="resnet_tiny",
+                             help="the PSPNet's backbone (resnet18: a real network's cost)")
     args = parser.parse_args()
     {"phases": run_phases, "inference": run_inference}.get(args.command, run_pairs)(args)
 

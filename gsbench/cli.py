@@ -21,7 +21,7 @@ from rich.markup import escape
 from gsbench import __version__
 from gsbench.commands import EVAL_FLAGS, TRAIN_FLAGS, Flag
 from gsbench.errors import GsbenchError
-from gsbench.weights import SOURCES
+from gsbench.weights import EXPORT_TARGETS, SOURCES
 
 app = typer.Typer(
     name="gsbench",
@@ -339,6 +339,32 @@ def import_weights_command(
         highlight=False, soft_wrap=True)
 
 
+# --- export-weights -----------------------------------------------------------------------------
+@app.command("export-weights")
+@user_errors
+def export_weights_command(
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A run folder (trained or "
+                                   "imported): its final weights, else its last checkpoint."),
+    to: str = typer.Option(..., "--to", metavar="|".join(EXPORT_TARGETS),
+                           help="mmseg: an mmsegmentation 1.x checkpoint and a config that "
+                           "inherits mmseg's own."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Folder to write, absent or empty (default: RUN_DIR/mmseg)."),
+) -> None:
+    """Export a run's model to mmsegmentation: RUN.pth (with the meta data mmseg's loader reads)
+    and RUN.py (_base_ = mmseg's config for the architecture and dataset, plus what the model
+    differs in). Forms mmseg cannot express are refused, naming the form.
+    Then: mmseg.apis.init_model('RUN.py', 'RUN.pth') or mmseg's tools/test.py.
+    """
+    from gsbench.weights.export import export_mmseg
+
+    if to not in EXPORT_TARGETS:
+        raise GsbenchError(f"--to {to!r}: the export targets are {', '.join(EXPORT_TARGETS)}")
+    result = export_mmseg(run_dir, out)
+    console.print(f"wrote {result.checkpoint} ({result.tensors} tensors) and {result.config} "
+                  f"(_base_ {result.base_config})", highlight=False, soft_wrap=True)
+
+
 # --- zoo ----------------------------------------------------------------------------------------
 @app.command()
 @user_errors
@@ -404,7 +430,8 @@ def eval_command(
         help="trainid, or labelid (Cityscapes labelIds, as the official tools write them).",
     ),
     out: Optional[Path] = typer.Option(
-        None, "--out", help="Write metrics.json here (default: print only)."
+        None, "--out", help="Write metrics.json here, in a folder that exists (default: print "
+        "only; a TARGET run folder: TARGET/eval/...)."
     ),
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write the per-class table as CSV."),
     markdown_path: Optional[Path] = typer.Option(
@@ -424,6 +451,10 @@ def eval_command(
         "them. [default: 0,50,...,400 for Cityscapes, none for ADE20K]",
     ),
     workers: int = typer.Option(2, "--workers", help="Worker processes (results do not depend on it)."),
+    verify: bool = typer.Option(
+        False, "--verify", help="First check the images and ground truth against the sha256 "
+        "sums prepare-data recorded in the manifest."
+    ),
     quiet: bool = _option(EVAL_FLAGS["quiet"]),
     procedure: Optional[str] = _option(EVAL_FLAGS["procedure"]),
     slide: Optional[bool] = _option(EVAL_FLAGS["slide"]),
@@ -436,8 +467,8 @@ def eval_command(
     align_corners: Optional[bool] = _option(EVAL_FLAGS["align_corners"]),
     output: str = _option(EVAL_FLAGS["output"]),
     batch: Optional[int] = typer.Option(
-        None, "--batch", help="TARGET: images (views, windows) per forward pass; changes speed "
-        "and memory, not the result [default: as many as hold 1 megapixel]."
+        None, "--batch", help="TARGET: images (views, windows) per forward pass, by default as "
+        "many as hold a megapixel; changes speed and memory, not the result."
     ),
     save_pred: Optional[Path] = typer.Option(
         None, "--save-pred", help="TARGET: write the predicted trainIds as DIR/{stem}.png."
@@ -466,8 +497,11 @@ def eval_command(
     from gsbench.engine.run_dir import run_dir_locks
     from gsbench.evaluation.metrics_config import parse_int_list
     from gsbench.evaluation.pred_dir import evaluate_prediction_dir
-    from gsbench.evaluation.report import write_and_print_metrics
+    from gsbench.evaluation.report import check_output_paths, write_and_print_metrics
     from gsbench.evaluation.setting import protocol_options
+
+    check_output_paths({"--out": out, "--csv": csv_path, "--markdown": markdown_path},
+                       {"--save-pred": save_pred, "--out-dir": out_dir})
 
     protocol = protocol_options(
         procedure=procedure, slide=slide, crop=crop, stride=stride, base_size=base_size, ms=ms,
@@ -482,8 +516,8 @@ def eval_command(
             target, data, split=split, output=output, protocol=protocol, batch=batch,
             save_pred=save_pred, export=export, out_dir=out_dir, device=device, radii=radii_px,
             crop_factors=factors, fscore_convention=fscore_convention, out=out,
-            csv_path=csv_path, markdown_path=markdown_path, quiet=quiet, show=show,
-            show_dir=show_dir,
+            csv_path=csv_path, markdown_path=markdown_path, verify=verify, quiet=quiet,
+            show=show, show_dir=show_dir,
         )
         return
     if pred_dir is None or data is None:
@@ -502,7 +536,7 @@ def eval_command(
             metrics = evaluate_prediction_dir(
                 pred_dir, data, split=split, pred_format=pred_format, radii=radii_px,
                 crop_factors=factors, fscore_convention=fscore_convention, workers=workers,
-                on_progress=on_progress,
+                verify=verify, on_progress=on_progress,
             )
         title = f"{pred_dir} on {metrics['dataset']} {metrics['split']}"
         write_and_print_metrics(metrics, title, out, csv_path, markdown_path, console=console)
@@ -561,8 +595,8 @@ def _evaluate_target(
     save_pred: Optional[Path] = None, export: Optional[str] = None, out_dir: Optional[Path] = None,
     device: str = "cpu", radii=None, crop_factors=None, fscore_convention: str = "gscnn",
     out: Optional[Path] = None, csv_path: Optional[Path] = None,
-    markdown_path: Optional[Path] = None, quiet: bool = False, show: int = SHOW_DEFAULT,
-    show_dir: Optional[Path] = None,
+    markdown_path: Optional[Path] = None, verify: bool = False, quiet: bool = False,
+    show: int = SHOW_DEFAULT, show_dir: Optional[Path] = None,
 ) -> None:
     """`gsbench eval RUN_DIR|CHECKPOINT` (and quickstart's last step): the progress bar, the
     panels and the printing around :func:`gsbench.evaluation.model.evaluate_target`."""
@@ -583,7 +617,7 @@ def _evaluate_target(
                 device=device, save_pred_dir=save_pred,
                 export=export, export_dir=out_dir, radii=radii, crop_factors=crop_factors,
                 fscore_convention=fscore_convention, json_path=out, csv_path=csv_path,
-                markdown_path=markdown_path, on_progress=on_progress,
+                markdown_path=markdown_path, verify=verify, on_progress=on_progress,
                 on_prediction=panels if show > 0 else None,
             )
         for folder, what in ((save_pred, "predictions"), (out_dir if export else None, f"{export} export")):
@@ -940,6 +974,15 @@ def _profile_attention(name: str, scope: str, shape: tuple[int, ...], device: st
                       f"the whole head: {paper['gflops']:g} GFLOPs, {paper['params_m']:g} M "
                       f"parameters, {paper['memory_mb']:g} MB; `--scope head` sets gsbench's "
                       "figures of the whole head beside them.", highlight=False)
+    if figures.get("cases"):  # a module whose cost depends on the input's values
+        cases = Table(title="input cases (the first one is timed above)", title_justify="left")
+        for column in ("case", "regions", "GFLOPs", "GMACs", "peak fwd", "peak fwd+bwd"):
+            cases.add_column(column, justify="left" if column == "case" else "right")
+        for case in figures["cases"]:
+            cases.add_row(case["case"], str(case["regions"]), f"{case['gflops']:.4g}",
+                          f"{case['gmacs']:.4g}", f"{case['peak_memory_forward_mib']:.4g} MiB",
+                          f"{case['peak_memory_train_mib']:.4g} MiB")
+        console.print(cases)
     console.print(f"counts: {figures['counts']}. The paper defines neither its FLOPS nor its "
                   f"memory column; they stand beside the figures they come closest to at "
                   f"scope head on a 2048-channel map. memory: {figures['memory_method']}.",

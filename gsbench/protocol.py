@@ -203,8 +203,9 @@ class TestProtocol:
                                f"{', '.join(PROCEDURES)}{hint}")
         info = PROCEDURES[self.procedure]
 
-        def set_(name: str, value: Any) -> None:  # a frozen dataclass sets its own fields so
+        def set_(name: str, value: Any) -> None:  # how a frozen dataclass sets its fields
             object.__setattr__(self, name, value)
+
         mode = info.default_mode if self.mode is None else self.mode
         if mode not in info.modes:
             raise GsbenchError(f"test.mode {mode!r}: procedure {self.procedure} runs "

@@ -165,7 +165,11 @@ class DataConfig:
     scale_range: list[float] = field(default_factory=lambda: [0.5, 2.0])
     rotate_degrees: float = 0.0  # uniform in [-d, d]; 0 disables rotation
     blur_prob: float = 0.0  # probability of a 5x5 Gaussian blur
+    #: [low, high]: the blur's sigma is uniform in it (kernel to 4 sigma); null: the 5x5 kernel
+    blur_sigma: list[float] | None = None
     color_jitter: float = 0.0  # brightness/contrast/saturation strength; 0 disables it
+    hue_jitter: float = 0.0  # hue shift uniform in [-h, h] of the hue circle (h <= 0.5)
+    jitter_order: str = "fixed"  # "random": the jitter steps in a random order per image
     flip: bool = True
     #: fraction of each epoch's crops centred on a class drawn uniformly among the split's
     #: classes (Gated-SCNN's test-server model: 0.5; see gsbench.data.uniform); 0 disables it
@@ -488,6 +492,16 @@ def _check_values(recipe: Recipe) -> None:
         raise _SchemaError("data.scale_range", f"data.scale_range must be 0 < low <= high, got {[low, high]}")
     if not 0.0 <= recipe.data.blur_prob <= 1.0:
         raise _SchemaError("data.blur_prob", f"data.blur_prob must be in [0, 1], got {recipe.data.blur_prob}")
+    sigma = recipe.data.blur_sigma
+    if sigma is not None and (len(sigma) != 2 or not 0 < sigma[0] <= sigma[1]):
+        raise _SchemaError("data.blur_sigma", "data.blur_sigma must be [low, high] with "
+                           f"0 < low <= high, got {sigma}")
+    if not 0.0 <= recipe.data.hue_jitter <= 0.5:
+        raise _SchemaError("data.hue_jitter",
+                           f"data.hue_jitter must be in [0, 0.5], got {recipe.data.hue_jitter}")
+    if recipe.data.jitter_order not in ("fixed", "random"):
+        raise _SchemaError("data.jitter_order", "data.jitter_order must be fixed or random, "
+                           f"got {recipe.data.jitter_order!r}")
     if not 0.0 <= recipe.data.class_uniform <= 1.0:
         raise _SchemaError("data.class_uniform",
                            f"data.class_uniform must be in [0, 1], got {recipe.data.class_uniform}")

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from gsbench.cli import app
 from gsbench.evaluation.setting import EvalSetting
 from gsbench.errors import GsbenchError
+from gsbench.protocol import TestProtocol
 from gsbench.recipes import RECIPES_DIR, load_recipe
 from gsbench.tables import (
     SMOKE_SUFFIX, RunIndex, build_report, cell_training, select_tables, smoke_families,
@@ -157,12 +158,12 @@ def test_plan_skips_done_resumes_interrupted_and_evaluates_unevaluated(tmp_path,
     by_recipe = _rows(table2)
     done_cell, dfp_cells, base_cell = by_recipe["gff101"][0], by_recipe["gff101_dfp"], by_recipe["gff101_baseline"][0]
     _fake_run(runs / "a", _spec(table2, done_cell.row_id, done_cell.column).resolved,
-              evals=[("val_ss", 70.0)])
+              evals=[("val_ss_slide", 70.0)])  # GFF's protocol: windows of the training crop
     ss = next(c for c in dfp_cells if c.scales == "ss")
     ms = next(c for c in dfp_cells if c.scales == "ms")
     # a default-list MS evaluation does not fill GFF's MS cell (scales 0.75..1.75)
     _fake_run(runs / "b", _spec(table2, ss.row_id, ss.column).resolved,
-              evals=[("val_ss", 71.0), ("val_ms", 72.0)])
+              evals=[("val_ss_slide", 71.0), ("val_ms_slide", 72.0)])
     _fake_run(runs / "nested" / "c", _spec(table2, base_cell.row_id, base_cell.column).resolved,
               finished=False, interrupted=True)
     plan = plan_ablation(table2, runs, scale="smoke")
@@ -170,15 +171,18 @@ def test_plan_skips_done_resumes_interrupted_and_evaluates_unevaluated(tmp_path,
     assert set(jobs) == {"a", "b", "nested/c"}
     assert not jobs["a"].pending and jobs["a"].evals == []
     assert jobs["b"].action is None and jobs["b"].evals == [ms.evaluation]
-    assert ms.evaluation == EvalSetting("val", (0.75, 1.0, 1.25, 1.5, 1.75))
-    assert jobs["nested/c"].action == "resume" and jobs["nested/c"].evals == [EvalSetting("val")]
+    assert ms.evaluation == EvalSetting("val", (0.75, 1.0, 1.25, 1.5, 1.75),
+                                        protocol=TestProtocol(mode="slide"))
+    assert jobs["nested/c"].action == "resume" and jobs["nested/c"].evals == [
+        EvalSetting("val", protocol=TestProtocol(mode="slide"))]
     assert plan.done == [f"{done_cell.row_id}.{done_cell.column}", f"{ss.row_id}.{ss.column}"]
     lines = plan_commands(plan, "DATA")
     assert sorted(lines) == [
-        f"gsbench eval {runs / 'b'} --data DATA --split val --procedure gsbench "
+        f"gsbench eval {runs / 'b'} --data DATA --split val --procedure gsbench --slide "
         "--scales 0.75,1.0,1.25,1.5,1.75",
         f"gsbench train --resume --data DATA --out {runs / 'nested' / 'c'} && "
-        f"gsbench eval {runs / 'nested' / 'c'} --data DATA --split val --procedure gsbench"]
+        f"gsbench eval {runs / 'nested' / 'c'} --data DATA --split val --procedure gsbench "
+        "--slide"]
     # the full scale does not see smoke runs
     assert all(job.action == "train" for job in plan_ablation(table2, runs, scale="full").jobs)
 

@@ -109,6 +109,7 @@ def _assert_same(actual, expected):
 
 def _eval(tmp_path, *extra):
     out = tmp_path / "out" / "metrics.json"
+    out.parent.mkdir(exist_ok=True)  # gsbench creates no folders above an output
     result = runner.invoke(app, ["eval", "--pred-dir", str(tmp_path / "preds"),
                                  "--data", str(tmp_path / "data"), "--out", str(out), *FAST, *extra])
     return result, out
@@ -163,11 +164,11 @@ def _wrong_size(pred_dir):
     return f"{STEMS[2]}.png: prediction is 80x160 but sample {STEMS[2]} is 160x320 (HxW)"
 
 
-def _wrong_size_not_png(pred_dir):
-    """No PNG header to check early: the decoded image is compared with the GT itself."""
+def _not_png(pred_dir):
+    """Only PNG predictions are scored, told by their first bytes."""
     (pred_dir / f"{STEMS[2]}.png").unlink()
     cv2.imwrite(str(pred_dir / f"{STEMS[2]}.bmp"), np.zeros((HEIGHT, WIDTH - 1), np.uint8))
-    return f"{STEMS[2]}.bmp: prediction is 160x319 but the ground truth {STEMS[2]}_trainIds.png is 160x320"
+    return f"{STEMS[2]}.bmp: a BMP image; predictions must be lossless PNG label maps"
 
 
 def _colour(pred_dir):
@@ -176,7 +177,7 @@ def _colour(pred_dir):
 
 
 @pytest.mark.parametrize("break_preds", [_missing, _duplicate, _ambiguous, _stray, _wrong_size,
-                                         _wrong_size_not_png, _colour])
+                                         _not_png, _colour])
 def test_bad_prediction_folders_exit_2_naming_the_file_and_write_nothing(tmp_path, break_preds):
     _, preds, _ = _prepare(tmp_path / "data")
     _write_preds(tmp_path / "preds", preds)
@@ -261,6 +262,7 @@ def test_instances_give_iiou_and_csv_markdown_are_written(tmp_path):
     gts, preds, instances = _prepare(tmp_path / "data", with_instances=True)
     _write_preds(tmp_path / "preds", preds)
     csv_path, md_path = tmp_path / "report" / "per_class.csv", tmp_path / "report" / "eval.md"
+    csv_path.parent.mkdir()
     result, out = _eval(tmp_path, "--csv", str(csv_path), "--markdown", str(md_path))
     assert result.exit_code == 0, result.output
     metrics = json.loads(out.read_text())

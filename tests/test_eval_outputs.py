@@ -23,8 +23,11 @@ def _coarse_logits_directly(model, images):
     """RCB's class head on the head's reduced features A, upsampled to the input like the model
     contract does (bilinear, align_corners=False); written out without the model's forward."""
     head = model.decode_head
-    features = head.reduce(model.backbone(images)[-1])
-    logits = head.context.class_head(features)
+    features = model.backbone(images)
+    a = head.reduce(features[-1])
+    # the paper's score source reads A, the released one the stage-3 map c4
+    score_input = a if head.final_boundary is None else features[2]
+    _, logits = head.context.score_heads(score_input)
     return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
 
 

@@ -249,17 +249,21 @@ def test_ranet_coarse_and_fine_cells_share_a_run_and_read_their_own_folders(tmp_
     plan = plan_ablation(table, runs, scale="full", rows=["coarse", "fine"])
     (job,) = [j for j in plan.jobs if "coarse.cityscapes" in j.cells]
     assert set(job.cells) >= {"coarse.cityscapes", "fine.cityscapes"}
-    assert job.evals == [EvalSetting("val", output="coarse"), EvalSetting("val")]
+    # RANet's release tests with sliding windows (its toolbox's evaluate.py)
+    toolbox = TestProtocol("toolbox", mode="slide")
+    assert job.evals == [EvalSetting("val", output="coarse", protocol=toolbox),
+                         EvalSetting("val", protocol=toolbox)]
     (line,) = [c for c in plan_commands(plan, "/cs") if f"--out {job.run_dir} " in c]
-    assert f"gsbench eval {job.run_dir} --data /cs --split val --procedure gsbench --output coarse" in line
+    assert f"gsbench eval {job.run_dir} --data /cs --split val --procedure toolbox --output coarse" in line
     # the run evaluated both ways: each cell reads its own number
-    _fake_run(job.run_dir, job.spec.resolved, {"val_ss": 81.0, "val_ss_coarse": 77.0})
+    _fake_run(job.run_dir, job.spec.resolved, {"val_ss_slide_toolbox": 81.0,
+                                               "val_ss_slide_toolbox_coarse": 77.0})
     report = build_report(table, RunIndex(runs))
     values = {(c.cell.row_id, c.cell.column): c.ours for c in report.cells}
     assert values[("coarse", "cityscapes")] == 77.0 and values[("fine", "cityscapes")] == 81.0
     for cell in cells:
         assert eval_metrics_file(job.run_dir, cell.evaluation).parent.name == \
-            "val_ss" + ("_coarse" if cell.output == "coarse" else "")
+            "val_ss_slide_toolbox" + ("_coarse" if cell.output == "coarse" else "")
     again = plan_ablation(table, runs, scale="full", rows=["coarse", "fine"])
     assert {"coarse.cityscapes", "fine.cityscapes"} <= set(again.done)
 
@@ -268,12 +272,12 @@ def test_report_of_a_missing_coarse_eval_gives_the_eval_command(tmp_path):
     table = select_tables(["ranet.table4"])[0]
     runs = tmp_path / "runs"
     spec_recipe = load_recipe("ranet101")
-    _fake_run(runs / "ranet101", spec_recipe, {"val_ss": 81.0})
+    _fake_run(runs / "ranet101", spec_recipe, {"val_ss_slide_toolbox": 81.0})
     report = {(c.cell.row_id, c.cell.column): c for c in build_report(table, RunIndex(runs)).cells}
     coarse = report[("coarse", "cityscapes")]
     assert coarse.state == "missing-eval"
     assert coarse.commands == (f"gsbench eval {runs / 'ranet101'} --data DATA --split val "
-                               "--procedure gsbench --output coarse",)
+                               "--procedure toolbox --output coarse",)
     assert report[("fine", "cityscapes")].ours == 81.0
 
 

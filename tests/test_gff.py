@@ -115,6 +115,45 @@ def test_gates_are_duplex():
     torch.testing.assert_close(gated_fully_fusion(features, gates)[0], 2 * features[0])
 
 
+def reimplementation_update(m2, m5, aspp, g_m2, g_m5, g_aspp):
+    """``GFF.forward``'s three in-place updates in lxtGH/DecoupleSegNets ``network/gffnets.py``
+    (levels m2, m5, aspp; every ``up`` to the receiving level's size), gates computed before."""
+    def up(x, like):
+        return resize(x, like.shape[-2:])
+
+    m2 = m2 + g_m2 * m2 + (1 - g_m2) * (up(g_m5 * m5, m2) + up(g_aspp * aspp, m2))
+    m5 = m5 + g_m5 * m5 + (1 - g_m5) * (up(g_m2 * m2, m5) + up(g_aspp * aspp, m5))
+    aspp = aspp + g_aspp * aspp + (1 - g_aspp) * (up(g_m5 * m5, aspp) + up(g_m2 * m2, aspp))
+    return [m2, m5, aspp]
+
+
+@pytest.mark.parametrize("gate_channels", [1, 3])
+def test_sequential_update_equals_the_reimplementation(gate_channels):
+    features, gates = random_levels(3, gate_channels)
+    features, gates = features[:2] + features[3:], gates[:2] + gates[3:]  # three levels
+    sequential = gated_fully_fusion(features, gates, sequential=True)
+    for out, ref in zip(sequential, reimplementation_update(*features, *gates)):
+        torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    # the first level is fused from unfused maps either way; the later ones are not
+    simultaneous = gated_fully_fusion(features, gates)
+    torch.testing.assert_close(sequential[0], simultaneous[0])
+    assert not torch.allclose(sequential[2], simultaneous[2])
+
+
+def test_unreduced_gates_read_the_backbone_levels():
+    module = MultiLevelFusion((4, 6, 8, 10), channels=5, fusion="gff",
+                              gate_input="unreduced").eval()
+    assert [g[0].in_channels for g in module.gates] == [4, 6, 8, 10]
+    levels = backbone_like_levels()
+    reduced = [r(f) for r, f in zip(module.reduce, levels)]
+    gates = [gate(f) for gate, f in zip(module.gates, levels)]
+    expected = [refine(f) for refine, f in zip(module.refine, gated_fully_fusion(reduced, gates))]
+    with torch.no_grad():
+        outputs = module(levels, context=torch.randn(2, 5, 3, 4))
+    for out, ref in zip(outputs, expected):
+        torch.testing.assert_close(out, ref.detach())
+
+
 def test_addition_fusion_matches_per_pixel_loop():
     features, _ = random_levels(2, 1)
     fused = addition_fusion(features)
@@ -240,6 +279,8 @@ VARIANTS = [
     {"fusion": "gated_fpn", "dfp": True},
     {"fusion": "gff", "dfp": True, "base": "denseaspp"},
     {"fusion": "gff", "dfp": True, "gate_channels": 8},
+    {"fusion": "gff", "dfp": False, "gate_channels": 8, "gate_input": "unreduced",
+     "update": "sequential"},
 ]
 
 
@@ -268,6 +309,9 @@ def test_model_shapes_and_gradients(options):
     ({"fusion": "sum"}, "fusion must be one of concat, add, fpn, gated_fpn, gff, got 'sum'"),
     ({"base": "deeplab"}, "base must be one of pspnet, denseaspp"),
     ({"gate_channels": 3}, "gate_channels must be 1 or fusion_channels"),
+    ({"update": "parallel"}, "update must be one of simultaneous, sequential"),
+    ({"gate_input": "raw"}, "gate_input must be one of reduced, unreduced"),
+    ({"fusion": "gated_fpn", "update": "sequential"}, "forms of the gff fusion"),
 ])
 def test_bad_options_are_gsbench_errors(kwargs, message):
     with pytest.raises(GsbenchError, match=message):

@@ -170,10 +170,15 @@ def test_resnet101_gps_head_sizes_on_meta():
     with torch.device("meta"):
         supernet = SuperNet(2048, UNTUNED_DILATIONS, gate=False)
         model = build_model("gpsnet", num_classes=19, context="oc", aux=False)
+        wide = build_model("gpsnet", num_classes=19, context="oc", aux=False, oc_head="wide")
     conv_weights = sum(m.weight.numel() for m in supernet.modules() if isinstance(m, nn.Conv2d))
     assert conv_weights == 6_291_456  # GPSNet Table 4: SuperNet 6.29 M
     assert model.decode_head.supernet.out_channels == 1024
-    assert model.decode_head.fuse[0].in_channels == 512 + 512 + 1024
+    # the release's ASP-OC: object-context and 1x1 branches 256 wide on the 3x3 conv's 512
+    # channels; the SuperNet on c5 (2048), as Table 4 counts it
+    assert model.decode_head.fuse[0].in_channels == 256 + 256 + 1024
+    assert model.decode_head.supernet.squeeze[0].in_channels == 2048
+    assert wide.decode_head.fuse[0].in_channels == 512 + 512 + 1024
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -219,6 +224,32 @@ def test_recipes_follow_the_paper_and_table1():
         assert (r.data.crop_size, r.train.iterations, r.train.weight_decay) == (
             [769, 769], 40000, 5e-4)
     assert load_recipe("gpsnet101_ocnet_baseline").model.context == "asp"
+    for name in ("gpsnet101_ocnet_baseline", "gpsnet101_ocnet", "gpsnet101_ocnet_supernet"):
+        r = load_recipe(name)
+        assert (r.model.oc_head, r.model.activation, r.train.head_lr_mult) == (
+            "official", "leaky_relu", 1.0)
+        assert r.train.loss_options == {"class_weights": "ocnet"}  # the OCNet release's
+    assert load_recipe("gpsnet101_ocnet_ade20k").train.loss_options == {"class_weights": "none"}
+
+
+def test_table1_trains_every_row_under_gpsnets_protocol_on_asp_oc():
+    """GPSNet Table 1: the ASPP and OCNet baselines train like the GPS rows (crop 769, batch 8,
+    40K iterations, wd 5e-4), and the OCNet row is the ASP-OC head the SuperNet is put into."""
+    from gsbench.tables.cells import cell_recipe
+    from gsbench.tables.registry import select_tables
+
+    (table,) = select_tables(["gpsnet.table1"])
+    recipes = {c.row_id: cell_recipe(c) for c in table.cells}
+    assert set(recipes) == {"aspp", "aspp-gps", "ocnet", "ocnet-supernet", "ocnet-gate",
+                            "ocnet-tuned", "ocnet-ohem"}
+    for row, r in recipes.items():
+        assert (r.data.crop_size, r.train.batch_size, r.train.iterations, r.train.weight_decay) == (
+            [769, 769], 8, 40000, 5e-4), row
+    assert recipes["aspp"].model.name == "deeplabv3"
+    assert (recipes["ocnet"].model.name, recipes["ocnet"].model.context,
+            recipes["ocnet"].model.oc_head) == ("ocnet", "asp", "official")
+    for row in ("ocnet-supernet", "ocnet-gate", "ocnet-tuned", "ocnet-ohem"):
+        assert (recipes[row].model.context, recipes[row].model.oc_head) == ("oc", "official")
 
 
 @pytest.mark.slow

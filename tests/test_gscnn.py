@@ -412,7 +412,8 @@ def test_recipes_follow_the_paper():
     epochs = {n: round(e * 2975 / 16) for n, e in (("100", 100), ("230", 230))}
     full = load_recipe("gscnn101")
     t = full.train
-    assert (full.data.crop_size, t.batch_size, t.lr, t.poly_power) == ([800, 800], 16, 0.01, 0.9)
+    # poly power 1.0: the release's poly_exp (the paper names the policy, not the power)
+    assert (full.data.crop_size, t.batch_size, t.lr, t.poly_power) == ([800, 800], 16, 0.01, 1.0)
     assert t.iterations == epochs["100"] and load_recipe("gscnn_wrn38").train.iterations == epochs["230"]
     assert t.loss_options["edge_weight"] == 20.0 and t.loss_options["dual_task"] is True
     assert not full.model.aux and full.model.output_stride == 8

@@ -302,7 +302,9 @@ def test_table5_recipe_is_ranet101_on_hrnetv2_w48_aspp_trained_on_train_val():
     recipe, base = load_recipe("ranet_hrnetv2_w48"), load_recipe("ranet101")
     assert (recipe.model.backbone, recipe.model.aspp, recipe.model.output_stride) == (
         "hrnetv2_w48", True, 8)
-    assert {**recipe.model.options, "aspp": False} == {**base.model.options, "aspp": False}
+    # the released multi-grid applies to ResNet's stage 5 only
+    neutral = {"aspp": False, "multi_grid": [1, 1, 1]}
+    assert {**recipe.model.options, **neutral} == {**base.model.options, **neutral}
     assert recipe.train == base.train and recipe.data.train_split == "train+val"
     assert recipe.data.crop_size == base.data.crop_size == [769, 769]
     with torch.device("meta"):

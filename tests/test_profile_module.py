@@ -126,3 +126,34 @@ def test_cli_profile_module_errors(args, message):
     result = CliRunner().invoke(app, ["profile", *args, "--no-latency"], env={"COLUMNS": "200"})
     assert result.exit_code != 0
     assert message in result.output
+
+
+def test_ranet_entry_is_the_released_attention_with_table3s_parameter_count():
+    with torch.device("meta"):
+        module = build_attention_module("ranet", 2048, "module")
+    # feats_conv 3x3 2048 -> 512 and five 3x3 512 -> 512 (each with BN): Table 3's +21 M
+    assert count_parameters(module) == (2048 * 9 * 512 + 1024) + 5 * (512 * 9 * 512 + 1024)
+    assert abs(count_parameters(module) / 1e6 - 21) / 21 < 0.05
+    with pytest.raises(GsbenchError, match="no input case 'many'"):
+        build_attention_module("ranet", 64, "module", "many")
+
+
+def test_ranet_layouts_form_tens_hundreds_and_one_region():
+    counts = {case: build_attention_module("ranet", 16, "module", case).regions(97, 97)
+              for case in ("tens", "hundreds", "single")}
+    assert 10 <= counts["tens"] < 100 and 100 <= counts["hundreds"] < 1000
+    assert counts["single"] == 1
+
+
+def test_ranet_profile_reports_every_input_case():
+    figures = profile_attention_module("ranet", (1, 16, 24, 24), latency=False)
+    assert [case["case"] for case in figures["cases"]] == ["tens", "hundreds", "single"]
+    first = figures["cases"][0]
+    assert first["gflops"] == figures["gflops"] and first["regions"] > 1
+    assert figures["cases"][2]["regions"] == 1
+    assert all(case["peak_memory_train_mib"] > 0 for case in figures["cases"])
+    assert "feats_conv" in figures["counts"]
+    result = CliRunner().invoke(app, ["profile", "--module", "ranet", "--input", "1x16x24x24",
+                                      "--no-latency"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "hundreds" in result.output and "single" in result.output

@@ -52,6 +52,9 @@ def _runs(root: Path) -> Path:
                "crop_miou": {"0": 77.5, "100": 70.0, "200": 64.0},
                "per_class_iou": {"road": 97.0, "sidewalk": 80.0, "building": 90.0}}
     (run / "eval" / "val_ss" / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    # gff.table1's cells read GFF's sliding-window protocol
+    (run / "eval" / "val_ss_slide").mkdir()
+    (run / "eval" / "val_ss_slide" / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
     (run / "log.csv").write_text("iter,loss,val_miou\n10,3.0,\n20,2.0,0.4\n", encoding="utf-8")
     for number in range(GALLERY_PANELS + 1):  # one more than the gallery shows
         write_png(run / "eval" / "val_ss" / PANELS_DIR / f"img{number}.png", _panel(number))

@@ -131,6 +131,7 @@ def test_paper_values_appear_row_by_row_near_the_table_caption(tables):
 
 GOOD_TABLE = {
     "paper": "gff", "table": 1, "caption": "test", "dataset": "cityscapes", "split": "val",
+    "protocol": {"mode": "slide"}, "protocol_source": "GFF: sliding window crop prediction",
     "columns": [{"key": "miou", "label": "mIoU", "metric": "miou"}],
     "rows": [{"method": "GFF", "recipe": "gff101", "miou": 80.4}],
 }
@@ -210,25 +211,29 @@ def test_static_table_is_computed_with_the_paper_values_beside(tmp_path):
     assert "| ASPP ({1,12,24,36}) | RF | computed | 73 | 73 | +0 | computed |" in markdown
 
 
-def test_ranet_table3_counts_ranets_parameters_without_running_it(tmp_path):
-    from gsbench.analysis.complexity import count_parameters
-    from gsbench.models.ranet import RANetHead
-
+@pytest.mark.slow
+def test_ranet_table3_fills_every_computed_cell_in_the_closest_scopes(tmp_path):
     (table,) = select_tables(["ranet.table3"])
     cells = {(c.cell.row_id, c.cell.column): c
              for c in build_report(table, RunIndex(tmp_path / "no-runs")).cells}
+    # RANet: its released region attention on the 2048-channel map, +21 M within 5 %
     params = cells[("ranet", "params_m")]
-    assert params.state == "computed"  # the whole head on the 512-channel map, 19 classes
-    assert params.ours == pytest.approx(count_parameters(RANetHead(512, 19)) / 1e6)
-    assert cells[("ranet", "gflops")].state == "not-computed"
-    assert "gsbench profile --module ranet" in cells[("ranet", "gflops")].detail
+    assert params.state == "computed" and params.ours == pytest.approx(21.239808)
+    assert abs(params.ours - 21) / 21 < 0.05
+    for column in ("gflops", "memory_mb"):
+        assert cells[("ranet", column)].state == "computed" and cells[("ranet", column)].ours > 0
+    assert "36 regions" in cells[("ranet", "gflops")].detail
+    # the peers: whole decode heads on the same map (the closest scope, none reproduces them)
+    assert cells[("danet", "params_m")].ours == pytest.approx(23.954619)
+    assert "whole decode head" in cells[("ccnet", "params_m")].detail
 
 
 # --- the report: runs ------------------------------------------------------------------------------
 
 
 def _fake_run(runs: Path, name: str, recipe: str, seed: int, metrics: dict | None,
-              overrides: tuple[str, ...] = (), tag: str = "val_ss") -> Path:
+              overrides: tuple[str, ...] = (), tag: str = "val_ss_slide") -> Path:
+    # GFF's tables are scored with sliding windows of the training crop (their test protocol)
     run = runs / name
     run.mkdir(parents=True)
     resolved = load_recipe(recipe, [*overrides, f"seed={seed}", "data.root=/data/elsewhere"])
@@ -270,13 +275,13 @@ def test_report_joins_runs_with_mean_std_delta_and_commands(runs):
     concat = cells["concat"]
     assert concat.state == "missing-eval"
     assert concat.commands == (f"gsbench eval {runs / 'concat-noeval'} --data /data/cityscapes --split val "
-                               "--procedure gsbench",)
+                               "--procedure gsbench --slide",)
     fpn = cells["fpn"]
     assert fpn.state == "missing-run" and fpn.ours is None and fpn.delta is None
     assert fpn.commands == (
         f"gsbench train --recipe gff101_fpn --data /data/cityscapes --out {runs / 'gff101_fpn'} && "
         f"gsbench eval {runs / 'gff101_fpn'} --data /data/cityscapes --split val "
-                               "--procedure gsbench",)
+                               "--procedure gsbench --slide",)
 
 
 def test_multi_scale_cells_read_the_ms_evaluation(runs):
@@ -284,12 +289,12 @@ def test_multi_scale_cells_read_the_ms_evaluation(runs):
     (table,) = select_tables(["gff.table2"])
     cell = {c.cell.row_id: c for c in build_report(table, RunIndex(runs)).cells}["gff-dfp-ms"]
     assert cell.state == "missing-run"
-    assert cell.commands[0].endswith("--procedure gsbench --scales 0.75,1.0,1.25,1.5,1.75")
-    _fake_run(runs, "dfp", "gff101_dfp", 0, {"miou": 81.0}, tag="val_ms")
+    assert cell.commands[0].endswith("--procedure gsbench --slide --scales 0.75,1.0,1.25,1.5,1.75")
+    _fake_run(runs, "dfp", "gff101_dfp", 0, {"miou": 81.0}, tag="val_ms_slide")
     cell = {c.cell.row_id: c for c in build_report(table, RunIndex(runs)).cells}["gff-dfp-ms"]
     assert cell.state == "missing-eval" and cell.ours is None
-    (runs / "dfp" / "eval" / "val_ms-0.75-1.0-1.25-1.5-1.75").mkdir()
-    (runs / "dfp" / "eval" / "val_ms-0.75-1.0-1.25-1.5-1.75" / "metrics.json").write_text(
+    (runs / "dfp" / "eval" / "val_ms-0.75-1.0-1.25-1.5-1.75_slide").mkdir()
+    (runs / "dfp" / "eval" / "val_ms-0.75-1.0-1.25-1.5-1.75_slide" / "metrics.json").write_text(
         json.dumps({"miou": 82.0}), encoding="utf-8")
     cell = {c.cell.row_id: c for c in build_report(table, RunIndex(runs)).cells}["gff-dfp-ms"]
     assert cell.ours == 82.0 and cell.delta == pytest.approx(0.2)
@@ -327,7 +332,7 @@ def test_markdown_csv_and_latex_outputs(runs):
     reports = [build_report(t, RunIndex(runs)) for t in select_tables(["gff.table1", "psanet.table3"])]
     markdown = render_markdown(reports)
     assert "## gff.table1: GFF (AAAI 2020) Table 1" in markdown
-    assert "| PSPNet + GFF | mIoU | cityscapes val ss | 80.40 | 80.50 ± 0.71 | +0.10 | 2 run(s)" in markdown
+    assert "| PSPNet + GFF | mIoU | cityscapes val ss slide | 80.40 | 80.50 ± 0.71 | +0.10 | 2 run(s)" in markdown
     assert "1. `gsbench train --recipe gff101_fpn" not in markdown  # concat (eval only) comes first
     assert "1. `gsbench eval" in markdown
     rows = list(csv.DictReader(io.StringIO(render_csv(reports))))
@@ -342,6 +347,10 @@ def test_markdown_csv_and_latex_outputs(runs):
 
 
 def test_cli_report_writes_the_format_and_plots(tmp_path, runs):
+    # the plots read whole-image single-scale evaluations (GFF's cells read sliding windows)
+    (runs / "gff-a" / "eval" / "val_ss").mkdir()
+    (runs / "gff-a" / "eval" / "val_ss" / "metrics.json").write_bytes(
+        (runs / "gff-a" / "eval" / "val_ss_slide" / "metrics.json").read_bytes())
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["report", "gff.table1", "--runs", str(runs), "--out", str(out),
                                       "--format", "csv", "--data", "/data/cs"])
@@ -366,7 +375,7 @@ def test_cli_report_format_without_out_prints_that_format_only(runs):
     result = CliRunner().invoke(app, ["report", "gff.table1", "--runs", str(runs), "--format", "md"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("# Paper tables")
-    assert "| PSPNet + GFF | mIoU | cityscapes val ss | 80.40 | 80.50 ± 0.71 | +0.10 |" in result.output
+    assert "| PSPNet + GFF | mIoU | cityscapes val ss slide | 80.40 | 80.50 ± 0.71 | +0.10 |" in result.output
     assert "┏" not in result.output  # no rich table mixed into the Markdown
 
 

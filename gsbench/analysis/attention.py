@@ -25,10 +25,11 @@ built from the models' own modules; the models know nothing of this registry.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 import yaml
 from torch import Tensor, nn
 from torch.nn.modules.lazy import LazyModuleMixin
@@ -40,7 +41,7 @@ from gsbench.models.ccnet import CCHead, RecurrentCrissCrossAttention
 from gsbench.models.danet import DAHead, DualAttention
 from gsbench.models.nonlocal_net import NonLocalBlock, NonLocalHead
 from gsbench.models.psanet import PointwiseSpatialAttention, PSAHead
-from gsbench.models.ranet import RANetHead, RegionAttention
+from gsbench.models.ranet import RELEASED_FORMS, RANetHead, RegionAttention, conv_bn_leaky
 from gsbench.recipes import RECIPES_DIR
 
 ATTENTION_SCOPES = ("module", "head")
@@ -51,26 +52,35 @@ HEAD_NUM_CLASSES = 19
 
 @dataclass(frozen=True)
 class AttentionEntry:
-    """One registered attention module: its builders and a one-line description."""
+    """One registered attention module: its builders and a one-line description.
+
+    ``cases``: for a module whose cost depends on the input's values (RANet's regions), named
+    keyword arguments of both builders, each one input case; the first is the default.
+    ``counts``: what the module counts at a scope, where :data:`SCOPE_NOTES` does not fit."""
 
     name: str
-    build_module: Callable[[int], nn.Module]
-    build_head: Callable[[int], nn.Module] | None
+    build_module: Callable[..., nn.Module]
+    build_head: Callable[..., nn.Module] | None
     description: str
+    cases: dict[str, dict] = field(default_factory=dict)
+    counts: dict[str, str] = field(default_factory=dict)
 
 
 _ATTENTION: dict[str, AttentionEntry] = {}
 
 
-def register_attention_module(name: str, *, head: Callable[[int], nn.Module] | None = None,
-                              description: str = ""):
+def register_attention_module(name: str, *, head: Callable[..., nn.Module] | None = None,
+                              description: str = "", cases: dict[str, dict] | None = None,
+                              counts: dict[str, str] | None = None):
     """Decorator registering ``fn(in_channels) -> module`` as attention module ``name``;
-    ``head(in_channels)`` optionally builds the method's whole decode head (``scope="head"``)."""
+    ``head(in_channels)`` optionally builds the method's whole decode head (``scope="head"``);
+    ``cases`` and ``counts`` as in :class:`AttentionEntry`."""
 
-    def decorator(fn: Callable[[int], nn.Module]) -> Callable[[int], nn.Module]:
+    def decorator(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _ATTENTION and _ATTENTION[name].build_module is not fn:
             raise ValueError(f"attention module {name!r} is registered twice")
-        _ATTENTION[name] = AttentionEntry(name, fn, head, description or (fn.__doc__ or "").strip())
+        _ATTENTION[name] = AttentionEntry(name, fn, head, description or (fn.__doc__ or "").strip(),
+                                          dict(cases or {}), dict(counts or {}))
         return fn
 
     return decorator
@@ -91,9 +101,15 @@ def get_attention_entry(name: str) -> AttentionEntry:
     return _ATTENTION[name]
 
 
-def build_attention_module(name: str, in_channels: int = 512, scope: str = "module") -> nn.Module:
-    """Build attention module ``name`` for an ``in_channels`` map at ``scope`` (see above)."""
+def build_attention_module(name: str, in_channels: int = 512, scope: str = "module",
+                           case: str | None = None) -> nn.Module:
+    """Build attention module ``name`` for an ``in_channels`` map at ``scope`` (see above), for
+    input ``case`` (one of the entry's cases; default: its first)."""
     entry = get_attention_entry(name)
+    if case is not None and case not in entry.cases:
+        known = ", ".join(entry.cases) or "none"
+        raise GsbenchError(f"attention module {name!r} has no input case {case!r} (cases: {known})")
+    options = entry.cases[case or next(iter(entry.cases))] if entry.cases else {}
     if scope not in ATTENTION_SCOPES:
         raise GsbenchError(f"attention scope must be one of {', '.join(ATTENTION_SCOPES)}, "
                            f"got {scope!r}")
@@ -103,8 +119,8 @@ def build_attention_module(name: str, in_channels: int = 512, scope: str = "modu
     if scope == "head":
         if entry.build_head is None:
             raise GsbenchError(f"attention module {name!r} has no head scope; use scope module")
-        return entry.build_head(in_channels)
-    return entry.build_module(in_channels)
+        return entry.build_head(in_channels, **options)
+    return entry.build_module(in_channels, **options)
 
 
 #: RANet Table 3 (the paper's figures, kept as data).
@@ -164,13 +180,14 @@ def profile_attention_module(name: str, input_shape: tuple[int, int, int, int],
     ``on_progress(done, total)``: as in :func:`~gsbench.analysis.complexity.profile_model`.
     """
     shape = tuple(int(v) for v in input_shape)
+    entry = get_attention_entry(name)
     with torch.device(device):
         module = build_attention_module(name, shape[1], scope)
     _materialise_lazy(module, shape)
     figures = profile_model(module, shape, latency=latency, warmup=warmup, repeat=repeat,
                             on_progress=on_progress)
     table = load_ranet_table3()
-    return {
+    report = {
         "module": name,
         "scope": scope,
         "counts": SCOPE_NOTES[scope],
@@ -180,6 +197,33 @@ def profile_attention_module(name: str, input_shape: tuple[int, int, int, int],
         "paper_source": table["source"],
         "paper_input_shape": table["input_shape"],
     }
+    if entry.counts.get(scope):
+        report["counts"] = entry.counts[scope]
+    if entry.cases:
+        keys = ("gflops", "gmacs", "peak_memory_forward_mib", "peak_memory_train_mib")
+        first, *others = entry.cases
+        report["cases"] = [{"case": first, "regions": _regions_of(module, shape),
+                            **{key: figures[key] for key in keys}}]
+        report["cases"] += [case_figures(name, scope, shape, device, case) for case in others]
+    return report
+
+
+def _regions_of(module: nn.Module, shape: tuple[int, ...]) -> int | None:
+    return module.regions(shape[-2], shape[-1]) if hasattr(module, "regions") else None
+
+
+def case_figures(name: str, scope: str, shape: tuple[int, ...], device: str, case: str) -> dict:
+    """FLOPs and peak memory of one input case of a value-dependent module, with the number
+    of regions the case forms (None for a module without regions)."""
+    from gsbench.analysis.complexity import count_flops, measure_peak_memory
+
+    with torch.device(device):
+        module = build_attention_module(name, shape[1], scope, case)
+    flops = count_flops(module, shape)
+    forward, train = (measure_peak_memory(module, shape, backward=b) for b in (False, True))
+    return {"case": case, "regions": _regions_of(module, shape), "gflops": flops.gflops,
+            "gmacs": flops.gmacs, "peak_memory_forward_mib": forward.mib,
+            "peak_memory_train_mib": train.mib}
 
 
 class HeadOnMap(nn.Module):
@@ -262,31 +306,111 @@ def _nonlocal_module(in_channels: int) -> nn.Module:
     return NonLocalBlock(in_channels)
 
 
-class _RegionAttentionContext(nn.Module):
-    """RANet's RCB + RIB returning the contextual map O only (its score heads are still
-    computed)."""
+# RANet: the released form (the one whose size RANet Table 3 prints), with score maps that form a
+# chosen number of regions.
 
-    def __init__(self, in_channels: int):
+#: Input cases of the ``ranet`` entry: the number of Voronoi cells of the synthetic score maps.
+#: The paper counts "400 pixels in each region, on average" (Sec. 5.2): 24 regions on a 97 x 97
+#: map; 200 cells give hundreds of regions; one cell without boundaries gives one region.
+RANET_CASES = {"tens": {"cells": 24}, "hundreds": {"cells": 200}, "single": {"cells": 1}}
+
+
+def region_layout_logits(height: int, width: int, cells: int, num_classes: int = 19,
+                         seed: int = 0, margin: float = 12.0) -> tuple[Tensor, Tensor]:
+    """Two-class boundary logits and class logits (1 x 2 x h x w, 1 x K x h x w) of a map cut
+    into ``cells`` Voronoi cells around random centres: B ~ 1 on the pixels whose right or
+    lower neighbour lies in another cell, ~ 0 elsewhere; one confident class per cell (cell
+    index modulo K). Convex cells with confident classes and thin boundaries group into about
+    one region each, as a trained RANet's maps of a street scene do; ``cells=1`` gives one
+    class and no boundary: a single region."""
+    boundary = torch.zeros(1, 2, height, width)
+    classes = torch.zeros(1, num_classes, height, width)
+    if cells <= 1:
+        boundary[0, 0] = margin
+        classes[0, 0] = margin
+        return boundary, classes
+    generator = torch.Generator().manual_seed(seed)
+    centres = torch.rand(cells, 2, generator=generator) * torch.tensor([height, width])
+    ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    pixels = torch.stack([ys, xs], -1).float().view(-1, 1, 2)
+    cell = ((pixels - centres) ** 2).sum(-1).argmin(1).view(height, width)
+    edge = torch.zeros(height, width, dtype=torch.bool)
+    edge[:, :-1] |= cell[:, :-1] != cell[:, 1:]
+    edge[:-1] |= cell[:-1] != cell[1:]
+    boundary[0, 1] = torch.where(edge, margin, -margin)
+    classes[0] = F.one_hot(cell % num_classes, num_classes).permute(2, 0, 1) * margin
+    return boundary, classes
+
+
+class LayoutScores(nn.Module):
+    """Stands in for RANet's score heads: the logits of :func:`region_layout_logits` at the
+    input's size, plus 0 x the input so that backward runs through RCB as in training."""
+
+    def __init__(self, cells: int, num_classes: int = HEAD_NUM_CLASSES):
         super().__init__()
-        self.attention = RegionAttention(in_channels)
+        self.cells = cells
+        self.num_classes = num_classes
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        boundary, classes = region_layout_logits(x.shape[-2], x.shape[-1], self.cells,
+                                                 self.num_classes)
+        zero = 0 * x[:, :1]
+        return boundary.to(x) + zero, classes.to(x) + zero
+
+    boundary_probability = staticmethod(lambda logits: torch.softmax(logits, dim=1)[:, 1])
+
+
+def _count_regions(attention: RegionAttention, height: int, width: int) -> int:
+    """The number of regions RCB forms on the layout of ``attention``'s score heads."""
+    with torch.no_grad():
+        boundary, classes = attention.score_heads(torch.zeros(1, 1, height, width))
+        b = attention.score_heads.boundary_probability(boundary).reshape(-1)
+        prob = torch.softmax(classes, 1)[0].reshape(classes.shape[1], -1).T
+        return int(attention.regions(b, prob, height, width).max()) + 1
+
+
+class _RegionAttentionContext(nn.Module):
+    """RANet's region attention as released: the 3x3 conv from the map to 512 channels
+    (``feats_conv``), RCB and RIB with their learned layers; score maps from a layout of
+    ``cells`` cells. On the 2048-channel stage-5 map it holds the 21.24 M parameters that
+    RANet Table 3 prints as +21 M."""
+
+    def __init__(self, in_channels: int, cells: int = 24):
+        super().__init__()
+        self.reduce = conv_bn_leaky(in_channels, 512)
+        self.attention = RegionAttention(512, HEAD_NUM_CLASSES, **RELEASED_FORMS)
+        self.attention.score_heads = LayoutScores(cells)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.attention(x)[0]
+        a = self.reduce(x)
+        return self.attention(a, a)[0]
+
+    def regions(self, height: int, width: int) -> int:
+        return _count_regions(self.attention, height, width)
 
 
 class _RANetHeadOnMap(nn.Module):
-    """The whole RANet decode head with the map as c5 (and every other level), returning the
-    logits."""
+    """The whole released RANet decode head with the map as c5 (and every other level),
+    returning the logits; score maps from a layout of ``cells`` cells."""
 
-    def __init__(self, in_channels: int):
+    def __init__(self, in_channels: int, cells: int = 24):
         super().__init__()
-        self.head = RANetHead(in_channels, HEAD_NUM_CLASSES)
+        self.head = RANetHead(in_channels, HEAD_NUM_CLASSES, **RELEASED_FORMS)
+        self.head.context.score_heads = LayoutScores(cells)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head([x, x, x, x])["out"]
 
+    def regions(self, height: int, width: int) -> int:
+        return _count_regions(self.head.context, height, width)
+
 
 register_attention_module(
-    "ranet", head=_RANetHeadOnMap,
-    description="RANet RCB + RIB, K = 8, 19-class semantic score maps",
+    "ranet", head=_RANetHeadOnMap, cases=RANET_CASES,
+    counts={"module": "RANet's region attention as released: the 3x3 conv from the map to 512 "
+                      "channels (feats_conv), RCB and RIB with the query / value / collect / "
+                      "interact / distribute convs; no fusion conv, no classifier (on a "
+                      "2048-channel map: the +21 M of RANet Table 3)"},
+    description="RANet RCB + RIB as released (feats_conv, learned RIB layers, official RCB), "
+                "K = 8, score maps of 24 / 200 / 1 Voronoi cells",
 )(_RegionAttentionContext)

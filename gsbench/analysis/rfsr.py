@@ -27,8 +27,11 @@ reproduced by :func:`table4` for ASPP, the untuned SuperNet / GPS (SR 0.1241 whe
 prints 0.125: 5,953 positions, the most any path reaches) and, in RF and SR, DenseASPP. Two
 figures are not, for reasons stated in :data:`TABLE4_NOTES` and printed beside them:
 
-- DenseASPP's 25.6 M parameters depend on layer widths the paper does not state; DenseASPP's own
-  widths (1x1 to C/4 = 512, 3x3 to C/8 = 256 per layer) on 2048 channels give 9.7 M.
+- DenseASPP's 25.6 M parameters depend on layer widths the paper does not state; DenseASPP's
+  released widths (1x1 to 512, 3x3 to 128 per layer) on 2048 channels give 6.95 M of convolution
+  weights. The only reading that gives 25.6 M is four dense 3x3 layers of ASPP's width 256
+  without the 1x1 bottlenecks, plus a 1x1 projection 3072 -> 1024 (25.56 M), which is not
+  DenseASPP's structure (docs/fidelity.md, "GPSNet, OCNet and DenseASPP").
 - Tuned GPS {(1, 3), (11, 13), (23, 29), (33, 37)}: the paper gives RF 199 / SR 0.843. The
   longest path of the grid, (1,1) -> (2,1) -> (3,1) -> (4,1) -> (4,2), spans
   2 * (1 + 11 + 23 + 33 + 37) + 1 = 211 positions, and no path of the grid has the dilation sum
@@ -68,8 +71,9 @@ TABLE4_FILE = RECIPES_DIR / "tables" / "gpsnet_table4.yaml"
 
 TABLE4_NOTES = {
     "DenseASPP": (
-        "parameters not reproduced: the paper does not state DenseASPP's widths; DenseASPP's own "
-        "(1x1 to C/4, 3x3 to C/8 per layer, C = {in_channels}) give {params_m:.1f} M"),
+        "parameters not reproduced: the paper does not state DenseASPP's widths; the release's "
+        "(1x1 to 512, 3x3 to 128 per layer, on C = {in_channels}) give {params_m:.1f} M; only 3x3 "
+        "layers of growth 256 without bottleneck + a 1x1 3072->1024 projection give 25.6 M"),
     "SuperNet": (
         "SR {sr:.4f} = {positions} positions / 219^2 rounds to 0.124; the paper's 0.125 would "
         "need about 5995 positions, more than any path of the grid reaches"),
@@ -215,10 +219,9 @@ def aspp_stats(rates: Sequence[int], in_channels: int = DEFAULT_IN_CHANNELS) -> 
 
 def denseaspp_stats(rates: Sequence[int],
                     in_channels: int = DEFAULT_IN_CHANNELS) -> ContextModuleStats:
-    """DenseASPP with DenseASPP's widths (1x1 to C/4, 3x3 to C/8)."""
+    """DenseASPP with the released widths (1x1 to 512, 3x3 to 128)."""
     rates = _check_rates(rates)
-    module = _on_meta(lambda: DenseASPPBlock(in_channels, rates, in_channels // 4,
-                                             in_channels // 8))
+    module = _on_meta(lambda: DenseASPPBlock(in_channels, rates))
     params, conv = _counts(module)
     rf, count, sr = receptive_field(denseaspp_positions(rates))
     return ContextModuleStats("DenseASPP", format_rates(rates), rf, count, sr, params, conv,

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from gsbench.errors import GsbenchError
-from gsbench.io import atomic_write_json, read_json
+from gsbench.io import atomic_write_json, read_json, sha256_file
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "gsbench-manifest/1"
@@ -73,6 +73,28 @@ class Manifest:
     def path(self, relative: str) -> Path:
         """Absolute path of a file named in the manifest."""
         return (self.root / relative).resolve()
+
+    def verify(self, samples: list[Sample], kinds: tuple[str, ...]) -> None:
+        """Check the files of ``kinds`` (``"image"``, ``"label"``, ``"instance"`` ...) of each
+        sample against the sha256 sums ``prepare-data`` recorded (a sample without such a file,
+        e.g. no instance map, is skipped): a one-line error names the first file that changed
+        (or has no recorded sum)."""
+        for sample in samples:
+            for kind in kinds:
+                relative = getattr(sample, kind)
+                if relative is None:
+                    continue
+                path = self.path(relative)
+                recorded = sample.sha256.get(kind)
+                if recorded is None:
+                    raise GsbenchError(f"{self.root / MANIFEST_NAME}: no sha256 recorded for the "
+                                       f"{kind} of {sample.stem}; prepare the dataset again")
+                if not path.is_file():
+                    raise GsbenchError(f"{path}: file not found (the {kind} of {sample.stem})")
+                if sha256_file(path) != recorded:
+                    raise GsbenchError(f"{path}: sha256 differs from the one prepare-data recorded "
+                                       f"in {self.root / MANIFEST_NAME} (the {kind} of "
+                                       f"{sample.stem} changed since)")
 
     def split(self, name: str) -> list[Sample]:
         """The samples of the split ``name``, or of a union of splits.

@@ -133,15 +133,31 @@ class RandomRotate:
 
 
 class RandomGaussianBlur:
-    """With probability ``prob``, blur the image with a 5x5 Gaussian (sigma from the size)."""
+    """With probability ``prob``, blur the image with a Gaussian.
 
-    def __init__(self, prob: float = 0.5, kernel: int = 5):
+    Without ``sigma_range``: a 5x5 kernel, sigma from the size (1.1), as hszhao/semseg's
+    ``RandomGaussianBlur``. With ``sigma_range = (low, high)``: sigma uniform in it and the
+    kernel truncated at 4 sigma with replicated borders, computed in floating point and
+    truncated to uint8 - the Gated-SCNN release's ``RandomGaussianBlur``
+    (``transforms/transforms.py``: ``skimage.filters.gaussian`` with sigma 0.15 + U[0, 1) x 1.15,
+    then ``astype(uint8)``) with ``prob = 1`` and the range (0.15, 1.3).
+    """
+
+    def __init__(self, prob: float = 0.5, kernel: int = 5,
+                 sigma_range: Sequence[float] | None = None):
         self.prob, self.kernel = float(prob), int(kernel)
+        self.sigma_range = None if sigma_range is None else tuple(float(v) for v in sigma_range)
 
     def __call__(self, pair: Pair, rng: np.random.Generator) -> Pair:
         if rng.random() >= self.prob:
             return pair
-        return replace(pair, image=cv2.GaussianBlur(pair.image, (self.kernel, self.kernel), 0))
+        if self.sigma_range is None:
+            return replace(pair, image=cv2.GaussianBlur(pair.image, (self.kernel, self.kernel), 0))
+        sigma = rng.uniform(*self.sigma_range)
+        size = 2 * int(4.0 * sigma + 0.5) + 1
+        blurred = cv2.GaussianBlur(pair.image.astype(np.float32), (size, size), sigma,
+                                   borderType=cv2.BORDER_REPLICATE)
+        return replace(pair, image=np.clip(blurred, 0, 255).astype(np.uint8))
 
 
 class ColorJitter:
@@ -153,16 +169,25 @@ class ColorJitter:
 
     with ``grey`` the ITU-R 601 luma. The three steps compose into one affine colour map,
     applied with a single ``cv2.transform`` (rounded and saturated to uint8).
+
+    ``hue`` > 0 adds a hue shift by ``h`` uniform in [-hue, hue] of the hue circle, and
+    ``random_order`` applies the steps in a random order per image, each rounded to uint8: the
+    ``ColorJitter`` of the Gated-SCNN release (``transforms/transforms.py``, PIL's
+    ``ImageEnhance`` and a cyclic shift of PIL's 8-bit hue by ``int(h * 255)`` / 256 of the
+    circle), which gsbench computes in floating point (results within PIL's 8-bit HSV rounding).
     """
 
     LUMA = np.array([0.299, 0.587, 0.114])
 
-    def __init__(self, strength: float):
-        self.strength = float(strength)
+    def __init__(self, strength: float, hue: float = 0.0, random_order: bool = False):
+        self.strength, self.hue, self.random_order = float(strength), float(hue), random_order
 
     def __call__(self, pair: Pair, rng: np.random.Generator) -> Pair:
         s = self.strength
         brightness, contrast, saturation = rng.uniform(1 - s, 1 + s, size=3)
+        if self.hue > 0 or self.random_order:
+            return replace(pair, image=self._steps(pair.image, rng, brightness, contrast,
+                                                    saturation))
         mean_grey = brightness * float(np.dot(cv2.mean(pair.image)[:3], self.LUMA))
         gain = brightness * contrast
         linear = gain * (saturation * np.eye(3) + (1 - saturation) * np.outer(np.ones(3), self.LUMA))
@@ -170,6 +195,41 @@ class ColorJitter:
         offset = (1 - contrast) * mean_grey * np.ones((3, 1))
         matrix = np.hstack([linear, offset]).astype(np.float32)
         return replace(pair, image=cv2.transform(pair.image, matrix))
+
+    def _steps(self, image: np.ndarray, rng: np.random.Generator, brightness: float,
+               contrast: float, saturation: float) -> np.ndarray:
+        steps = [("brightness", brightness), ("contrast", contrast), ("saturation", saturation)]
+        if self.hue > 0:
+            steps.append(("hue", rng.uniform(-self.hue, self.hue)))
+        if self.random_order:
+            steps = [steps[i] for i in rng.permutation(len(steps))]
+        for name, factor in steps:
+            image = self.hue_shift(image, factor) if name == "hue" else \
+                self.enhance(image, name, factor)
+        return image
+
+    @classmethod
+    def enhance(cls, image: np.ndarray, name: str, factor: float) -> np.ndarray:
+        """One of PIL's ``ImageEnhance`` steps: a blend ``factor * x + (1 - factor) * d`` with
+        d black (brightness), the mean grey level (contrast) or each pixel's grey (saturation)."""
+        x = image.astype(np.float32)
+        if name == "brightness":
+            out = factor * x
+        elif name == "contrast":
+            out = factor * x + (1 - factor) * np.floor(float(np.dot(cv2.mean(image)[:3], cls.LUMA))
+                                                       + 0.5)
+        else:
+            grey = np.rint(x @ cls.LUMA.astype(np.float32))[..., None]
+            out = factor * x + (1 - factor) * grey
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+    @staticmethod
+    def hue_shift(image: np.ndarray, factor: float) -> np.ndarray:
+        """Rotate every pixel's hue by ``int(factor * 255)`` / 256 of the circle."""
+        hsv = cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2HSV)
+        hsv[..., 0] = np.mod(hsv[..., 0] + 360.0 * int(factor * 255) / 256.0, 360.0)
+        rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+        return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
 
 
 class HorizontalFlip:
@@ -291,15 +351,20 @@ def train_transform(data_config) -> Compose:
     """The training pipeline of a recipe's ``data`` section: random scale, rotation and crop
     (fused, see :class:`RandomScaleRotateCrop`), then flip, Gaussian blur, colour jitter and
     normalisation. hszhao/semseg flips and blurs before cropping; doing it on the crop is the
-    same augmentation (up to the blur at the crop's 2-pixel border) at a fraction of the cost."""
+    same augmentation (up to the blur at the crop's 2-pixel border) at a fraction of the cost.
+    The Gated-SCNN release jitters before it blurs: brightness, contrast and saturation are the
+    same per-pixel affine map everywhere and commute with the (normalised, linear) blur, so
+    only the hue shift and uint8 rounding depend on the order."""
     steps: list = [RandomScaleRotateCrop(data_config.scale_range, data_config.rotate_degrees,
                                          data_config.crop_size)]
     if data_config.flip:
         steps.append(HorizontalFlip())
     if data_config.blur_prob > 0:
-        steps.append(RandomGaussianBlur(data_config.blur_prob))
-    if data_config.color_jitter > 0:
-        steps.append(ColorJitter(data_config.color_jitter))
+        steps.append(RandomGaussianBlur(data_config.blur_prob,
+                                        sigma_range=data_config.blur_sigma))
+    if data_config.color_jitter > 0 or data_config.hue_jitter > 0:
+        steps.append(ColorJitter(data_config.color_jitter, data_config.hue_jitter,
+                                 data_config.jitter_order == "random"))
     steps.append(Normalize())
     return Compose(steps)
 

@@ -186,15 +186,26 @@ def _softmax(logits: torch.Tensor) -> torch.Tensor:
     return logits.softmax(dim=1)
 
 
+def _add_mirrored(total: torch.Tensor, mirrored: torch.Tensor) -> torch.Tensor:
+    """``total += mirrored.flip(-1)`` in place; on the CPU through NumPy's reversed view, one
+    pass instead of torch's flipped copy and then the sum."""
+    if total.device.type == "cpu" and mirrored.device.type == "cpu" and total.dtype in (
+            torch.float32, torch.float64) and mirrored.dtype == total.dtype:
+        target = total.numpy()
+        np.add(target, mirrored.numpy()[..., ::-1], out=target)
+        return total
+    return total.add_(mirrored.flip(-1))
+
+
 def _window_scores(logits: torch.Tensor, count: int, protocol: TestProtocol) -> torch.Tensor:
     """What a window adds to its canvas, from the logits of ``count`` window images (followed by
     their ``count`` mirrors when the procedure mirrors per window)."""
     info = protocol.info
     if info.flip_form == "window" and protocol.flip:
-        plain, mirrored = logits[:count], logits[count:].flip(-1)
+        plain, mirrored = logits[:count], logits[count:]
         if info.flip_merge == "summed-logits":  # PSANet caffe_process.m: softmax(z + z_m)
-            return _softmax(plain + mirrored)
-        return (_softmax(plain) + _softmax(mirrored)) / 2  # semseg net_process
+            return _softmax(_add_mirrored(plain, mirrored))
+        return _add_mirrored(_softmax(plain), _softmax(mirrored)).mul_(0.5)  # semseg net_process
     return _softmax(logits) if info.window_merge == "probabilities" else logits
 
 
@@ -252,10 +263,9 @@ def _scale_maps(model: nn.Module, scaled: torch.Tensor, options: InferenceOption
     views = [scaled, scaled.flip(-1)] if image_mirror else [scaled]
     maps = _view_scores(model, views, options)
     if image_mirror:
-        maps[1] = maps[1].flip(-1)
         if protocol.info.flip_merge == "logits":  # gsbench, toolbox: 0.5 * (z + z_m)
-            maps = [maps[0].add_(maps[1]).mul_(0.5)] if maps[0].is_contiguous() else \
-                [(maps[0] + maps[1]) / 2]
+            return [_add_mirrored(maps[0], maps[1]).mul_(0.5)]
+        maps[1] = maps[1].flip(-1)
     return maps
 
 

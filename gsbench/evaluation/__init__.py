@@ -1,7 +1,7 @@
 """Evaluation: how a trained model or a folder of predictions becomes a metrics.json.
 
-- :mod:`.setting`: what one evaluation of a run is (split, test scales, flip, scored output)
-  and the name of the run-folder folder it writes to
+- :mod:`.setting`: what one evaluation of a run is (split, test protocol, scored output) and
+  the name of the run-folder folder it writes to
 - :mod:`.metrics_config`: which metrics are computed, with their defaults (radii, crop
   factors, F-score convention) and the parsing of their options
 - :mod:`.pred_dir`: scoring a folder of predicted label maps (``gsbench eval --pred-dir``)

@@ -11,14 +11,14 @@ convention, and the distance-based crops of Gated-SCNN Fig. 3-5
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from gsbench.data.manifest import Manifest
 from gsbench.data.registry import DATASETS
 from gsbench.errors import GsbenchError
 from gsbench.metrics.boundary import CONVENTIONS, DEFAULT_RADII
-from gsbench.metrics.crops import DEFAULT_CROP_FACTORS
+from gsbench.metrics.crops import DEFAULT_CROP_FACTORS, crop_box
 from gsbench.metrics.segmentation import SegmentationMetrics
 
 
@@ -64,6 +64,29 @@ class MetricsConfig:
             fscore_convention=fscore_convention,
             with_instances=with_instances,
         )
+
+
+    def check_image_sizes(self, sizes: Iterable[tuple[int, int]]) -> None:
+        """A one-line error naming the option unless every radius and crop fits images of
+        these (height, width) sizes: a boundary radius at most half the shorter side (a larger
+        disk localises nothing and its tables grow with its square), a crop that leaves
+        pixels (:func:`~gsbench.metrics.crops.crop_box`). Checked before any image is read."""
+        sizes = sorted(set(sizes))
+        if not sizes:
+            return
+        if self.radii:
+            height, width = min(sizes, key=min)
+            if max(self.radii) > min(height, width) // 2:
+                raise GsbenchError(
+                    f"--radii {max(self.radii)}: a boundary radius must be at most half the "
+                    f"shorter side of the images ({height}x{width}: at most "
+                    f"{min(height, width) // 2} px)")
+        if self.crop_factors:
+            for height, width in sizes:
+                try:
+                    crop_box(height, width, max(self.crop_factors))
+                except GsbenchError as exc:
+                    raise GsbenchError(f"--crop-factors {max(self.crop_factors)}: {exc}") from None
 
 
 def new_metrics(config: MetricsConfig) -> SegmentationMetrics:

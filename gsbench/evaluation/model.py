@@ -132,6 +132,7 @@ def evaluate_model(
     crop_factors: Sequence[int] | None = None,
     fscore_convention: str = "gscnn",
     num_workers: int = 0,
+    verify: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
     on_prediction: Callable[[Manifest, Sample, np.ndarray], None] | None = None,
 ) -> dict | None:
@@ -142,9 +143,11 @@ def evaluate_model(
 
     ``save_pred_dir`` receives ``{stem}.png`` trainId maps; ``export="cityscapes"`` writes
     labelId PNGs with the test server's names into ``export_dir``. ``radii`` and
-    ``crop_factors`` default to those of ``gsbench eval --pred-dir`` (``()`` switches one off).
-    ``on_prediction(manifest, sample, trainIds)`` sees every prediction (``gsbench eval --show``
-    draws panels from them: :class:`gsbench.predict.PanelCollector`).
+    ``crop_factors`` default to those of ``gsbench eval --pred-dir`` (``()`` switches one off)
+    and must fit the split's images; ``verify`` checks the images and ground truth against the
+    manifest's sha256 sums before any inference. ``on_prediction(manifest, sample, trainIds)``
+    sees every prediction (``gsbench eval --show`` draws panels from them:
+    :class:`gsbench.predict.PanelCollector`).
     """
     if export is not None and export not in EXPORT_FORMATS:
         raise GsbenchError(f"--export {export!r}: supported formats are {', '.join(EXPORT_FORMATS)}")
@@ -169,10 +172,14 @@ def evaluate_model(
         )
     metrics = None
     if has_gt:
-        metrics = new_metrics(MetricsConfig.for_dataset(
+        config = MetricsConfig.for_dataset(
             manifest, radii=radii, crop_factors=crop_factors, fscore_convention=fscore_convention,
             with_instances=all(s.instance is not None for s in samples),
-        ))
+        )
+        config.check_image_sizes((s.height, s.width) for s in samples if s.height and s.width)
+        metrics = new_metrics(config)
+    if verify:  # every file the evaluation reads (a sample's missing ones are skipped)
+        manifest.verify(samples, ("image", "label", "instance"))
     for done, (sample, pred) in enumerate(
         predict_split(loaded.model, manifest, split, options, device=device, num_workers=num_workers),
         start=1,
@@ -249,6 +256,7 @@ def evaluate_target(
     json_path: str | os.PathLike | None = None,
     csv_path: str | os.PathLike | None = None,
     markdown_path: str | os.PathLike | None = None,
+    verify: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
     on_prediction: Callable[[Manifest, Sample, np.ndarray], None] | None = None,
 ) -> TargetEvaluation:
@@ -277,8 +285,8 @@ def evaluate_target(
     metrics = evaluate_model(
         loaded, data, split=split, options=options, device=device,
         save_pred_dir=save_pred_dir, export=export, export_dir=export_dir, radii=radii,
-        crop_factors=crop_factors, fscore_convention=fscore_convention, on_progress=on_progress,
-        on_prediction=on_prediction,
+        crop_factors=crop_factors, fscore_convention=fscore_convention, verify=verify,
+        on_progress=on_progress, on_prediction=on_prediction,
     )
     title = None if metrics is None else \
         f"{target} on {metrics['dataset']} {metrics['split']} ({setting.tag()})"

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from gsbench.data.manifest import Manifest, Sample
 from gsbench.data.registry import DATASETS
 from gsbench.errors import GsbenchError
 from gsbench.evaluation.metrics_config import MetricsConfig, check_fscore_convention, new_metrics
-from gsbench.io import png_size, read_label, read_label_indices
+from gsbench.io import png_header, png_size, read_label, read_label_indices
 from gsbench.metrics.boundary import DEFAULT_RADII
 
 PRED_FORMATS = ("trainid", "labelid")
@@ -204,6 +204,30 @@ def read_prediction(path: Path) -> np.ndarray:
     return read_label_indices(path)
 
 
+#: The first bytes of image files that are not PNG, to name them in the lossless check.
+_SIGNATURES = ((b"\xff\xd8\xff", "a JPEG image"), (b"RIFF", "a WebP image"),
+               (b"BM", "a BMP image"), (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"),
+               (b"GIF8", "a GIF image"), (b"P5", "a PGM image"), (b"P6", "a PPM image"))
+
+
+def check_lossless(pairs: Sequence[PredictionPair]) -> None:
+    """Refuse any prediction that is not a PNG file, told by its first bytes (not its name):
+    JPEG's lossy compression changes labels along every region border (and a JPEG saved under
+    a .png name is no better), and PNG is what the official tools and mmsegmentation write."""
+    for pair in pairs:
+        if png_header(pair.prediction) is None:
+            try:
+                with open(pair.prediction, "rb") as f:
+                    head = f.read(8)
+            except OSError as exc:
+                raise GsbenchError(f"{pair.prediction}: cannot be read ({exc.strerror})") from None
+            what = next((name for magic, name in _SIGNATURES if head.startswith(magic)),
+                        "not a PNG file")
+            raise GsbenchError(
+                f"{pair.prediction}: {what}; predictions must be lossless PNG label maps "
+                "(lossy compression changes the labels)")
+
+
 def check_prediction_sizes(pairs: Sequence[PredictionPair]) -> None:
     """Refuse a wrongly sized prediction before any scoring starts, from the PNG headers and
     the sizes in the manifest (the decoded images are checked against the GT again later)."""
@@ -256,10 +280,37 @@ def prediction_to_train_ids(pred: np.ndarray, lut: np.ndarray) -> np.ndarray:
     return cv2.LUT(pred, lut)
 
 
+#: More than this fraction of a prediction's pixels outside the evaluated classes means the
+#: prediction is in the other --pred-format (or no label map at all).
+UNFIT_FRACTION = 0.5
+
+
+def check_format_fits(pair: PredictionPair, raw: np.ndarray, pred: np.ndarray,
+                      pred_format: str, dataset: str, num_classes: int) -> None:
+    """Stop when most pixels of a prediction (``raw`` as read, ``pred`` its trainIds) are no
+    evaluated class under ``pred_format``: one line naming the other format and what it
+    would give."""
+    outside = np.count_nonzero(pred == IGNORE_INDEX) / pred.size
+    if outside <= UNFIT_FRACTION:
+        return
+    other = next(f for f in PRED_FORMATS if f != pred_format)
+    try:
+        converted = prediction_to_train_ids(raw, prediction_lut(other, dataset, num_classes))
+        share = np.count_nonzero(converted == IGNORE_INDEX) / pred.size
+        hint = f"; as --pred-format {other} {share:.0%} would be"
+    except GsbenchError:  # no label-id table for this dataset
+        hint = ""
+    raise GsbenchError(
+        f"{pair.prediction}: {outside:.0%} of its pixels are no evaluated class as --pred-format "
+        f"{pred_format}{hint}; are these {other} maps? (--pred-format {other})")
+
+
 def load_pair(
-    pair: PredictionPair, lut: np.ndarray
+    pair: PredictionPair, lut: np.ndarray, fit: tuple[str, str, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Read one pair as (prediction trainIds, ground-truth trainIds, instanceIds or None)."""
+    """Read one pair as (prediction trainIds, ground-truth trainIds, instanceIds or None);
+    ``fit`` = (pred_format, dataset, num_classes) checks the format fits
+    (:func:`check_format_fits`)."""
     gt = read_label(pair.label)
     if gt.dtype != np.uint8:
         raise GsbenchError(f"{pair.label}: ground truth must be uint8 trainIds, got {gt.dtype}")
@@ -277,7 +328,10 @@ def load_pair(
                 f"{pair.instance}: instance map is {instance.shape[0]}x{instance.shape[1]} but the "
                 f"ground truth is {gt.shape[0]}x{gt.shape[1]} (HxW)"
             )
-    return prediction_to_train_ids(pred, lut), gt, instance
+    train_ids = prediction_to_train_ids(pred, lut)
+    if fit is not None:
+        check_format_fits(pair, pred, train_ids, *fit)
+    return train_ids, gt, instance
 
 
 # --- accumulation -------------------------------------------------------------------------------
@@ -286,12 +340,13 @@ class _Chunk:
     config: MetricsConfig
     lut: np.ndarray
     pairs: tuple[PredictionPair, ...]
+    fit: tuple[str, str, int] | None = None
 
 
 def _score_chunk(chunk: _Chunk):
     metrics = new_metrics(chunk.config)
     for pair in chunk.pairs:
-        pred, gt, instance = load_pair(pair, chunk.lut)
+        pred, gt, instance = load_pair(pair, chunk.lut, chunk.fit)
         try:
             metrics.update(pred, gt, instance)
         except GsbenchError as exc:  # e.g. a GT value outside the classes: name the files
@@ -300,11 +355,15 @@ def _score_chunk(chunk: _Chunk):
 
 
 def _init_worker() -> None:
-    # One process per core already; nested OpenCV / PyTorch thread pools would only contend.
+    # One process per core already; nested OpenCV thread pools would only contend.
     cv2.setNumThreads(1)
-    torch = sys.modules.get("torch")  # only if something imported it: importing costs seconds
-    if torch is not None:
-        torch.set_num_threads(1)
+
+
+#: Pairs below which scoring stays in this process. A worker is a fresh interpreter (spawn:
+#: a fork could copy OpenCV's or PyTorch's thread pool half-alive and hang), about 0.3 s of CPU
+#: to start; from 32 Cityscapes-sized pairs on (about 0.05 s each) the start-up is a small part
+#: of each worker's share and the workers pay for themselves.
+MIN_PAIRS_FOR_WORKERS = 32
 
 
 def accumulate_metrics(
@@ -314,18 +373,21 @@ def accumulate_metrics(
     *,
     workers: int = 2,
     on_progress: ProgressCallback | None = None,
+    fit: tuple[str, str, int] | None = None,
 ):
     """Score ``pairs`` in ``workers`` processes and return the merged accumulator; ``lut``
-    takes prediction values to trainIds (:func:`prediction_lut`).
+    takes prediction values to trainIds (:func:`prediction_lut`); ``fit`` = (pred_format,
+    dataset, num_classes) checks each prediction's format (:func:`check_format_fits`).
 
     The pairs are cut into fixed chunks of :data:`CHUNK_SIZE`, each scored into its own
     accumulator, and the chunk accumulators are merged in order, so the result is identical for
-    any number of workers.
+    any number of workers. Fewer than :data:`MIN_PAIRS_FOR_WORKERS` pairs are scored here; the
+    workers are all gone when this returns, also after an error.
     """
     if workers < 1:
         raise GsbenchError(f"--workers must be at least 1, got {workers}")
     chunks = [
-        _Chunk(config, lut, tuple(pairs[i : i + CHUNK_SIZE]))
+        _Chunk(config, lut, tuple(pairs[i : i + CHUNK_SIZE]), fit)
         for i in range(0, len(pairs), CHUNK_SIZE)
     ]
     total = new_metrics(config)
@@ -340,15 +402,16 @@ def accumulate_metrics(
         if on_progress is not None:
             on_progress(min(done, len(pairs)), len(pairs))
 
-    if workers == 1 or len(chunks) <= 1:
+    if workers == 1 or len(pairs) < MIN_PAIRS_FOR_WORKERS:
         for chunk in chunks:
             merge(_score_chunk(chunk))
         return total
 
-    # "spawn": the parent may hold OpenCV / PyTorch thread pools, which fork does not copy safely.
-    context = multiprocessing.get_context("spawn")
+    tracker = resource_tracker._resource_tracker
+    tracker_was_running = getattr(tracker, "_pid", None) is not None
     pool = ProcessPoolExecutor(
-        max_workers=min(workers, len(chunks)), mp_context=context, initializer=_init_worker
+        max_workers=min(workers, len(chunks)), mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
     )
     try:
         futures: list[Future] = [pool.submit(_score_chunk, chunk) for chunk in chunks]
@@ -357,6 +420,11 @@ def accumulate_metrics(
     finally:
         # On an error (or Ctrl-C) drop the chunks not yet started instead of scoring them all.
         pool.shutdown(wait=True, cancel_futures=True)
+        # The pool started multiprocessing's resource tracker, a process of its own that would
+        # outlive this one and stay behind as a zombie where nothing reaps orphans: end and
+        # reap it with the pool (unless something else in this process had started it).
+        if not tracker_was_running and hasattr(tracker, "_stop"):
+            tracker._stop()
     return total
 
 
@@ -370,13 +438,18 @@ def evaluate_prediction_dir(
     crop_factors: Sequence[int] | None = None,
     fscore_convention: str = "gscnn",
     workers: int = 2,
+    verify: bool = False,
     on_progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """All metrics of the predictions in ``pred_dir`` on ``split`` of the prepared dataset
     ``data``, as the metrics.json dict (scores in percent) plus ``dataset`` and ``split``.
 
     ``radii=()`` skips boundary F, ``crop_factors=()`` the crops; ``crop_factors=None`` means
-    :func:`~gsbench.evaluation.metrics_config.default_crop_factors` of the dataset."""
+    :func:`~gsbench.evaluation.metrics_config.default_crop_factors` of the dataset. Before any
+    scoring: every prediction must be a PNG (:func:`check_lossless`) of its sample's size, the
+    radii and crops must fit the images, and with ``verify`` the ground truth must match the
+    manifest's sha256 sums. A prediction whose pixels are mostly no class under
+    ``pred_format`` stops the scoring (:func:`check_format_fits`)."""
     # Option checks before any file is read.
     if pred_format not in PRED_FORMATS:
         raise GsbenchError(
@@ -386,10 +459,16 @@ def evaluate_prediction_dir(
     manifest = Manifest.load(data)
     lut = prediction_lut(pred_format, manifest.dataset, manifest.num_classes)
     pairs = plan_prediction_dir(pred_dir, manifest, split)
+    check_lossless(pairs)
     check_prediction_sizes(pairs)
     config = MetricsConfig.for_dataset(
         manifest, radii=radii, crop_factors=crop_factors, fscore_convention=fscore_convention,
         with_instances=pairs[0].instance is not None,
     )
-    metrics = accumulate_metrics(pairs, config, lut, workers=workers, on_progress=on_progress)
+    samples = manifest.split(split)
+    config.check_image_sizes((s.height, s.width) for s in samples if s.height and s.width)
+    if verify:  # the ground truth read (a sample's missing files are skipped)
+        manifest.verify(samples, ("label", "instance"))
+    metrics = accumulate_metrics(pairs, config, lut, workers=workers, on_progress=on_progress,
+                                 fit=(pred_format, manifest.dataset, manifest.num_classes))
     return {"dataset": manifest.dataset, "split": split, **metrics.compute()}

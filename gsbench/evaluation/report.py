@@ -134,6 +134,27 @@ def metrics_rich_tables(
     return summary, per_class
 
 
+def check_output_paths(files: Mapping[str, str | os.PathLike | None],
+                       folders: Mapping[str, str | os.PathLike | None] = {}) -> None:
+    """Refuse, before any work, an output that cannot be written where it was named: the
+    folder above every named file (``--out``, ``--csv``, ``--markdown``) and named folder
+    (``--save-pred``, ``--out-dir``) must exist - gsbench creates the folder you name, never
+    missing folders above it, which are more often a typo than a wish - a file must not name a
+    folder nor a folder a file."""
+    for option, path in [*files.items(), *folders.items()]:
+        if path is None:
+            continue
+        path = Path(path)
+        parent = path.parent
+        if not parent.is_dir():
+            raise GsbenchError(f"{option} {path}: the folder {parent} does not exist "
+                               "(gsbench does not create the folders above an output)")
+        if option in files and path.is_dir():
+            raise GsbenchError(f"{option} {path}: is a folder; give a file name for the output")
+        if option in folders and path.exists() and not path.is_dir():
+            raise GsbenchError(f"{option} {path}: is a file; give a folder for the output")
+
+
 def write_metrics_outputs(
     metrics: Mapping[str, Any],
     *,

@@ -1,5 +1,18 @@
 """Gated-SCNN's loss (Takikawa et al., ICCV 2019): class-balanced boundary BCE (Eq. 3) and the
-dual-task regulariser (Eq. 4-9), for the outputs of :mod:`gsbench.models.gscnn`."""
+dual-task regulariser (Eq. 4-9), for the outputs of :mod:`gsbench.models.gscnn`.
+
+Where the released code (nv-tlabs/GSCNN ``loss.py``, ``my_functionals/DualTaskLoss.py``,
+``my_functionals/custom_functional.py``) computes something else than the paper, both forms
+are options of :class:`GatedSCNNLoss` (``train.loss_options``), the paper's by default;
+docs/fidelity.md ("Gated-SCNN") records the evidence:
+
+- ``ce``: "mean" (the paper's "standard cross-entropy") or "official", the release's
+  ``ImageBasedCrossEntropyLoss2d`` (:func:`image_weighted_cross_entropy`), also in Eq. 6's term;
+- ``edge_bce``: "paper" (Eq. 3 on the boundary logits) or "official", the release's ``bce2d``
+  applied to the shape stream's *sigmoid* output (a second sigmoid inside the BCE);
+- ``dual_task_form``: "paper" (Eq. 4-9) or "official", the release's ``DualTaskLoss``, whose
+  smoothing and gradient functions return their input (:func:`official_dual_task_loss`).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +28,13 @@ from gsbench.losses.registry import register_loss
 #: Smallest boundary potential counted as "non-zero" in the dual-task regulariser (Eq. 5's p+);
 #: real boundary values are > 1e-3 with the default smoothing, flat regions are exactly 0.
 BOUNDARY_POTENTIAL_EPS = 1e-6
+CE_FORMS = ("mean", "official")
+EDGE_BCE_FORMS = ("paper", "official")
+DUAL_TASK_FORMS = ("paper", "official")
+#: The release's dual-task loss: Gumbel-softmax temperature (``_gumbel_softmax_sample(tau=0.5)``)
+#: and the constant under its gradient magnitude's square root (``compute_grad_mag``).
+OFFICIAL_GUMBEL_TAU = 0.5
+OFFICIAL_MAGNITUDE_EPS = 1e-6
 
 
 def class_balanced_bce(edge_logits: torch.Tensor, edge_target: torch.Tensor) -> torch.Tensor:
@@ -30,6 +50,62 @@ def class_balanced_bce(edge_logits: torch.Tensor, edge_target: torch.Tensor) -> 
     beta = (target.numel() - positives) / target.numel()
     weight = torch.where(target > 0.5, beta, 1.0 - beta)
     return F.binary_cross_entropy_with_logits(edge_logits.float(), target, weight=weight)
+
+
+def image_weighted_cross_entropy(logits: torch.Tensor, label: torch.Tensor,
+                                 ignore_index: int = IGNORE_INDEX,
+                                 upper_bound: float = 1.0) -> torch.Tensor:
+    """The release's ``ImageBasedCrossEntropyLoss2d`` (nv-tlabs/GSCNN ``loss.py``, with its
+    defaults ``upper_bound = 1.0``, ``norm = False``, ``BATCH_WEIGHTING = False``).
+
+    Per image b, with h_c the fraction of b's labelled pixels of class c, class c weighs
+    ``w_c = 1 + upper_bound * (1 - h_c)`` if c occurs in b, else 1; the image's loss is the
+    weighted mean ``sum_p w_{y_p} nll_p / sum_p w_{y_p}`` over its labelled pixels. The release
+    sums these over the images of each GPU and averages over GPUs: with its default of one image
+    per GPU that is the mean over the batch, which is what this returns. An image without
+    labelled pixels contributes 0.
+    """
+    n, k = logits.shape[:2]
+    valid = label != ignore_index
+    safe = torch.where(valid, label, torch.zeros_like(label))
+    counts = torch.zeros(n, k, device=logits.device, dtype=torch.float32)
+    counts.scatter_add_(1, safe.flatten(1), valid.flatten(1).float())
+    hist = counts / counts.sum(1, keepdim=True).clamp_min(1.0)
+    weights = torch.where(hist > 0, 1.0 + upper_bound * (1.0 - hist), torch.ones_like(hist))
+    pixel_weight = torch.gather(weights, 1, safe.flatten(1)) * valid.flatten(1)
+    nll = -torch.gather(F.log_softmax(_at_least_float32(logits), dim=1).flatten(2), 1,
+                        safe.flatten(1).unsqueeze(1))[:, 0]
+    total = pixel_weight.sum(1)
+    per_image = (pixel_weight * nll).sum(1) / total.clamp_min(1e-12)
+    return torch.where(total > 0, per_image, torch.zeros_like(per_image)).mean()
+
+
+def official_dual_task_loss(logits: torch.Tensor, label: torch.Tensor,
+                            ignore_index: int = IGNORE_INDEX,
+                            noise: torch.Tensor | None = None) -> torch.Tensor:
+    """The release's ``DualTaskLoss`` (``my_functionals/DualTaskLoss.py``) as it computes.
+
+    Logits at ignored pixels are set to 0 and ignored labels become class 0;
+    ``g = softmax((z + noise) / 0.5)`` with Gumbel noise ``-log(1e-10 - log(U + 1e-10))``;
+    ``compute_grad_mag`` reduces to ``m(E) = sqrt(2 E^2 + 1e-6) / max(sqrt(2 E^2 + 1e-6))``
+    because its ``convTri`` and ``gradient_central_diff`` return their input, so no boundary
+    is extracted; both of the release's p+ masks (``m >= 1e-8``) hold everywhere, so the loss
+    is ``mean |m(g) - m(onehot)|`` over every element of the N x K x H x W maps.
+    """
+    ignored = (label == ignore_index).unsqueeze(1)
+    logits = _at_least_float32(logits).masked_fill(ignored, 0.0)
+    safe = torch.where(ignored[:, 0], torch.zeros_like(label), label)
+    truth = F.one_hot(safe, logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
+    if noise is None:
+        uniform = torch.rand_like(logits)
+        noise = -torch.log(1e-10 - torch.log(uniform + 1e-10))
+    g = F.softmax((logits + noise) / OFFICIAL_GUMBEL_TAU, dim=1)
+
+    def magnitude(e: torch.Tensor) -> torch.Tensor:
+        m = torch.sqrt(2 * e * e + OFFICIAL_MAGNITUDE_EPS)
+        return m / m.max()
+
+    return (magnitude(g) - magnitude(truth)).abs().mean()
 
 
 def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
@@ -144,15 +220,20 @@ def dual_task_consistency_loss(
     edge_logits: torch.Tensor,
     threshold: float = 0.8,
     ignore_index: int = IGNORE_INDEX,
+    ce: str = "mean",
 ) -> torch.Tensor:
     """Gated-SCNN Eq. 6 without lambda_4: cross-entropy on the pixels where the shape stream is
     confident of a boundary, ``sigmoid(s) > threshold`` (0.8); the indicator carries no gradient.
 
-    Mean over the selected labelled pixels (the paper writes a sum), 0 when there is none.
+    ``ce="mean"``: mean over the selected labelled pixels (the paper writes a sum), 0 when there
+    is none; "official": :func:`image_weighted_cross_entropy` of the selected pixels (the
+    release's ``edge_attention``, class weights from the selected pixels' labels).
     ``edge_logits`` is N x 1 x H x W.
     """
     confident = torch.sigmoid(edge_logits.detach()[:, 0]) > threshold
     selected = torch.where(confident, label, torch.full_like(label, ignore_index))
+    if ce == "official":
+        return image_weighted_cross_entropy(logits, selected, ignore_index)
     return cross_entropy_with_ignore(logits, selected, ignore_index)
 
 
@@ -167,11 +248,11 @@ class GatedSCNNLoss(nn.Module):
              + aux_weight * CE(aux, label)                              (when the model has aux)
 
     The dual-task terms (Eq. 5-6) are on with ``dual_task`` (Table 4 compares without / with).
-    This is the regulariser the paper defines, not the official code's, whose gradient helpers
-    return their input unchanged (its Eq. 5 degenerates to L1 between softmax and one-hot).
-    ``batch["edge"]`` is the prepared 0/1 boundary map (:mod:`gsbench.data.edges`). A model
-    without a shape stream (the baseline, no ``"edge"`` output) gets the cross-entropy terms only.
-    ``ohem_thresh`` applies to the main cross-entropy, as in :class:`SegmentationLoss`.
+    ``ce``, ``edge_bce`` and ``dual_task_form`` choose between the paper's terms (default) and
+    the released code's (see the module docstring). ``batch["edge"]`` is the prepared 0/1
+    boundary map (:mod:`gsbench.data.edges`). A model without a shape stream (the baseline, no
+    ``"edge"`` output) gets the cross-entropy terms only. ``ohem_thresh`` applies to the main
+    cross-entropy, as in :class:`SegmentationLoss` (not with ``ce="official"``).
     """
 
     needs_edges = True  # reads batch["edge"] (see SegmentationLoss.needs_edges)
@@ -190,8 +271,19 @@ class GatedSCNNLoss(nn.Module):
         edge_threshold: float = 0.8,
         gumbel_tau: float = 1.0,
         smoothing_sigma: float = 1.0,
+        ce: str = "mean",
+        edge_bce: str = "paper",
+        dual_task_form: str = "paper",
     ) -> None:
         super().__init__()
+        for name, value, choices in (("ce", ce, CE_FORMS), ("edge_bce", edge_bce, EDGE_BCE_FORMS),
+                                     ("dual_task_form", dual_task_form, DUAL_TASK_FORMS)):
+            if value not in choices:
+                raise GsbenchError(f"train.loss_options.{name} must be one of "
+                                   f"{', '.join(choices)}, got {value!r}")
+        if ce == "official" and ohem_thresh is not None:
+            raise GsbenchError("train.loss_options.ce official (the release's image-weighted "
+                               "cross-entropy) cannot be combined with train.ohem_thresh")
         for name, value in (("edge_weight", edge_weight), ("seg_weight", seg_weight),
                             ("boundary_weight", boundary_weight),
                             ("consistency_weight", consistency_weight)):
@@ -214,16 +306,23 @@ class GatedSCNNLoss(nn.Module):
         self.edge_threshold = edge_threshold
         self.gumbel_tau = gumbel_tau
         self.smoothing_sigma = smoothing_sigma
+        self.ce = ce
+        self.edge_bce = edge_bce
+        self.dual_task_form = dual_task_form
 
     def extra_repr(self) -> str:
         return (f"edge_weight={self.edge_weight}, seg_weight={self.seg_weight}, "
                 f"dual_task={self.dual_task}, boundary_weight={self.boundary_weight}, "
                 f"consistency_weight={self.consistency_weight}, "
                 f"edge_threshold={self.edge_threshold}, gumbel_tau={self.gumbel_tau}, "
-                f"smoothing_sigma={self.smoothing_sigma}")
+                f"smoothing_sigma={self.smoothing_sigma}, ce={self.ce}, "
+                f"edge_bce={self.edge_bce}, dual_task_form={self.dual_task_form}")
 
     def forward(self, outputs: dict, batch: dict) -> dict:
         result = self.segmentation(outputs, batch)
+        if self.ce == "official":
+            result["ce"] = image_weighted_cross_entropy(outputs["out"], batch["label"].long(),
+                                                        self.ignore_index)
         result["loss"] = self.seg_weight * result["ce"]
         if "aux" in result:
             result["loss"] = result["loss"] + self.aux_weight * result["aux"]
@@ -240,13 +339,20 @@ class GatedSCNNLoss(nn.Module):
             raise GsbenchError(f'outputs["edge"] has shape {tuple(edge_logits.shape)} but '
                                f'batch["edge"] has shape {tuple(edge.shape)}; expected N x 1 x H '
                                "x W and N x H x W")
-        result["edge_bce"] = class_balanced_bce(edge_logits[:, 0], edge)
+        # the release feeds the shape stream's sigmoid output to a BCE with logits
+        edge_input = torch.sigmoid(edge_logits[:, 0]) if self.edge_bce == "official" else \
+            edge_logits[:, 0]
+        result["edge_bce"] = class_balanced_bce(edge_input, edge)
         result["loss"] = result["loss"] + self.edge_weight * result["edge_bce"]
         if self.dual_task:
-            result["dual_boundary"] = dual_task_boundary_loss(
-                logits, label, self.smoothing_sigma, self.gumbel_tau, self.ignore_index)
+            if self.dual_task_form == "official":
+                result["dual_boundary"] = official_dual_task_loss(logits, label,
+                                                                  self.ignore_index)
+            else:
+                result["dual_boundary"] = dual_task_boundary_loss(
+                    logits, label, self.smoothing_sigma, self.gumbel_tau, self.ignore_index)
             result["dual_consistency"] = dual_task_consistency_loss(
-                logits, label, edge_logits, self.edge_threshold, self.ignore_index)
+                logits, label, edge_logits, self.edge_threshold, self.ignore_index, self.ce)
             result["loss"] = (result["loss"] + self.boundary_weight * result["dual_boundary"]
                               + self.consistency_weight * result["dual_consistency"])
         return result

@@ -18,29 +18,39 @@ class RANetLoss(SegmentationLoss):
 
     Adds to :class:`SegmentationLoss` (main CE, optional OHEM, aux CE):
     ``coarse_weight`` x CE of ``outputs["coarse"]`` (the semantic score maps C, supervised with
-    the segmentation labels) and ``boundary_weight`` x binary cross-entropy of
-    ``outputs["boundary"]`` (N x 1 x H x W logits of B) against ``batch["edge"]`` (the prepared
-    data's edge band, following CASENet / SEAL as the paper). The paper gives no weights; both
-    default to 1. The boundary BCE covers every pixel, the label's ignore regions included (the
-    edge band is defined there too). Outputs the model does not return (eval mode, or the
-    Table 1 "spp" / "nonlocal" variants without RCB) are skipped.
+    the segmentation labels) and ``boundary_weight`` x the boundary loss of
+    ``outputs["boundary"]`` against ``batch["edge"]`` (the prepared data's edge band, following
+    CASENet / SEAL as the paper): binary cross-entropy of N x 1 x H x W logits (the ``paper``
+    score source), or two-class cross-entropy of N x 2 x H x W logits (the ``official`` one);
+    with the official score source also ``final_boundary_weight`` x the two-class CE of
+    ``outputs["final_boundary"]`` (the boundary head on the final features). The paper gives no
+    weights: all default to 1. The released code (RANet ``loss/criterion.py``,
+    ``CriterionBoundary``) weighs the stage-3 semantic map 0.4, the stage-3 boundary map
+    0.2 x 0.4 = 0.08 and the final boundary map 0.2 (``recipes/ranet101.yaml``). The boundary
+    terms cover every pixel, the label's ignore regions included (the edge band is defined
+    there too). Outputs the model does not return (eval mode, or the Table 1 "spp" /
+    "nonlocal" variants without RCB) are skipped.
     """
 
     needs_edges = True  # reads batch["edge"] (see SegmentationLoss.needs_edges)
 
     def __init__(self, ignore_index: int = IGNORE_INDEX, aux_weight: float = 0.4,
                  ohem_thresh: float | None = None, ohem_min_kept: int = 100000,
-                 coarse_weight: float = 1.0, boundary_weight: float = 1.0) -> None:
+                 coarse_weight: float = 1.0, boundary_weight: float = 1.0,
+                 final_boundary_weight: float = 1.0) -> None:
         super().__init__(ignore_index, aux_weight, ohem_thresh, ohem_min_kept)
-        if coarse_weight < 0 or boundary_weight < 0:
-            raise GsbenchError(f"coarse_weight and boundary_weight must be >= 0, got "
-                               f"{coarse_weight} and {boundary_weight}")
+        if min(coarse_weight, boundary_weight, final_boundary_weight) < 0:
+            raise GsbenchError(f"coarse_weight, boundary_weight and final_boundary_weight must "
+                               f"be >= 0, got {coarse_weight}, {boundary_weight} and "
+                               f"{final_boundary_weight}")
         self.coarse_weight = coarse_weight
         self.boundary_weight = boundary_weight
+        self.final_boundary_weight = final_boundary_weight
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, coarse_weight={self.coarse_weight}, "
-                f"boundary_weight={self.boundary_weight}")
+                f"boundary_weight={self.boundary_weight}, "
+                f"final_boundary_weight={self.final_boundary_weight}")
 
     def forward(self, outputs: dict, batch: dict) -> dict:
         result = super().forward(outputs, batch)
@@ -49,18 +59,25 @@ class RANetLoss(SegmentationLoss):
             label = self._checked_label(coarse, batch["label"], "coarse")
             result["coarse"] = cross_entropy_with_ignore(coarse, label, self.ignore_index)
             result["loss"] = result["loss"] + self.coarse_weight * result["coarse"]
-        boundary = outputs.get("boundary")
-        if boundary is not None:
+        weights = {"boundary": self.boundary_weight, "final_boundary": self.final_boundary_weight}
+        for key, weight in weights.items():
+            boundary = outputs.get(key)
+            if boundary is None:
+                continue
             if "edge" not in batch:
                 raise GsbenchError('RANet needs boundary labels: batch has no "edge" key '
                                    "(prepare the dataset with edge maps)")
             edge = batch["edge"]
-            if boundary.dim() != 4 or boundary.shape[1] != 1 or (
+            if boundary.dim() != 4 or boundary.shape[1] not in (1, 2) or (
                     edge.shape != boundary[:, 0].shape):
                 raise GsbenchError(
-                    f'outputs["boundary"] has shape {tuple(boundary.shape)} but batch["edge"] '
-                    f"has shape {tuple(edge.shape)}; expected N x 1 x H x W and N x H x W")
-            result["boundary"] = F.binary_cross_entropy_with_logits(
-                boundary[:, 0].float(), edge.float())
-            result["loss"] = result["loss"] + self.boundary_weight * result["boundary"]
+                    f'outputs["{key}"] has shape {tuple(boundary.shape)} but batch["edge"] '
+                    f"has shape {tuple(edge.shape)}; expected N x 1 x H x W (or N x 2 x H x W) "
+                    "and N x H x W")
+            if boundary.shape[1] == 1:
+                term = F.binary_cross_entropy_with_logits(boundary[:, 0].float(), edge.float())
+            else:
+                term = F.cross_entropy(boundary.float(), edge.long())
+            result[key] = term
+            result["loss"] = result["loss"] + weight * term
         return result

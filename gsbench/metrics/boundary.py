@@ -298,7 +298,10 @@ def boundary_fscore(
         return ImageBoundaryScores(empty, empty.copy(), empty.copy(), np.zeros(num_classes, bool))
     height, width = gt.shape
     order = np.argsort(radii, kind="stable")
-    sorted_radii = [radii[i] for i in order]
+    # A disk as wide as the image's diagonal reaches every pixel: larger radii score the same,
+    # so their tables are those of the diagonal (bounded by the image, whatever is asked).
+    reach = math.isqrt((height - 1) ** 2 + (width - 1) ** 2) + 1
+    sorted_radii = [min(radii[i], reach) for i in order]
     max_radius = sorted_radii[-1]
     workspace = _workspace(height, width, max_radius)
     # Zero the ignored pixels in the prediction masks: 255 is never a class (the GT's ignore

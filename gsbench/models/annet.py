@@ -23,6 +23,9 @@ rescales the logits.
 
 Head: AFNB(c4, c5) -> dropout -> 3x3 conv 2048 -> 512 (BN, ReLU) -> APNB -> dropout 0.1 ->
 1x1 classifier; the aux FCN head (weight 0.4) also reads c4, as in every gsbench model.
+
+Where the paper and the official code differ: docs/fidelity.md, "DANet, CCNet, ANN and the
+other baselines".
 """
 
 from __future__ import annotations
@@ -138,13 +141,16 @@ class ANNHead(nn.Module):
 def annet(num_classes: int, backbone: str = "resnet101", output_stride: int = 8,
           pretrained: str | None = None, aux: bool = True, dropout: float = 0.1,
           project_channels: int = 256,
-          pyramid_sizes: tuple[int, ...] = PYRAMID_SIZES) -> nn.Module:
+          pyramid_sizes: tuple[int, ...] = PYRAMID_SIZES,
+          align_corners: bool = False) -> nn.Module:
     """ANN: dilated ResNet + AFNB / APNB head (+ stage-3 aux FCN head, weight 0.4).
 
     ``project_channels``: key / query / value width C' (256); ``pyramid_sizes``: the pooling
-    sizes that sample the keys and values (1, 3, 6, 8 -> 110 points).
+    sizes that sample the keys and values (1, 3, 6, 8 -> 110 points). ``align_corners``: the
+    model-level option of :class:`~gsbench.models.common.SegmentationModel` (true for mmseg's
+    769 x 769 models).
     """
     encoder = build_backbone(backbone, output_stride, pretrained)
     head = ANNHead(encoder.channels[2], encoder.channels[3], num_classes, project_channels,
                    tuple(pyramid_sizes), dropout)
-    return make_model(encoder, head, num_classes, aux, dropout)
+    return make_model(encoder, head, num_classes, aux, dropout, align_corners)

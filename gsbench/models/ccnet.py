@@ -20,6 +20,9 @@ Head (Fig. 2, official code / mmseg CCHead): 3x3 conv c5 -> 512 (BN, ReLU), RCCA
 512 -> 512, concatenation with c5, 3x3 conv to 512 (BN, ReLU), dropout 0.1, 1x1 classifier;
 aux FCN head on stage 3 with weight 0.4 (mmseg; the official code uses the same deep
 supervision).
+
+Where the paper and the official code differ: docs/fidelity.md, "DANet, CCNet, ANN and the
+other baselines".
 """
 
 from __future__ import annotations
@@ -109,8 +112,10 @@ class CCHead(nn.Module):
 @register_model
 def ccnet(num_classes: int, backbone: str = "resnet101", output_stride: int = 8,
           pretrained: str | None = None, aux: bool = True, dropout: float = 0.1,
-          recurrence: int = 2) -> nn.Module:
-    """CCNet: dilated ResNet + criss-cross head (R = ``recurrence``) + stage-3 aux FCN head."""
+          recurrence: int = 2, align_corners: bool = False) -> nn.Module:
+    """CCNet: dilated ResNet + criss-cross head (R = ``recurrence``) + stage-3 aux FCN head.
+    ``align_corners``: the model-level option of
+    :class:`~gsbench.models.common.SegmentationModel` (true for mmseg's 769 x 769 models)."""
     encoder = build_backbone(backbone, output_stride, pretrained)
     head = CCHead(encoder.channels[-1], num_classes, recurrence, dropout)
-    return make_model(encoder, head, num_classes, aux, dropout)
+    return make_model(encoder, head, num_classes, aux, dropout, align_corners)

@@ -21,6 +21,9 @@ Head (Fig. 2): per branch a 3x3 conv c5 -> 512 (BN, ReLU), the attention module,
 classifier. As the official code and mmseg, each branch also has its own classifier whose
 logits are returned in training mode as ``"pam"`` and ``"cam"`` and trained with weight 1
 (:class:`gsbench.losses.danet.DANetLoss`), plus mmseg's stage-3 aux FCN head (weight 0.4).
+
+Where the paper and the official code differ: docs/fidelity.md, "DANet, CCNet, ANN and the
+other baselines".
 """
 
 from __future__ import annotations
@@ -148,12 +151,13 @@ class DANet(SegmentationModel):
 @register_model
 def danet(num_classes: int, backbone: str = "resnet101", output_stride: int = 8,
           pretrained: str | None = None, aux: bool = True, dropout: float = 0.1,
-          channel_energy: str = "paper") -> nn.Module:
+          channel_energy: str = "paper", align_corners: bool = False) -> nn.Module:
     """DANet: dilated ResNet + dual attention head (+ stage-3 aux FCN head, weight 0.4).
 
     ``channel_energy``: "paper" (CAM's softmax of Eq. 3) or "official" (the softmax of
-    ``max - energy`` of the official code and mmseg)."""
+    ``max - energy`` of the official code and mmseg). ``align_corners``: the model-level option of
+    :class:`~gsbench.models.common.SegmentationModel` (true for mmseg's 769 x 769 models)."""
     encoder = build_backbone(backbone, output_stride, pretrained)
     head = DAHead(encoder.channels[-1], num_classes, channel_energy, dropout)
     aux_head = AuxFCNHead(encoder.channels[2], num_classes, dropout) if aux else None
-    return DANet(encoder, head, aux_head)
+    return DANet(encoder, head, aux_head, align_corners)

@@ -15,9 +15,19 @@ Architecture (paper Sec. "Network Architecture", Fig. 3):
 
   with ``w_l`` a 1x1 conv to one channel (the paper's w_l in R^{1x1xC}) broadcast over channels;
   ``gate_channels = fusion_channels`` gives the per-channel gates of the authors' public
-  re-implementation. Gates are computed from the reduced maps, so every level's gate sees the same
-  256 channels. All levels are fused from the *unfused* maps at once (the equation's reading; the
-  public code updates the levels one after the other).
+  re-implementation (lxtGH/DecoupleSegNets ``network/gffnets.py``, WRN-38 + DeepLabV3+; no code
+  of the paper's PSPNet-based GFF is released). docs/fidelity.md ("GFF") records the evidence of
+  the two switches that follow.
+
+  ``gate_input="reduced"`` (default): gates read the 256-channel maps ("all feature maps are
+  reduced to 256 channels with 1x1 convolutional layers" as the input of the GFF module);
+  "unreduced": gates read each level's backbone map before its reduction, as the
+  re-implementation does (and as the paper's C_i, a width per level, may mean).
+
+  ``update="simultaneous"`` (default): every level is fused from the *unfused* maps at once
+  (Eq. 5, one formula for all levels); "sequential": the re-implementation's in-place update,
+  levels low to high, each level receiving the already fused maps of the levels below it
+  (the gates are computed once, from the unfused maps).
 * Each fused level is refined by two 3x3 conv + BN + ReLU layers.
 * **DFP** (Eq. 6): densely connected top-down from the context map. With the refined levels
   ordered from the top (T_1 = stage 5, ..., T_L = stage 2)::
@@ -82,18 +92,33 @@ from gsbench.models.registry import register_model
 
 FUSIONS = ("concat", "add", "fpn", "gated_fpn", "gff")
 BASES = ("pspnet", "denseaspp")
+GATE_INPUTS = ("reduced", "unreduced")
+UPDATES = ("simultaneous", "sequential")
 
 
 # --- the fusion equations, as plain functions of tensors ------------------------------------------
 
 
-def gated_fully_fusion(features: list[Tensor], gates: list[Tensor]) -> list[Tensor]:
+def gated_fully_fusion(features: list[Tensor], gates: list[Tensor],
+                       sequential: bool = False) -> list[Tensor]:
     """Eq. 5 for every level: ``(1 + G_l) X_l + (1 - G_l) sum_{i != l} resize(G_i X_i)``.
 
     ``features[l]`` is N x C x H_l x W_l, ``gates[l]`` N x 1 (or C) x H_l x W_l in [0, 1]. The
     sum over i != l is taken as the sum over all i minus the own term, so each sender's gated map
     is resized once per receiving resolution instead of once per pair of levels.
+
+    ``sequential``: the in-place update of the authors' re-implementation (``GFF.forward`` in
+    lxtGH/DecoupleSegNets ``network/gffnets.py``): levels in order, level l receiving
+    ``G_i X~_i`` for the levels i < l fused already and ``G_i X_i`` for the others.
     """
+    if sequential:
+        fused = list(features)
+        for level, (x, g) in enumerate(zip(features, gates)):
+            size = x.shape[-2:]
+            received = sum(resize(gates[i] * fused[i], size)
+                           for i in range(len(features)) if i != level)
+            fused[level] = (1 + g) * x + (1 - g) * received
+        return fused
     sent = [g * x for g, x in zip(gates, features)]
     fused = []
     by_size: dict[tuple[int, int], Tensor] = {}
@@ -171,11 +196,12 @@ class PSPContext(nn.Module):
 
 
 class DenseASPPContext(nn.Module):
-    """DenseASPP (dilations 3-24) then a 1x1 conv to c5/4 channels: Table 4's other base."""
+    """DenseASPP (dilations 3-24, the block of :func:`gsbench.models.denseaspp.denseaspp` with
+    its defaults) then a 1x1 conv to c5/4 channels: Table 4's other base."""
 
     def __init__(self, in_channels: int, dilations: tuple[int, ...] = (3, 6, 12, 18, 24)):
         super().__init__()
-        self.dense_aspp = DenseASPPBlock(in_channels, dilations, in_channels // 4, in_channels // 8)
+        self.dense_aspp = DenseASPPBlock(in_channels, dilations)
         self.project = ConvBNReLU(self.dense_aspp.out_channels, in_channels // 4, 1)
         self.out_channels = in_channels // 4
 
@@ -191,19 +217,30 @@ class MultiLevelFusion(nn.Module):
     """
 
     def __init__(self, in_channels: tuple[int, ...], channels: int = 256, fusion: str = "gff",
-                 gate_channels: int = 1):
+                 gate_channels: int = 1, gate_input: str = "reduced",
+                 update: str = "simultaneous"):
         super().__init__()
-        if fusion not in FUSIONS:
-            raise GsbenchError(f"gff: fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
+        for name, value, choices in (("fusion", fusion, FUSIONS),
+                                     ("gate_input", gate_input, GATE_INPUTS),
+                                     ("update", update, UPDATES)):
+            if value not in choices:
+                raise GsbenchError(f"gff: {name} must be one of {', '.join(choices)}, "
+                                   f"got {value!r}")
         if gate_channels not in (1, channels):
             raise GsbenchError(f"gff: gate_channels must be 1 or fusion_channels ({channels}), "
                                f"got {gate_channels}")
+        if fusion != "gff" and (gate_input, update) != ("reduced", "simultaneous"):
+            raise GsbenchError(f"gff: gate_input {gate_input!r} and update {update!r} are forms "
+                               f"of the gff fusion (Eq. 5), not of fusion {fusion!r}")
         self.fusion = fusion
+        self.unreduced_gates = gate_input == "unreduced"
+        self.sequential = update == "sequential"
         self.reduce = nn.ModuleList(ConvBNReLU(c, channels, 1) for c in in_channels)
         # the context map is the top of the FPN pathway ("FPN based on PSPNet fuses 5 maps")
         num_maps = len(in_channels) + (fusion in ("fpn", "gated_fpn"))
         if fusion in ("gff", "gated_fpn"):
-            self.gates = nn.ModuleList(Gate(channels, gate_channels) for _ in range(num_maps))
+            gate_in = in_channels if self.unreduced_gates else (channels,) * num_maps
+            self.gates = nn.ModuleList(Gate(c, gate_channels) for c in gate_in)
         if fusion == "concat":
             self.squeeze = nn.ModuleList(ConvBNReLU(num_maps * channels, channels, 1)
                                          for _ in range(num_maps))
@@ -215,7 +252,9 @@ class MultiLevelFusion(nn.Module):
     def forward(self, levels: list[Tensor], context: Tensor) -> list[Tensor]:
         x = [reduce(f) for reduce, f in zip(self.reduce, levels)]
         if self.fusion == "gff":
-            fused = gated_fully_fusion(x, [gate(f) for gate, f in zip(self.gates, x)])
+            read = levels if self.unreduced_gates else x
+            fused = gated_fully_fusion(x, [gate(f) for gate, f in zip(self.gates, read)],
+                                       self.sequential)
         elif self.fusion == "add":
             fused = addition_fusion(x)
         elif self.fusion == "concat":
@@ -260,14 +299,16 @@ class GFFHead(nn.Module):
 
     def __init__(self, in_channels: tuple[int, ...], num_classes: int, fusion: str = "gff",
                  dfp: bool = True, base: str = "pspnet", fusion_channels: int = 256,
-                 gate_channels: int = 1, dropout: float = 0.1):
+                 gate_channels: int = 1, dropout: float = 0.1, gate_input: str = "reduced",
+                 update: str = "simultaneous"):
         super().__init__()
         if base not in BASES:
             raise GsbenchError(f"gff: base must be one of {', '.join(BASES)}, got {base!r}")
         self.context = (PSPContext if base == "pspnet" else DenseASPPContext)(in_channels[-1])
         # y_0 joins the pyramid at the pyramid's width, like every backbone level
         self.reduce_context = ConvBNReLU(self.context.out_channels, fusion_channels, 1)
-        self.fusion = MultiLevelFusion(in_channels, fusion_channels, fusion, gate_channels)
+        self.fusion = MultiLevelFusion(in_channels, fusion_channels, fusion, gate_channels,
+                                       gate_input, update)
         self.dfp = DenseFeaturePyramid(fusion_channels, len(in_channels)) if dfp else None
         self.cls = classifier((len(in_channels) + 1) * fusion_channels, num_classes, dropout)
         init_kaiming(self)
@@ -287,11 +328,14 @@ class GFFHead(nn.Module):
 def gff(num_classes: int, backbone: str = "resnet101", output_stride: int = 8,
         pretrained: str | None = None, aux: bool = True, dropout: float = 0.1,
         fusion: str = "gff", dfp: bool = True, base: str = "pspnet", fusion_channels: int = 256,
-        gate_channels: int = 1) -> nn.Module:
+        gate_channels: int = 1, gate_input: str = "reduced",
+        update: str = "simultaneous") -> nn.Module:
     """GFFNet. ``fusion``: concat | add | fpn | gated_fpn | gff (Table 1); ``dfp``: add the dense
     feature pyramid (Table 2); ``base``: pspnet | denseaspp (Table 4); ``gate_channels``: 1 (paper)
-    or ``fusion_channels`` (per-channel gates of the public re-implementation)."""
+    or ``fusion_channels`` (per-channel gates of the public re-implementation); ``gate_input``:
+    reduced (default) | unreduced; ``update``: simultaneous (Eq. 5, default) | sequential (the
+    re-implementation's in-place order)."""
     encoder = build_backbone(backbone, output_stride, pretrained)
     head = GFFHead(encoder.channels, num_classes, fusion, dfp, base, fusion_channels,
-                   gate_channels, dropout)
+                   gate_channels, dropout, gate_input, update)
     return make_model(encoder, head, num_classes, aux, dropout)

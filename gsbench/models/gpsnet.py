@@ -20,15 +20,26 @@ C/2 of the C backbone channels (2048 -> 256 -> 1024 on ResNet-101); with these t
 convolution weights are exactly Table 4's 6.29 M. Figure 1a draws one squeeze and one excitation,
 so every branch starts from the same squeeze output, and the exit is one 1x1 conv over the
 concatenated branch outputs (the sum of per-branch excitations, as a single convolution). All
-convolutions are followed by BN + ReLU (the paper's InPlace-ABN). Dilations are in feature-map
-pixels as the paper's (output stride 8); they are not rescaled at output stride 16.
+convolutions are followed by BN + activation (the paper's InPlace-ABN). Dilations are in
+feature-map pixels as the paper's (output stride 8); they are not rescaled at output stride 16.
 
 The GPS module replaces the parallel 3x3 atrous branches of an ASPP-like head (Sec. 4.1, Table 1):
 
 - ``context="aspp"`` (GPS-ASPP): DeepLabV3's ASPP with [1x1, SuperNet, image pooling] at 256
   channels per branch, concatenated, 1x1 to 256, dropout, classifier.
-- ``context="oc"`` (GPS-OC): OCNet's ASP-OC head (:mod:`gsbench.models.ocnet`) with
-  [3x3 + object context, 1x1, SuperNet] at 512 channels, concatenated, 1x1 to 512.
+- ``context="oc"`` (GPS-OC, the paper's GPSNet): OCNet's ASP-OC head
+  (:mod:`gsbench.models.ocnet`) with the SuperNet in place of its three atrous branches:
+  [object-context branch, 1x1, SuperNet], concatenated, 1x1 to 512. ``oc_head`` chooses the
+  ASP-OC layout as in :func:`gsbench.models.ocnet.ocnet`: "official" (default; GPSNet's
+  settings are those of the OCNet release, whose ASP-OC its Table 1 reproduces) puts the
+  object-context and 1x1 branches, 256 wide, on the release's 3x3 2048 -> 512 conv; "wide"
+  puts them, 512 wide, on c5. The SuperNet reads c5 in both: Table 4 counts it on 2048
+  channels (6.29 M), the only figure the paper gives for its wiring (docs/fidelity.md,
+  "GPSNet, OCNet and DenseASPP").
+
+``activation``: the paper trains with InPlace-ABN (Sec. 4.1), whose default activation is a
+leaky ReLU of slope 0.01: the default "leaky_relu" applies to every BN of the head except the
+gate prediction module, whose Eq. 1-2 print ReLU; "relu" gives plain ReLUs throughout.
 
 OHEM (threshold 0.7, at least 100,000 pixels) is the recipes' ``train.ohem_thresh`` /
 ``train.ohem_min_kept``; the losses are the standard ones (CE + 0.4 x aux CE).
@@ -47,7 +58,9 @@ from gsbench.models.backbones import build_backbone
 from gsbench.models.backbones.resnet import init_kaiming
 from gsbench.models.common import ConvBNReLU, classifier, make_model
 from gsbench.models.deeplab import ASPP_CHANNELS
-from gsbench.models.ocnet import ObjectContext
+from gsbench.models.ocnet import (
+    ACTIVATIONS, OC_HEADS, asp_oc_front, check_choice, conv_bn_act, oc_model,
+)
 from gsbench.models.registry import register_model
 
 #: Table 4 "Untuned" grid: the ASPP rates {1, 12, 24, 36}, each used twice in its branch.
@@ -99,25 +112,30 @@ class SuperNet(nn.Module):
 
     ``gate=False`` merges the vertical and horizontal inputs by summation (Table 1's SuperNet
     without the gate prediction module). ``dilations[b][l]`` is the rate of layer l of branch b.
+    ``activation`` follows the squeeze, atrous and excitation convolutions' BNs (the gates keep
+    Eq. 1-2's ReLU).
     """
 
     def __init__(self, in_channels: int, dilations: Sequence[Sequence[int]], gate: bool = True,
-                 squeeze_channels: int | None = None, out_channels: int | None = None):
+                 squeeze_channels: int | None = None, out_channels: int | None = None,
+                 activation: str = "relu"):
         super().__init__()
         self.dilations = check_dilations(dilations)
         squeeze_channels = squeeze_channels or max(in_channels // 8, 1)
         self.out_channels = out_channels or max(in_channels // 2, 1)
         self.gated = gate
-        self.squeeze = ConvBNReLU(in_channels, squeeze_channels, 1)
+        self.squeeze = conv_bn_act(in_channels, squeeze_channels, 1, activation=activation)
         self.atrous = nn.ModuleList(
-            nn.ModuleList(ConvBNReLU(squeeze_channels, squeeze_channels, 3, dilation=r)
+            nn.ModuleList(conv_bn_act(squeeze_channels, squeeze_channels, 3, dilation=r,
+                                      activation=activation)
                           for r in branch)
             for branch in self.dilations)
         # One gate per layer that has a vertical input: every layer of branches 2, 3, ...
         self.gates = nn.ModuleList(
             nn.ModuleList(GatePrediction(squeeze_channels) for _ in branch)
             for branch in self.dilations[1:]) if gate else None
-        self.excitation = ConvBNReLU(len(self.dilations) * squeeze_channels, self.out_channels, 1)
+        self.excitation = conv_bn_act(len(self.dilations) * squeeze_channels, self.out_channels,
+                                      1, activation=activation)
 
     def merge(self, branch: int, layer: int, vertical: Tensor, horizontal: Tensor) -> Tensor:
         if self.gates is None:
@@ -147,14 +165,16 @@ class GPSASPPHead(nn.Module):
     """ASPP with its atrous branches replaced by the SuperNet: [1x1, SuperNet, image pooling]."""
 
     def __init__(self, in_channels: int, num_classes: int, dilations, gate: bool,
-                 dropout: float = 0.1):
+                 dropout: float = 0.1, activation: str = "leaky_relu"):
         super().__init__()
         channels = ASPP_CHANNELS
-        self.pointwise = ConvBNReLU(in_channels, channels, 1)
-        self.supernet = SuperNet(in_channels, dilations, gate)
+        self.pointwise = conv_bn_act(in_channels, channels, 1, activation=activation)
+        self.supernet = SuperNet(in_channels, dilations, gate, activation=activation)
         self.image_pool = nn.Sequential(nn.AdaptiveAvgPool2d(1),
-                                        ConvBNReLU(in_channels, channels, 1))
-        self.project = ConvBNReLU(2 * channels + self.supernet.out_channels, channels, 1)
+                                        conv_bn_act(in_channels, channels, 1,
+                                                    activation=activation))
+        self.project = conv_bn_act(2 * channels + self.supernet.out_channels, channels, 1,
+                                   activation=activation)
         self.cls = classifier(channels, num_classes, dropout)
         init_kaiming(self)
 
@@ -166,25 +186,32 @@ class GPSASPPHead(nn.Module):
 
 
 class GPSOCHead(nn.Module):
-    """ASP-OC with its atrous branches replaced by the SuperNet: [3x3 + OC, 1x1, SuperNet]."""
+    """ASP-OC with its atrous branches replaced by the SuperNet: [object context, 1x1, SuperNet].
+
+    ``official``: the object-context and 1x1 branches (C/8 wide) read the release's 3x3 conv
+    c5 -> C/4; otherwise they read c5 (C/4 wide, the object context without pooling), see
+    :func:`gsbench.models.ocnet.asp_oc_front`. The SuperNet reads c5 in both.
+    """
 
     def __init__(self, in_channels: int, num_classes: int, dilations, gate: bool,
-                 dropout: float = 0.1):
+                 dropout: float = 0.1, official: bool = True, activation: str = "leaky_relu"):
         super().__init__()
         channels = in_channels // 4
-        self.context_conv = ConvBNReLU(in_channels, channels, 3)
-        self.context = ObjectContext(channels, channels // 2)
-        self.pointwise = ConvBNReLU(in_channels, channels, 1)
-        self.supernet = SuperNet(in_channels, dilations, gate)
-        self.fuse = ConvBNReLU(2 * channels + self.supernet.out_channels, channels, 1)
+        self.context_pre, self.object_branch, branch_in, width = asp_oc_front(
+            in_channels, official, activation)
+        self.pointwise = conv_bn_act(branch_in, width, 1, activation=activation)
+        self.supernet = SuperNet(in_channels, dilations, gate, activation=activation)
+        self.fuse = conv_bn_act(2 * width + self.supernet.out_channels, channels, 1,
+                                activation=activation)
         self.cls = classifier(channels, num_classes, dropout)
         init_kaiming(self)
-        self.context.reset_parameters()
+        self.object_branch[1].reset_parameters()
 
     def forward(self, features: list[Tensor]) -> Tensor:
         c5 = features[-1]
-        object_branch = self.context(self.context_conv(c5))  # as ASP-OC: the context alone
-        fused = self.fuse(torch.cat([object_branch, self.pointwise(c5), self.supernet(c5)], dim=1))
+        x = c5 if self.context_pre is None else self.context_pre(c5)
+        object_branch = self.object_branch(x)  # as ASP-OC: the context alone
+        fused = self.fuse(torch.cat([object_branch, self.pointwise(x), self.supernet(c5)], dim=1))
         return self.cls(fused)
 
 
@@ -192,19 +219,25 @@ class GPSOCHead(nn.Module):
 def gpsnet(num_classes: int, backbone: str = "resnet101", output_stride: int = 8,
            pretrained: str | None = None, aux: bool = True, dropout: float = 0.1,
            context: str = "aspp", dilations: Sequence[Sequence[int]] | None = None,
-           gate: bool = True) -> nn.Module:
-    """GPSNet: dilated ResNet + GPS head (+ stage-3 aux FCN head, loss weight 0.4).
+           gate: bool = True, oc_head: str = "official",
+           activation: str = "leaky_relu") -> nn.Module:
+    """GPSNet: dilated ResNet + GPS head (+ stage-3 aux head, loss weight 0.4).
 
     ``context``: "aspp" (GPS-ASPP) or "oc" (GPS in OCNet's ASP-OC head, the paper's GPSNet).
     ``dilations``: the grid [[r_11, r_12], ...]; None is the tuned grid
     {(1, 3), (11, 13), (23, 29), (33, 37)}, :data:`UNTUNED_DILATIONS` is Table 1's untuned one.
     ``gate``: the gate prediction module (True) or plain summation (False), Table 1.
+    ``oc_head`` (GPS-OC only): "official" (the OCNet release's ASP-OC layout and its stage-3
+    ``dsn`` head) or "wide"; ``activation``: "leaky_relu" (InPlace-ABN's) or "relu".
     """
-    if context not in GPS_CONTEXTS:
-        raise GsbenchError(f"gpsnet context must be one of {', '.join(GPS_CONTEXTS)}, "
-                           f"got {context!r}")
+    check_choice("gpsnet", "context", context, GPS_CONTEXTS)
+    check_choice("gpsnet", "oc_head", oc_head, OC_HEADS)
+    check_choice("gpsnet", "activation", activation, ACTIVATIONS)
     grid = check_dilations(TUNED_DILATIONS if dilations is None else dilations)
     encoder = build_backbone(backbone, output_stride, pretrained)
-    head_class = GPSASPPHead if context == "aspp" else GPSOCHead
-    head = head_class(encoder.channels[-1], num_classes, grid, gate, dropout)
-    return make_model(encoder, head, num_classes, aux, dropout)
+    if context == "aspp":
+        head = GPSASPPHead(encoder.channels[-1], num_classes, grid, gate, dropout, activation)
+        return make_model(encoder, head, num_classes, aux, dropout)
+    official = oc_head == "official"
+    head = GPSOCHead(encoder.channels[-1], num_classes, grid, gate, dropout, official, activation)
+    return oc_model(encoder, head, num_classes, aux, dropout, official, activation)

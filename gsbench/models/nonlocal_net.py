@@ -10,6 +10,9 @@ with theta, phi, g 1x1 convs to half the channels. ``mode="embedded_gaussian"`` 
 mmseg's default with ``use_scale``): f = exp(theta_i . phi_j / sqrt(d)), C = sum_j f, i.e. a
 softmax. ``mode="dot_product"`` (Eq. 4): f = theta_i . phi_j, C = number of positions.
 W_z is a 1x1 conv + BN whose scale starts at zero, so the block starts as the identity.
+
+Where the paper and the official code differ: docs/fidelity.md, "DANet, CCNet, ANN and the
+other baselines".
 """
 
 from __future__ import annotations
@@ -81,7 +84,10 @@ class NonLocalHead(nn.Module):
 @register_model(name="nonlocal")
 def nonlocal_net(num_classes: int, backbone: str = "resnet101", output_stride: int = 8,
                  pretrained: str | None = None, aux: bool = True, dropout: float = 0.1,
-                 mode: str = "embedded_gaussian") -> nn.Module:
+                 mode: str = "embedded_gaussian", align_corners: bool = False) -> nn.Module:
+    """Non-local baseline: dilated ResNet + non-local head (+ stage-3 aux FCN head).
+    ``mode``: the pairwise function (module docstring). ``align_corners``: the model-level option of
+    :class:`~gsbench.models.common.SegmentationModel` (true for mmseg's 769 x 769 models)."""
     encoder = build_backbone(backbone, output_stride, pretrained)
     head = NonLocalHead(encoder.channels[-1], num_classes, mode, dropout)
-    return make_model(encoder, head, num_classes, aux, dropout)
+    return make_model(encoder, head, num_classes, aux, dropout, align_corners)

@@ -23,6 +23,15 @@ Eq. 8, for each receiving position), and zero entries take part in it: with a ma
 2H-1 every position outside the window gets the weight of a zero score, exactly as in the
 reference codes. With the full over-complete mask every window entry is covered and no zero remains.
 
+Two forms of the head (``head``): "semseg" (default, the authors' code hszhao/semseg
+``model/psanet.py``) and "mmseg" (``mmseg/models/decode_heads/psa_head.py``, which its released
+checkpoints need). They differ in two places. (1) The shrink: semseg always shrinks to
+``(H - 1) // s + 1`` with align_corners=True; mmseg does so only when neither H nor W is a
+multiple of s, and otherwise to ``H // s`` with align_corners=False, and the expand back to H x W
+uses the same align_corners (:func:`shrink_plan`). (2) mmseg's 1x1 fusion conv ``proj`` has
+``padding=1``, so its output is (h + 2) x (w + 2) (the border is BN + ReLU of zero) and is then
+resized to H x W.
+
 Memory: per branch the module holds the predicted mask (N x mask_h*mask_w x h x w), the
 gather intermediate (N x h x mask_w x hw) and the N x hw x hw attention before and after the
 softmax, where h x w is the map after the shrink factor. On a 1 x 2048 x 97 x 97 input with the
@@ -32,6 +41,8 @@ mask 193 x 193) the mask alone would be 1.3 GiB per branch. Measured peak live t
 of the whole bi-directional module on that input (parameters excluded, input included):
 416 MiB forward, 755 MiB forward + backward (benchmarks/RESULTS.md,
 ``python benchmarks/bench_psanet.py``).
+
+Where the paper and the official code differ: docs/fidelity.md, "PSANet and PSPNet".
 """
 
 from __future__ import annotations
@@ -47,10 +58,12 @@ from torch.nn.parameter import UninitializedParameter
 from gsbench.errors import GsbenchError
 from gsbench.models.backbones import build_backbone
 from gsbench.models.backbones.resnet import init_kaiming
-from gsbench.models.common import ConvBNReLU, classifier, make_model
+from gsbench.models.common import ConvBNReLU, classifier, make_model, resize
 from gsbench.models.registry import register_model
 
 PSA_TYPES = ("collect", "distribute", "bi")
+#: ``head`` option: the authors' code (semseg) or mmsegmentation's PSAHead
+PSA_HEADS = ("semseg", "mmseg")
 
 
 def full_mask_size(height: int, width: int) -> tuple[int, int]:
@@ -61,6 +74,22 @@ def full_mask_size(height: int, width: int) -> tuple[int, int]:
 def shrunk_size(height: int, width: int, shrink_factor: int) -> tuple[int, int]:
     """Size of the map the attention runs on: ``(H - 1) // s + 1`` (semseg), 1 -> unchanged."""
     return (height - 1) // shrink_factor + 1, (width - 1) // shrink_factor + 1
+
+
+def shrink_plan(height: int, width: int, shrink_factor: int, head: str = "semseg",
+                align_corners: bool = False) -> tuple[tuple[int, int], bool]:
+    """(size of the attended map, align_corners of the shrink and of the expand back).
+
+    semseg: :func:`shrunk_size` with align_corners=True. mmseg (``PSAHead.forward``): the same
+    when neither ``height`` nor ``width`` is a multiple of ``shrink_factor``, else
+    ``(H // s, W // s)`` with align_corners=False. Without a shrink (factor 1) the size is
+    unchanged and any resize uses the model's ``align_corners``.
+    """
+    if shrink_factor == 1:
+        return (height, width), align_corners
+    if head == "mmseg" and not (height % shrink_factor and width % shrink_factor):
+        return (height // shrink_factor, width // shrink_factor), False
+    return shrunk_size(height, width, shrink_factor), True
 
 
 @functools.lru_cache(maxsize=32)
@@ -218,11 +247,13 @@ class PointwiseSpatialAttention(nn.Module):
     """The PSA module of Fig. 2: returns ``concat(X, proj(concat(Z^c, Z^d)))``, 2 x in channels.
 
     Per branch (Sec. 3.3): 1x1 conv in -> mid (BN, ReLU) to reduce channels, bilinear shrink by
-    ``shrink_factor`` (align_corners=True, size ``(H-1)//s+1`` as semseg), attention head 1x1 mid
-    -> mid (BN, ReLU) and 1x1 to mask_h*mask_w; the window cut + softmax of
-    :func:`point_wise_attention`; ``Z = X A``. The branches' Z are concatenated, fused by a 1x1
+    ``shrink_factor`` (:func:`shrink_plan`: size ``(H-1)//s+1``, align_corners=True, as semseg),
+    attention head 1x1 mid -> mid (BN, ReLU) and 1x1 to mask_h*mask_w; the window cut + softmax
+    of :func:`point_wise_attention`; ``Z = X A``. The branches' Z are concatenated, fused by a 1x1
     conv to ``in_channels`` (BN, ReLU), resized back to H x W and concatenated with the input.
-    ``psa_type``: "collect", "distribute" or "bi" (both, Eq. 8).
+    ``psa_type``: "collect", "distribute" or "bi" (both, Eq. 8). ``head="mmseg"``: mmseg's
+    shrink rule and its padded fusion conv (see the module docstring); ``align_corners`` is the
+    model's, used only by the mmseg form without a shrink.
     """
 
     def __init__(
@@ -233,10 +264,14 @@ class PointwiseSpatialAttention(nn.Module):
         compact: bool = False,
         mask_size: tuple[int, int] | None = None,
         shrink_factor: int = 2,
+        head: str = "semseg",
+        align_corners: bool = False,
     ) -> None:
         super().__init__()
         if psa_type not in PSA_TYPES:
             raise GsbenchError(f"psa_type must be one of {', '.join(PSA_TYPES)}, got {psa_type!r}")
+        if head not in PSA_HEADS:
+            raise GsbenchError(f"psanet head must be one of {', '.join(PSA_HEADS)}, got {head!r}")
         if shrink_factor < 1:
             raise GsbenchError(f"shrink_factor must be >= 1, got {shrink_factor}")
         if mask_size is not None:
@@ -246,6 +281,8 @@ class PointwiseSpatialAttention(nn.Module):
         self.psa_type = psa_type
         self.compact = compact
         self.shrink_factor = shrink_factor
+        self.head = head
+        self.align_corners = align_corners
         self.modes = ("collect", "distribute") if psa_type == "bi" else (psa_type,)
         self.reduce = nn.ModuleDict(
             {mode: ConvBNReLU(in_channels, mid_channels) for mode in self.modes}
@@ -260,6 +297,8 @@ class PointwiseSpatialAttention(nn.Module):
             }
         )
         self.proj = ConvBNReLU(mid_channels * len(self.modes), in_channels)
+        if head == "mmseg":
+            self.proj[0].padding = (1, 1)  # psa_head.py: ConvModule(..., kernel_size=1, padding=1)
         init_kaiming(self.reduce)
         init_kaiming(self.proj)
         for mode in self.modes:
@@ -271,12 +310,11 @@ class PointwiseSpatialAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        small = shrunk_size(height, width, self.shrink_factor)
+        small, align_corners = shrink_plan(height, width, self.shrink_factor, self.head,
+                                           self.align_corners)
         aggregated = []
         for mode in self.modes:
-            features = self.reduce[mode](x)
-            if self.shrink_factor != 1:
-                features = F.interpolate(features, size=small, mode="bilinear", align_corners=True)
+            features = resize(self.reduce[mode](x), small, align_corners)
             predicted = self.attention[mode](features)
             attention = point_wise_attention(
                 predicted, mode, self.mask_size(mode), compact=self.compact
@@ -284,11 +322,7 @@ class PointwiseSpatialAttention(nn.Module):
             n, c = features.shape[:2]
             z = torch.bmm(features.reshape(n, c, -1), attention)
             aggregated.append(z.reshape(n, c, *small))
-        context = self.proj(torch.cat(aggregated, dim=1))
-        if self.shrink_factor != 1:
-            context = F.interpolate(
-                context, size=(height, width), mode="bilinear", align_corners=True
-            )
+        context = resize(self.proj(torch.cat(aggregated, dim=1)), (height, width), align_corners)
         return torch.cat([x, context], dim=1)
 
 
@@ -305,11 +339,13 @@ class PSAHead(nn.Module):
         compact: bool = False,
         mask_size: tuple[int, int] | None = None,
         shrink_factor: int = 2,
+        head: str = "semseg",
+        align_corners: bool = False,
     ) -> None:
         super().__init__()
         width = in_channels // 4
         self.psa = PointwiseSpatialAttention(
-            in_channels, width, psa_type, compact, mask_size, shrink_factor
+            in_channels, width, psa_type, compact, mask_size, shrink_factor, head, align_corners
         )
         self.bottleneck = ConvBNReLU(2 * in_channels, width, 3)
         self.cls = classifier(width, num_classes, dropout)
@@ -333,6 +369,7 @@ def psanet(
     mask_size: tuple[int, int] | int | None = None,
     shrink_factor: int = 2,
     align_corners: bool = False,
+    head: str = "semseg",
 ) -> nn.Module:
     """PSANet: dilated ResNet + PSA head (+ stage-3 aux FCN head, loss weight 0.4).
 
@@ -345,12 +382,15 @@ def psanet(
     stride 8 the full mask is ``full_mask_size(*shrunk_size(f, f, 2))`` with ``f = (S - 1) // 8 + 1``
     (713 -> 89). ``shrink_factor``: spatial shrink before the attention (2).
     ``align_corners``: upsample the logits with align_corners=True, as hszhao/semseg's
-    ``model/psanet.py`` (the PSA shrink and expand use True in either form).
+    ``model/psanet.py`` (the PSA shrink and expand follow :func:`shrink_plan`).
+    ``head``: "semseg" (the authors' code) or "mmseg" (mmsegmentation's shrink rule and padded
+    fusion conv, which its released checkpoints need; see the module docstring).
     """
     if isinstance(mask_size, int):
         mask_size = (mask_size, mask_size)
     encoder = build_backbone(backbone, output_stride, pretrained)
-    head = PSAHead(
-        encoder.channels[-1], num_classes, dropout, psa_type, compact, mask_size, shrink_factor
+    decode_head = PSAHead(
+        encoder.channels[-1], num_classes, dropout, psa_type, compact, mask_size, shrink_factor,
+        head, align_corners,
     )
-    return make_model(encoder, head, num_classes, aux, dropout, align_corners)
+    return make_model(encoder, decode_head, num_classes, aux, dropout, align_corners)

@@ -9,6 +9,8 @@ The paper does not say how the pyramid levels and the logits are upsampled; ``al
 (default False, the project's convention) switches both to ``align_corners=True``, the form of
 hszhao/semseg's ``model/pspnet.py`` (``PPM.forward`` and the final x8 upsampling), which its
 released weights need.
+
+Where the paper and the official code differ: docs/fidelity.md, "PSANet and PSPNet".
 """
 
 from __future__ import annotations

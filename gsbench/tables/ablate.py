@@ -38,13 +38,12 @@ from typing import Callable
 from gsbench.commands import this_python
 from gsbench.engine.run_dir import is_finished, is_interrupted
 from gsbench.errors import GsbenchError
-from gsbench.evaluation.setting import EvalSetting
 from gsbench.io import atomic_write_text
 from gsbench.recipes import RECIPES_DIR
 from gsbench.tables.cells import Table
 from gsbench.tables.jobs import DataRoots, RunJob, data_roots
 from gsbench.tables.runs import RunIndex, eval_metrics_file, recipe_fingerprint, run_name
-from gsbench.tables.smoke import TrainingSpec, cell_training, check_scale
+from gsbench.tables.smoke import TrainingSpec, cell_evaluation, cell_training, check_scale
 
 
 @dataclass
@@ -94,7 +93,7 @@ def plan_ablation(table: Table, runs_dir: Path = Path("runs"), *, scale: str = "
         except GsbenchError as exc:
             skipped.append((label, str(exc)))
             continue
-        setting = cell.evaluation
+        setting = cell_evaluation(cell, scale)
         cell_jobs = []
         for spec in specs:
             for offset in range(seeds):

@@ -4,7 +4,8 @@
 classes; everything else in :mod:`gsbench.tables` (the computed tables, the report, ablate)
 reads them. A :class:`Cell` carries every setting resolved: the paper's number, the recipe (plus
 ``--set`` overrides) that trains it, the evaluation (:attr:`Cell.evaluation`, see
-:mod:`gsbench.evaluation.setting`) and the metric.
+:mod:`gsbench.evaluation.setting`) with the paper's test protocol (:class:`~gsbench.protocol.
+TestProtocol`) and where that protocol is stated (:attr:`Cell.protocol_source`), and the metric.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from gsbench.evaluation.setting import (
     DEFAULT_MS_SCALES, SINGLE_SCALE, EvalSetting, is_default_ms, scale_text,
 )
 from gsbench.errors import GsbenchError
+from gsbench.protocol import TestProtocol, protocol_tag_parts
 from gsbench.recipes import load_recipe
 
 #: The papers: key -> (short name, venue, plain-text copy's file name in the papers folder).
@@ -70,18 +72,28 @@ class Cell:
     reason: str | None = None
     quoted_from: str | None = None
     note: str | None = None
+    #: the paper's test protocol of the cell (scales and flip included); None for a figure
+    #: computed on the spot
+    protocol: TestProtocol | None = None
+    #: where the protocol is stated: the paper's section or the official file (or that neither
+    #: states it, and what gsbench assumes)
+    protocol_source: str | None = None
 
     @property
     def setting(self) -> str:
         """The evaluation setting in words: ``cityscapes val ms+flip r=5px``,
         ``cityscapes val ms(0.75,1.0,1.25,1.5,1.75)`` (a list other than the default),
-        ``cityscapes val ss output=coarse`` (``computed`` for a figure computed on the spot)."""
+        ``cityscapes val ss+flip slide psanet-caffe b2048`` (the test protocol's procedure,
+        windows and base size, as the eval folder names them), ``cityscapes val ss
+        output=coarse`` (``computed`` for a figure computed on the spot)."""
         if self.kind == "static":
             return "computed"
         scales = self.scales
         if self.ms_scales is not None and not is_default_ms(self.ms_scales):
             scales += "(" + ",".join(scale_text(s) for s in self.ms_scales) + ")"
         parts = [self.dataset or "-", self.split, scales + ("+flip" if self.flip else "")]
+        if self.protocol is not None:
+            parts += protocol_tag_parts(self.protocol)
         if self.output != MAIN_OUTPUT:
             parts.append(f"output={self.output}")
         if self.radius is not None:
@@ -93,9 +105,34 @@ class Cell:
         return " ".join(parts)
 
     @property
+    def protocol_text(self) -> str:
+        """The test protocol in words, every parameter spelt out: ``psanet-caffe, slide, crop =
+        training crop, stride = ceil(2/3 crop), base 2048, scales 1.0, flip`` (``computed`` for
+        a figure computed on the spot)."""
+        p = self.protocol
+        if p is None:
+            return "computed"
+        parts = [p.procedure, p.mode]
+        if p.slide:
+            parts.append("crop " + ("= training crop" if p.crop_size is None
+                                    else "x".join(map(str, p.crop_size))))
+            parts.append("stride " + ("= ceil(2/3 crop)" if p.stride is None
+                                      else "x".join(map(str, p.stride))))
+        if p.base_size is not None:
+            parts.append("base " + "x".join(map(str, p.base_size)))
+        parts.append("scales " + ",".join(scale_text(s) for s in p.scales))
+        parts.append("flip" if p.flip else "no flip")
+        if p.align_corners:
+            parts.append("align_corners")
+        return ", ".join(parts)
+
+    @property
     def evaluation(self) -> EvalSetting:
-        """The evaluation of a run that gives this cell's number (split, scales, flip, output):
-        what ``gsbench ablate`` runs and where ``gsbench report`` reads the metrics."""
+        """The evaluation of a run that gives this cell's number (split, test protocol with its
+        scales and flip, output): what ``gsbench ablate`` runs and where ``gsbench report``
+        reads the metrics."""
+        if self.protocol is not None:
+            return EvalSetting(self.split, output=self.output, protocol=self.protocol)
         scales = (self.ms_scales or DEFAULT_MS_SCALES) if self.scales == "ms" else SINGLE_SCALE
         return EvalSetting(self.split, scales, self.flip, self.output)
 

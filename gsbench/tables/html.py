@@ -25,6 +25,7 @@ from gsbench.tables.render import (
 )
 from gsbench.tables.report import TableReport
 from gsbench.tables.runs import eval_metrics_file
+from gsbench.tables.smoke import cell_evaluation
 from gsbench.visualize import PANELS_DIR
 
 HTML_NAME = "report.html"
@@ -146,7 +147,7 @@ def gallery(report: TableReport) -> Gallery:
     for cell in report.cells:
         for run in (Path(run) for run in cell.runs if not run.startswith("-")):  # not baselines
             rows.setdefault(_row_label(report, cell), {}).setdefault(run, []).append(
-                cell.cell.evaluation)
+                cell_evaluation(cell.cell, report.scale))
     out: Gallery = []
     for method, runs in rows.items():
         shown = []

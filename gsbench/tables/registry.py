@@ -3,10 +3,11 @@
 Each file ``recipes/tables/<paper>_table<n>.yaml`` holds one table of one paper as data: the
 paper's number for every cell, and how gsbench reproduces it - the recipe (plus ``--set``
 overrides) to train, the evaluation setting (dataset, split, single / multi-scale and the
-multi-scale list, flip, the model output scored, boundary radius, crop factor, class) and the
-metric. Settings cascade: the table's top-level keys are the defaults, a column refines them
-(its metric, radius, class ...), a row names the model (recipe) and may refine them again, and
-``overrides`` (``ROW`` or ``ROW.COLUMN``) refine single rows or cells. The resolved
+multi-scale list, flip, the paper's test protocol and where it is stated, the model output
+scored, boundary radius, crop factor, class) and the metric. Settings cascade: the table's
+top-level keys are the defaults, a column refines them (its metric, radius, class ...), a row
+names the model (recipe) and may refine them again, and ``overrides`` (``ROW`` or
+``ROW.COLUMN``) refine single rows or cells. The resolved
 :class:`~gsbench.tables.cells.Cell` is what ``gsbench report`` and ``gsbench ablate`` consume.
 
 Layout of a file (every key is checked; an unknown key, a recipe that does not exist, a bad
@@ -18,7 +19,9 @@ metric name is a one-line :class:`~gsbench.errors.GsbenchError` naming the file 
     dataset: cityscapes            # defaults for every cell ...
     split: val
     scales: ss                     # ss | ms (multi-scale inference)
-    flip: false
+    flip: false                    # default: the protocol's procedure's
+    protocol: {procedure: psanet-caffe, mode: slide, base_size: [2048]}
+    protocol_source: "Caffe release evaluation/eval_all.m:31-43"
     # ms_scales: [0.75, 1.0, 1.25, 1.5, 1.75]  # the test scales of ms cells (default 0.5..1.75)
     # output: coarse               # score this model output instead of the prediction "out"
     columns:
@@ -29,7 +32,15 @@ metric name is a one-line :class:`~gsbench.errors.GsbenchError` naming the file 
 
 Rows are a list (each with ``method``, and an optional ``id``; the id defaults to a slug of the
 method) or a mapping from row id to a row with ``label``. A row's value keys are the column
-keys; ``null`` is a cell the paper leaves empty. ``ms_scales`` (only on ``ms`` cells; default
+keys; ``null`` is a cell the paper leaves empty. ``protocol`` is the paper's test protocol of
+the cell (:class:`~gsbench.protocol.TestProtocol` without its scales and flip, which are the
+cell's ``scales`` / ``ms_scales`` and ``flip``: ``procedure``, ``mode``, ``crop_size`` (null: the
+run's training crop), ``stride``, ``base_size``, ``align_corners``); the mappings of the levels
+are merged key by key, so a column may refine the table's; without one a cell is tested with
+gsbench's own whole-image protocol. ``protocol_source`` says where the protocol is stated: the
+paper's section or the official file, or that neither states it and what gsbench assumes (every
+built-in table names one for each cell scored from runs). ``ms_scales`` (only on ``ms`` cells;
+default
 :data:`~gsbench.evaluation.setting.DEFAULT_MS_SCALES`) and ``output`` (an auxiliary class-logit
 map of the model, e.g. RANet's ``coarse``) choose the evaluation folder of a run, see
 :mod:`gsbench.evaluation.setting`. Cells that cannot be reproduced say why:
@@ -56,6 +67,7 @@ from gsbench.data.registry import DATASETS
 from gsbench.engine.outputs import MAIN_OUTPUT
 from gsbench.errors import GsbenchError
 from gsbench.evaluation.setting import DEFAULT_MS_SCALES, SINGLE_SCALE
+from gsbench.protocol import PROTOCOL_KEYS, TestProtocol
 from gsbench.recipes import RECIPES_DIR, list_recipes
 from gsbench.tables.cells import PAPERS, Cell, Column, Table, resolved_recipe, slug, table_id
 from gsbench.tables.static import STATIC_TABLES
@@ -92,7 +104,9 @@ INFERENCE_SCALES = ("ss", "ms")
 
 # Keys that set how a cell is evaluated; allowed at the top level, in columns, rows, overrides.
 _EVAL_KEYS = ("dataset", "split", "scales", "ms_scales", "flip", "output", "radius", "crop_factor",
-              "class")
+              "class", "protocol", "protocol_source")
+# The keys of a ``protocol`` mapping: the test protocol but its scales and flip (the cell's own).
+PROTOCOL_TABLE_KEYS = tuple(k for k in PROTOCOL_KEYS if k not in ("scales", "flip"))
 # A row or a single cell may score another metric than its column (rows of mIoU and F-score).
 _CELL_METRIC_KEYS = ("metric",)
 # Keys that say where a cell's number comes from; allowed everywhere except the column list.
@@ -223,10 +237,12 @@ class _TableParser:
                     continue
                 if column.key not in row:
                     continue  # the paper's row has no such column (e.g. a merged cell)
-                merged = {**defaults, **column.settings,
-                          **{k: v for k, v in row.items() if k in _OVERRIDE_KEYS},
-                          **overrides.get(row_id, {}), **overrides.get(f"{row_id}.{column.key}", {})}
+                levels = (defaults, column.settings,
+                          {k: v for k, v in row.items() if k in _OVERRIDE_KEYS},
+                          overrides.get(row_id, {}), overrides.get(f"{row_id}.{column.key}", {}))
+                merged = {k: v for level in levels for k, v in level.items()}
                 where = f"rows.{row_id}.{column.key}"
+                merged["protocol"] = self.protocol_keys(levels, where)
                 cells.append(self.make_cell(tid, row_id, label, column, row[column.key], merged, where))
         input_shape = raw.get("input_shape")
         return Table(
@@ -236,6 +252,40 @@ class _TableParser:
             input_shape=tuple(input_shape) if input_shape is not None else None,
             notes=raw.get("notes"), raw_rows={rid: row for rid, _, row in rows},
         )
+
+    def protocol_keys(self, levels: tuple[dict, ...], where: str) -> dict[str, Any]:
+        """The ``protocol`` mappings of a cell's levels (table, column, row, overrides), merged
+        key by key."""
+        merged: dict[str, Any] = {}
+        for level in levels:
+            part = level.get("protocol")
+            if part is None:
+                continue
+            if not isinstance(part, dict):
+                raise self.fail(f"{where}.protocol", "must be a mapping of test-protocol keys ("
+                                + ", ".join(PROTOCOL_TABLE_KEYS) + ")")
+            for key in part:
+                if key in ("scales", "flip"):
+                    raise self.fail(f"{where}.protocol.{key}", f"is the cell's own key: write "
+                                    f"{'scales / ms_scales' if key == 'scales' else 'flip'} "
+                                    "beside protocol")
+            self.reject_unknown(part, PROTOCOL_TABLE_KEYS, f"{where}.protocol.")
+            merged.update(part)
+        return merged
+
+    def test_protocol(self, keys: dict[str, Any], scales: str,
+                      ms_scales: tuple[float, ...] | None, flip: bool | None,
+                      where: str) -> TestProtocol:
+        """The cell's :class:`TestProtocol`: its ``protocol`` keys, its scales and flip."""
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in keys.items()}
+        try:
+            return TestProtocol(**values, scales=ms_scales if scales == "ms" else SINGLE_SCALE,
+                                flip=flip)
+        except GsbenchError as exc:  # "test.<key> ...": name the table's key instead
+            message = str(exc)
+            if message.startswith("test."):
+                message = message[len("test."):]
+            raise self.fail(f"{where}.protocol", message) from None
 
     def parse_columns(self, raw_columns: Any) -> list[Column]:
         if not isinstance(raw_columns, list) or not raw_columns:
@@ -334,6 +384,15 @@ class _TableParser:
         reproducible = s.get("reproducible", True)
         if not reproducible and not s.get("reason"):
             raise self.fail(f"{where}.reason", "a cell with reproducible: false needs a reason")
+        protocol, protocol_source = None, s.get("protocol_source")
+        if kind == "trained":
+            protocol = self.test_protocol(s.get("protocol") or {}, scales, ms_scales,
+                                          s.get("flip"), where)
+            if protocol_source is not None and (not isinstance(protocol_source, str)
+                                                or not protocol_source.strip()):
+                raise self.fail(f"{where}.protocol_source", "must be the paper's section or the "
+                                "official file that states the test protocol (a non-empty "
+                                f"string), got {protocol_source!r}")
         status = s.get("status", "ok")
         if status not in STATUSES:
             raise self.fail(f"{where}.status", f"must be one of {', '.join(STATUSES)}, got {status!r}")
@@ -372,10 +431,12 @@ class _TableParser:
             table_id=tid, row_id=row_id, row_label=label, column=column.key,
             column_label=column.label, paper_value=None if value is None else float(value),
             metric=metric, kind=kind, dataset=dataset, split=split, scales=scales,
-            flip=bool(s.get("flip", False)), radius=s.get("radius"), crop_factor=s.get("crop_factor"),
+            flip=bool(protocol.flip if protocol is not None else s.get("flip", False)),
+            radius=s.get("radius"), crop_factor=s.get("crop_factor"),
             class_name=class_name, ms_scales=ms_scales, output=output, recipe=recipe,
             overrides=sets, baseline=baseline, baseline_overrides=baseline_sets, status=status, reproducible=reproducible,
             reason=s.get("reason"), quoted_from=s.get("quoted_from"), note=s.get("note"),
+            protocol=protocol, protocol_source=protocol_source if kind == "trained" else None,
         )
 
     def ms_scales(self, value: Any, scales: str, where: str) -> tuple[float, ...] | None:

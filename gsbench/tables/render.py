@@ -1,13 +1,15 @@
 """Render table reports (:class:`gsbench.tables.TableReport`) as rich tables, Markdown, CSV and
 LaTeX, and plot runs (mIoU against crop factor, boundary F against radius, training curves).
 
-Every format lists one line per cell - the paper's row and column, the paper's value, ours
-(mean +- std over runs), the difference and the runs it comes from - so that tables of any
-shape (per-class tables included) read the same way; missing cells point to the numbered
-commands listed under each table. Values keep full precision in CSV and two decimals elsewhere
-(RF and SR three, as the papers print them). Every format states the scale of the runs, and a
-smoke-scale report carries :data:`~gsbench.tables.report.SMOKE_NOTE` (CSV: the ``scale``
-column, and the ``filled-smoke`` state of its cells).
+Every format lists one line per cell - the paper's row and column, the evaluation setting with
+its test protocol (the terminal view leaves it out; CSV spells out every protocol parameter and
+where the paper or official code states it), the paper's value, ours (mean +- std over runs),
+the difference and the runs it comes from - so that tables of any shape (per-class tables
+included) read the same way; missing cells point to the numbered commands listed under each
+table. Values keep full precision in CSV and two decimals elsewhere (RF and SR three, as the
+papers print them). Every format states the scale of the runs, and a smoke-scale report carries
+:data:`~gsbench.tables.report.SMOKE_NOTE` (CSV: the ``scale`` column, and the ``filled-smoke``
+state of its cells).
 """
 
 from __future__ import annotations
@@ -28,11 +30,13 @@ from gsbench.errors import GsbenchError
 from gsbench.io import atomic_write_bytes, atomic_write_text
 from gsbench.tables.report import SMOKE_NOTE, CellReport, TableReport
 from gsbench.tables.runs import eval_metrics_file
+from gsbench.tables.smoke import cell_evaluation
 
 FORMATS = {"md": "report.md", "csv": "report.csv", "latex": "report.tex"}
 
 CSV_COLUMNS = (
-    "table", "scale", "row_id", "row", "column", "metric", "dataset", "split", "scales", "flip", "radius",
+    "table", "scale", "row_id", "row", "column", "metric", "dataset", "split", "scales", "flip",
+    "protocol", "protocol_source", "radius",
     "crop_factor", "class", "recipe", "overrides", "baseline", "paper", "ours", "std", "runs_n",
     "delta", "state", "runs", "commands", "detail",
 )
@@ -157,8 +161,9 @@ def render_csv(reports: Iterable[TableReport]) -> str:
         for cell in report.cells:
             c = cell.cell
             writer.writerow([
-                c.table_id, report.scale, c.row_id, _row_label(report, cell), c.column_label, c.metric, c.dataset or "",
-                c.split, c.scales, c.flip, c.radius if c.radius is not None else "",
+                c.table_id, report.scale, c.row_id, _row_label(report, cell), c.column_label, c.metric,
+                c.dataset or "", c.split, c.scales, c.flip, c.protocol_text, c.protocol_source or "",
+                c.radius if c.radius is not None else "",
                 c.crop_factor if c.crop_factor is not None else "", c.class_name or "", c.recipe or "",
                 " ".join(c.overrides), c.baseline or "",
                 "" if c.paper_value is None else c.paper_value,
@@ -194,13 +199,14 @@ def render_latex(reports: Iterable[TableReport]) -> str:
     for report in reports:
         numbers = _numbers(report)
         out += [r"\begin{table}[t]", r"\centering", r"\scriptsize",
-                r"\begin{tabular}{llrrr>{\raggedright\arraybackslash}p{0.4\linewidth}}",
+                r"\begin{tabular}{lllrrr>{\raggedright\arraybackslash}p{0.35\linewidth}}",
                 r"\toprule",
-                r"Row & Column & Paper & Ours & $\Delta$ & Run / how to fill \\", r"\midrule"]
+                r"Row & Column & Setting & Paper & Ours & $\Delta$ & Run / how to fill \\",
+                r"\midrule"]
         for cell in report.cells:
             c = cell.cell
             out.append(" & ".join([*(latex_escape(x) for x in (
-                _row_label(report, cell), c.column_label, _fmt(c.paper_value, c.metric),
+                _row_label(report, cell), c.column_label, c.setting, _fmt(c.paper_value, c.metric),
                 ours_text(cell), _fmt(cell.delta, c.metric, signed=True))),
                 _latex_breakable(source_text(cell, numbers))]) + r" \\")
         out += [r"\bottomrule", r"\end{tabular}",
@@ -296,7 +302,8 @@ def per_class_iou(report: TableReport) -> dict[str, dict[str, float]]:
         row = _row_label(report, cell)
         if cell.cell.metric != "miou" or row in out:
             continue
-        tables = [(_run_metrics(Path(run), [cell.cell.evaluation]) or {}).get("per_class_iou")
+        setting = cell_evaluation(cell.cell, report.scale)
+        tables = [(_run_metrics(Path(run), [setting]) or {}).get("per_class_iou")
                   for run in cell.runs if not run.startswith("-")]
         tables = [t for t in tables if isinstance(t, dict) and t]
         if tables:
@@ -325,8 +332,8 @@ def write_plots(reports: list[TableReport], out_dir: Path) -> list[Path]:
     written: list[Path] = []
     runs = table_runs(reports)
     labels = _run_labels(runs)
-    settings = sorted(dict.fromkeys(cell.cell.evaluation for report in reports
-                                    for cell in report.cells if cell.runs),
+    settings = sorted(dict.fromkeys(cell_evaluation(cell.cell, report.scale)
+                                    for report in reports for cell in report.cells if cell.runs),
                       key=lambda setting: setting.multi_scale)
     evaluated = [(run, m) for run in runs if (m := _run_metrics(run, settings)) is not None]
     for key, xlabel, ylabel, title, name in _CURVES:

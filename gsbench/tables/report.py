@@ -31,7 +31,7 @@ from gsbench.recipes import RECIPES_DIR
 from gsbench.tables.cells import Cell, Table
 from gsbench.tables.jobs import DataRoots, RunJob, data_roots
 from gsbench.tables.runs import RunIndex, eval_metrics_file
-from gsbench.tables.smoke import cell_training, check_scale
+from gsbench.tables.smoke import cell_evaluation, cell_training, check_scale
 from gsbench.tables.static import StaticResult, compute_static
 
 #: What a smoke-scale report says above its tables.
@@ -142,21 +142,21 @@ class _Scores:
 
 def _scores(index: RunIndex, cell: Cell, baseline: bool, scale: str, smoke_dir: Path) -> _Scores:
     spec = cell_training(cell, baseline, scale, smoke_dir)
+    evaluation = cell_evaluation(cell, scale)
     out = _Scores()
     # what fills the cell is the job ablate would run for it
     runs = index.runs_for(spec.resolved)
     if not runs:
         out.jobs.append(RunJob(index.runs_dir / spec.folder, spec, spec.resolved.seed, "train",
-                               cell.dataset, [cell.evaluation]))
+                               cell.dataset, [evaluation]))
         return out
     for run in sorted(runs, key=lambda r: (r.seed, str(r.path))):
-        path = eval_metrics_file(run.path, cell.evaluation)
+        path = eval_metrics_file(run.path, evaluation)
         value = metric_value(_read_metrics(path), cell) if path is not None else None
         if value is None:
             out.missing_eval = True
             action = "resume" if is_interrupted(run.path) else None
-            out.jobs.append(RunJob(run.path, spec, run.seed, action, cell.dataset,
-                                   [cell.evaluation]))
+            out.jobs.append(RunJob(run.path, spec, run.seed, action, cell.dataset, [evaluation]))
             continue
         out.values.append(value)
         out.runs.append(str(run.path))

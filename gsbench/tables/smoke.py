@@ -5,6 +5,8 @@ scale (``gsbench ablate --scale smoke``, matched by ``gsbench report --scale smo
 trained with the toy-size ``-smoke`` variant of its recipe or of the recipe's closest relative
 (tiny backbone and crops, a few CPU iterations), with the cell's other settings as ``--set``
 overrides, so that a table's ablation runs end to end on synthetic data (:func:`smoke_training`).
+It is evaluated with the cell's test protocol at the toy images' own size
+(:func:`cell_evaluation`).
 
 The ``-smoke`` recipes are looked for in ``smoke_dir``: the built-in recipes folder unless a
 caller names another folder of ``<recipe>-smoke.yaml`` files, whose recipes ``gsbench train`` is
@@ -13,6 +15,7 @@ then given by path.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import re
@@ -23,6 +26,7 @@ from typing import Any
 import yaml
 
 from gsbench.errors import GsbenchError
+from gsbench.evaluation.setting import EvalSetting
 from gsbench.recipes import RECIPES_DIR, Recipe, list_recipes, load_recipe
 from gsbench.tables.cells import Cell, cell_recipe
 from gsbench.tables.runs import RUN_MATCH_IGNORED, run_name
@@ -157,6 +161,18 @@ def cell_training(cell: Cell, baseline: bool = False, scale: str = "full",
     if isinstance(spec, str):
         raise GsbenchError(spec)
     return spec
+
+
+def cell_evaluation(cell: Cell, scale: str = "full") -> EvalSetting:
+    """The evaluation that scores ``cell`` at ``scale``: the cell's own (its test protocol) at
+    full scale; at smoke scale the same protocol without its ``base_size``, so that toy images
+    are tested at their own size (a 64 x 128 image is not resized to a 2048-pixel long side)."""
+    check_scale(scale)
+    setting = cell.evaluation
+    if scale == "full" or setting.protocol.base_size is None:
+        return setting
+    protocol = dataclasses.replace(setting.protocol, base_size=None)
+    return EvalSetting(setting.split, output=setting.output, protocol=protocol)
 
 
 @functools.lru_cache(maxsize=None)

@@ -3,7 +3,8 @@
 Each entry of :data:`STATIC_TABLES` names the figures it computes (the metrics a table file's
 columns may use next to ``compute: <name>``) and a function from the :class:`Table` to those
 figures per row id. Everything is counted on the ``meta`` device (no weights are allocated and no
-arithmetic is done), so a whole table takes seconds:
+arithmetic is done), so a whole table takes seconds, except RANet's row of Table 3, whose regions
+depend on the values (it runs for real, tens of seconds on a CPU):
 
 - ``gff_table3``: GFF Table 3, parameters and FLOPs of PSPNet, +GFF and +GFF+DFP on a
   512 x 512 image (no aux head, as the paper's counts);
@@ -12,8 +13,8 @@ arithmetic is done), so a whole table takes seconds:
 - ``gpsnet_table4``: GPSNet Table 4, receptive field, sample rate and parameters of the context
   modules (:func:`gsbench.analysis.rfsr.table4`);
 - ``ranet_table3``: RANet Table 3, the increase in FLOPs, parameters and memory of each
-  attention method on the table's feature map
-  (:func:`gsbench.analysis.attention.profile_attention_module`).
+  attention method on the table's 97 x 97 stage-5 map, each at the scope closest to the paper
+  (:data:`RANET_TABLE3_SCOPES`, :func:`gsbench.analysis.attention.profile_attention_module`).
 
 FLOPs count a multiply-add as 2 (:mod:`gsbench.analysis.complexity`); memory off CUDA is the peak
 of live tensor storage of a train-mode forward + backward, parameters excluded.
@@ -122,55 +123,58 @@ def gpsnet_table4(table: Table) -> StaticResult:
                                               "of the real modules on 2048 channels (meta device)")
 
 
-#: Which of profile_attention_module's figures each RANet Table 3 column reads.
-RANET_SCOPE = "head"
+#: The scope each RANet Table 3 row is computed at, on a 1 x 2048 x 97 x 97 stage-5 map: the
+#: scope that comes closest to the paper's parameter column (docs/fidelity.md, RANet). RANet's
+#: +21 M are its released region attention (feats_conv 2048 -> 512 and the learned RIB
+#: layers, 21.24 M); no scope gives the peers' 13 / 18 / 23 / 50 M, whole decode heads come
+#: closest (ANN 20.3, CCNet 23.9, DANet 24.0, PSANet 33.2 M).
+RANET_TABLE3_SCOPES = {"ranet": "module"}
+RANET_TABLE3_PEER_SCOPE = "head"
+RANET_TABLE3_CHANNELS = 2048
 
 
 def ranet_table3(table: Table) -> StaticResult:
-    """RANet Table 3: the complexity of each attention method's decode head on the table's
-    feature map (``input_shape``, 1 x 512 x 97 x 97); the head is the whole increase over the
-    backbone. Row ids are the names of :mod:`gsbench.analysis.attention`'s registry."""
-    from gsbench.analysis.complexity import count_parameters
-    from gsbench.analysis.attention import build_attention_module, profile_attention_module
+    """RANet Table 3: the increase in FLOPs, parameters and memory of each attention method on
+    a 97 x 97 stage-5 map (the paper's 1 x 512 x 97 x 97 after the 2048 -> 512 reduction that
+    its parameter count includes), each row at the scope of :data:`RANET_TABLE3_SCOPES`. Row
+    ids are the names of :mod:`gsbench.analysis.attention`'s registry. The peers run on the
+    meta device; RANet's regions depend on its score maps, so it runs for real (tens of
+    seconds on a CPU) on the realistic input case (24 cells, 36 regions)."""
+    from gsbench.analysis.attention import (SCOPE_NOTES, build_attention_module,
+                                            get_attention_entry, profile_attention_module)
+    from gsbench.analysis.complexity import count_flops, count_parameters, measure_peak_memory
 
-    shape = table.input_shape or (1, 512, 97, 97)
+    height, width = (table.input_shape or (1, 512, 97, 97))[2:]
+    shape = (1, RANET_TABLE3_CHANNELS, height, width)
     values, notes = {}, {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for row_id, _ in table.rows:
-            if not _runs_on_meta(row_id, shape):
-                # Parameters need no forward pass; FLOPs and memory do.
-                module = _quiet_meta_build(
-                    lambda: build_attention_module(row_id, shape[1], RANET_SCOPE))
-                values[row_id] = {"params_m": count_parameters(module) / 1e6}
-                notes[row_id] = (
-                    "FLOPs and memory not computed on the spot: its forward depends on tensor "
-                    f"values (no meta-device run); measure them with `gsbench profile --module "
-                    f"{row_id} --input {'x'.join(map(str, shape))}` (minutes on a CPU)")
+            scope = RANET_TABLE3_SCOPES.get(row_id, RANET_TABLE3_PEER_SCOPE)
+            entry = get_attention_entry(row_id)
+            if not entry.cases:
+                figures = profile_attention_module(row_id, shape, scope=scope, latency=False)
+                values[row_id] = {"gflops": figures["gflops"], "gmacs": figures["gmacs"],
+                                  "params_m": figures["params_m"],
+                                  "memory_mb": figures["peak_memory_train_mib"]}
+                notes[row_id] = f"scope {scope}: {figures['counts']}"
                 continue
-            figures = profile_attention_module(row_id, shape, scope=RANET_SCOPE, latency=False)
-            values[row_id] = {"gflops": figures["gflops"], "gmacs": figures["gmacs"],
-                              "params_m": figures["params_m"],
-                              "memory_mb": figures["peak_memory_train_mib"]}
-    method = (f"each method's {RANET_SCOPE} on a {'x'.join(map(str, shape))} map, meta device; GFLOPs "
-              "count a multiply-add as 2; memory = peak live tensors of forward + backward (MiB)")
+            # A value-dependent module (RANet): one real run per figure, the first case only.
+            module = build_attention_module(row_id, shape[1], scope)
+            flops = count_flops(module, shape)
+            values[row_id] = {"gflops": flops.gflops, "gmacs": flops.gmacs,
+                              "params_m": count_parameters(module) / 1e6,
+                              "memory_mb": measure_peak_memory(module, shape, backward=True).mib}
+            case = next(iter(entry.cases))
+            notes[row_id] = (f"scope {scope}: {entry.counts.get(scope, SCOPE_NOTES[scope])}; "
+                             f"input case {case!r}: score maps forming "
+                             f"{module.regions(height, width)} regions; RCB keeps no hw x hw "
+                             "table (the released op keeps five, 1.77 GB at 97 x 97)")
+    method = (f"each row on a {'x'.join(map(str, shape))} map at its scope (RANet: its region "
+              f"attention; the others: their whole decode heads, the scope closest to the "
+              f"paper's figures); GFLOPs count a multiply-add as 2; memory = peak live tensors "
+              f"of forward + backward (MiB)")
     return StaticResult(values, notes, method=method)
-
-
-def _runs_on_meta(name: str, shape: tuple[int, ...]) -> bool:
-    """Whether attention head ``name`` runs on meta tensors (the profiler falls back to real
-    arithmetic otherwise, which takes minutes for a pairwise method on a 97 x 97 map)."""
-    import torch
-
-    from gsbench.analysis.attention import build_attention_module
-
-    module = _quiet_meta_build(lambda: build_attention_module(name, shape[1], RANET_SCOPE))
-    try:
-        with torch.no_grad():
-            module.eval()(torch.empty(shape, device="meta"))
-    except (NotImplementedError, RuntimeError):
-        return False
-    return True
 
 
 STATIC_TABLES: dict[str, StaticTable] = {

@@ -22,7 +22,12 @@ from gsbench.errors import GsbenchError
 SOURCES: dict[str, str] = {
     "semseg": "hszhao/semseg: PSPNet, PSANet on ResNet-50/101 (ADE20K, VOC 2012, Cityscapes)",
     "gscnn": "nv-tlabs/GSCNN: Gated-SCNN on WideResNet-38 (Cityscapes)",
+    "mmseg": "open-mmlab/mmsegmentation 1.x: FCN, PSPNet, DeepLabV3, DeepLabV3+, NonLocal, "
+             "DANet, CCNet, ANN, PSANet on ResNetV1c-50/101-D8 (Cityscapes, ADE20K, VOC 2012)",
 }
+
+#: ``gsbench export-weights --to`` targets (:mod:`gsbench.weights.export`)
+EXPORT_TARGETS = ("mmseg",)
 
 
 def get_source(name: str):

@@ -109,6 +109,7 @@ def import_weights(
             f"{source.repository}'s training script saves beside the weights "
             f"({', '.join(source.training_only_entries)}): not a {source.name} checkpoint?")
     recipe = imported_recipe(base, source, file.name)
+    source.check_file(file, checkpoint.state_dict, recipe)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RandomInitWarning)  # every weight comes from the file
         model = build_model_from_recipe(recipe, pretrained=None)

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import torch
 
 from gsbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from gsbench.errors import GsbenchError
@@ -74,6 +77,11 @@ class Source:
     def check_recipe(self, recipe: Recipe) -> None:
         """Raise a GsbenchError if ``recipe``'s model is none of the source's architectures."""
         raise NotImplementedError
+
+    def check_file(self, path: Path, state_dict: dict[str, torch.Tensor], recipe: Recipe) -> None:
+        """Raise a GsbenchError if the file itself (its name, its tensors) says it is not for
+        ``recipe``, naming what to use instead; by default nothing is checked beyond the
+        mapping."""
 
     def model_options(self, recipe: Recipe) -> dict[str, Any]:
         """The model options (``model.<name>``: value) of the official forms the weights need."""

@@ -17,13 +17,16 @@ from torch import nn
 from gsbench.errors import GsbenchError
 from gsbench.models.backbones.hrnet import HRNetV2, hrnetv2_tiny, hrnetv2_w48
 from gsbench.models.backbones.pretrained import PartialCheckpointWarning, load_pretrained
-from gsbench.models.backbones.resnet import ResNet, resnet18, resnet50, resnet101, resnet_tiny
+from gsbench.models.backbones.resnet import (ResNet, resnet18, resnet50, resnet50_v1c, resnet101,
+                                             resnet101_v1c, resnet_tiny)
 from gsbench.models.backbones.wideresnet import WideResNet38, wideresnet38, wideresnet_tiny
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "resnet18": resnet18,
     "resnet50": resnet50,
     "resnet101": resnet101,
+    "resnet50_v1c": resnet50_v1c,
+    "resnet101_v1c": resnet101_v1c,
     "resnet_tiny": resnet_tiny,
     "wideresnet38": wideresnet38,
     "wideresnet_tiny": wideresnet_tiny,

@@ -7,7 +7,9 @@ and ``backbone.`` prefixes):
 - semseg / torchvision-style names with the deep stem (``conv1, bn1, conv2, bn2, conv3, bn3,
   layer1..layer4``): must fit exactly;
 - mmsegmentation ``ResNetV1c`` names (``stem.0, stem.1, stem.3, stem.4, stem.6, stem.7``,
-  ``layer1..layer4``): renamed to the above, must fit exactly;
+  ``layer1..layer4``): renamed to the above, must fit exactly. mmseg's ImageNet weights
+  (``open-mmlab://resnet50_v1c``, ``resnet101_v1c``) have a 32-32-64 stem: they fit the
+  ``resnet50_v1c`` / ``resnet101_v1c`` backbones, and the refusal of any other names them;
 - a plain torchvision ResNet (7x7 ``conv1``): its stem and the first block's input-side weights
   cannot fit the deep stem, so only the tensors that fit are loaded and a warning lists the rest.
 
@@ -84,6 +86,14 @@ _CLASSIFIER_PREFIXES = ("fc.", "classifier.", "bn_out.", "incre_modules.", "down
                         "final_layer.")
 
 
+def _stem_widths(state: Mapping[str, torch.Tensor]) -> tuple[int, ...] | None:
+    """Output channels of the deep stem's three convolutions, or None without them."""
+    keys = ("conv1.weight", "conv2.weight", "conv3.weight")
+    if not all(k in state for k in keys):
+        return None
+    return tuple(int(state[k].shape[0]) for k in keys)
+
+
 def load_pretrained(backbone: nn.Module, path: str | Path) -> None:
     """Copy the ImageNet weights in ``path`` into ``backbone`` (see the module docstring)."""
     state = read_state_dict(path)
@@ -123,6 +133,12 @@ def load_pretrained(backbone: nn.Module, path: str | Path) -> None:
     if mismatched:
         problems.append("shape mismatch " + _key_list(
             [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in mismatched]))
+        stem, own_stem = _stem_widths(state), _stem_widths(own)
+        if stem is not None and own_stem is not None and stem != own_stem:
+            hint = " (mmsegmentation's ResNetV1c: use backbone resnet50_v1c or resnet101_v1c)" \
+                if stem == (32, 32, 64) else ""
+            problems.append(f"the file's stem is {'-'.join(map(str, stem))} wide, the "
+                            f"backbone's {'-'.join(map(str, own_stem))}{hint}")
     if problems:
         raise GsbenchError(f"{path}: checkpoint does not fit the backbone: {'; '.join(problems)}")
     backbone.load_state_dict(state, strict=False)

@@ -1,9 +1,16 @@
-"""Dilated ResNet with the deep stem ("ResNetV1c" in mmsegmentation, ``deep_base`` in semseg).
+"""Dilated ResNet with the deep stem (``deep_base`` in semseg, "ResNetV1c" in mmsegmentation).
 
 He et al., "Deep Residual Learning", CVPR 2016, with the changes every paper reproduced here
 uses (PSANet Sec. 4.1, PSPNet): the 7x7 stem is replaced by three 3x3 convolutions with 64, 64
 and 128 filters, and the last stages trade stride for dilation so the features keep output
 stride 8 (stage 4 dilation 2, stage 5 dilation 4) or 16 (stage 5 dilation 2), as in DeepLab.
+
+mmsegmentation's ResNetV1c-D8 (``mmseg/models/backbones/resnet.py``, ``ResNetV1c`` with
+``contract_dilation=True`` in every ``configs/_base_/models/*_r50-d8.py``) differs in two
+points, both available here (``resnet50_v1c``, ``resnet101_v1c``): a narrower stem of 32, 32 and
+64 filters (so ``layer1`` takes 64 channels), and the first block of each dilated stage uses
+half the stage's dilation (``mmseg/models/utils/res_layer.py``: ``dilation // 2`` when
+``contract_dilation``), i.e. dilations 1, 2, 2, ... in stage 4 and 2, 4, 4 in stage 5.
 
 Parameter names follow the semseg / torchvision layout (``conv1, bn1, conv2, bn2, conv3, bn3``
 for the stem, then ``layer1..layer4``) so ImageNet checkpoints load directly
@@ -79,12 +86,16 @@ class ResNet(nn.Module):
 
     ``channels`` holds their channel counts, e.g. (256, 512, 1024, 2048) for ResNet-50/101.
     Strides: c2 4, c3 8, c4 ``min(output_stride, 16)``, c5 ``output_stride``.
+    ``contract_dilation``: the first block of a dilated stage uses half the stage's dilation
+    (mmseg's ResNetV1c-D8); by default every block uses the full dilation (semseg).
     """
 
     def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: tuple[int, ...],
                  output_stride: int = 8, stem_channels: tuple[int, int, int] = (64, 64, 128),
-                 widths: tuple[int, int, int, int] = (64, 128, 256, 512)):
+                 widths: tuple[int, int, int, int] = (64, 128, 256, 512),
+                 contract_dilation: bool = False):
         super().__init__()
+        self.contract_dilation = contract_dilation
         if output_stride not in _STAGE_STRIDES:
             raise GsbenchError(f"output_stride must be one of {sorted(_STAGE_STRIDES)}, "
                                f"got {output_stride}")
@@ -116,8 +127,10 @@ class ResNet(nn.Module):
                 nn.Conv2d(self._in_channels, out_channels, 1, stride=stride, bias=False),
                 nn.BatchNorm2d(out_channels),
             )
-        # Every block of a dilated stage uses the full dilation (semseg, mmseg default).
-        stage = [block(self._in_channels, width, stride, dilation, downsample)]
+        # Every block of a dilated stage uses the full dilation (semseg, mmseg's class default)
+        # unless contract_dilation halves it in the first block (mmseg's -D8 configs).
+        first = dilation // 2 if self.contract_dilation and dilation > 1 else dilation
+        stage = [block(self._in_channels, width, stride, first, downsample)]
         self._in_channels = out_channels
         stage += [block(out_channels, width, 1, dilation) for _ in range(1, blocks)]
         return nn.Sequential(*stage)
@@ -156,6 +169,18 @@ def resnet50(output_stride: int = 8) -> ResNet:
 
 def resnet101(output_stride: int = 8) -> ResNet:
     return ResNet(Bottleneck, (3, 4, 23, 3), output_stride)
+
+
+def resnet50_v1c(output_stride: int = 8) -> ResNet:
+    """mmsegmentation's ResNetV1c-50: stem 32-32-64, contracted first dilation."""
+    return ResNet(Bottleneck, (3, 4, 6, 3), output_stride, stem_channels=(32, 32, 64),
+                  contract_dilation=True)
+
+
+def resnet101_v1c(output_stride: int = 8) -> ResNet:
+    """mmsegmentation's ResNetV1c-101: stem 32-32-64, contracted first dilation."""
+    return ResNet(Bottleneck, (3, 4, 23, 3), output_stride, stem_channels=(32, 32, 64),
+                  contract_dilation=True)
 
 
 def resnet_tiny(output_stride: int = 8) -> ResNet:
