@@ -40,9 +40,9 @@ _PLAN_STREAM = 1
 
 
 class SegmentationDataset(Dataset):
-    """Images, trainId labels and (when prepared and ``with_edges``) edge maps of
-    ``manifest``'s ``split``; edge maps are read only with ``with_edges`` (the training engine
-    passes it for the losses that read them).
+    """Images, trainId labels and (when prepared) edge maps of ``manifest``'s ``split``; the
+    edge maps are read only with ``with_edges`` (the training engine passes it for the losses
+    that read them).
 
     ``class_uniform`` is the class-uniform fraction (0 disables it); ``class_index`` the split's
     :class:`~gsbench.data.uniform.ClassPixelIndex` when the caller has it already (it is built,
