@@ -115,7 +115,7 @@ def test_a_locked_run_folder_refuses_train_resume_and_eval(data_root, tmp_path):
         one_line_error(runner.invoke(app, ["eval", "--pred-dir", str(data_root / "labels"),
                                            "--data", str(data_root), "--split", "val",
                                            "--crop-factors", "none",
-                                           "--out", str(run / "eval" / "mine.json")]), *needles)
+                                           "--out", str(run / "mine.json")]), *needles)
         fresh = tmp_path / "fresh"
         holder_of_fresh = _holder(fresh)
         try:
