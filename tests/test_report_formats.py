@@ -99,7 +99,7 @@ def test_latex_keeps_whole_words_and_can_wrap_paths(tmp_path, smoke_report):
                            scale="smoke")
     for report in (missing, smoke_report[0]):
         latex = render_latex([report])
-        assert r"p{0.4\linewidth}" in latex
+        assert r"p{0.35\linewidth}" in latex
         unbroken = latex.replace(r"\allowbreak{}", "")
         numbers = {command: i for i, command in enumerate(report.commands, 1)}
         texts = [source_text(cell, numbers) for cell in report.cells]

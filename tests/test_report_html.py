@@ -57,7 +57,7 @@ def _runs(root: Path) -> Path:
     (run / "eval" / "val_ss_slide" / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
     (run / "log.csv").write_text("iter,loss,val_miou\n10,3.0,\n20,2.0,0.4\n", encoding="utf-8")
     for number in range(GALLERY_PANELS + 1):  # one more than the gallery shows
-        write_png(run / "eval" / "val_ss" / PANELS_DIR / f"img{number}.png", _panel(number))
+        write_png(run / "eval" / "val_ss_slide" / PANELS_DIR / f"img{number}.png", _panel(number))
     other = root / "psanet101-smoke"  # in runs/, but in none of the tables
     other.mkdir()
     (other / "recipe.yaml").write_text(load_recipe("psanet101-smoke").to_yaml(), encoding="utf-8")
@@ -132,9 +132,7 @@ def test_smoke_scale_page_says_so():
 
 def test_run_without_panels_says_how_to_make_them(tmp_path):
     runs = _runs(tmp_path / "runs")
-    import shutil as _shutil
-
-    _shutil.rmtree(runs / "gff101" / "eval" / "val_ss" / PANELS_DIR)
+    shutil.rmtree(runs / "gff101" / "eval" / "val_ss_slide" / PANELS_DIR)
     reports = [build_report(select_tables(["gff.table1"])[0], RunIndex(runs))]
     text = write_html_report(reports, tmp_path / "html").read_text(encoding="utf-8")
     assert "no prediction panels" in text and f"--show {GALLERY_PANELS}" in text
