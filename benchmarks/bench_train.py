@@ -16,6 +16,29 @@ absolute figures.
 
     python benchmarks/bench_train.py                                  # CPU, 2x3x128x128
     python benchmarks/bench_train.py --device cuda --size 512x1024 --batch 2 --backbones resnet101
+
+``--engine`` measures instead what the training engine (``gsbench train``) costs on top of the
+step itself: a recipe (default ``pspnet101-smoke``) trained on synthetic data by
+
+- ``loop``: a hand-written loop of the same model, loss, optimizer, poly schedule, dataset and
+  loader (same batch, crop and loader workers), nothing else;
+- ``engine``: :func:`gsbench.engine.train.train` with validation off (logging and checkpoints
+  as the recipe ships them);
+- ``engine+val``: the engine as the recipe ships (validation included);
+- with ``--before REF``, ``before`` and ``before+val``: the same two with the engine of git
+  revision REF (exported with ``git archive`` into a temporary folder), in the same run.
+
+The variants of one code tree run in one process, interleaved round after round: each round
+runs the hand loop, then the engine variants, so that every ratio compares runs seconds apart
+on a machine whose speed drifts (the old tree runs in a second process, with its own loop). A
+variant's time is that of its steady state: from the training forward of iteration
+``warmup + 1`` to that of iteration ``warmup + iters + 1``, so it counts every iteration's
+loading, step, logging, checkpoints and validations in between, and no start-up. Wall time and
+the main process's CPU time are reported, with each variant's ratio to the loop of its round
+(median over rounds).
+
+    python benchmarks/bench_train.py --engine --before main --rounds 5
+    python benchmarks/bench_train.py --engine --workers 0,1,2      # loader workers for all
 """
 
 from __future__ import annotations
@@ -26,7 +49,10 @@ import multiprocessing
 import os
 import platform
 import resource
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -155,6 +181,175 @@ def format_table(rows: list[dict], reference: str) -> str:
     return "\n".join(lines)
 
 
+# --- the engine against a hand-written loop (--engine) ----------------------------------------
+ENGINE_VARIANTS = ("loop", "engine", "engine+val")
+BEFORE_VARIANTS = ("before", "before+val")
+
+
+def _stamping(model, stamps: list):
+    """``model`` with a pre-forward hook that records (wall, CPU) time at every training forward."""
+    def stamp(module, args):
+        if module.training:
+            stamps.append((time.perf_counter(), time.process_time()))
+    model.register_forward_pre_hook(stamp)
+    return model
+
+
+def _hand_loop(recipe, data_root: str, total: int, stamps: list) -> None:
+    """The reference: the recipe's model, loss, SGD, poly schedule and loader, nothing more."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from gsbench.data.dataset import SegmentationDataset
+    from gsbench.data.manifest import Manifest
+    from gsbench.data.transforms import train_transform
+    from gsbench.engine.train import param_groups, poly_lr
+    from gsbench.recipes import build_loss_from_recipe, build_model_from_recipe
+
+    torch.manual_seed(recipe.seed)
+    cfg = recipe.train
+    model = _stamping(build_model_from_recipe(recipe), stamps).train()
+    loss_fn = build_loss_from_recipe(recipe)
+    dataset = SegmentationDataset(Manifest.load(data_root), recipe.data.train_split,
+                                  train_transform(recipe.data), seed=recipe.seed,
+                                  with_edges=getattr(loss_fn, "needs_edges", False))
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                        num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0,
+                        generator=torch.Generator().manual_seed(recipe.seed))
+    optimizer = torch.optim.SGD(param_groups(model, cfg.head_lr_mult), lr=cfg.lr,
+                                momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    iteration = 0
+    while iteration < total:
+        for batch in loader:
+            for group in optimizer.param_groups:
+                group["lr"] = poly_lr(cfg.lr * group["lr_mult"], iteration, total, cfg.poly_power)
+            losses = loss_fn(model(batch["image"]), batch)
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            optimizer.step()
+            iteration += 1
+            if iteration == total:
+                break
+
+
+def _measure_variant(variant: str, config: dict) -> dict:
+    """One variant's steady-state seconds per iteration (wall and main-process CPU)."""
+    from gsbench.engine.train import train
+    from gsbench.recipes import build_model_from_recipe, load_recipe
+
+    total = config["warmup"] + config["iters"] + 1
+    overrides = [f"train.iterations={total}", f"train.num_workers={config['workers']}"]
+    if variant in ("engine", "before"):
+        overrides.append("train.val_every=0")
+    recipe = load_recipe(config["recipe"], overrides)
+    stamps: list = []
+    if variant == "loop":
+        _hand_loop(recipe, config["data"], total, stamps)
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            train(recipe, Path(folder) / "run", data_root=config["data"], quiet=True,
+                  build_model=lambda r: _stamping(build_model_from_recipe(r), stamps))
+    (wall0, cpu0), (wall1, cpu1) = stamps[config["warmup"]], stamps[config["warmup"] + config["iters"]]
+    return {"wall_s": (wall1 - wall0) / config["iters"], "cpu_s": (cpu1 - cpu0) / config["iters"]}
+
+
+def measure_engine_child(config: dict) -> list[dict]:
+    """``config["rounds"]`` rounds of ``config["variants"]`` (the hand loop first) in this one
+    process, whose gsbench is the tree under test; each row carries its ratio to the loop of
+    its round, measured seconds before it."""
+    import torch
+
+    import gsbench
+
+    torch.set_num_threads(config["threads"])
+    rows = []
+    for round_ in range(config["rounds"]):
+        loop = _measure_variant("loop", config)
+        for variant in ("loop", *config["variants"]):
+            times = loop if variant == "loop" else _measure_variant(variant, config)
+            rows.append({"variant": variant, "tree": config["tree"], "workers": config["workers"],
+                         "round": round_, **times,
+                         "wall_ratio": times["wall_s"] / loop["wall_s"],
+                         "cpu_ratio": times["cpu_s"] / loop["cpu_s"],
+                         "gsbench": str(Path(gsbench.__file__).parent)})
+    return rows
+
+
+def _run_child(config: dict, pythonpath: str | None) -> list[dict]:
+    env = dict(os.environ)
+    if pythonpath:  # the old tree's gsbench shadows the installed one
+        env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
+    done = subprocess.run([sys.executable, __file__, "--child", json.dumps(config)], env=env,
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{config['tree']}: {done.stderr.strip().splitlines()[-1:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def export_revision(ref: str, folder: Path) -> Path:
+    """The tree of git revision ``ref`` of this repository, exported into ``folder``."""
+    repo = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(["git", "-C", str(repo), "archive", ref], capture_output=True, check=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return folder
+
+
+def engine_main(args) -> int:
+    from gsbench.data.synthetic import prepare_synthetic
+    from gsbench.recipes import load_recipe
+
+    recipe = load_recipe(args.recipe)
+    workers = [int(w) for w in args.workers.split(",")] if args.workers else [recipe.train.num_workers]
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        manifest = prepare_synthetic(scratch / "data", n_train=args.n_train, n_val=args.n_val,
+                                     size=args.size, workers=1, progress=False)
+        trees = [("this", ENGINE_VARIANTS[1:], None)]
+        if args.before:
+            trees.append((args.before, BEFORE_VARIANTS,
+                          str(export_revision(args.before, scratch / "before"))))
+        print(f"# {args.recipe}: {recipe.train.batch_size} x {recipe.data.crop_size} crops of "
+              f"{args.n_train} synthetic {args.size[0]}x{args.size[1]} images, val every "
+              f"{recipe.train.val_every} ({args.n_val} images), {args.threads} torch thread(s), "
+              f"{args.rounds} rounds of {args.warmup} warm-up + {args.iters} timed iterations; "
+              f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs", flush=True)
+        rows = []
+        for w in workers:
+            for tree, variants, path in trees:
+                config = {"tree": tree, "variants": list(variants), "workers": w,
+                          "recipe": args.recipe, "data": str(manifest.root),
+                          "threads": args.threads, "warmup": args.warmup, "iters": args.iters,
+                          "rounds": args.rounds}
+                for row in _run_child(config, path):
+                    rows.append(row)
+                    print(f"{tree} round {row['round']} {row['variant']:>10} workers {w}: "
+                          f"{1000 * row['wall_s']:.1f} ms/it wall, {1000 * row['cpu_s']:.1f} ms/it "
+                          f"CPU ({row['cpu_ratio']:.2f} x loop)", flush=True)
+    print()
+    print(engine_table(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+def engine_table(rows: list[dict]) -> str:
+    """Per tree, loader workers and variant: median times over rounds and the median of the
+    ratios to the loop of the same round (and process)."""
+    lines = ["| code | variant | loader workers | wall ms/it | CPU ms/it | wall / loop | CPU / loop |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["tree"], r["workers"], r["variant"]), []).append(r)
+    for (tree, w, variant), mine in groups.items():
+        def median(key):
+            return statistics.median(r[key] for r in mine)
+        lines.append(f"| {tree} | {variant} | {w} | {1000 * median('wall_s'):.1f} | "
+                     f"{1000 * median('cpu_s'):.1f} | {median('wall_ratio'):.2f} | "
+                     f"{median('cpu_ratio'):.2f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -170,7 +365,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
+    engine = parser.add_argument_group("--engine: the training engine against a hand-written loop")
+    engine.add_argument("--engine", action="store_true", help="measure the engine, not the models")
+    engine.add_argument("--recipe", default="pspnet101-smoke")
+    engine.add_argument("--before", default="", help="git revision whose engine to measure too")
+    engine.add_argument("--workers", default="", help="loader workers, comma-separated "
+                        "(default: the recipe's)")
+    engine.add_argument("--rounds", type=int, default=3)
+    engine.add_argument("--n-train", type=int, default=40)
+    engine.add_argument("--n-val", type=int, default=8)
+    engine.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(measure_engine_child(json.loads(args.child))))
+        return 0
+    if args.engine:
+        if "--size" not in (argv if argv is not None else sys.argv):
+            args.size = (128, 256)  # the quickstart's synthetic images
+        if "--iters" not in (argv if argv is not None else sys.argv):
+            args.iters, args.warmup = 60, 10
+        args.threads = args.threads or 1
+        return engine_main(args)
 
     from gsbench.models.registry import list_models
 

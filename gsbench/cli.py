@@ -9,12 +9,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import re
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 
 from gsbench import __version__
@@ -35,8 +36,51 @@ prepare_app = typer.Typer(
 )
 app.add_typer(prepare_app, name="prepare-data")
 
-console = Console()
-err_console = Console(stderr=True)
+#: Columns of output that goes to a pipe or a file: lines are not wrapped there (rich would cut
+#: tables and paths at 80 columns), unless COLUMNS says otherwise.
+UNWRAPPED_WIDTH = 10_000
+
+
+class _Console(Console):
+    """A rich console as wide as the terminal in a terminal, and unwrapped off one."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        if self._width is None and not self.is_terminal and "COLUMNS" not in self._environ:
+            return ConsoleDimensions(UNWRAPPED_WIDTH, size.height)
+        return size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)
+
+
+console = _Console()
+err_console = _Console(stderr=True)
+
+
+def _plain_help_types() -> None:
+    """Help without typer's ``<bool>`` beside a flag and ``<list[str]>`` beside a repeatable
+    option or argument: a flag takes no value, a repeatable one takes an item at a time."""
+    from typer.core import TyperArgument, TyperOption
+
+    for cls in (TyperOption, TyperArgument):
+        show = cls.__dict__.get("display_type_rich") or getattr(cls, "display_type_rich", None)
+        if show is None:  # typer versions without a type column
+            continue
+
+        def display_type_rich(self, ctx, show=show):
+            if getattr(self, "is_flag", False):
+                return None
+            text = show(self, ctx)
+            return re.sub(r"^<list\[(.*)\]>", lambda m: f"<{m.group(1).lower()}>", text) \
+                if text else text
+
+        cls.display_type_rich = display_type_rich
+
+
+_plain_help_types()
 
 
 def user_errors(func):
@@ -350,6 +394,24 @@ def zoo() -> None:
 
 
 # --- eval ---------------------------------------------------------------------------------------
+#: ``gsbench eval --show``: panels of this many images by default.
+SHOW_DEFAULT = 4
+
+
+def _panel_radius(radii: list[int] | tuple[int, ...]) -> int:
+    """The boundary radius of the panels: the first of ``--radii`` (3 when they are off)."""
+    from gsbench.metrics.boundary import DEFAULT_RADII
+
+    return radii[0] if radii else DEFAULT_RADII[0]
+
+
+def _write_panels(panels, folder: Path, quiet: bool) -> None:
+    written = panels.write(folder)
+    if written and not quiet:
+        console.print(f"wrote {len(written)} prediction panel(s) to {folder}", highlight=False,
+                      soft_wrap=True)
+
+
 @app.command("eval")
 @user_errors
 def eval_command(
@@ -416,6 +478,13 @@ def eval_command(
     ),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Folder for --export files."),
     device: str = _option(EVAL_FLAGS["device"]),
+    show_dir: Optional[Path] = typer.Option(
+        None, "--show-dir", help="Write prediction panels here: image, ground truth, "
+        "prediction, error map, boundary matches at the first --radii radius."),
+    show: int = typer.Option(
+        SHOW_DEFAULT, "--show", help="Panels of the first N images: into --show-dir, or "
+        "for a run folder beside its metrics (RUN/eval/<setting>/panels/, shown by `gsbench "
+        "report --html`); 0: none."),
 ) -> None:
     """Score predictions: mIoU, accuracies, iIoU, boundary F at each radius, crop mIoU.
 
@@ -425,6 +494,7 @@ def eval_command(
     TARGET/eval/{split}_{ss|ms|ms-<scales>}[_flip][_slide[-<crop>]][_<procedure>][_<output>]/
     metrics.{json,csv,md}.
     """
+    from gsbench.engine.run_dir import run_dir_locks
     from gsbench.evaluation.metrics_config import parse_int_list
     from gsbench.evaluation.pred_dir import evaluate_prediction_dir
     from gsbench.evaluation.report import check_output_paths, write_and_print_metrics
@@ -447,6 +517,7 @@ def eval_command(
             save_pred=save_pred, export=export, out_dir=out_dir, device=device, radii=radii_px,
             crop_factors=factors, fscore_convention=fscore_convention, out=out,
             csv_path=csv_path, markdown_path=markdown_path, verify=verify, quiet=quiet,
+            show=show, show_dir=show_dir,
         )
         return
     if pred_dir is None or data is None:
@@ -460,25 +531,59 @@ def eval_command(
     radii_px = parse_int_list(radii, "--radii", minimum=1)
     factors = None if crop_factors is None else parse_int_list(crop_factors, "--crop-factors")
 
-    with _progress("scoring", quiet) as on_progress:
-        metrics = evaluate_prediction_dir(
-            pred_dir, data, split=split, pred_format=pred_format, radii=radii_px,
-            crop_factors=factors, fscore_convention=fscore_convention, workers=workers,
-            verify=verify, on_progress=on_progress,
-        )
-    title = f"{pred_dir} on {metrics['dataset']} {metrics['split']}"
-    write_and_print_metrics(metrics, title, out, csv_path, markdown_path, console=console)
+    with run_dir_locks(out, csv_path, markdown_path, show_dir):  # outputs inside a run folder
+        with _progress("scoring", quiet) as on_progress:
+            metrics = evaluate_prediction_dir(
+                pred_dir, data, split=split, pred_format=pred_format, radii=radii_px,
+                crop_factors=factors, fscore_convention=fscore_convention, workers=workers,
+                verify=verify, on_progress=on_progress,
+            )
+        title = f"{pred_dir} on {metrics['dataset']} {metrics['split']}"
+        write_and_print_metrics(metrics, title, out, csv_path, markdown_path, console=console)
+        if show_dir is not None and show > 0:
+            from gsbench.predict import prediction_dir_panels
+
+            panels = prediction_dir_panels(pred_dir, data, split, pred_format, show,
+                                           _panel_radius(radii_px))
+            _write_panels(panels, show_dir, quiet)
+
+
+#: Seconds between two progress lines when stderr is not a terminal.
+PROGRESS_EVERY = 10.0
 
 
 @contextlib.contextmanager
 def _progress(label: str, quiet: bool):
-    """A transient progress bar on stderr (none with --quiet or off a terminal); yields the
+    """Progress of a job on stderr: a transient bar with the time left in a terminal, else a
+    line at most every :data:`PROGRESS_EVERY` seconds (none with --quiet); yields the
     ``on_progress(done, total)`` callback that drives it."""
+    import time
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    if quiet:
+        yield lambda done, total: None
+        return
+    if not err_console.is_terminal:
+        from gsbench.tables.ablate import clock
+
+        start = time.monotonic()
+        last = [start]
+
+        def line(done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last[0] < PROGRESS_EVERY or done <= 0 or done >= total:
+                return
+            last[0] = now
+            left = (now - start) / done * (total - done)
+            err_console.print(f"{label}: {done}/{total}, {clock(now - start)} elapsed, about "
+                              f"{clock(left)} left", highlight=False, soft_wrap=True)
+
+        yield line
+        return
     with Progress(
         TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err_console, disable=quiet or not err_console.is_terminal, transient=True,
+        console=err_console, transient=True,
     ) as progress:
         task = progress.add_task(label, total=None)
         yield lambda done, total: progress.update(task, completed=done, total=total)
@@ -491,27 +596,98 @@ def _evaluate_target(
     device: str = "cpu", radii=None, crop_factors=None, fscore_convention: str = "gscnn",
     out: Optional[Path] = None, csv_path: Optional[Path] = None,
     markdown_path: Optional[Path] = None, verify: bool = False, quiet: bool = False,
+    show: int = SHOW_DEFAULT, show_dir: Optional[Path] = None,
 ) -> None:
-    """`gsbench eval RUN_DIR|CHECKPOINT` (and quickstart's last step): the progress bar and the
-    printing around :func:`gsbench.evaluation.model.evaluate_target`."""
+    """`gsbench eval RUN_DIR|CHECKPOINT` (and quickstart's last step): the progress bar, the
+    panels and the printing around :func:`gsbench.evaluation.model.evaluate_target`."""
+    from gsbench.engine.run_dir import find_checkpoint, run_dir_locks
     from gsbench.evaluation.model import evaluate_target
     from gsbench.evaluation.report import write_and_print_metrics
+    from gsbench.predict import PanelCollector
+    from gsbench.visualize import PANELS_DIR
 
-    with _progress(f"inferring {split}", quiet) as on_progress:
-        result = evaluate_target(
-            target, data, split=split, output=output, protocol=protocol, batch=batch,
-            device=device, save_pred_dir=save_pred,
-            export=export, export_dir=out_dir, radii=radii, crop_factors=crop_factors,
-            fscore_convention=fscore_convention, json_path=out, csv_path=csv_path,
-            markdown_path=markdown_path, verify=verify, on_progress=on_progress,
+    panels = PanelCollector(show, _panel_radius(radii or ()))
+    # the run folder the metrics go to by default, and any that an output lies in, is ours
+    default_folder = find_checkpoint(target)[1] if (out, csv_path, markdown_path) == (None,) * 3 else None
+    with run_dir_locks(default_folder, out, csv_path, markdown_path, save_pred,
+                       out_dir if export else None, show_dir):
+        with _progress(f"inferring {split}", quiet) as on_progress:
+            result = evaluate_target(
+                target, data, split=split, output=output, protocol=protocol, batch=batch,
+                device=device, save_pred_dir=save_pred,
+                export=export, export_dir=out_dir, radii=radii, crop_factors=crop_factors,
+                fscore_convention=fscore_convention, json_path=out, csv_path=csv_path,
+                markdown_path=markdown_path, verify=verify, on_progress=on_progress,
+                on_prediction=panels if show > 0 else None,
+            )
+        for folder, what in ((save_pred, "predictions"), (out_dir if export else None, f"{export} export")):
+            if folder is not None and not quiet:
+                console.print(f"wrote {what} to {folder}", highlight=False)
+        if result.metrics is None:
+            return
+        write_and_print_metrics(result.metrics, result.title, result.json_path, result.csv_path,
+                                result.markdown_path, console=console, quiet=quiet)
+        in_run = out is None and csv_path is None and markdown_path is None and \
+            result.json_path is not None  # the metrics went to the run's eval folder
+        if show_dir is None and in_run:
+            show_dir = result.json_path.parent / PANELS_DIR
+        if show_dir is not None:
+            _write_panels(panels, show_dir, quiet)
+
+
+# --- predict ------------------------------------------------------------------------------------
+@app.command()
+@user_errors
+def predict(
+    target: Path = typer.Argument(
+        ..., metavar="TARGET", help="A run folder (trained, or imported with its recipe) or a "
+        "checkpoint."),
+    images: list[Path] = typer.Argument(
+        ..., metavar="IMAGES", help="JPEG or PNG files, or folders of them; any size."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for trainIds/, color/, overlay/ "
+                             "(and boundary/, labelIds/) PNGs, one per image."),
+    labelids: bool = typer.Option(
+        False, "--labelids", help="Also write Cityscapes labelIds (OUT/labelIds/)."),
+    procedure: Optional[str] = _option(EVAL_FLAGS["procedure"]),
+    slide: Optional[bool] = _option(EVAL_FLAGS["slide"]),
+    crop: Optional[str] = _option(EVAL_FLAGS["crop"]),
+    stride: Optional[str] = _option(EVAL_FLAGS["stride"]),
+    base_size: Optional[str] = _option(EVAL_FLAGS["base_size"]),
+    ms: bool = _option(EVAL_FLAGS["ms"]),
+    scales: Optional[str] = _option(EVAL_FLAGS["scales"]),
+    flip: Optional[bool] = _option(EVAL_FLAGS["flip"]),
+    align_corners: Optional[bool] = _option(EVAL_FLAGS["align_corners"]),
+    output: str = _option(EVAL_FLAGS["output"]),
+    batch: Optional[int] = typer.Option(
+        None, "--batch", help="Images (views, windows) per forward pass; changes speed and "
+        "memory, not the result."),
+    device: str = _option(EVAL_FLAGS["device"]),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no summary."),
+) -> None:
+    """Run a trained model on your own images: class maps, colour maps in the dataset's palette,
+    overlays, and boundary maps of models with a boundary output (Gated-SCNN, RANet).
+
+    The model is run as `gsbench eval` runs it: the run's test protocol (its recipe's test:
+    section), changed by the same options. OUT/trainIds/ can be scored with
+    `gsbench eval --pred-dir OUT/trainIds --data ROOT`.
+    """
+    from gsbench.evaluation.setting import protocol_options
+    from gsbench.predict import predict_images
+
+    protocol = protocol_options(
+        procedure=procedure, slide=slide, crop=crop, stride=stride, base_size=base_size, ms=ms,
+        scales=scales, flip=flip, align_corners=align_corners,
+    )
+    with _progress("predicting", quiet) as on_progress:
+        written = predict_images(
+            target, images, out, protocol=protocol, output=output, batch=batch, device=device,
+            labelids=labelids, on_progress=on_progress,
         )
-    for folder, what in ((save_pred, "predictions"), (out_dir if export else None, f"{export} export")):
-        if folder is not None and not quiet:
-            console.print(f"wrote {what} to {folder}", highlight=False)
-    if result.metrics is None:
-        return
-    write_and_print_metrics(result.metrics, result.title, result.json_path, result.csv_path,
-                            result.markdown_path, console=console, quiet=quiet)
+    if not quiet:
+        boundaries = sum(p.boundary is not None for p in written)
+        console.print(f"predicted {len(written)} image(s): {out}/trainIds, color, overlay"
+                      + (f", boundary ({boundaries})" if boundaries else "")
+                      + (", labelIds" if labelids else ""), highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -589,14 +765,15 @@ def ablate(
 @user_errors
 def report(
     tables: Optional[list[str]] = typer.Argument(
-        None, metavar="[TABLE]...",
+        None, metavar="TABLE",
         help="Tables (gff.table1), papers (gscnn: all its tables) or table files; default all."),
     runs: Path = typer.Option(Path("runs"), "--runs", help="Folder searched for run folders."),
     fmt: Optional[str] = typer.Option(
         None, "--format", help="md, csv or latex: written to --out (default md), or printed "
         "instead of the terminal tables without --out."),
     out: Optional[Path] = typer.Option(
-        None, "--out", help="Write report.{md,csv,tex} and the plots (PNG) into this folder."),
+        None, "--out", help="Write report.{md,csv,tex} and the plots (PNG) into this folder: "
+        "the table's runs only, and a per-class IoU chart per table."),
     data: Optional[list[str]] = typer.Option(
         None, "--data", help="Prepared data to put in the commands of missing cells: PATH, or "
         "DATASET=PATH per dataset (repeatable); a dataset without one shows as <DATASET data>."),
@@ -604,7 +781,8 @@ def report(
         "full", "--scale", help="full: runs of the papers' recipes; smoke: runs of their -smoke "
         "variants (as `gsbench ablate --scale smoke` trains them)."),
     html: Optional[Path] = typer.Option(
-        None, "--html", help="Write DIR/report.html: one self-contained page, plots inlined."),
+        None, "--html", help="Write DIR/report.html: one self-contained page with the plots, "
+        "per-class charts and the prediction panels of the table's runs inlined."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No terminal tables."),
 ) -> None:
     """Print the papers' tables with the paper's numbers beside ours.
@@ -615,11 +793,16 @@ def report(
     """
     from gsbench.tables import DataRoots, RunIndex, build_report, select_tables
     from gsbench.tables.render import (
-        FORMATS, matplotlib_available, render, rich_table, summary_line, write_plots, write_report,
+        FORMATS, matplotlib_available, render, rich_table, scale_line, summary_line, write_plots,
+        write_report,
     )
 
     if fmt is not None and fmt not in FORMATS:
         raise GsbenchError(f"unknown --format {fmt!r} (use {', '.join(FORMATS)})")
+    for folder, flag in ((out, "--out"), (html, "--html")):
+        if folder is not None and folder.exists() and not folder.is_dir():
+            raise GsbenchError(f"{folder}: {flag} names a file; it must be a folder (new or "
+                               "existing) for the report's files")
     roots = DataRoots.parse(data or [])
     chosen = select_tables(tables or [])
     index = RunIndex(runs)
@@ -629,17 +812,14 @@ def report(
     if html is not None:
         from gsbench.tables.html import write_html_report
 
-        page = write_html_report(reports, index, html, scale)
-        err_console.print(f"wrote {page}", highlight=False)
+        page = write_html_report(reports, html)
+        err_console.print(f"wrote {page}", highlight=False, soft_wrap=True)
     if out is None and fmt is not None:
         # plain text on stdout, for redirecting into a file
         sys.stdout.write(render(reports, fmt))
         return
     if not quiet:
-        if scale == "smoke":
-            from gsbench.tables import SMOKE_NOTE
-
-            console.print(SMOKE_NOTE, highlight=False)
+        console.print(scale_line(reports), highlight=False)
         for item in reports:
             console.print(rich_table(item))
             console.print(summary_line(item), highlight=False)
@@ -649,13 +829,13 @@ def report(
         return
     path = write_report(reports, out, fmt or "md")
     if not quiet:
-        console.print(f"wrote {path}", highlight=False)
+        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
     if not matplotlib_available():
         err_console.print("matplotlib is not installed: plots skipped (pip install matplotlib)")
         return
-    for plot in write_plots(index, out / "plots"):
+    for plot in write_plots(reports, out / "plots"):
         if not quiet:
-            console.print(f"wrote {plot}", highlight=False)
+            console.print(f"wrote {plot}", highlight=False, soft_wrap=True)
 
 
 # --- profile ------------------------------------------------------------------------------------
@@ -722,7 +902,9 @@ def profile(
         warnings.simplefilter("ignore", RandomInitWarning)
         with torch.device(device):
             net = build_model(name, num_classes=num_classes, pretrained=None, **kwargs)
-    figures = profile_model(net, shape, latency=latency, warmup=warmup, repeat=repeat)
+    with _progress(f"profiling {recipe or name}", quiet=False) as on_progress:
+        figures = profile_model(net, shape, latency=latency, warmup=warmup, repeat=repeat,
+                                on_progress=on_progress)
     figures = {"model": name, "recipe": recipe, "aux": bool(kwargs.get("aux", True)),
                **figures, "device": device}
     if as_json:
@@ -755,33 +937,43 @@ def _profile_attention(name: str, scope: str, shape: tuple[int, ...], device: st
 
     from gsbench.analysis.attention import profile_attention_module
 
-    figures = profile_attention_module(name, shape, scope, device, latency, warmup, repeat)
+    with _progress(f"profiling {name}", quiet=False) as on_progress:
+        figures = profile_attention_module(name, shape, scope, device, latency, warmup, repeat,
+                                           on_progress=on_progress)
     if as_json:
         print(json.dumps(figures, indent=2))
         return
     paper = figures["paper"] or {}
+    beside = bool(paper) and scope == "head"  # the paper's figures are the whole head's
     paper_shape = "x".join(map(str, figures["paper_input_shape"]))
     table = Table(title=f"attention module {name} ({scope}) @ {'x'.join(map(str, shape))} on "
                         f"{device}", title_justify="left")
     table.add_column("figure (increase)")
     table.add_column("gsbench", justify="right")
-    row_label = f", row {paper['label']}" if paper else ", no row"
-    table.add_column(f"{figures['paper_source']} @ {paper_shape}{row_label}", justify="right")
+    if beside:
+        table.add_column(f"{figures['paper_source']} @ {paper_shape}, row {paper['label']}",
+                         justify="right")
 
-    def cell(key: str, unit: str) -> str:
-        return f"{paper[key]:g} {unit}" if key in paper else "-"
+    def row(label: str, ours: str, key: str = "", unit: str = "") -> None:
+        theirs = f"{paper[key]:g} {unit}" if key in paper else "-" if key else ""
+        table.add_row(label, ours, *([theirs] if beside else []))
 
-    table.add_row("GFLOPs (multiply-add = 2)", f"{figures['gflops']:.4g}", "")
-    table.add_row("GMACs (multiply-adds)", f"{figures['gmacs']:.4g}", cell("gflops", "G"))
-    table.add_row("parameters", f"{figures['params_m']:.3g} M", cell("params_m", "M"))
-    table.add_row("peak memory, forward", f"{figures['peak_memory_forward_mib']:.4g} MiB", "")
-    table.add_row("peak memory, forward+backward",
-                  f"{figures['peak_memory_train_mib']:.4g} MiB", cell("memory_mb", "MB"))
+    row("GFLOPs (multiply-add = 2)", f"{figures['gflops']:.4g}")
+    row("GMACs (multiply-adds)", f"{figures['gmacs']:.4g}", "gflops", "G")
+    row("parameters", f"{figures['params_m']:.3g} M", "params_m", "M")
+    row("peak memory, forward", f"{figures['peak_memory_forward_mib']:.4g} MiB")
+    row("peak memory, forward+backward", f"{figures['peak_memory_train_mib']:.4g} MiB",
+        "memory_mb", "MB")
     if latency:
-        table.add_row("latency, forward (median)", f"{figures['latency_forward_ms']:.1f} ms", "")
-        table.add_row("latency, forward+backward (median)",
-                      f"{figures['latency_forward_backward_ms']:.1f} ms", "")
+        row("latency, forward (median)", f"{figures['latency_forward_ms']:.1f} ms")
+        row("latency, forward+backward (median)",
+            f"{figures['latency_forward_backward_ms']:.1f} ms")
     console.print(table)
+    if paper and not beside:
+        console.print(f"{figures['paper_source']} (row {paper['label']}, @ {paper_shape}) gives "
+                      f"the whole head: {paper['gflops']:g} GFLOPs, {paper['params_m']:g} M "
+                      f"parameters, {paper['memory_mb']:g} MB; `--scope head` sets gsbench's "
+                      "figures of the whole head beside them.", highlight=False)
     if figures.get("cases"):  # a module whose cost depends on the input's values
         cases = Table(title="input cases (the first one is timed above)", title_justify="left")
         for column in ("case", "regions", "GFLOPs", "GMACs", "peak fwd", "peak fwd+bwd"):
@@ -831,18 +1023,22 @@ def quickstart(
 
     The same library calls as `gsbench prepare-data synthetic`, `gsbench train` and
     `gsbench eval RUN_DIR`; the run folder OUT/run can be evaluated again with other options.
+    Run it again with the same options after an interruption: it goes on where it stopped
+    (the data is kept, training resumes from its last checkpoint, a trained run is evaluated).
     """
     from gsbench.data.synthetic import parse_size, prepare_synthetic
+    from gsbench.engine.run_dir import is_finished, load_resumed_recipe
     from gsbench.engine.train import train as run_training
     from gsbench.recipes import load_recipe
 
     run_dir = out / "run"
-    if run_dir.exists():
-        raise GsbenchError(f"{run_dir}: a quickstart run is already there; choose another --out")
     overrides = list(QUICKSTART_OVERRIDES)
     if iterations is not None:
         overrides.append(f"train.iterations={iterations}")
-    recipe = load_recipe(QUICKSTART_RECIPE, overrides)  # fail on a bad recipe before any work
+    resume = run_dir.is_dir() and any(run_dir.iterdir())
+    # fail on a bad recipe, or on options that differ from an earlier run's, before any work
+    recipe = load_resumed_recipe(run_dir, QUICKSTART_RECIPE, overrides) if resume and \
+        (run_dir / "recipe.yaml").is_file() else load_recipe(QUICKSTART_RECIPE, overrides)
     show = not quiet
     if show:
         console.print(f"[bold]1/3[/] synthetic data: {n_train} train + {n_val} val images of {size}",
@@ -852,11 +1048,13 @@ def quickstart(
         progress=show and sys.stdout.isatty(),
     )
     if show:
-        console.print(f"[bold]2/3[/] train {recipe.name} ({recipe.model.name}, "
+        what = ("already trained" if is_finished(run_dir) else "resume") if resume else "train"
+        console.print(f"[bold]2/3[/] {what} {recipe.name} ({recipe.model.name}, "
                       f"{recipe.model.backbone}) for {recipe.train.iterations} iterations",
                       highlight=False)
-    run_training(recipe, run_dir, data_root=manifest.root, quiet=quiet,
-                 command=["gsbench", *sys.argv[1:]])
+    if not is_finished(run_dir):
+        run_training(recipe, run_dir, data_root=manifest.root, quiet=quiet, resume=resume,
+                     command=["gsbench", *sys.argv[1:]])
     if show:
         console.print(f"[bold]3/3[/] evaluate {run_dir} on {manifest.root} (val)", highlight=False)
     _evaluate_target(run_dir, manifest.root, split="val", quiet=quiet)

@@ -187,16 +187,16 @@ def test_plan_skips_done_resumes_interrupted_and_evaluates_unevaluated(tmp_path,
     assert all(job.action == "train" for job in plan_ablation(table2, runs, scale="full").jobs)
 
 
-def test_plan_refuses_a_run_without_checkpoints_and_an_occupied_folder(tmp_path, table2):
+def test_plan_resumes_a_run_without_checkpoints_and_refuses_an_occupied_folder(tmp_path, table2):
     runs = tmp_path / "runs"
     cell = _rows(table2)["gff101"][0]
     spec = _spec(table2, cell.row_id, cell.column)
-    _fake_run(runs / "broken", spec.resolved, finished=False)
+    _fake_run(runs / "stopped", spec.resolved, finished=False)  # before its first checkpoint
     (runs / _spec(table2, *_first(table2, "gff101_dfp")).folder).mkdir(parents=True)
     (runs / _spec(table2, *_first(table2, "gff101_dfp")).folder / "notes.txt").write_text("mine")
     plan = plan_ablation(table2, runs, scale="smoke")
+    assert [job.action for job in plan.jobs if job.run_dir == runs / "stopped"] == ["resume"]
     reasons = dict(plan.skipped)
-    assert "has no checkpoint to resume from" in reasons[f"{cell.row_id}.{cell.column}"]
     assert any("folder exists but holds no run" in why for why in reasons.values())
 
 
@@ -289,6 +289,25 @@ def test_run_plan_spreads_jobs_over_devices_one_process_each(tmp_path, table2, m
         assert mine[0][3] == "train" and all(a[3] == "eval" for a in mine[1:])
 
 
+def test_run_plan_reports_cells_done_and_time_left(tmp_path, table2, monkeypatch):
+    class Done:
+        returncode, stdout = 0, "ok"
+
+    monkeypatch.setattr(ablate_module.subprocess, "run", lambda argv, **kw: Done())
+    clock = iter(range(0, 1000, 30))  # every job takes 30 s
+    monkeypatch.setattr(ablate_module.time, "monotonic", lambda: next(clock))
+    plan = plan_ablation(table2, tmp_path / "runs", scale="smoke")
+    events = []
+    run_plan(plan, "D", ["cpu"], on_event=events.append)
+    assert len(plan.pending) == 3 and len(events) == 6
+    assert events[0].startswith("[0/4 cells done, time left unknown until a run finishes] cpu: "
+                                "train ")
+    assert "(cells " in events[0]
+    assert events[1].startswith("[") and "cells done, about 1:00 left] cpu: done in 0:30: " in events[1]
+    assert events[-1].startswith("[4/4 cells done, about 0:00 left] cpu: done in 0:30")
+    assert ablate_module.clock(3725) == "1:02:05"
+
+
 def test_failed_job_is_reported_by_the_cli(tmp_path, monkeypatch):
     class Failed:
         returncode, stdout = 3, "boom"
@@ -320,7 +339,7 @@ def test_report_smoke_scale_matches_ablate_runs_with_mean_and_std(tmp_path, tabl
         cell = cell_report.cell
         if not cell.reproduced_by_training:
             continue
-        assert cell_report.state == "reproduced", cell
+        assert cell_report.state == "filled-smoke", cell
         def mean_of(baseline):
             wanted = cell_training(cell, baseline, "smoke").resolved.to_dict()
             got = [values[j.run_dir] for j in plan.jobs if j.spec.resolved.to_dict() == wanted]
@@ -350,3 +369,7 @@ def test_cli_ablate_dry_run_and_report_scale(tmp_path):
     assert result.exit_code == 0 and "gsbench train --recipe gff101-smoke" in result.stdout
     result = runner.invoke(app, ["report", "gff.table2", "--scale", "huge"])
     assert result.exit_code == 2 and "unknown scale" in result.output
+    result = runner.invoke(app, ["ablate", "gff.table2", "--scale", "huge", "--dry-run",
+                                 "--runs", str(tmp_path)])
+    assert result.exit_code == 2 and "unknown scale 'huge'" in result.output
+    assert not result.stdout.strip().startswith("gsbench")  # no command printed

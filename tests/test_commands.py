@@ -163,18 +163,20 @@ def test_report_commands_parse_to_the_cells_runs_and_evaluations(tmp_path, table
         for cell_report in scale_report.cells:
             c = cell_report.cell
             for line in cell_report.commands:
-                lines = _lines(line)
-                name, params = _parse(lines[-1])
-                assert name == "eval" and _setting(params) == c.evaluation
-                assert params["data"] == Path("/d")
-                if len(lines) == 2:
-                    name, train = _parse(lines[0])
-                    assert name == "train" and train["out"] == params["target"]
+                # one run folder's job: train (or not), then every evaluation it still needs
+                parsed = [_parse(words) for words in _lines(line)]
+                evals = [params for name, params in parsed if name == "eval"]
+                assert c.evaluation in [_setting(params) for params in evals]
+                assert all(params["data"] == Path("/d") for params in evals)
+                assert len({params["target"] for params in evals}) == 1
+                if parsed[0][0] == "train":
+                    train = parsed[0][1]
+                    assert train["out"] == evals[0]["target"]
                     wanted = {recipe_fingerprint(cell_training(c, b).resolved.to_dict())
                               for b in ((False, True) if c.baseline else (False,))}
                     recipe = load_recipe(train["recipe"], train["overrides"])
                     assert recipe_fingerprint(recipe.to_dict()) in wanted
                 else:
-                    assert params["target"] == runs / "done"
+                    assert len(evals) == len(parsed) and evals[0]["target"] == runs / "done"
                 checked += 1
         assert checked

@@ -10,7 +10,6 @@ predictions in the other --pred-format, and no worker process left behind after 
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -18,7 +17,6 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 

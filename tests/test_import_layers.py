@@ -23,10 +23,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("gsbench.io", "gsbench.protocol"),
     ("gsbench.data",),
     ("gsbench.metrics", "gsbench.models", "gsbench.losses"),
-    ("gsbench.recipes",),
+    ("gsbench.recipes", "gsbench.visualize"),
     ("gsbench.analysis", "gsbench.engine"),
     ("gsbench.evaluation",),
-    ("gsbench.commands", "gsbench.weights"),
+    ("gsbench.commands", "gsbench.predict", "gsbench.weights"),
     ("gsbench.tables",),
     ("gsbench.cli",),
 )

@@ -410,7 +410,9 @@ def test_cli_eval_run_dir_writes_metrics_into_the_run(prepared, tmp_path):
                                  "--radii", "3", "--crop-factors", "0", "--quiet"])
     assert result.exit_code == 0, result.output
     folder = run / "eval" / "val_ss_flip"
-    assert {p.name for p in folder.iterdir()} == {"metrics.json", "metrics.csv", "metrics.md"}
+    # the metrics, and the prediction panels of `gsbench eval --show` (default 4 images)
+    assert {p.name for p in folder.iterdir()} == {"metrics.json", "metrics.csv", "metrics.md",
+                                                   "panels"}
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["split"] == "val" and metrics["inference"]["flip"] is True
     result = runner.invoke(app, ["eval", str(run), "--pred-dir", str(tmp_path), "--data", str(prepared.root)])

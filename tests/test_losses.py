@@ -153,6 +153,17 @@ def test_ohem_applies_to_main_output_only():
     )
 
 
+def test_losses_never_read_a_device_tensor():
+    """On a GPU, a host read (``.item()``, ``bool()``) of a loss's tensor stops every training
+    step until the device is done. Tensors on the meta device have no values: any such read
+    would raise here."""
+    logits = torch.empty(2, 19, 8, 8, device="meta")
+    label = torch.empty(2, 8, 8, dtype=torch.int64, device="meta")
+    for loss in (SegmentationLoss(), SegmentationLoss(ohem_thresh=0.7, ohem_min_kept=10)):
+        result = loss({"out": logits, "aux": logits}, {"label": label})
+        assert result["loss"].device.type == "meta" and set(result) == {"loss", "ce", "aux"}
+
+
 def test_bad_inputs_raise_one_line_errors():
     logits, label = _batch()
     loss = SegmentationLoss()

@@ -238,6 +238,8 @@ def _fake_run(runs: Path, name: str, recipe: str, seed: int, metrics: dict | Non
     run.mkdir(parents=True)
     resolved = load_recipe(recipe, [*overrides, f"seed={seed}", "data.root=/data/elsewhere"])
     (run / "recipe.yaml").write_text(resolved.to_yaml(), encoding="utf-8")
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "final.pt").write_bytes(b"")  # a finished run, not one to resume
     if metrics is not None:
         (run / "eval" / tag).mkdir(parents=True)
         (run / "eval" / tag / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")

@@ -35,7 +35,7 @@ from gsbench.engine.checkpoint import load_checkpoint, load_model_weights
 from gsbench.engine.run_dir import load_run_recipe
 from gsbench.engine.train import param_groups, poly_lr, train
 from gsbench.errors import GsbenchError
-from gsbench.io import write_png
+from gsbench.io import read_label, write_png
 from gsbench.recipes import list_recipes, load_recipe
 
 NUM_CLASSES = 19
@@ -214,6 +214,18 @@ def test_dataset_items_do_not_depend_on_workers(data_root):
     workers = list(DataLoader(dataset, batch_size=2, num_workers=2))
     for a, b in zip(single, workers):
         assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
+
+
+def test_dataset_names_a_label_value_outside_the_classes(tmp_path):
+    root = make_prepared_dataset(tmp_path / "data")
+    manifest = Manifest.load(root)
+    path = manifest.path(manifest.split("train")[1].label)
+    label = read_label(path)
+    label[5:9, 5:9] = 40
+    write_png(path, label)
+    with pytest.raises(GsbenchError, match=f"{path}: label value 40 is not a trainId in 0..18 "
+                                           "nor the ignore index 255"):
+        SegmentationDataset(manifest, "train")[1]
 
 
 def test_dataset_without_split_is_an_error(data_root):

@@ -168,7 +168,7 @@ def _materialise_lazy(module: nn.Module, shape: tuple[int, ...]) -> None:
 
 def profile_attention_module(name: str, input_shape: tuple[int, int, int, int],
                              scope: str = "module", device: str = "cpu", latency: bool = False,
-                             warmup: int = 2, repeat: int = 5) -> dict:
+                             warmup: int = 2, repeat: int = 5, on_progress=None) -> dict:
     """Complexity figures of attention module ``name`` on an N x C x H x W feature map.
 
     The figures of :func:`gsbench.analysis.complexity.profile_model` (parameters, GFLOPs with a
@@ -177,13 +177,15 @@ def profile_attention_module(name: str, input_shape: tuple[int, int, int, int],
     channels; ``counts`` says what the module includes, ``paper`` is its RANet Table 3 row (or
     None). Everything the module computes is its cost: it is the *increase* over a network
     without it. Off CUDA, memory is the peak of live tensors, the input map included.
+    ``on_progress(done, total)``: as in :func:`~gsbench.analysis.complexity.profile_model`.
     """
     shape = tuple(int(v) for v in input_shape)
     entry = get_attention_entry(name)
     with torch.device(device):
         module = build_attention_module(name, shape[1], scope)
     _materialise_lazy(module, shape)
-    figures = profile_model(module, shape, latency=latency, warmup=warmup, repeat=repeat)
+    figures = profile_model(module, shape, latency=latency, warmup=warmup, repeat=repeat,
+                            on_progress=on_progress)
     table = load_ranet_table3()
     report = {
         "module": name,

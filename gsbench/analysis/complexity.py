@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -193,12 +194,14 @@ class Latency:
 
 
 def measure_latency(module: nn.Module, input_shape: tuple[int, ...], backward: bool = False,
-                    warmup: int = 2, repeat: int = 5) -> Latency:
+                    warmup: int = 2, repeat: int = 5,
+                    on_call: Callable[[], None] | None = None) -> Latency:
     """Median latency of a forward (eval, no grad) or a forward+backward (train mode) call.
 
     ``warmup`` untimed calls first (allocator and kernel autotuning); CUDA work is synchronised
     before each clock read. The module stays on its device; the input is made there. With a
     batch of 1 the backward pass keeps BatchNorm in eval mode (see ``_set_mode``).
+    ``on_call()`` is called after each call (a progress display).
     """
     shape = _check_shape(input_shape)
     if repeat < 1 or warmup < 0:
@@ -225,6 +228,8 @@ def measure_latency(module: nn.Module, input_shape: tuple[int, ...], backward: b
             sync()
             if i >= warmup:
                 times.append((time.perf_counter() - start) * 1e3)
+            if on_call is not None:
+                on_call()
     finally:
         module.zero_grad(set_to_none=True)
         module.train(was_training)
@@ -232,13 +237,24 @@ def measure_latency(module: nn.Module, input_shape: tuple[int, ...], backward: b
 
 
 def profile_model(module: nn.Module, input_shape: tuple[int, ...], latency: bool = True,
-                  warmup: int = 2, repeat: int = 5) -> dict:
+                  warmup: int = 2, repeat: int = 5,
+                  on_progress: Callable[[int, int], None] | None = None) -> dict:
     """Every complexity figure of ``module`` as a flat, JSON-ready dict.
 
     FLOPs and (off CUDA) peak memory are measured on a ``meta`` copy when the module lives on
     the CPU, so they cost no compute (on the CPU itself for modules that cannot run on meta
-    tensors); latency runs on the module's own device.
+    tensors); latency runs on the module's own device. ``on_progress(done, total)`` hears each
+    step: the counts, then every timed or warm-up call.
     """
+    total = 1 + (2 * (warmup + repeat) if latency else 0)
+    done = 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        if on_progress is not None:
+            on_progress(done, total)
+
     shape = _check_shape(input_shape)
     device = _module_device(module)
     try:
@@ -262,9 +278,12 @@ def profile_model(module: nn.Module, input_shape: tuple[int, ...], latency: bool
         "peak_memory_train_mib": memory_train.mib,
         "memory_method": memory_forward.method,
     }
+    step()
     if latency:
-        forward = measure_latency(module, shape, backward=False, warmup=warmup, repeat=repeat)
-        train = measure_latency(module, shape, backward=True, warmup=warmup, repeat=repeat)
+        forward = measure_latency(module, shape, backward=False, warmup=warmup, repeat=repeat,
+                                  on_call=step)
+        train = measure_latency(module, shape, backward=True, warmup=warmup, repeat=repeat,
+                                on_call=step)
         report.update(latency_forward_ms=forward.median_ms,
                       latency_forward_backward_ms=train.median_ms,
                       latency_repeats=repeat, latency_warmup=warmup)

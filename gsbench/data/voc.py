@@ -26,6 +26,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
+
 from gsbench.data.description import DatasetDescription, RawDataset
 from gsbench.data.labels import IGNORE_INDEX, LabelTable
 from gsbench.data.raw import (
@@ -136,10 +138,24 @@ def find_voc(root: str | Path, out: str | Path, *, progress: bool = False) -> Ra
 
 # --- the description ----------------------------------------------------------------------------
 
+
+def voc_colormap(count: int) -> np.ndarray:
+    """The PASCAL VOC colour map (``labelcolormap.m`` of the VOC devkit): index i's bits 0, 1, 2
+    go to the red, green and blue values' bits 7, 6, ... in turn (0 black, 1 (128, 0, 0),
+    2 (0, 128, 0), ..., 255 (224, 224, 192)). ``count`` x 3 uint8."""
+    index = np.arange(count)
+    colours = np.zeros((count, 3), np.uint8)
+    for shift in range(8):
+        for channel in range(3):
+            colours[:, channel] |= (((index >> (3 * shift + channel)) & 1) << (7 - shift)).astype(np.uint8)
+    return colours
+
+
 VOC2012 = DatasetDescription(
     name="voc2012",
     class_names=VOC_CLASS_NAMES,
     # VOC/SBD index -> trainId: the identity on 0..20; the 255 void band (VOC only) stays 255
     labels=LabelTable(values=tuple(range(len(VOC_CLASS_NAMES))), void=(IGNORE_INDEX,)),
     find=find_voc,  # SBD .mat labels are read by read_raw_label, the default label reader
+    palette=voc_colormap(len(VOC_CLASS_NAMES)),  # the colours of the SegmentationClass PNGs
 )

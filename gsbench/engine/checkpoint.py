@@ -11,7 +11,8 @@ runs no code. The training state (``checkpoints/last.pt``)::
 
 and the final weights (``checkpoints/final.pt``): ``{"format", "kind": "model", "iteration",
 "model", "recipe"}``; :func:`load_model_weights` reads either. Where they lie in a run folder
-is :mod:`gsbench.engine.run_dir`'s.
+is :mod:`gsbench.engine.run_dir`'s. The training engine writes a checkpoint only from finite
+weights and optimizer state (:func:`first_nonfinite`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from __future__ import annotations
 import io
 import os
 import random
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +49,33 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or unsafe files
-        raise GsbenchError(f"{path}: not a readable checkpoint ({' '.join(str(exc).split())[:200]})") from None
+        raise GsbenchError(f"{path}: not a readable checkpoint ({load_error_text(exc)})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise GsbenchError(f"{path}: not a gsbench checkpoint (format must be {CHECKPOINT_FORMAT!r})")
     return state
+
+
+def load_error_text(exc: BaseException, limit: int = 200) -> str:
+    """``exc``'s message as one plain line of at most ``limit`` characters: terminal escapes
+    and control characters removed, and of ``torch.load``'s advice around a refused file only
+    what names the refused content (its advice to load unsafely or allowlist is not ours)."""
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", str(exc))
+    text = text.split("WeightsUnpickler error:")[-1].split(". Please use `torch.serialization")[0]
+    advice = ("Weights only load failed", "Check the documentation of torch.load")
+    paragraphs = [p for p in re.split(r"\n\s*\n", text) if p.strip() and not p.strip().startswith(advice)]
+    text = " ".join(paragraphs) or text
+    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def first_nonfinite(named: Iterable[tuple[str, Any]]) -> str | None:
+    """The name of the first floating-point tensor of ``named`` holding a NaN or an infinity,
+    or None when all are finite; decided on the tensors' device with one read by the host."""
+    tensors = [(name, t) for name, t in named if torch.is_tensor(t) and t.is_floating_point()]
+    if not tensors:
+        return None
+    finite = torch.stack([torch.isfinite(t).all() for _, t in tensors]).cpu().tolist()
+    return next((name for (name, _), ok in zip(tensors, finite) if not ok), None)
 
 
 def load_model_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:

@@ -95,6 +95,15 @@ def all_reduce_mean(ctx: DistContext, values: torch.Tensor) -> torch.Tensor:
     return values / ctx.world_size
 
 
+def all_reduce_min(ctx: DistContext, values: torch.Tensor) -> torch.Tensor:
+    """Elementwise minimum of a tensor over ranks (e.g. the first iteration any rank flagged)."""
+    if not ctx.distributed:
+        return values
+    values = values.clone()
+    dist.all_reduce(values, op=dist.ReduceOp.MIN)
+    return values
+
+
 def barrier(ctx: DistContext) -> None:
     if ctx.distributed:
         dist.barrier()

@@ -15,6 +15,16 @@ class-uniform plan (``data.class_uniform``) depend on (seed, epoch) and every sa
 augmentation on (seed, epoch, index), independent of workers and processes. A resumed run
 restores the model, optimizer, grad scaler, the global random states and the sampler position,
 so on CPU it ends with bit-identical weights to an uninterrupted run.
+
+Speed: one loader iterator serves the whole run (its workers live as long as the run, items are
+keyed by (epoch, index), :class:`~gsbench.data.dataset.EpochStream`), batches go to the device
+from pinned memory without blocking, and a step never waits for the device: the loss parts and
+a "first non-finite loss" marker accumulate on the device and are read every
+``train.log_every`` iterations, before a validation and before a checkpoint. A checkpoint is
+written only from finite weights and optimizer state (:func:`checkpoint.first_nonfinite
+<gsbench.engine.checkpoint.first_nonfinite>`), so when a loss turns NaN or infinite the
+training stops with its last checkpoint finite. ``log.csv``'s ``sec_per_iter`` counts the
+training steps only; ``val_time`` is the seconds a validation took.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import itertools
 import platform
 import random
 import shlex
@@ -30,7 +41,7 @@ import time
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
@@ -38,19 +49,22 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 import gsbench
-from gsbench.data.dataset import SegmentationDataset
+from gsbench.data.dataset import EpochStream, SegmentationDataset
 from gsbench.data.manifest import Manifest
 from gsbench.data.transforms import eval_transform, train_transform
 from gsbench.data.uniform import ClassPixelIndex, build_class_index
 from gsbench.engine.checkpoint import (
     capture_rng_state,
+    first_nonfinite,
     load_checkpoint,
+    load_error_text,
     restore_rng_state,
     save_checkpoint,
 )
 from gsbench.engine.distributed import (
     DistContext,
     all_reduce_mean,
+    all_reduce_min,
     barrier,
     broadcast_object,
     init_distributed,
@@ -63,6 +77,7 @@ from gsbench.engine.run_dir import (
     LAST_NAME,
     RECIPE_FILE,
     check_run_dir,
+    run_dir_lock,
 )
 from gsbench.errors import GsbenchError
 from gsbench.io import atomic_write_json, atomic_write_text, read_json
@@ -80,22 +95,11 @@ class TrainResult:
     is_main: bool = True  # False on torchrun ranks > 0, which write and print nothing
 
 
-class ResumableSampler(DistributedSampler):
-    """DistributedSampler (order fixed by seed and epoch) that can start part-way through an
-    epoch, so a resumed run sees exactly the samples the interrupted one would have."""
+#: The "first non-finite loss" marker's value while every loss was finite.
+_ALL_FINITE = 2**62
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.start = 0
-
-    def set_start(self, start: int) -> None:
-        self.start = int(start)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(list(super().__iter__())[self.start:])
-
-    def __len__(self) -> int:
-        return max(self.num_samples - self.start, 0)
+#: How often a plain (non-terminal) progress line is printed between logging steps, seconds.
+_PLAIN_LINE_SECONDS = 30.0
 
 
 def poly_lr(base_lr: float, iteration: int, iterations: int, power: float) -> float:
@@ -171,13 +175,29 @@ class _Trainer:
         self.elapsed_before = 0.0
         self.last_good: int | None = None
         self.tb = None
+        # what the steps accumulate on the device, read at logging steps and checkpoints
+        self.part_names: list[str] = []
+        self.window_sum: torch.Tensor | None = None  # sum of [loss, parts...] since the last log
+        self.window_steps = 0
+        self.first_bad: torch.Tensor | None = None  # iteration of the first non-finite loss
+        self.first_bad_loss: torch.Tensor | None = None  # and that loss
 
     # --- setup -----------------------------------------------------------------------------------
     def run(self) -> TrainResult:
-        problem = check_run_dir(self.run_dir, self.resume) if self.ctx.is_main else None
-        problem = broadcast_object(self.ctx, problem)
-        if problem:
-            raise GsbenchError(problem)
+        with contextlib.ExitStack() as stack:
+            problem = None
+            if self.ctx.is_main:  # the other ranks work under rank 0's lock
+                try:
+                    stack.enter_context(run_dir_lock(self.run_dir))
+                    problem = check_run_dir(self.run_dir, self.resume)
+                except GsbenchError as exc:
+                    problem = str(exc)
+            problem = broadcast_object(self.ctx, problem)
+            if problem:
+                raise GsbenchError(problem)
+            return self._run_locked()
+
+    def _run_locked(self) -> TrainResult:
         if self.stop_after is not None and self.stop_after <= 0:
             raise GsbenchError(f"--stop-after must be positive, got {self.stop_after}")
         if self.data_root is None:
@@ -200,10 +220,13 @@ class _Trainer:
         self.manifest = manifest
         self._seed_everything(self.recipe.seed)
         self._build(manifest)
-        if self.resume:
+        # a run stopped before its first checkpoint restarts from iteration 0 on --resume
+        if self.resume and (self.ckpt_dir / LAST_NAME).is_file():
             self._load_state()
         elif self.ctx.is_main:
             self._write_run_files()
+            if self.resume:
+                self._read_previous_log()
         barrier(self.ctx)
         return self._loop()
 
@@ -244,9 +267,10 @@ class _Trainer:
         data = self.recipe.data
         self.dataset = SegmentationDataset(
             manifest, data.train_split, train_transform(data), seed=self.recipe.seed,
+            with_edges=getattr(self.loss_fn, "needs_edges", False),  # decode what the loss reads
             class_uniform=data.class_uniform, class_index=self._class_index(manifest),
         )
-        self.sampler = ResumableSampler(
+        self.sampler = DistributedSampler(
             self.dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
             seed=self.recipe.seed, drop_last=False,
         )
@@ -278,11 +302,20 @@ class _Trainer:
         return index if index is not None else build_class_index(manifest, split)
 
     def _write_run_files(self) -> None:
+        """The run's description; a restart (``--resume`` of a run stopped before its first
+        checkpoint) adds its command line to command.txt."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.run_dir / RECIPE_FILE, self.recipe.to_yaml())
-        atomic_write_text(self.run_dir / "command.txt", shlex.join(self.command) + "\n")
+        if self.resume:
+            self._append_command()
+        else:
+            atomic_write_text(self.run_dir / "command.txt", shlex.join(self.command) + "\n")
         atomic_write_json(self.run_dir / "versions.json", versions())
         atomic_write_text(self.run_dir / "seed.txt", f"{self.recipe.seed}\n")
+
+    def _append_command(self) -> None:
+        with open(self.run_dir / "command.txt", "a", encoding="utf-8") as f:
+            f.write(shlex.join(self.command) + "\n")
 
     def _load_state(self) -> None:
         state = load_checkpoint(self.ckpt_dir / LAST_NAME)
@@ -297,12 +330,11 @@ class _Trainer:
             self.elapsed_before = float(state.get("elapsed", 0.0))
             restore_rng_state(state["rng"])
         except (KeyError, RuntimeError, ValueError) as exc:
-            raise GsbenchError(f"{self.ckpt_dir / LAST_NAME}: does not fit this run ({' '.join(str(exc).split())[:200]})") from None
+            raise GsbenchError(f"{self.ckpt_dir / LAST_NAME}: does not fit this run ({load_error_text(exc)})") from None
         self.last_good = self.iteration
         if self.ctx.is_main:
             self._read_previous_log()
-            with open(self.run_dir / "command.txt", "a", encoding="utf-8") as f:
-                f.write(shlex.join(self.command) + "\n")
+            self._append_command()
 
     def _read_previous_log(self) -> None:
         log_file = self.run_dir / "log.csv"
@@ -322,34 +354,35 @@ class _Trainer:
         total = cfg.iterations
         end = total if self.stop_after is None else min(total, self.stop_after)
         self._open_tensorboard()
-        self.start_time = time.perf_counter()
-        window: list[torch.Tensor] = []
-        window_start = time.perf_counter()
+        self.start_time = window_start = time.perf_counter()
+        first = self.iteration + 1
         metrics = self.metrics_history[-1] if self.metrics_history else None
-        with self._progress(total) as advance:
-            while self.iteration < end:
-                self.dataset.set_epoch(self.epoch)
-                self.sampler.set_epoch(self.epoch)
-                self.sampler.set_start(self.batches_done * self.per_rank_batch)
-                for batch in self._loader():
-                    parts = self._step(batch)
-                    window.append(parts)
+        self.ddp.train()
+        batches = iter(self._loader())
+        try:
+            with self._progress(total) as advance:
+                while self.iteration < end:
+                    self._step(next(batches))
                     self.iteration += 1
                     self.batches_done += 1
                     if self.batches_done == self.batches_per_epoch:
                         self.epoch, self.batches_done = self.epoch + 1, 0
                     it = self.iteration
+                    row = None
                     if it % cfg.log_every == 0 or it == end:
                         now = time.perf_counter()
-                        row = self._log(torch.stack(window).mean(0), (now - window_start) / len(window))
-                        window, window_start = [], now
-                        advance(it, row)
+                        row = self._log((now - window_start) / self.window_steps)
+                        window_start = now
+                    elif it == first and not self.quiet:  # progress from the first iteration on
+                        row = self._peek_row(time.perf_counter() - self.start_time)
+                    advance(it, row)
                     if cfg.val_every and (it % cfg.val_every == 0 or it == total):
-                        metrics = self._validate()
+                        metrics, seconds = self._validate()
+                        window_start += seconds  # seconds per iteration count the steps only
                     if it % cfg.checkpoint_every == 0 or it == end:
                         self._save_last()
-                    if it >= end or self.batches_done == 0:
-                        break
+        finally:
+            del batches  # ends the loader's worker processes
         finished = self.iteration >= total
         if finished and ctx.is_main:
             save_checkpoint(self.ckpt_dir / FINAL_NAME, {
@@ -362,10 +395,14 @@ class _Trainer:
         return TrainResult(self.run_dir, self.iteration, finished, metrics, list(self.log_rows), ctx.is_main)
 
     def _loader(self) -> DataLoader:
+        """One loader for the whole run: an endless :class:`EpochStream` from the current
+        position, so its workers start once and keep ``prefetch_factor`` batches ready."""
         cfg = self.cfg
+        stream = EpochStream(self.sampler, self.batches_per_epoch * self.per_rank_batch,
+                             self.epoch, self.batches_done * self.per_rank_batch)
         return DataLoader(
-            self.dataset, batch_size=self.per_rank_batch, sampler=self.sampler,
-            num_workers=cfg.num_workers, drop_last=True, pin_memory=self.on_cuda,
+            self.dataset, batch_size=self.per_rank_batch, sampler=stream,
+            num_workers=cfg.num_workers, pin_memory=self.on_cuda,
             # a private generator: creating loaders must not consume the global torch RNG,
             # whose state the checkpoints restore
             generator=torch.Generator().manual_seed(self.recipe.seed),
@@ -376,8 +413,9 @@ class _Trainer:
             return torch.autocast("cuda", dtype=self.amp_dtype)
         return contextlib.nullcontext()
 
-    def _step(self, batch: dict) -> torch.Tensor:
-        """One SGD iteration; returns the mean over ranks of [loss, parts...] (float64)."""
+    def _step(self, batch: dict) -> None:
+        """One SGD iteration. The loss parts are added to the window on the device; nothing
+        here waits for the device."""
         cfg = self.cfg
         for group in self.optimizer.param_groups:
             group["lr"] = poly_lr(cfg.lr * group["lr_mult"], self.iteration, cfg.iterations,
@@ -387,40 +425,59 @@ class _Trainer:
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         targets = {k: v.to(device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)}
-        self.ddp.train()
         with self._autocast():
             outputs = self.ddp(images)
             losses = self.loss_fn(outputs, targets)
         self.part_names = ["loss"] + sorted(k for k in losses if k != "loss")
-        values = torch.stack([losses[k].detach().double() for k in self.part_names]).cpu()
-        values = all_reduce_mean(self.ctx, values)
-        if not torch.isfinite(values).all():
-            self._stop_on_nonfinite(values[0].item())
+        self._accumulate(torch.stack([losses[k].detach().double() for k in self.part_names]))
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(losses["loss"]).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return values
 
-    def _stop_on_nonfinite(self, value: float) -> None:
+    def _accumulate(self, values: torch.Tensor) -> None:
+        """Add one step's [loss, parts...] to the window and mark the first non-finite loss."""
+        if self.window_sum is None or self.window_sum.shape != values.shape:
+            self.window_sum, self.window_steps = torch.zeros_like(values), 0
+        if self.first_bad is None:
+            self.first_bad = torch.full((), _ALL_FINITE, dtype=torch.int64, device=values.device)
+            self.first_bad_loss = torch.zeros((), dtype=values.dtype, device=values.device)
+        self.window_sum += values
+        self.window_steps += 1
+        newly_bad = ~torch.isfinite(values).all() & (self.first_bad == _ALL_FINITE)
+        self.first_bad = torch.where(newly_bad, self.iteration + 1, self.first_bad)
+        self.first_bad_loss = torch.where(newly_bad, values[0], self.first_bad_loss)
+
+    def _check_losses(self) -> None:
+        """Stop if any rank's loss was not finite since the run (re)started."""
+        if self.first_bad is None:
+            return
+        first = int(all_reduce_min(self.ctx, self.first_bad).item())
+        if first != _ALL_FINITE:
+            value = self.first_bad_loss.item() if int(self.first_bad) == first else "not finite"
+            self._stop(f"loss is {value} at iteration {first}")
+
+    def _stop(self, what: str) -> None:
         if self.ctx.is_main:
             self._write_log()
         where = (
             f"{self.ckpt_dir / LAST_NAME} (iteration {self.last_good}) is the last good checkpoint"
             if self.last_good is not None else "no checkpoint was written yet"
         )
-        raise GsbenchError(
-            f"loss is {value} at iteration {self.iteration + 1}; training stopped and {where} "
-            f"(try a lower train.lr than {self.cfg.lr})"
-        )
+        raise GsbenchError(f"{what}; training stopped and {where} (try a lower train.lr than {self.cfg.lr})")
 
     # --- outputs ---------------------------------------------------------------------------------
-    def _log(self, values: torch.Tensor, seconds_per_iter: float) -> dict:
+    def _log(self, seconds_per_iter: float) -> dict:
+        """The logging step: read the window (the one wait for the device between checkpoints),
+        stop on a non-finite loss, else append a row to log.csv."""
+        self._check_losses()
+        means = all_reduce_mean(self.ctx, self.window_sum / self.window_steps).tolist()
+        self.window_sum, self.window_steps = None, 0
         row = {
             "iter": self.iteration,
             "epoch": self.epoch,
             "lr": self.optimizer.param_groups[0]["lr"],
-            **{name: float(v) for name, v in zip(self.part_names, values.tolist())},
+            **{name: float(v) for name, v in zip(self.part_names, means)},
             "time": round(self.elapsed_before + time.perf_counter() - self.start_time, 3),
             "sec_per_iter": round(seconds_per_iter, 4),
         }
@@ -431,6 +488,12 @@ class _Trainer:
                 for key in ["lr", *self.part_names]:
                     self.tb.add_scalar(f"train/{key}", row[key], self.iteration)
         return row
+
+    def _peek_row(self, seconds: float) -> dict:
+        """The window so far on this process, for the progress display only (not logged)."""
+        means = (self.window_sum / self.window_steps).tolist()
+        return {"lr": self.optimizer.param_groups[0]["lr"], "sec_per_iter": seconds / self.window_steps,
+                **dict(zip(self.part_names, means))}
 
     def _write_log(self) -> None:
         if not self.log_rows:
@@ -444,6 +507,20 @@ class _Trainer:
         atomic_write_text(self.run_dir / "log.csv", buffer.getvalue())
 
     def _save_last(self) -> None:
+        """Write the training state, if the losses since the last read and every weight and
+        optimizer tensor are finite (on every rank); stop otherwise."""
+        self._check_losses()
+        names = {id(p): name for name, p in self.model.named_parameters()}
+        optimizer_tensors = (
+            (f"optimizer {key} of {names.get(id(param), 'a parameter')}", value)
+            for param, state in self.optimizer.state.items() for key, value in state.items()
+        )
+        bad = first_nonfinite(itertools.chain(self.model.state_dict().items(), optimizer_tensors))
+        flags = all_reduce_mean(self.ctx, torch.tensor([float(bad is not None)], dtype=torch.float64,
+                                                       device=self.ctx.device))
+        if bad is not None or float(flags[0]) > 0:
+            self._stop(f"weights are not finite at iteration {self.iteration} "
+                       f"({bad or 'on another process'})")
         if self.ctx.is_main:
             save_checkpoint(self.ckpt_dir / LAST_NAME, {
                 "kind": "train",
@@ -461,8 +538,11 @@ class _Trainer:
         barrier(self.ctx)
 
     @torch.no_grad()
-    def _validate(self) -> dict:
-        """mIoU on the validation split (whole images), shared across ranks."""
+    def _validate(self) -> tuple[dict, float]:
+        """mIoU on the validation split (whole images), shared across ranks, and the seconds it
+        took (log.csv's ``val_time``)."""
+        self._check_losses()  # no validation of weights a non-finite loss has reached
+        started = time.perf_counter()
         model = self.model
         was_training = model.training
         model.eval()
@@ -477,21 +557,23 @@ class _Trainer:
         confusion.all_reduce()
         model.train(was_training)
         result = {"iteration": self.iteration, "miou": confusion.compute()["miou"]}
+        seconds = time.perf_counter() - started
         if self.ctx.is_main:
             self.metrics_history.append(result)
             atomic_write_json(self.run_dir / "metrics.json", {
                 "split": self.recipe.data.val_split, **result, "history": self.metrics_history,
             })
-            if self.log_rows and self.log_rows[-1]["iter"] == self.iteration:
-                self.log_rows[-1]["val_miou"] = result["miou"]
+            values = {"val_miou": result["miou"], "val_time": round(seconds, 3)}
+            if self.log_rows and int(self.log_rows[-1]["iter"]) == self.iteration:
+                self.log_rows[-1].update(values)
             else:
-                self.log_rows.append({"iter": self.iteration, "epoch": self.epoch, "val_miou": result["miou"]})
-            if self.log_columns is not None and "val_miou" not in self.log_columns:
-                self.log_columns.append("val_miou")
+                self.log_rows.append({"iter": self.iteration, "epoch": self.epoch, **values})
+            if self.log_columns is not None:
+                self.log_columns += [key for key in values if key not in self.log_columns]
             self._write_log()
             if self.tb is not None:
                 self.tb.add_scalar("val/miou", result["miou"], self.iteration)
-        return result
+        return result, seconds
 
     def _open_tensorboard(self) -> None:
         if not self.ctx.is_main:
@@ -504,8 +586,10 @@ class _Trainer:
 
     @contextlib.contextmanager
     def _progress(self, total: int):
-        """A callback ``advance(iteration, row)`` that drives a rich bar on a terminal and prints
-        one line per logging step otherwise (nothing with --quiet or on ranks > 0)."""
+        """A callback ``advance(iteration, row)``, called after every iteration (``row``: the
+        logged values, or None): a rich bar with rate and time left on a terminal; otherwise a
+        plain line at the first iteration, at every logging step and every half minute between
+        them. Nothing with --quiet or on ranks > 0."""
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -514,10 +598,19 @@ class _Trainer:
             yield lambda it, row: None
             return
         if not console.is_terminal:
+            started, first = time.perf_counter(), self.iteration
+            last_line = [started]
+
             def advance(it, row):
-                parts = " ".join(f"{k}={row[k]:.4f}" for k in self.part_names)
-                console.print(f"iter {it}/{total} {parts} lr={row['lr']:.3g} "
-                              f"{row['sec_per_iter']:.3f}s/it", highlight=False)
+                now = time.perf_counter()
+                if row is None and now - last_line[0] < _PLAIN_LINE_SECONDS:
+                    return
+                last_line[0] = now
+                rate = row["sec_per_iter"] if row else (now - started) / (it - first)
+                parts = f"{' '.join(f'{k}={row[k]:.4f}' for k in self.part_names)} lr={row['lr']:.3g} " \
+                    if row else ""
+                console.print(f"iter {it}/{total} {parts}{rate:.3f}s/it "
+                              f"ETA {_duration(rate * (total - it))}", highlight=False)
             yield advance
             return
         progress = Progress(
@@ -530,7 +623,19 @@ class _Trainer:
                                      loss="-", lr="-", speed="-")
 
             def advance(it, row):
-                progress.update(task, completed=it, loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.3g}",
-                                speed=f"{row['sec_per_iter']:.2f}s/it")
+                if row is None:
+                    progress.update(task, completed=it)
+                else:
+                    progress.update(task, completed=it, loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.3g}",
+                                    speed=f"{row['sec_per_iter']:.3f}s/it")
 
             yield advance
+
+
+def _duration(seconds: float) -> str:
+    """``1h02m``, ``3m05s`` or ``12s``."""
+    seconds = max(int(round(seconds)), 0)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+

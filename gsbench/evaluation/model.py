@@ -134,6 +134,7 @@ def evaluate_model(
     num_workers: int = 0,
     verify: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
+    on_prediction: Callable[[Manifest, Sample, np.ndarray], None] | None = None,
 ) -> dict | None:
     """Run ``loaded`` over ``split`` of the prepared dataset ``data``; return the metrics.json
     dict (as :func:`gsbench.evaluation.pred_dir.evaluate_prediction_dir` does, plus the inference
@@ -144,7 +145,9 @@ def evaluate_model(
     labelId PNGs with the test server's names into ``export_dir``. ``radii`` and
     ``crop_factors`` default to those of ``gsbench eval --pred-dir`` (``()`` switches one off)
     and must fit the split's images; ``verify`` checks the images and ground truth against the
-    manifest's sha256 sums before any inference.
+    manifest's sha256 sums before any inference. ``on_prediction(manifest, sample, trainIds)``
+    sees every prediction (``gsbench eval --show`` draws panels from them:
+    :class:`gsbench.predict.PanelCollector`).
     """
     if export is not None and export not in EXPORT_FORMATS:
         raise GsbenchError(f"--export {export!r}: supported formats are {', '.join(EXPORT_FORMATS)}")
@@ -185,6 +188,8 @@ def evaluate_model(
             write_png(Path(save_pred_dir) / f"{sample.stem}.png", pred)
         if export is not None:
             write_cityscapes_result(export_dir, sample.stem, pred)
+        if on_prediction is not None:
+            on_prediction(manifest, sample, pred)
         if metrics is not None:
             gt = read_label(manifest.path(sample.label))
             instance = read_label(manifest.path(sample.instance)) if metrics.with_instances else None
@@ -253,6 +258,7 @@ def evaluate_target(
     markdown_path: str | os.PathLike | None = None,
     verify: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
+    on_prediction: Callable[[Manifest, Sample, np.ndarray], None] | None = None,
 ) -> TargetEvaluation:
     """Evaluate a run folder or checkpoint on ``split`` of the prepared dataset ``data``
     (default: the one its recipe names) under the recipe's test protocol (its ``test:``
@@ -280,7 +286,7 @@ def evaluate_target(
         loaded, data, split=split, options=options, device=device,
         save_pred_dir=save_pred_dir, export=export, export_dir=export_dir, radii=radii,
         crop_factors=crop_factors, fscore_convention=fscore_convention, verify=verify,
-        on_progress=on_progress,
+        on_progress=on_progress, on_prediction=on_prediction,
     )
     title = None if metrics is None else \
         f"{target} on {metrics['dataset']} {metrics['split']} ({setting.tag()})"

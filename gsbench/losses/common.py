@@ -26,11 +26,11 @@ def cross_entropy_with_ignore(
     """Mean cross-entropy over the pixels whose label is not ``ignore_index``.
 
     A batch with no labelled pixel gives 0 (still connected to ``logits`` so that ``backward``
-    works and every gradient is 0) instead of the NaN of ``F.cross_entropy``'s empty mean.
+    works and every gradient is 0) instead of the NaN of ``F.cross_entropy``'s empty mean. The
+    sum is divided by the count on the device, so that no step waits for the host to decide.
     """
-    if not bool((label != ignore_index).any()):
-        return logits.sum() * 0.0
-    return F.cross_entropy(logits, label, ignore_index=ignore_index, reduction="mean")
+    total = F.cross_entropy(logits, label, ignore_index=ignore_index, reduction="sum")
+    return total / (label != ignore_index).sum().clamp(min=1)
 
 
 class SegmentationLoss(nn.Module):
@@ -45,6 +45,10 @@ class SegmentationLoss(nn.Module):
     CCNet ``CriterionOhemDSN``. Every part is a mean over the kept labelled pixels and is 0 when
     none is kept.
     """
+
+    #: Whether ``forward`` reads ``batch["edge"]``: the training engine has edge maps decoded
+    #: only for the losses that say so (their own class attribute).
+    needs_edges = False
 
     def __init__(
         self,
@@ -80,6 +84,10 @@ class SegmentationLoss(nn.Module):
                 f"{tuple(label.shape)}; expected N x C x H x W logits and N x H x W labels"
             )
         label = label.long()
+        if label.device.type != "cpu":
+            # reading a device tensor's values would stop every step until the device is done;
+            # the training items' values are checked by the dataset, on the host
+            return label
         num_classes = logits.shape[1]
         bad = (label != self.ignore_index) & ((label < 0) | (label >= num_classes))
         if bool(bad.any()):

@@ -255,6 +255,8 @@ class GatedSCNNLoss(nn.Module):
     cross-entropy, as in :class:`SegmentationLoss` (not with ``ce="official"``).
     """
 
+    needs_edges = True  # reads batch["edge"] (see SegmentationLoss.needs_edges)
+
     def __init__(
         self,
         ignore_index: int = IGNORE_INDEX,

@@ -32,18 +32,23 @@ def ohem_keep_mask(
     - ``min_kept = 0`` keeps exactly the pixels with ``p <= thresh``, possibly none (the loss is
       then 0, see :class:`SegmentationLoss`).
     Ignored pixels are never kept.
+
+    Everything is decided on the device (the count of labelled pixels is never read on the
+    host), so that a training step does not wait for it.
     """
     valid = label != ignore_index
     with torch.no_grad():
         prob = F.softmax(logits.detach().float(), dim=1)
         safe_label = torch.where(valid, label, torch.zeros_like(label))
         true_prob = prob.gather(1, safe_label.unsqueeze(1)).squeeze(1)
-        valid_prob = true_prob[valid]
-        num_valid = valid_prob.numel()
-        if num_valid <= min_kept:
+        if true_prob.numel() <= min_kept:  # then also the labelled pixels are at most min_kept
             return valid
-        threshold = torch.tensor(float(thresh), dtype=valid_prob.dtype, device=valid_prob.device)
+        threshold = torch.tensor(float(thresh), dtype=true_prob.dtype, device=true_prob.device)
         if min_kept > 0:
-            kth_smallest = torch.kthvalue(valid_prob, min_kept).values
+            # ignored pixels sort after every probability, so the k-th smallest of all pixels
+            # is the k-th smallest labelled one whenever more than k pixels are labelled
+            ranked = torch.where(valid, true_prob, torch.full_like(true_prob, 2.0))
+            kth_smallest = torch.kthvalue(ranked.flatten(), min_kept).values
             threshold = torch.maximum(threshold, kth_smallest)
-        return valid & (true_prob <= threshold)
+        few = valid.sum() <= min_kept
+        return valid & (few | (true_prob <= threshold))

@@ -32,6 +32,8 @@ class RANetLoss(SegmentationLoss):
     "nonlocal" variants without RCB) are skipped.
     """
 
+    needs_edges = True  # reads batch["edge"] (see SegmentationLoss.needs_edges)
+
     def __init__(self, ignore_index: int = IGNORE_INDEX, aux_weight: float = 0.4,
                  ohem_thresh: float | None = None, ohem_min_kept: int = 100000,
                  coarse_weight: float = 1.0, boundary_weight: float = 1.0,

@@ -406,3 +406,40 @@ class BoundaryFScore(ArrayState):
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(valid.any(axis=0), np.nansum(per_class, axis=0) / valid.sum(axis=0), np.nan)
         return {"per_class": per_class, "mean": mean, "radii": self.radii}
+
+
+def boundary_match_maps(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    num_classes: int,
+    radius: int,
+    ignore_index: int = IGNORE_INDEX,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where :func:`boundary_fscore` finds its matches at one radius, pixel by pixel (for
+    pictures): ``(gt_state, pred_state)``, two HxW int8 maps with 1 at a boundary pixel matched
+    within the disk of ``radius`` in every class it bounds, -1 at one that is not (a missed GT
+    boundary pixel; a false predicted one), 0 elsewhere. Same boundaries, void handling and
+    disks as :func:`boundary_fscore`."""
+    check_num_classes(num_classes, ignore_index)
+    (radius,) = check_radii([radius])
+    pred = as_label_map(pred, "prediction")
+    gt = as_label_map(gt, "ground truth")
+    check_same_shape(pred, gt)
+    height, width = gt.shape
+    workspace = BoundaryWorkspace(height, width, radius)  # not the shared one of the scores
+    pred = np.where(gt == ignore_index, np.uint8(255), pred)
+    sets = (_boundary_sets(gt, workspace), _boundary_sets(pred, workspace))
+    states = []
+    for (rows, cols, labels), (t_rows, t_cols, t_labels) in (sets, sets[::-1]):
+        bounds = np.zeros(len(rows), bool)
+        missed = np.zeros(len(rows), bool)
+        for first in range(0, num_classes, _WORD_BITS):
+            bits = _class_bits(labels, first, num_classes)
+            disks = _DiskOr(workspace, t_rows, t_cols, _class_bits(t_labels, first, num_classes))
+            bounds |= bits != 0
+            missed |= (disks.query(disks.centres(rows, cols), radius) & bits) != bits
+            disks.release()
+        state = np.zeros((height, width), np.int8)
+        state[rows[bounds], cols[bounds]] = np.where(missed[bounds], -1, 1)
+        states.append(state)
+    return states[0], states[1]

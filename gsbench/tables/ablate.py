@@ -30,6 +30,7 @@ import queue
 import shlex
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -37,13 +38,12 @@ from typing import Callable
 from gsbench.commands import this_python
 from gsbench.engine.run_dir import is_finished, is_interrupted
 from gsbench.errors import GsbenchError
-from gsbench.evaluation.setting import EvalSetting
 from gsbench.io import atomic_write_text
 from gsbench.recipes import RECIPES_DIR
 from gsbench.tables.cells import Table
 from gsbench.tables.jobs import DataRoots, RunJob, data_roots
 from gsbench.tables.runs import RunIndex, eval_metrics_file, recipe_fingerprint, run_name
-from gsbench.tables.smoke import TrainingSpec, cell_evaluation, cell_training
+from gsbench.tables.smoke import TrainingSpec, cell_evaluation, cell_training, check_scale
 
 
 @dataclass
@@ -71,6 +71,7 @@ def plan_ablation(table: Table, runs_dir: Path = Path("runs"), *, scale: str = "
     """What training and evaluation the trainable cells of ``table`` (of the rows ``rows``, all
     when None) still need, given the run folders under ``runs_dir`` (at smoke scale, with the
     ``-smoke`` recipes of ``smoke_dir``)."""
+    check_scale(scale)
     if seeds < 1:
         raise GsbenchError(f"--seeds must be at least 1, got {seeds}")
     row_ids = [rid for rid, _ in table.rows]
@@ -129,11 +130,8 @@ def _new_job(index: RunIndex, spec: TrainingSpec, seed: int, runs_dir: Path,
     for run in existing:
         if is_finished(run.path):
             return RunJob(run.path, spec, seed, None, dataset)
-        if is_interrupted(run.path):
+        if is_interrupted(run.path):  # from its last checkpoint, or from iteration 0
             return RunJob(run.path, spec, seed, "resume", dataset)
-    if existing:
-        return (f"{existing[0].path}: run folder of {spec.recipe} (seed {seed}) has no checkpoint "
-                "to resume from; delete it to train again")
     base = spec.folder if seed == spec.resolved.seed else run_name(spec.folder, (f"seed={seed}",))
     run_dir = runs_dir / base
     if run_dir in taken or (run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir()))):
@@ -173,13 +171,53 @@ class JobResult:
     log: Path
 
 
+def clock(seconds: float) -> str:
+    """A duration as ``m:ss`` (``h:mm:ss`` from an hour on)."""
+    seconds = int(round(max(seconds, 0.0)))
+    if seconds >= 3600:
+        return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class _Tally:
+    """How far a plan has come: cells done of all the plan's cells, and the time left estimated
+    from the jobs finished so far (their mean duration, spread over the devices)."""
+
+    def __init__(self, plan: AblationPlan, devices: int):
+        self.devices = devices
+        self.jobs_left = len(plan.pending)
+        self.waiting = {cell: sum(cell in job.cells for job in plan.pending)
+                        for job in plan.pending for cell in job.cells}
+        self.done = len(plan.done)
+        self.total = self.done + len(self.waiting)
+        self.durations: list[float] = []
+
+    def finished(self, job: RunJob, seconds: float, ok: bool) -> None:
+        self.jobs_left -= 1
+        self.durations.append(seconds)
+        for cell in job.cells:
+            self.waiting[cell] -= 1
+            self.done += ok and self.waiting[cell] == 0
+
+    def __str__(self) -> str:
+        if not self.durations:
+            left = "time left unknown until a run finishes"
+        else:
+            mean = sum(self.durations) / len(self.durations)
+            left = f"about {clock(mean * self.jobs_left / self.devices)} left"
+        return f"[{self.done}/{self.total} cells done, {left}]"
+
+
 def run_plan(plan: AblationPlan, data: str | DataRoots, devices: list[str], *,
              on_event: Callable[[str], None] = lambda message: None) -> list[JobResult]:
     """Run the pending jobs as ``gsbench`` subprocesses: one worker per device takes the next job
     from a shared queue (on CPU: one job at a time). A job's output goes to
     ``<runs>/ablate-logs/<run folder>.log``; a failed job does not stop the others. A CUDA job
     sees only its GPU (``CUDA_VISIBLE_DEVICES``) and runs with ``--device cuda``. Every job's
-    dataset must have a root in ``data`` (checked before the first job starts)."""
+    dataset must have a root in ``data`` (checked before the first job starts).
+
+    ``on_event`` hears when a job starts (its run folder and cells) and ends (with how long it
+    took), each line led by the progress: cells done of the table's cells and the time left."""
     roots = data_roots(data)
     roots.check(plan.pending, exist=False)
     jobs: queue.Queue[RunJob] = queue.Queue()
@@ -189,6 +227,7 @@ def run_plan(plan: AblationPlan, data: str | DataRoots, devices: list[str], *,
     logs.mkdir(parents=True, exist_ok=True)
     results: list[JobResult] = []
     lock = threading.Lock()
+    tally = _Tally(plan, len(devices))
 
     def worker(device: str) -> None:
         env = dict(os.environ)
@@ -203,7 +242,9 @@ def run_plan(plan: AblationPlan, data: str | DataRoots, devices: list[str], *,
             lines = []
             code = 0
             with lock:
-                on_event(f"{device}: {job.action or 'eval'} {job.run_dir} ({', '.join(job.cells)})")
+                on_event(f"{tally} {device}: {job.action or 'eval'} {job.run_dir} "
+                         f"(cells {', '.join(job.cells)})")
+            start = time.monotonic()
             root, on = roots.for_job(job), "cpu" if device == "cpu" else "cuda"
             # the log shows the lines as a person types them; the installed entry point may not
             # be on PATH, so they run with this interpreter, quietly
@@ -216,10 +257,12 @@ def run_plan(plan: AblationPlan, data: str | DataRoots, devices: list[str], *,
                 if code != 0:
                     break
             atomic_write_text(log, "\n".join(lines))
+            took = time.monotonic() - start
             with lock:
                 results.append(JobResult(job, device, code, log))
+                tally.finished(job, took, code == 0)
                 state = "done" if code == 0 else f"FAILED (exit {code}, see {log})"
-                on_event(f"{device}: {state}: {job.run_dir}")
+                on_event(f"{tally} {device}: {state} in {clock(took)}: {job.run_dir}")
 
     threads = [threading.Thread(target=worker, args=(device,), daemon=True) for device in devices]
     for thread in threads:
@@ -229,5 +272,5 @@ def run_plan(plan: AblationPlan, data: str | DataRoots, devices: list[str], *,
     return results
 
 
-__all__ = ["AblationPlan", "JobResult", "parse_devices", "plan_ablation", "plan_commands",
-           "run_plan"]
+__all__ = ["AblationPlan", "JobResult", "clock", "parse_devices", "plan_ablation",
+           "plan_commands", "run_plan"]

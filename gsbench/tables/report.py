@@ -8,7 +8,10 @@ folder ``gsbench eval`` writes for the cell's :attr:`~gsbench.tables.cells.Cell.
 and reports the mean and standard deviation over the runs (one per seed), the difference to the
 paper and the runs used; runs trained from scratch are counted in the cell's note. A cell with
 no run (or no evaluation) gets the exact ``gsbench train ... && gsbench eval ...`` command that
-fills it: the job ``gsbench ablate`` would run (:class:`~gsbench.tables.jobs.RunJob`). Tables
+fills it: the job ``gsbench ablate`` would run (:class:`~gsbench.tables.jobs.RunJob`), one job
+per run folder with every evaluation its cells need, as ``gsbench ablate --dry-run`` lists them.
+A smoke-scale number is "filled at smoke scale", never "reproduced", and has no difference to
+the paper: a toy run shows the format, not the paper's result (:data:`SMOKE_NOTE`). Tables
 computed on the spot come from :mod:`gsbench.tables.static`; :mod:`gsbench.tables.render`
 writes the result as a rich table, Markdown, CSV or LaTeX.
 """
@@ -18,10 +21,11 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from gsbench.engine.run_dir import is_interrupted
 from gsbench.errors import GsbenchError
 from gsbench.recipes import RECIPES_DIR
 from gsbench.tables.cells import Cell, Table
@@ -36,6 +40,7 @@ SMOKE_NOTE = ("Smoke scale: every number of ours comes from a toy run (tiny back
 
 CELL_STATES = {
     "reproduced": "our value from run folders",
+    "filled-smoke": "our value from toy smoke-scale runs: the format, not the paper's number",
     "computed": "computed on the spot",
     "missing-run": "no run yet: the command fills it",
     "missing-eval": "runs exist but not this evaluation: the command fills it",
@@ -61,9 +66,15 @@ class CellReport:
 
     @property
     def delta(self) -> float | None:
-        if self.ours is None or self.cell.paper_value is None:
+        """Ours minus the paper's; None without both, and at smoke scale (not comparable)."""
+        if self.ours is None or self.cell.paper_value is None or self.state == "filled-smoke":
             return None
         return self.ours - self.cell.paper_value
+
+    @property
+    def run_dirs(self) -> tuple[Path, ...]:
+        """The run folders our value comes from (the baseline's too)."""
+        return tuple(Path(run.removeprefix("-")) for run in self.runs)
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,7 @@ class TableReport:
     table: Table
     cells: tuple[CellReport, ...]
     static_method: str | None = None
+    scale: str = "full"  # the runs' scale (see gsbench.tables.smoke)
 
     @property
     def commands(self) -> list[str]:
@@ -122,32 +134,29 @@ def _read_metrics(path: Path) -> dict[str, Any]:
 class _Scores:
     values: list[float] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)
-    commands: list[str] = field(default_factory=list)
+    jobs: list[RunJob] = field(default_factory=list)
     missing_eval: bool = False
     from_scratch: int = 0  # runs among ``runs`` without pretrained backbone weights
     released: int = 0  # runs among ``runs`` imported from released weights
 
 
-def _scores(index: RunIndex, cell: Cell, baseline: bool, data: str | DataRoots, scale: str,
-            smoke_dir: Path) -> _Scores:
+def _scores(index: RunIndex, cell: Cell, baseline: bool, scale: str, smoke_dir: Path) -> _Scores:
     spec = cell_training(cell, baseline, scale, smoke_dir)
     evaluation = cell_evaluation(cell, scale)
     out = _Scores()
-    root = data_roots(data).root_or_placeholder(cell.dataset)
     # what fills the cell is the job ablate would run for it
     runs = index.runs_for(spec.resolved)
     if not runs:
-        job = RunJob(index.runs_dir / spec.folder, spec, spec.resolved.seed, "train",
-                     cell.dataset, [evaluation])
-        out.commands.append(job.shell_line(root))
+        out.jobs.append(RunJob(index.runs_dir / spec.folder, spec, spec.resolved.seed, "train",
+                               cell.dataset, [evaluation]))
         return out
     for run in sorted(runs, key=lambda r: (r.seed, str(r.path))):
         path = eval_metrics_file(run.path, evaluation)
         value = metric_value(_read_metrics(path), cell) if path is not None else None
         if value is None:
             out.missing_eval = True
-            job = RunJob(run.path, spec, run.seed, None, cell.dataset, [evaluation])
-            out.commands.append(job.shell_line(root))
+            action = "resume" if is_interrupted(run.path) else None
+            out.jobs.append(RunJob(run.path, spec, run.seed, action, cell.dataset, [evaluation]))
             continue
         out.values.append(value)
         out.runs.append(str(run.path))
@@ -164,34 +173,41 @@ def report_cell(cell: Cell, index: RunIndex, static: StaticResult, data: str | D
                 scale: str = "full", *, smoke_dir: Path = RECIPES_DIR) -> CellReport:
     """Our value of one cell, or why there is none (at ``scale``: the runs of the papers' recipes,
     or of their smoke variants from ``smoke_dir``, see :func:`cell_training`)."""
+    report, jobs = _report_cell(cell, index, static, scale, smoke_dir)
+    return _with_commands(report, jobs, data_roots(data))
+
+
+def _report_cell(cell: Cell, index: RunIndex, static: StaticResult, scale: str,
+                 smoke_dir: Path) -> tuple[CellReport, list[RunJob]]:
+    """:func:`report_cell` without the commands: the report and the jobs that fill the cell."""
     note = cell.note or ""
     if cell.kind == "static":
         value = static.values.get(cell.row_id, {}).get(cell.metric)
         row_note = static.notes.get(cell.row_id, "")
         detail = "; ".join(x for x in (row_note, note) if x)
         if value is None:
-            return CellReport(cell, "not-computed", detail=detail)
-        return CellReport(cell, "computed", ours=float(value), detail=detail)
+            return CellReport(cell, "not-computed", detail=detail), []
+        return CellReport(cell, "computed", ours=float(value), detail=detail), []
     if not cell.reproducible:
-        return CellReport(cell, "not-reproducible", detail=cell.reason or "")
+        return CellReport(cell, "not-reproducible", detail=cell.reason or ""), []
     if cell.status == "missing-recipe":
         missing = [n for n in (cell.recipe, cell.baseline) if n is not None]
         return CellReport(cell, "missing-recipe",
-                          detail=f"recipe {' / '.join(missing)} is not written yet")
+                          detail=f"recipe {' / '.join(missing)} is not written yet"), []
     if cell.recipe is None:
-        return CellReport(cell, "quoted", detail=f"quoted from {cell.quoted_from}")
+        return CellReport(cell, "quoted", detail=f"quoted from {cell.quoted_from}"), []
     try:
-        main = _scores(index, cell, False, data, scale, smoke_dir)
-        parts = [main] + ([_scores(index, cell, True, data, scale, smoke_dir)] if cell.baseline
+        main = _scores(index, cell, False, scale, smoke_dir)
+        parts = [main] + ([_scores(index, cell, True, scale, smoke_dir)] if cell.baseline
                           else [])
     except GsbenchError as exc:
         if scale == "full":
             raise
-        return CellReport(cell, "missing-recipe", detail=str(exc))
-    commands = tuple(c for p in parts for c in p.commands)
+        return CellReport(cell, "missing-recipe", detail=str(exc)), []
+    jobs = [job for p in parts for job in p.jobs]
     if any(not p.values for p in parts):
         state = "missing-eval" if any(p.missing_eval for p in parts) else "missing-run"
-        return CellReport(cell, state, detail=note, commands=commands)
+        return CellReport(cell, state, detail=note), jobs
     mean, std = _mean_std(main.values)
     runs = tuple(main.runs)
     scratch = sum(p.from_scratch for p in parts)
@@ -208,17 +224,44 @@ def report_cell(cell: Cell, index: RunIndex, static: StaticResult, data: str | D
         mean -= base_mean
         std = math.hypot(std, base_std) if std is not None and base_std is not None else None
         runs += tuple(f"-{r}" for r in parts[1].runs)
-    return CellReport(cell, "reproduced", ours=mean, std=std, runs=runs, detail=note,
-                      commands=commands)
+    state = "reproduced" if scale == "full" else "filled-smoke"
+    return CellReport(cell, state, ours=mean, std=std, runs=runs, detail=note), jobs
+
+
+def _with_commands(report: CellReport, jobs: list[RunJob], roots: DataRoots) -> CellReport:
+    if not jobs:
+        return report
+    lines = dict.fromkeys(job.shell_line(roots.root_or_placeholder(job.dataset)) for job in jobs)
+    return replace(report, commands=tuple(lines))
+
+
+def _merge_jobs(jobs: list[RunJob], merged: dict[Path, RunJob]) -> list[RunJob]:
+    """One job per run folder, as ``gsbench ablate`` plans them: a second job of the same folder
+    adds its evaluations and cells to the first. Returns ``jobs`` replaced by the merged ones."""
+    out = []
+    for job in jobs:
+        first = merged.setdefault(job.run_dir, job)
+        if first is not job:
+            first.evals.extend(e for e in job.evals if e not in first.evals)
+        first.cells.extend(c for c in job.cells if c not in first.cells)
+        out.append(first)
+    return out
 
 
 def build_report(table: Table, index: RunIndex, data: str | DataRoots = "DATA",
                  scale: str = "full", *, smoke_dir: Path = RECIPES_DIR) -> TableReport:
     """Every cell of ``table`` with our value (from ``index``'s runs at ``scale``, or computed
-    on the spot)."""
+    on the spot); a missing cell's command is its run folder's one job, every evaluation
+    of the table that folder still needs included."""
     check_scale(scale)
     static = compute_static(table)
-    cells = tuple(report_cell(cell, index, static, data, scale, smoke_dir=smoke_dir)
-                  for cell in table.cells)
-    return TableReport(table, cells, static_method=static.method or None)
-
+    merged: dict[Path, RunJob] = {}
+    found = []
+    for cell in table.cells:
+        report, jobs = _report_cell(cell, index, static, scale, smoke_dir)
+        for job in jobs:
+            job.cells.append(f"{cell.row_id}.{cell.column}")
+        found.append((report, _merge_jobs(jobs, merged)))
+    roots = data_roots(data)
+    cells = tuple(_with_commands(report, jobs, roots) for report, jobs in found)
+    return TableReport(table, cells, static_method=static.method or None, scale=scale)
