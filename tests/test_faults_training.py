@@ -10,6 +10,7 @@ was written or changed (the folder's files hashed before and after).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import io
 import os
@@ -147,6 +148,38 @@ def test_the_lock_is_the_operating_systems_and_leaves_no_folder_behind(tmp_path)
     assert (folder / LOCK_FILE).is_file()
     with run_dir_lock(folder):
         assert (folder / LOCK_FILE).read_text() == f"{os.getpid()}\n"
+
+
+def test_a_forked_child_outliving_its_killed_parent_does_not_hold_the_lock(tmp_path):
+    """A data-loader worker forked by a training lives on for a while after its parent is
+    killed; the folder must be free as soon as the parent is gone."""
+    folder = tmp_path / "run"
+    started = tmp_path / "child-started"
+    code = ("import multiprocessing, os, sys, time\n"
+            "from gsbench.engine.run_dir import run_dir_lock\n"
+            "def work(flag):\n"
+            "    open(flag, 'w').close()  # running its own code: past the fork handlers\n"
+            "    time.sleep(60)\n"
+            f"with run_dir_lock({str(folder)!r}):\n"
+            f"    child = multiprocessing.get_context('fork').Process(target=work, args=({str(started)!r},))\n"
+            "    child.start()\n"
+            f"    while not os.path.exists({str(started)!r}):\n"
+            "        time.sleep(0.01)\n"
+            "    print(child.pid, flush=True)\n"
+            "    sys.stdin.read()\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=_environment())
+    child_pid = int(parent.stdout.readline())
+    try:
+        parent.kill()
+        parent.wait(timeout=60)
+        os.kill(child_pid, 0)  # the child still runs
+        with run_dir_lock(folder):
+            assert (folder / LOCK_FILE).read_text() == f"{os.getpid()}\n"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child_pid, signal.SIGKILL)
 
 
 @pytest.mark.slow

@@ -71,6 +71,24 @@ def check_run_dir(run_dir: Path, resume: bool) -> str | None:
     return None
 
 
+#: Descriptors of the run-folder locks this process holds. A forked child (a data-loader
+#: worker, a scoring worker) closes its copies at once: an ``flock`` lasts while any copy of
+#: the descriptor is open, so a child outliving a killed parent would otherwise keep the
+#: folder locked.
+_HELD_LOCKS: set[int] = set()
+
+
+def _close_inherited_locks() -> None:
+    for fd in _HELD_LOCKS:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD_LOCKS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited_locks)
+
+
 @contextlib.contextmanager
 def run_dir_lock(run_dir: str | os.PathLike) -> Iterator[Path]:
     """Own ``run_dir`` for the ``with`` block: ``flock`` on its ``.gsbench.lock`` (created, with
@@ -85,12 +103,14 @@ def run_dir_lock(run_dir: str | os.PathLike) -> Iterator[Path]:
         raise GsbenchError(f"{run_dir}: cannot create the run folder ({exc.strerror or exc})") from None
     lock_path = run_dir / LOCK_FILE
     fd = _acquire(lock_path, run_dir)
+    _HELD_LOCKS.add(fd)
     try:
         yield run_dir
     finally:
         # unlink while still holding the lock: a process waiting on the old file sees it gone
         with contextlib.suppress(OSError):
             lock_path.unlink()
+        _HELD_LOCKS.discard(fd)
         os.close(fd)
         for folder in reversed(created):
             with contextlib.suppress(OSError):
