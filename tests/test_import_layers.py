@@ -33,6 +33,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 #: The package's face holds only the version; anything may read it.
 FACE = "gsbench"
 
+
 def _module_name(path: Path) -> str:
     parts = list(path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts)
     if parts[-1] == "__init__":
