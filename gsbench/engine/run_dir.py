@@ -155,11 +155,14 @@ def _acquire(lock_path: Path, run_dir: Path) -> int:
             raise GsbenchError(f"{run_dir}: cannot lock the run folder ({exc.strerror or exc})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:  # held by another process
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
             raise GsbenchError(f"{run_dir}: run folder is in use by another gsbench process "
                                f"(PID {holder}); wait for it to end or choose another folder") from None
+        except OSError as exc:  # a file system without flock, for one
+            os.close(fd)
+            raise GsbenchError(f"{run_dir}: cannot lock the run folder ({exc.strerror or exc})") from None
         try:
             current = os.stat(lock_path).st_ino
         except FileNotFoundError:
