@@ -754,9 +754,11 @@ def ablate(
     results = run_plan(plan, roots, device_list,
                        on_event=lambda message: console.print(message, highlight=False,
                                                               soft_wrap=True))
-    failed = [r for r in results if r.returncode != 0]
-    if failed:
-        raise GsbenchError(f"{len(failed)} of {len(results)} run(s) failed; logs: "
+    failed = [r for r in results if r.returncode not in (0, None)]
+    skipped = [r for r in results if r.returncode is None]
+    if failed or skipped:
+        also = f", {len(skipped)} skipped (the run they start from failed)" if skipped else ""
+        raise GsbenchError(f"{len(failed)} of {len(results)} run(s) failed{also}; logs: "
                            + ", ".join(str(r.log) for r in failed))
 
 

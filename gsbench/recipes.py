@@ -200,6 +200,10 @@ class TrainConfig:
     #: extra keyword arguments of the model's loss (e.g. Gated-SCNN's edge weight), checked
     #: against the loss class's signature when it is built
     loss_options: dict[str, Any] = field(default_factory=dict)
+    #: a run folder or checkpoint whose weights initialise the model where names and shapes
+    #: match, over the backbone's ``pretrained`` weights (GFF Table 1: the trained PSPNet);
+    #: null: the model as built
+    init_from: str | None = None
 
 
 @dataclass(frozen=True)

@@ -373,3 +373,96 @@ def test_cli_ablate_dry_run_and_report_scale(tmp_path):
                                  "--runs", str(tmp_path)])
     assert result.exit_code == 2 and "unknown scale 'huge'" in result.output
     assert not result.stdout.strip().startswith("gsbench")  # no command printed
+
+
+# --- GFF Table 1: the fusion rows start from the trained baseline ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def table1():
+    # every fusion row has init_from: baseline (the paper initialises them from the trained PSPNet)
+    return select_tables(["gff.table1"])[0]
+
+
+def test_initialised_cells_train_after_the_baseline_run_of_the_same_seed(tmp_path, table1):
+    plan = plan_ablation(table1, tmp_path, scale="full", seeds=2)
+    order = [job.run_dir for job in plan.pending]
+    variants = [job for job in plan.pending if job.spec.init_from is not None]
+    assert len(plan.pending) == 12 and len(variants) == 10
+    for job in variants:
+        assert job.run_dir.name.split("+")[1] == "init_from=baseline"
+        assert job.after.spec.recipe == "gff101_baseline" and job.after.seed == job.seed
+        assert order.index(job.after.run_dir) < order.index(job.run_dir)
+        train = job.commands("D")[0]
+        assert train[train.index(f"train.init_from={job.after.run_dir}") - 1] == "--set"
+    # a finished baseline run is the source; nothing of the baseline is planned again
+    (baseline,) = [job for job in plan.pending if job.spec.recipe == "gff101_baseline" and job.seed == 0]
+    _fake_run(tmp_path / "mine", baseline.spec.resolved, evals=[("val_ss_slide", 78.0)])
+    plan = plan_ablation(table1, tmp_path, scale="full", rows=["fpn"])
+    (job,) = plan.pending
+    assert job.after.action is None and job.after.run_dir == tmp_path / "mine"
+    assert f"train.init_from={tmp_path / 'mine'}" in job.commands("D")[0]
+
+
+def test_dry_run_of_a_variant_row_trains_the_baseline_first(tmp_path):
+    result = CliRunner().invoke(app, ["ablate", "gff.table1", "--scale", "smoke", "--runs",
+                                      str(tmp_path), "--row", "fpn", "--dry-run", "--data", "/d"])
+    assert result.exit_code == 0, result.output
+    first, second = [line for line in result.stdout.splitlines() if line.startswith("gsbench")]
+    baseline = tmp_path / "gff101_baseline-smoke"
+    assert first == shlex.join(["gsbench", "train", *shlex.split(first)[2:]])
+    assert f"--out {baseline}" in first and " && " not in first  # trained, not scored: no row of it
+    assert f"--set model.fusion=fpn --set train.init_from={baseline} " in second
+    assert f"--out {tmp_path / 'gff101_fpn-smoke+init_from=baseline'} && gsbench eval" in second
+
+
+def test_a_variant_waits_for_its_baseline_and_is_skipped_when_it_failed(tmp_path, table1, monkeypatch):
+    ran = []
+
+    def fake_run(argv, **kwargs):
+        ran.append(argv[argv.index("--out") + 1] if "train" in argv else None)
+        failed = "train" in argv and "gff101_baseline" in argv[argv.index("--out") + 1]
+        return type("Proc", (), {"returncode": 3 if failed else 0, "stdout": ""})()
+
+    monkeypatch.setattr(ablate_module.subprocess, "run", fake_run)
+    plan = plan_ablation(table1, tmp_path, scale="smoke", rows=["concat", "fpn"])
+    events = []
+    results = run_plan(plan, "D", ["cuda:0", "cuda:1"], on_event=events.append)
+    assert [r for r in ran if r] == [str(tmp_path / "gff101_baseline-smoke")]  # nothing else trained
+    skipped = [r for r in results if r.returncode is None]
+    assert len(skipped) == 2 and all(r.job.after.run_dir.name == "gff101_baseline-smoke" for r in skipped)
+    assert sum("skipped " in e and "the run it starts from failed" in e for e in events) == 2
+    result = CliRunner().invoke(app, ["ablate", "gff.table1", "--scale", "smoke", "--runs",
+                                      str(tmp_path / "cli"), "--row", "fpn", "--data", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "1 of 2 run(s) failed, 1 skipped (the run they start from failed)" in " ".join(result.output.split())
+
+
+def test_report_suggests_the_baseline_training_first(tmp_path, table1):
+    report = build_report(table1, RunIndex(tmp_path), data="D", scale="smoke")
+    baseline_line, *_ = next(c for c in report.cells if c.cell.row_id == "baseline").commands
+    for cell in report.cells:
+        if cell.cell.row_id != "baseline":
+            assert cell.commands[0] == baseline_line
+            assert f"train.init_from={tmp_path / 'gff101_baseline-smoke'}" in cell.commands[1]
+    assert len(report.commands) == 6  # the baseline's line once
+    plan = plan_ablation(table1, tmp_path, scale="smoke")
+    assert report.commands == plan_commands(plan, "D")
+
+
+@pytest.mark.slow
+def test_ablate_a_variant_row_end_to_end_from_the_trained_baseline(tmp_path):
+    from gsbench.data.synthetic import prepare_synthetic
+
+    prepare_synthetic(tmp_path / "raw", n_train=2, n_val=1, size=(64, 128), workers=1,
+                      progress=False)
+    runs = tmp_path / "runs"
+    result = CliRunner().invoke(app, ["ablate", "gff.table1", "--scale", "smoke", "--row", "fpn",
+                                      "--runs", str(runs), "--data", str(tmp_path / "raw" / "gsbench")])
+    assert result.exit_code == 0, result.output
+    variant = runs / "gff101_fpn-smoke+init_from=baseline"
+    record = json.loads((variant / "init_from.json").read_text())
+    assert record["file"] == str((runs / "gff101_baseline-smoke" / "checkpoints" / "final.pt").resolve())
+    report = build_report(select_tables(["gff.table1"])[0], RunIndex(runs), scale="smoke")
+    states = {c.cell.row_id: c.state for c in report.cells}
+    assert states["fpn"] == "filled-smoke" and states["baseline"] == "missing-eval"

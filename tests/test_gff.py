@@ -264,7 +264,7 @@ def test_head_equals_the_explicit_concatenations(dfp):
                                         for t in [context] + top_down[: i + 1]], dim=1))
                        for i, (layer, level) in enumerate(zip(head.dfp.layers, top_down))]
         size = features[0].shape[-2:]
-        expected = head.cls(torch.cat([resize(t, size) for t in [context] + outputs], dim=1))
+        expected = head.fused_cls(torch.cat([resize(t, size) for t in [context] + outputs], dim=1))
         torch.testing.assert_close(head(features), expected, rtol=1e-10, atol=1e-10)
 
 
@@ -391,3 +391,23 @@ def test_smoke_training_learns_on_synthetic_scenes(tmp_path, most_frequent_class
     losses = [row["loss"] for row in result.log if "loss" in row]
     assert result.finished and np.mean(losses[-3:]) < 0.6 * losses[0]
     assert result.metrics["miou"] > 3 * trivial_miou, (result.metrics, trivial_miou)
+
+
+@pytest.mark.parametrize("base", ["pspnet", "denseaspp"])
+def test_weights_saved_with_the_former_head_names_still_load(base):
+    """Before ``train.init_from`` the context layers lay under ``decode_head.context.`` and the
+    classifier was ``decode_head.cls``: such weights load unchanged."""
+    model = build_model("gff", num_classes=5, backbone="resnet_tiny", fusion_channels=8, base=base)
+    context = ("ppm.", "bottleneck.") if base == "pspnet" else ("dense_aspp.", "project.")
+    old = {}
+    for key, value in model.state_dict().items():
+        name = key.removeprefix("decode_head.")
+        if name.startswith(context):
+            key = "decode_head.context." + name
+        elif name.startswith("fused_cls."):
+            key = "decode_head.cls." + name.removeprefix("fused_cls.")
+        old[key] = value + 1 if value.is_floating_point() else value
+    fresh = build_model("gff", num_classes=5, backbone="resnet_tiny", fusion_channels=8, base=base)
+    fresh.load_state_dict(old)
+    assert all(torch.equal(v, model.state_dict()[k] + 1) for k, v in fresh.state_dict().items()
+               if v.is_floating_point())

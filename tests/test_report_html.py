@@ -43,11 +43,13 @@ def _panel(seed: int):
 
 
 def _runs(root: Path) -> Path:
-    """One finished, evaluated run of gff101 with a training log and prediction panels (a
-    filled cell, plots, a per-class chart and a gallery), and a run of no table cell."""
+    """One finished, evaluated run of gff101 initialised from a baseline run (as gff.table1's
+    GFF row) with a training log and prediction panels (a filled cell, plots, a per-class chart
+    and a gallery), and a run of no table cell."""
     run = root / "gff101"
     (run / "eval" / "val_ss").mkdir(parents=True)
-    (run / "recipe.yaml").write_text(load_recipe("gff101").to_yaml(), encoding="utf-8")
+    recipe = load_recipe("gff101", [f"train.init_from={root / 'gff101_baseline'}"])
+    (run / "recipe.yaml").write_text(recipe.to_yaml(), encoding="utf-8")
     metrics = {"miou": 77.5, "boundary_f": {"3": 60.0, "5": 66.0, "9": 71.0, "12": 73.0},
                "crop_miou": {"0": 77.5, "100": 70.0, "200": 64.0},
                "per_class_iou": {"road": 97.0, "sidewalk": 80.0, "building": 90.0}}

@@ -170,6 +170,9 @@ def _broken(**changes) -> dict:
     ({"columns__0__metric": "boundary_f"}, "rows.gff.miou.radius: metric boundary_f needs a radius"),
     ({"rows__0__miou": "80.4"}, "paper value must be a number or null"),
     ({"table": 2}, "must be named gff_table2.yaml"),
+    ({"rows__0__init_from": "base"},
+     "rows.gff.miou.init_from: names no other row of the table: 'base' (rows: gff)"),
+    ({"rows__0__init_from": "gff"}, "rows.gff.miou.init_from: names no other row of the table"),
 ])
 def test_bad_table_files_are_one_line_errors_naming_file_and_key(tmp_path, changes, message):
     path = _write_table(tmp_path, _broken(**changes))
@@ -177,6 +180,22 @@ def test_bad_table_files_are_one_line_errors_naming_file_and_key(tmp_path, chang
         load_table_file(path)
     text = str(info.value)
     assert message in text and str(path) in text and "\n" not in text
+
+
+def test_init_from_names_a_trained_row_of_the_same_column(tmp_path):
+    table = _broken(rows__0__init_from="base")
+    table["rows"].append({"method": "PSPNet", "id": "base", "recipe": "gff101_baseline", "miou": 78.6})
+    loaded = load_table_file(_write_table(tmp_path, table))
+    assert loaded.cell("gff", "miou").init_from == loaded.cell("base", "miou")
+    assert loaded.cell("base", "miou").init_from is None
+    table["rows"][1] = {"method": "PSPNet", "id": "base", "quoted_from": "PSPNet [45]", "miou": 78.4}
+    with pytest.raises(GsbenchError, match=r"rows\.gff\.miou\.init_from: row 'base' has no "
+                       "trained cell in column miou"):
+        load_table_file(_write_table(tmp_path, table))
+    table["rows"][1] = {"method": "PSPNet", "id": "base", "recipe": "gff101_baseline",
+                        "init_from": "gff", "miou": 78.6}
+    with pytest.raises(GsbenchError, match="row 'base' is itself initialised from a row"):
+        load_table_file(_write_table(tmp_path, table))
 
 
 def test_missing_recipe_status_and_quotes_are_accepted(tmp_path):
@@ -261,7 +280,20 @@ def runs(tmp_path):
     return runs
 
 
-def test_report_joins_runs_with_mean_std_delta_and_commands(runs):
+@pytest.fixture()
+def table1_runs(runs):
+    """``runs`` with the runs of GFF Table 1's fusion rows initialised from the baseline run,
+    as the table's cells are trained (``init_from: baseline``)."""
+    for name in ("gff-a", "gff-b", "concat-noeval"):
+        recipe_file = runs / name / "recipe.yaml"
+        raw = yaml.safe_load(recipe_file.read_text(encoding="utf-8"))
+        raw["train"]["init_from"] = str(runs / "baseline")
+        recipe_file.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return runs
+
+
+def test_report_joins_runs_with_mean_std_delta_and_commands(table1_runs):
+    runs = table1_runs
     (table,) = select_tables(["gff.table1"])
     report = build_report(table, RunIndex(runs), data="/data/cityscapes")
     cells = {c.cell.row_id: c for c in report.cells}
@@ -280,9 +312,11 @@ def test_report_joins_runs_with_mean_std_delta_and_commands(runs):
                                "--procedure gsbench --slide",)
     fpn = cells["fpn"]
     assert fpn.state == "missing-run" and fpn.ours is None and fpn.delta is None
+    fpn_run = runs / "gff101_fpn+init_from=baseline"  # from the baseline run, which exists
     assert fpn.commands == (
-        f"gsbench train --recipe gff101_fpn --data /data/cityscapes --out {runs / 'gff101_fpn'} && "
-        f"gsbench eval {runs / 'gff101_fpn'} --data /data/cityscapes --split val "
+        f"gsbench train --recipe gff101_fpn --set train.init_from={runs / 'baseline'} "
+        f"--data /data/cityscapes --out {fpn_run} && "
+        f"gsbench eval {fpn_run} --data /data/cityscapes --split val "
                                "--procedure gsbench --slide",)
 
 
@@ -330,7 +364,24 @@ def test_fingerprint_ignores_seed_and_paths_but_not_settings():
     assert recipe_fingerprint(a) == recipe_fingerprint(b) != recipe_fingerprint(c)
 
 
-def test_markdown_csv_and_latex_outputs(runs):
+def test_initialised_cells_take_initialised_runs_only(runs, table1_runs):
+    """GFF Table 1's fusion rows start from the trained PSPNet: a run of the same recipe trained
+    from the ImageNet backbone does not fill them, and an initialised run does not fill a cell
+    trained without initialisation (GFF Table 2's GFF row)."""
+    table1, table2 = select_tables(["gff.table1", "gff.table2"])
+    gff = next(c for c in build_report(table1, RunIndex(runs)).cells if c.cell.row_id == "gff")
+    assert gff.state == "reproduced" and set(gff.runs) == {str(runs / "gff-a"), str(runs / "gff-b")}
+    gff2 = next(c for c in build_report(table2, RunIndex(runs)).cells if c.cell.recipe == "gff101")
+    assert str(runs / "gff-a") not in gff2.runs and str(runs / "gff-b") not in gff2.runs
+    scratch = _fake_run(runs, "gff-scratch", "gff101", 2, {"miou": 10.0})
+    gff = next(c for c in build_report(table1, RunIndex(runs)).cells if c.cell.row_id == "gff")
+    assert str(scratch) not in gff.runs and gff.ours == pytest.approx(80.5)
+    gff2 = next(c for c in build_report(table2, RunIndex(runs)).cells if c.cell.recipe == "gff101")
+    assert gff2.runs == (str(scratch),)
+
+
+def test_markdown_csv_and_latex_outputs(table1_runs):
+    runs = table1_runs
     reports = [build_report(t, RunIndex(runs)) for t in select_tables(["gff.table1", "psanet.table3"])]
     markdown = render_markdown(reports)
     assert "## gff.table1: GFF (AAAI 2020) Table 1" in markdown
@@ -348,7 +399,8 @@ def test_markdown_csv_and_latex_outputs(runs):
     assert r"80.50 $\pm$ 0.71" in latex and r"Large\_Kernel\_Matters" in latex
 
 
-def test_cli_report_writes_the_format_and_plots(tmp_path, runs):
+def test_cli_report_writes_the_format_and_plots(tmp_path, table1_runs):
+    runs = table1_runs
     # the plots read whole-image single-scale evaluations (GFF's cells read sliding windows)
     (runs / "gff-a" / "eval" / "val_ss").mkdir()
     (runs / "gff-a" / "eval" / "val_ss" / "metrics.json").write_bytes(
@@ -373,7 +425,8 @@ def test_cli_report_unknown_table_and_format_exit_2(tmp_path):
     assert result.exit_code == 2 and "unknown --format 'html'" in result.output
 
 
-def test_cli_report_format_without_out_prints_that_format_only(runs):
+def test_cli_report_format_without_out_prints_that_format_only(table1_runs):
+    runs = table1_runs
     result = CliRunner().invoke(app, ["report", "gff.table1", "--runs", str(runs), "--format", "md"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("# Paper tables")

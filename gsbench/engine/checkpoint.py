@@ -30,7 +30,7 @@ import torch
 
 from gsbench.engine.run_dir import find_checkpoint
 from gsbench.errors import GsbenchError
-from gsbench.io import atomic_write_bytes
+from gsbench.io import atomic_write_bytes, sha256_file
 
 CHECKPOINT_FORMAT = "gsbench-checkpoint/1"
 
@@ -86,6 +86,37 @@ def load_model_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if "model" not in state:
         raise GsbenchError(f"{path}: checkpoint has no 'model' weights")
     return state["model"]
+
+
+def initialise_from(model: torch.nn.Module, source: str | os.PathLike) -> dict[str, Any]:
+    """Copy into ``model`` the weights of ``source`` (a run folder or a checkpoint file, as
+    :func:`load_model_weights` reads it) wherever a tensor's name and shape match; the model's
+    other tensors stay as built. A matching name with another shape, or no matching name at
+    all, is a GsbenchError. Returns what was done, for the run folder's record: the file, its
+    sha256, the number of tensors loaded, and the model's tensors left as built and the
+    source's tensors not used (their numbers, and the modules they lie in, named to two levels:
+    ``decode_head.fusion``)."""
+    path, _ = find_checkpoint(source)
+    weights = load_model_weights(path)
+    own = model.state_dict()
+    for name, tensor in weights.items():
+        if name in own and tuple(tensor.shape) != tuple(own[name].shape):
+            raise GsbenchError(f"{path}: tensor {name} has shape {list(tensor.shape)} but the "
+                               f"model's has {list(own[name].shape)}")
+    loaded = [name for name in own if name in weights]
+    if not loaded:
+        raise GsbenchError(f"{path}: no tensor name of these weights is one of the model's")
+    model.load_state_dict({name: weights[name] for name in loaded}, strict=False)
+    as_built = [name for name in own if name not in weights]
+    unused = [name for name in weights if name not in own]
+    return {"file": str(path.resolve()), "sha256": sha256_file(path), "loaded": len(loaded),
+            "as_built": len(as_built), "as_built_modules": _modules(as_built),
+            "unused": len(unused), "unused_modules": _modules(unused)}
+
+
+def _modules(names: list[str]) -> list[str]:
+    """The modules of tensor names to two levels, in order: ``decode_head.fusion``."""
+    return list(dict.fromkeys(".".join(name.split(".")[:2]) for name in names))
 
 
 def capture_rng_state() -> dict[str, Any]:

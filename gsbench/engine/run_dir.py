@@ -8,6 +8,8 @@ A run folder holds everything needed to understand and continue a run::
     tensorboard/          (when the tensorboard package is installed)
     eval/<split>_<tag>/   (what ``gsbench eval RUN`` writes, see :mod:`gsbench.evaluation.setting`)
     provenance.json       (only in a run imported from released weights, :mod:`gsbench.weights`)
+    init_from.json        (only in a run initialised by ``train.init_from``: file, sha256, what
+                           was loaded and what was left as built)
 
 A run is *finished* once ``checkpoints/final.pt`` exists and *interrupted* before that
 (``gsbench train --resume`` continues it from ``checkpoints/last.pt``, or from iteration 0 when
@@ -39,6 +41,8 @@ LAST_NAME = "last.pt"
 FINAL_NAME = "final.pt"
 #: Where an imported run (``gsbench import-weights``) says where its weights came from.
 PROVENANCE_FILE = "provenance.json"
+#: What ``train.init_from`` loaded into a run's model before its first iteration.
+INIT_FROM_FILE = "init_from.json"
 LOCK_FILE = ".gsbench.lock"
 
 

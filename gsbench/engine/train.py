@@ -56,6 +56,7 @@ from gsbench.data.uniform import ClassPixelIndex, build_class_index
 from gsbench.engine.checkpoint import (
     capture_rng_state,
     first_nonfinite,
+    initialise_from,
     load_checkpoint,
     load_error_text,
     restore_rng_state,
@@ -74,6 +75,7 @@ from gsbench.engine.inference import infer_whole
 from gsbench.engine.run_dir import (
     CHECKPOINTS_DIR,
     FINAL_NAME,
+    INIT_FROM_FILE,
     LAST_NAME,
     RECIPE_FILE,
     check_run_dir,
@@ -219,9 +221,10 @@ class _Trainer:
         self.per_rank_batch = cfg.batch_size // self.ctx.world_size
         self.manifest = manifest
         self._seed_everything(self.recipe.seed)
-        self._build(manifest)
         # a run stopped before its first checkpoint restarts from iteration 0 on --resume
-        if self.resume and (self.ckpt_dir / LAST_NAME).is_file():
+        restoring = self.resume and (self.ckpt_dir / LAST_NAME).is_file()
+        self._build(manifest, initialise=not restoring)
+        if restoring:
             self._load_state()
         elif self.ctx.is_main:
             self._write_run_files()
@@ -235,10 +238,15 @@ class _Trainer:
         np.random.seed(seed)
         torch.manual_seed(seed)
 
-    def _build(self, manifest: Manifest) -> None:
+    def _build(self, manifest: Manifest, initialise: bool) -> None:
+        """The model (initialised from ``train.init_from`` when ``initialise``; a restored run
+        takes its weights from its checkpoint instead), optimizer, loss and datasets."""
         ctx, cfg = self.ctx, self.cfg
         self.on_cuda = ctx.device.type == "cuda"
         model = self.build_model(self.recipe)
+        self.init_record = None
+        if initialise and cfg.init_from is not None:
+            self.init_record = initialise_from(model, cfg.init_from)
         if ctx.distributed and self.on_cuda:
             # SyncBN: batch statistics over the global batch (PyTorch supports it on GPUs only;
             # on CPU each process normalises with its own share of the batch)
@@ -312,6 +320,8 @@ class _Trainer:
             atomic_write_text(self.run_dir / "command.txt", shlex.join(self.command) + "\n")
         atomic_write_json(self.run_dir / "versions.json", versions())
         atomic_write_text(self.run_dir / "seed.txt", f"{self.recipe.seed}\n")
+        if self.init_record is not None:
+            atomic_write_json(self.run_dir / INIT_FROM_FILE, self.init_record)
 
     def _append_command(self) -> None:
         with open(self.run_dir / "command.txt", "a", encoding="utf-8") as f:

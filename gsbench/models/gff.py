@@ -182,33 +182,6 @@ class Gate(nn.Sequential):
         super().__init__(nn.Conv2d(in_channels, channels, 1), nn.Sigmoid())
 
 
-class PSPContext(nn.Module):
-    """PSPNet's pyramid pooling and 3x3 bottleneck (c5 -> c5/4 channels): the context map y_0."""
-
-    def __init__(self, in_channels: int):
-        super().__init__()
-        self.ppm = PyramidPooling(in_channels)
-        self.bottleneck = ConvBNReLU(self.ppm.out_channels, in_channels // 4, 3)
-        self.out_channels = in_channels // 4
-
-    def forward(self, c5: Tensor) -> Tensor:
-        return self.bottleneck(self.ppm(c5))
-
-
-class DenseASPPContext(nn.Module):
-    """DenseASPP (dilations 3-24, the block of :func:`gsbench.models.denseaspp.denseaspp` with
-    its defaults) then a 1x1 conv to c5/4 channels: Table 4's other base."""
-
-    def __init__(self, in_channels: int, dilations: tuple[int, ...] = (3, 6, 12, 18, 24)):
-        super().__init__()
-        self.dense_aspp = DenseASPPBlock(in_channels, dilations)
-        self.project = ConvBNReLU(self.dense_aspp.out_channels, in_channels // 4, 1)
-        self.out_channels = in_channels // 4
-
-    def forward(self, c5: Tensor) -> Tensor:
-        return self.project(self.dense_aspp(c5))
-
-
 class MultiLevelFusion(nn.Module):
     """Reduce the backbone levels to ``channels``, fuse them (Table 1 method), refine each level.
 
@@ -295,7 +268,14 @@ class DenseFeaturePyramid(nn.Module):
 
 
 class GFFHead(nn.Module):
-    """Context (PPM or DenseASPP) + multi-level fusion (+ DFP) + concatenation classifier."""
+    """Context (PPM or DenseASPP) + multi-level fusion (+ DFP) + concatenation classifier.
+
+    The context layers are the head's own children, named as in the base model's head
+    (``ppm``, ``bottleneck`` as :class:`~gsbench.models.pspnet.PSPHead`; ``dense_aspp`` as
+    :class:`~gsbench.models.denseaspp.DenseASPPHead`, then ``project``), so that a trained base
+    model initialises them (``train.init_from``, GFF Table 1); the classifier, which reads the
+    concatenated pyramid, is ``fused_cls``, a layer the base model does not have.
+    """
 
     def __init__(self, in_channels: tuple[int, ...], num_classes: int, fusion: str = "gff",
                  dfp: bool = True, base: str = "pspnet", fusion_channels: int = 256,
@@ -304,14 +284,38 @@ class GFFHead(nn.Module):
         super().__init__()
         if base not in BASES:
             raise GsbenchError(f"gff: base must be one of {', '.join(BASES)}, got {base!r}")
-        self.context = (PSPContext if base == "pspnet" else DenseASPPContext)(in_channels[-1])
+        self.base = base
+        c5 = in_channels[-1]
+        # the context map y_0 (c5 / 4 channels): PSPNet's pyramid pooling and 3x3 bottleneck, or
+        # DenseASPP (dilations 3-24, the block of gsbench.models.denseaspp with its defaults)
+        # and a 1x1 projection (Table 4's other base)
+        if base == "pspnet":
+            self.ppm = PyramidPooling(c5)
+            self.bottleneck = ConvBNReLU(self.ppm.out_channels, c5 // 4, 3)
+        else:
+            self.dense_aspp = DenseASPPBlock(c5, (3, 6, 12, 18, 24))
+            self.project = ConvBNReLU(self.dense_aspp.out_channels, c5 // 4, 1)
         # y_0 joins the pyramid at the pyramid's width, like every backbone level
-        self.reduce_context = ConvBNReLU(self.context.out_channels, fusion_channels, 1)
+        self.reduce_context = ConvBNReLU(c5 // 4, fusion_channels, 1)
         self.fusion = MultiLevelFusion(in_channels, fusion_channels, fusion, gate_channels,
                                        gate_input, update)
         self.dfp = DenseFeaturePyramid(fusion_channels, len(in_channels)) if dfp else None
-        self.cls = classifier((len(in_channels) + 1) * fusion_channels, num_classes, dropout)
+        self.fused_cls = classifier((len(in_channels) + 1) * fusion_channels, num_classes, dropout)
         init_kaiming(self)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # weights saved before the context layers were the head's own children (``context.``)
+        # and before the classifier was ``fused_cls`` (``cls.``) load as they did
+        for old, new in (("context.", ""), ("cls.", "fused_cls.")):
+            for key in [k for k in state_dict if k.startswith(prefix + old)]:
+                state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def context(self, c5: Tensor) -> Tensor:
+        """The context map y_0 from the backbone's last map."""
+        if self.base == "pspnet":
+            return self.bottleneck(self.ppm(c5))
+        return self.project(self.dense_aspp(c5))
 
     def forward(self, features: list[Tensor]) -> Tensor:
         context = self.reduce_context(self.context(features[-1]))
@@ -319,7 +323,7 @@ class GFFHead(nn.Module):
         outputs = self.dfp(context, levels) if self.dfp is not None else levels
         size = features[0].shape[-2:]  # the stride-4 grid of stage 2
         # Dropout2d drops whole channels independently, so it may act on each part separately
-        dropout, conv = self.cls
+        dropout, conv = self.fused_cls
         parts = [dropout(t) for t in [context] + outputs]
         return conv1x1_of_resized_concat(conv, parts, size)
 

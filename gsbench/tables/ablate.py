@@ -14,6 +14,11 @@ is still missing for its run, judged from the run folders under ``--runs`` exact
 * a finished run without the cell's ``eval/<split>_<tag>/metrics.json``: evaluate only;
 * everything present: nothing (the cell is done).
 
+A cell initialised from another row's run (``init_from`` in the table file, GFF Table 1's fusion
+rows) trains after that row's run of the same seed, whose folder its train line gives as
+``train.init_from``: that run's job is planned first (also when ``rows`` leaves its row out) and
+the cell's job is :attr:`~gsbench.tables.jobs.RunJob.after` it.
+
 At ``--scale smoke`` each recipe is replaced by its smoke stand-in
 (:func:`~gsbench.tables.smoke.smoke_training`); ``gsbench report --scale smoke`` matches the
 same runs. ``--seeds N`` trains seeds ``s, s+1, ..., s+N-1`` (``s`` the recipe's seed) in
@@ -26,7 +31,6 @@ prepared data of its cells' dataset (:class:`~gsbench.tables.jobs.DataRoots`).
 from __future__ import annotations
 
 import os
-import queue
 import shlex
 import subprocess
 import threading
@@ -36,13 +40,12 @@ from pathlib import Path
 from typing import Callable
 
 from gsbench.commands import this_python
-from gsbench.engine.run_dir import is_finished, is_interrupted
 from gsbench.errors import GsbenchError
 from gsbench.io import atomic_write_text
 from gsbench.recipes import RECIPES_DIR
 from gsbench.tables.cells import Table
-from gsbench.tables.jobs import DataRoots, RunJob, data_roots
-from gsbench.tables.runs import RunIndex, eval_metrics_file, recipe_fingerprint, run_name
+from gsbench.tables.jobs import DataRoots, RunJob, data_roots, existing_job, new_run_dir
+from gsbench.tables.runs import RunIndex, eval_metrics_file, recipe_fingerprint
 from gsbench.tables.smoke import TrainingSpec, cell_evaluation, cell_training, check_scale
 
 
@@ -97,15 +100,11 @@ def plan_ablation(table: Table, runs_dir: Path = Path("runs"), *, scale: str = "
         cell_jobs = []
         for spec in specs:
             for offset in range(seeds):
-                seed = spec.resolved.seed + offset
-                key = (recipe_fingerprint(spec.resolved.to_dict()), seed)
-                if key not in jobs:
-                    job = _new_job(index, spec, seed, runs_dir, taken, cell.dataset)
-                    if isinstance(job, str):
-                        skipped.append((label, job))
-                        break
-                    jobs[key] = job
-                job = jobs[key]
+                job = _plan_job(jobs, index, spec, spec.resolved.seed + offset, runs_dir, taken,
+                                cell.dataset)
+                if isinstance(job, str):
+                    skipped.append((label, job))
+                    break
                 if label not in job.cells:
                     job.cells.append(label)
                 has_eval = job.action is None and \
@@ -122,23 +121,30 @@ def plan_ablation(table: Table, runs_dir: Path = Path("runs"), *, scale: str = "
     return AblationPlan(table, scale, runs_dir, list(jobs.values()), done, skipped, warnings)
 
 
-def _new_job(index: RunIndex, spec: TrainingSpec, seed: int, runs_dir: Path,
-             taken: set[Path], dataset: str | None) -> RunJob | str:
-    """The job of one (recipe, seed) on ``dataset``, or why it cannot be planned."""
-    existing = sorted((r for r in index.runs_for(spec.resolved) if r.seed == seed),
-                      key=lambda r: (not is_finished(r.path), str(r.path)))
-    for run in existing:
-        if is_finished(run.path):
-            return RunJob(run.path, spec, seed, None, dataset)
-        if is_interrupted(run.path):  # from its last checkpoint, or from iteration 0
-            return RunJob(run.path, spec, seed, "resume", dataset)
-    base = spec.folder if seed == spec.resolved.seed else run_name(spec.folder, (f"seed={seed}",))
-    run_dir = runs_dir / base
-    if run_dir in taken or (run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir()))):
-        return (f"{run_dir}: folder exists but holds no run of {spec.recipe} (seed {seed}) with "
-                "this recipe; move it away or pass another --runs")
-    taken.add(run_dir)
-    return RunJob(run_dir, spec, seed, "train", dataset)
+def _plan_job(jobs: dict[tuple[str, int], RunJob], index: RunIndex, spec: TrainingSpec,
+              seed: int, runs_dir: Path, taken: set[Path], dataset: str | None) -> RunJob | str:
+    """The job of one (recipe, seed) on ``dataset`` (planned once, in ``jobs``), or why it
+    cannot be planned. A run to train from another run (``spec.init_from``) comes after that
+    run's job of the same seed, planned before it."""
+    key = (recipe_fingerprint(spec.resolved.to_dict()), seed)
+    if key in jobs:
+        return jobs[key]
+    job = existing_job(index, spec, seed, dataset)
+    if job is None:
+        after = None
+        if spec.init_from is not None:
+            after = _plan_job(jobs, index, spec.init_from, seed, runs_dir, taken, dataset)
+            if isinstance(after, str):
+                return after
+        run_dir = new_run_dir(runs_dir, spec, seed)
+        if run_dir in taken or (run_dir.exists() and (not run_dir.is_dir()
+                                                      or any(run_dir.iterdir()))):
+            return (f"{run_dir}: folder exists but holds no run of {spec.recipe} (seed {seed}) "
+                    "with this recipe; move it away or pass another --runs")
+        taken.add(run_dir)
+        job = RunJob(run_dir, spec, seed, "train", dataset, after=after)
+    jobs[key] = job
+    return job
 
 
 def plan_commands(plan: AblationPlan, data: str | DataRoots, *, device: str = "cpu",
@@ -167,7 +173,7 @@ def parse_devices(text: str) -> list[str]:
 class JobResult:
     job: RunJob
     device: str
-    returncode: int
+    returncode: int | None  # None: not run, the run it starts from failed (``log`` is that run's)
     log: Path
 
 
@@ -192,9 +198,11 @@ class _Tally:
         self.total = self.done + len(self.waiting)
         self.durations: list[float] = []
 
-    def finished(self, job: RunJob, seconds: float, ok: bool) -> None:
+    def finished(self, job: RunJob, seconds: float | None, ok: bool) -> None:
+        """``job`` ended after ``seconds`` (None: skipped without running)."""
         self.jobs_left -= 1
-        self.durations.append(seconds)
+        if seconds is not None:
+            self.durations.append(seconds)
         for cell in job.cells:
             self.waiting[cell] -= 1
             self.done += ok and self.waiting[cell] == 0
@@ -211,8 +219,10 @@ class _Tally:
 def run_plan(plan: AblationPlan, data: str | DataRoots, devices: list[str], *,
              on_event: Callable[[str], None] = lambda message: None) -> list[JobResult]:
     """Run the pending jobs as ``gsbench`` subprocesses: one worker per device takes the next job
-    from a shared queue (on CPU: one job at a time). A job's output goes to
-    ``<runs>/ablate-logs/<run folder>.log``; a failed job does not stop the others. A CUDA job
+    of the plan (on CPU: one job at a time). A job that comes :attr:`~RunJob.after` another
+    pending job (a run initialised from that job's run) waits until it has succeeded, and is
+    skipped when it failed. A job's output goes to ``<runs>/ablate-logs/<run folder>.log``; a
+    failed job does not stop the others. A CUDA job
     sees only its GPU (``CUDA_VISIBLE_DEVICES``) and runs with ``--device cuda``. Every job's
     dataset must have a root in ``data`` (checked before the first job starts).
 
@@ -220,30 +230,54 @@ def run_plan(plan: AblationPlan, data: str | DataRoots, devices: list[str], *,
     took), each line led by the progress: cells done of the table's cells and the time left."""
     roots = data_roots(data)
     roots.check(plan.pending, exist=False)
-    jobs: queue.Queue[RunJob] = queue.Queue()
-    for job in plan.pending:
-        jobs.put(job)
+    waiting = list(plan.pending)
+    planned = {job.run_dir for job in waiting}
+    succeeded: dict[Path, bool] = {}  # run folder -> whether its job succeeded
     logs = plan.runs_dir / "ablate-logs"
     logs.mkdir(parents=True, exist_ok=True)
     results: list[JobResult] = []
-    lock = threading.Lock()
+    lock = threading.Condition()
     tally = _Tally(plan, len(devices))
+
+    def log_of(job: RunJob) -> Path:
+        return logs / f"{job.run_dir.name}.log"
+
+    def next_job(device: str) -> RunJob | None:
+        """(holding ``lock``) The first waiting job whose run's source run is trained, skipping
+        those whose source failed; None when no job is left."""
+        while waiting:
+            for job in waiting:
+                after = job.after
+                if after is None or after.run_dir not in planned or succeeded.get(after.run_dir):
+                    waiting.remove(job)
+                    return job
+                if after.run_dir in succeeded:  # failed
+                    waiting.remove(job)
+                    results.append(JobResult(job, device, None, log_of(after)))
+                    tally.finished(job, None, False)
+                    succeeded[job.run_dir] = False
+                    on_event(f"{tally} {device}: skipped {job.run_dir}: the run it starts from "
+                             f"failed ({after.run_dir}, see {log_of(after)})")
+                    lock.notify_all()
+                    break
+            else:
+                lock.wait()
+        return None
 
     def worker(device: str) -> None:
         env = dict(os.environ)
         if device != "cpu":
             env["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
         while True:
-            try:
-                job = jobs.get_nowait()
-            except queue.Empty:
-                return
-            log = logs / f"{job.run_dir.name}.log"
+            with lock:
+                job = next_job(device)
+                if job is None:
+                    return
+                what = f"cells {', '.join(job.cells)}" if job.cells else "initialises other runs"
+                on_event(f"{tally} {device}: {job.action or 'eval'} {job.run_dir} ({what})")
+            log = log_of(job)
             lines = []
             code = 0
-            with lock:
-                on_event(f"{tally} {device}: {job.action or 'eval'} {job.run_dir} "
-                         f"(cells {', '.join(job.cells)})")
             start = time.monotonic()
             root, on = roots.for_job(job), "cpu" if device == "cpu" else "cuda"
             # the log shows the lines as a person types them; the installed entry point may not
@@ -261,6 +295,8 @@ def run_plan(plan: AblationPlan, data: str | DataRoots, devices: list[str], *,
             with lock:
                 results.append(JobResult(job, device, code, log))
                 tally.finished(job, took, code == 0)
+                succeeded[job.run_dir] = code == 0
+                lock.notify_all()
                 state = "done" if code == 0 else f"FAILED (exit {code}, see {log})"
                 on_event(f"{tally} {device}: {state} in {clock(took)}: {job.run_dir}")
 

@@ -3,7 +3,7 @@
 :mod:`gsbench.tables.registry` reads the table files (``recipes/tables/*.yaml``) into these
 classes; everything else in :mod:`gsbench.tables` (the computed tables, the report, ablate)
 reads them. A :class:`Cell` carries every setting resolved: the paper's number, the recipe (plus
-``--set`` overrides) that trains it, the evaluation (:attr:`Cell.evaluation`, see
+``--set`` overrides) that trains it and the cell whose run initialises it, if any, the evaluation (:attr:`Cell.evaluation`, see
 :mod:`gsbench.evaluation.setting`) with the paper's test protocol (:class:`~gsbench.protocol.
 TestProtocol`) and where that protocol is stated (:attr:`Cell.protocol_source`), and the metric.
 """
@@ -67,6 +67,9 @@ class Cell:
     overrides: tuple[str, ...] = ()
     baseline: str | None = None
     baseline_overrides: tuple[str, ...] = ()
+    #: the cell whose trained model initialises this cell's (``train.init_from``): the same
+    #: column of another row, as GFF Table 1's fusion rows start from the trained PSPNet
+    init_from: Cell | None = None
     status: str = "ok"
     reproducible: bool = True
     reason: str | None = None

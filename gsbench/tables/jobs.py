@@ -2,7 +2,9 @@
 the command ``gsbench report`` suggests for a missing cell.
 
 A :class:`RunJob` is a run folder of a cell's recipe (or its smoke stand-in) and seed with what it
-still needs: training (or resuming) and the evaluations its cells are scored from. Its command
+still needs: training (or resuming) and the evaluations its cells are scored from; a run
+initialised from another run (``train.init_from``, :attr:`TrainingSpec.init_from`) comes
+:attr:`~RunJob.after` that run's job, whose folder its train line names. Its command
 lines are written by :func:`gsbench.commands.command_line` from the options the CLI defines.
 :class:`DataRoots` says where the prepared data of each dataset is (``--data PATH`` for every
 dataset, ``--data DATASET=PATH`` for one): a table may mix datasets (RANet Table 4: Cityscapes,
@@ -18,9 +20,11 @@ from pathlib import Path
 from typing import Iterable
 
 from gsbench.commands import GSBENCH, command_line, evaluation_values, torchrun
+from gsbench.engine.run_dir import is_finished, is_interrupted
 from gsbench.evaluation.setting import EvalSetting
 from gsbench.errors import GsbenchError
 from gsbench.tables.registry import KNOWN_DATASETS
+from gsbench.tables.runs import RunIndex, run_name
 from gsbench.tables.smoke import TrainingSpec
 
 
@@ -36,15 +40,25 @@ class RunJob:
     dataset: str | None = None  # the dataset of its cells: what it trains and is scored on
     evals: list[EvalSetting] = field(default_factory=list)  # evaluations still missing
     cells: list[str] = field(default_factory=list)  # the cells it fills ("row.column")
+    #: the job of the run that initialises this one (``spec.init_from``): trained first
+    after: RunJob | None = None
 
     @property
     def pending(self) -> bool:
         return self.action is not None or bool(self.evals)
 
-    def _seed_overrides(self) -> tuple[str, ...]:
-        if self.seed == self.spec.resolved.seed:
-            return self.spec.overrides
-        return (*self.spec.overrides, f"seed={self.seed}")
+    def _train_overrides(self) -> tuple[str, ...]:
+        """The spec's overrides, then the seed when it is not the recipe's and the folder of
+        the run that initialises this one."""
+        sets = self.spec.overrides
+        if self.seed != self.spec.resolved.seed:
+            sets += (f"seed={self.seed}",)
+        if self.spec.init_from is not None:
+            if self.after is None:
+                raise ValueError(f"{self.run_dir}: an initialised run's job needs the job it "
+                                 "comes after")
+            sets += (f"train.init_from={self.after.run_dir}",)
+        return sets
 
     def commands(self, data: str, device: str = "cpu", nproc: int = 1, *, quiet: bool = False,
                  launcher: tuple[str, ...] | None = None) -> list[list[str]]:
@@ -57,7 +71,7 @@ class RunJob:
         if self.action is not None:
             start = launcher or (torchrun(nproc) if nproc > 1 else GSBENCH)
             what = {"resume": True} if self.action == "resume" else \
-                {"recipe": self.spec.recipe, "overrides": self._seed_overrides()}
+                {"recipe": self.spec.recipe, "overrides": self._train_overrides()}
             out.append(command_line("train", launcher=start, **what, out=self.run_dir, **common))
         for setting in self.evals:
             out.append(command_line("eval", self.run_dir, launcher=launcher or GSBENCH,
@@ -67,6 +81,28 @@ class RunJob:
     def shell_line(self, data: str, device: str = "cpu", nproc: int = 1) -> str:
         """:meth:`commands` as one shell line, ``train ... && eval ...``."""
         return " && ".join(shlex.join(words) for words in self.commands(data, device, nproc))
+
+
+def existing_job(index: RunIndex, spec: TrainingSpec, seed: int,
+                 dataset: str | None) -> RunJob | None:
+    """The job of the run of ``spec`` and ``seed`` under ``index``, finished ones first
+    (nothing to train) then interrupted ones (resume); None when there is none."""
+    runs = sorted((r for r in index.runs_for(spec.resolved) if r.seed == seed),
+                  key=lambda r: (not is_finished(r.path), str(r.path)))
+    for run in runs:
+        if is_finished(run.path):
+            return RunJob(run.path, spec, seed, None, dataset)
+        if is_interrupted(run.path):  # from its last checkpoint, or from iteration 0
+            return RunJob(run.path, spec, seed, "resume", dataset)
+    return None
+
+
+def new_run_dir(runs_dir: Path, spec: TrainingSpec, seed: int) -> Path:
+    """The folder a new run of ``spec`` and ``seed`` trains into: the spec's folder, with
+    ``+seed=N`` for a seed other than the recipe's."""
+    if seed == spec.resolved.seed:
+        return runs_dir / spec.folder
+    return runs_dir / run_name(spec.folder, (f"seed={seed}",))
 
 
 # --- where each dataset's prepared data lives -----------------------------------------------------
@@ -174,4 +210,4 @@ def data_roots(data: str | DataRoots) -> DataRoots:
     return data if isinstance(data, DataRoots) else DataRoots(default=data)
 
 
-__all__ = ["DataRoots", "RunJob", "data_roots", "placeholder_root"]
+__all__ = ["DataRoots", "RunJob", "data_roots", "existing_job", "new_run_dir", "placeholder_root"]

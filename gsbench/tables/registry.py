@@ -48,13 +48,16 @@ map of the model, e.g. RANet's ``coarse``) choose the evaluation folder of a run
 ``quoted_from`` (another paper's number, quoted for comparison; with a ``recipe`` gsbench still
 reproduces it), or ``status: missing-recipe`` (the named recipe is not written yet). A ``baseline``
 recipe makes a cell a difference: our value is the row recipe's score minus the baseline's (the
-papers' "+1.7" columns). Tables with ``compute`` are computed on the spot (parameters, FLOPs,
+papers' "+1.7" columns). ``init_from: ROW`` (a row id) initialises the cell's run from the run of
+that row's cell in the same column (``train.init_from``), as GFF Table 1's fusion rows start from
+the trained PSPNet: ablate trains that row's run first, of the same seed. Tables with ``compute`` are computed on the spot (parameters, FLOPs,
 memory, receptive fields): their columns whose metric is one of that computation's figures need
 no training (see :mod:`gsbench.tables.static`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import re
@@ -111,7 +114,7 @@ PROTOCOL_TABLE_KEYS = tuple(k for k in PROTOCOL_KEYS if k not in ("scales", "fli
 _CELL_METRIC_KEYS = ("metric",)
 # Keys that say where a cell's number comes from; allowed everywhere except the column list.
 _ORIGIN_KEYS = ("reproducible", "reason", "quoted_from", "note")
-_MODEL_KEYS = ("recipe", "set", "baseline", "baseline_set", "status")
+_MODEL_KEYS = ("recipe", "set", "baseline", "baseline_set", "init_from", "status")
 
 _TOP_KEYS = ("paper", "table", "caption", "compute", "input_shape", "source", "notes", "status", "columns",
              "rows", "overrides", *_EVAL_KEYS, *_ORIGIN_KEYS)
@@ -228,7 +231,7 @@ class _TableParser:
                 raise self.fail(f"overrides.{target}", "must be a mapping of settings")
             self.reject_unknown(settings, _OVERRIDE_KEYS, f"overrides.{target}.")
         tid = table_id(paper, number)
-        cells, text = [], {}
+        cells, text, init_rows = [], {}, {}
         for row_id, label, row in rows:
             for column in columns:
                 if column.metric is None:
@@ -244,6 +247,9 @@ class _TableParser:
                 where = f"rows.{row_id}.{column.key}"
                 merged["protocol"] = self.protocol_keys(levels, where)
                 cells.append(self.make_cell(tid, row_id, label, column, row[column.key], merged, where))
+                if merged.get("init_from") is not None:
+                    init_rows[(row_id, column.key)] = str(merged["init_from"])
+        cells = self.link_init_from(cells, init_rows, [rid for rid, _, _ in rows])
         input_shape = raw.get("input_shape")
         return Table(
             paper=paper, number=number, caption=str(raw["caption"]), path=self.path,
@@ -252,6 +258,32 @@ class _TableParser:
             input_shape=tuple(input_shape) if input_shape is not None else None,
             notes=raw.get("notes"), raw_rows={rid: row for rid, _, row in rows},
         )
+
+    def link_init_from(self, cells: list[Cell], init_rows: dict[tuple[str, str], str],
+                       row_ids: list[str]) -> list[Cell]:
+        """``cells`` with :attr:`Cell.init_from` set where ``init_rows`` ((row, column) -> row)
+        names the row whose cell in the same column initialises it: a trained cell of another
+        row, itself not initialised from a row."""
+        by_key = {(cell.row_id, cell.column): cell for cell in cells}
+        out = []
+        for cell in cells:
+            row = init_rows.get((cell.row_id, cell.column))
+            if row is None:
+                out.append(cell)
+                continue
+            where = f"rows.{cell.row_id}.{cell.column}.init_from"
+            if row not in row_ids or row == cell.row_id:
+                raise self.fail(where, f"names no other row of the table: {row!r} (rows: "
+                                f"{', '.join(row_ids)})")
+            source = by_key.get((row, cell.column))
+            if cell.kind != "trained" or source is None or source.kind != "trained" \
+                    or source.recipe is None:
+                raise self.fail(where, f"row {row!r} has no trained cell in column "
+                                f"{cell.column} to initialise this trained cell from")
+            if (row, cell.column) in init_rows:
+                raise self.fail(where, f"row {row!r} is itself initialised from a row")
+            out.append(dataclasses.replace(cell, init_from=source))
+        return out
 
     def protocol_keys(self, levels: tuple[dict, ...], where: str) -> dict[str, Any]:
         """The ``protocol`` mappings of a cell's levels (table, column, row, overrides), merged

@@ -9,7 +9,9 @@ and reports the mean and standard deviation over the runs (one per seed), the di
 paper and the runs used; runs trained from scratch are counted in the cell's note. A cell with
 no run (or no evaluation) gets the exact ``gsbench train ... && gsbench eval ...`` command that
 fills it: the job ``gsbench ablate`` would run (:class:`~gsbench.tables.jobs.RunJob`), one job
-per run folder with every evaluation its cells need, as ``gsbench ablate --dry-run`` lists them.
+per run folder with every evaluation its cells need, as ``gsbench ablate --dry-run`` lists them;
+a cell initialised from another row's run (GFF Table 1) has that run's training first when it
+is missing.
 A smoke-scale number is "filled at smoke scale", never "reproduced", and has no difference to
 the paper: a toy run shows the format, not the paper's result (:data:`SMOKE_NOTE`). Tables
 computed on the spot come from :mod:`gsbench.tables.static`; :mod:`gsbench.tables.render`
@@ -29,9 +31,10 @@ from gsbench.engine.run_dir import is_interrupted
 from gsbench.errors import GsbenchError
 from gsbench.recipes import RECIPES_DIR
 from gsbench.tables.cells import Cell, Table
-from gsbench.tables.jobs import DataRoots, RunJob, data_roots
+from gsbench.evaluation.setting import EvalSetting
+from gsbench.tables.jobs import DataRoots, RunJob, data_roots, existing_job, new_run_dir
 from gsbench.tables.runs import RunIndex, eval_metrics_file
-from gsbench.tables.smoke import cell_evaluation, cell_training, check_scale
+from gsbench.tables.smoke import TrainingSpec, cell_evaluation, cell_training, check_scale
 from gsbench.tables.static import StaticResult, compute_static
 
 #: What a smoke-scale report says above its tables.
@@ -140,15 +143,33 @@ class _Scores:
     released: int = 0  # runs among ``runs`` imported from released weights
 
 
+def _training_jobs(index: RunIndex, spec: TrainingSpec, seed: int, dataset: str | None,
+                   evals: list[EvalSetting], cells: list[str]) -> list[RunJob]:
+    """The jobs that train a new run of ``spec`` and ``seed`` (then evaluate ``evals``), as
+    ablate plans them: a run initialised from another run (``spec.init_from``) comes after that
+    run's job of the same seed, which comes first unless that run is finished."""
+    jobs, after = [], None
+    if spec.init_from is not None:
+        after = existing_job(index, spec.init_from, seed, dataset)
+        if after is None:
+            jobs = _training_jobs(index, spec.init_from, seed, dataset, [], [])
+            after = jobs[-1]
+        elif after.pending:
+            jobs = [after]
+    return [*jobs, RunJob(new_run_dir(index.runs_dir, spec, seed), spec, seed, "train", dataset,
+                          evals, cells, after=after)]
+
+
 def _scores(index: RunIndex, cell: Cell, baseline: bool, scale: str, smoke_dir: Path) -> _Scores:
     spec = cell_training(cell, baseline, scale, smoke_dir)
     evaluation = cell_evaluation(cell, scale)
+    label = f"{cell.row_id}.{cell.column}"
     out = _Scores()
     # what fills the cell is the job ablate would run for it
     runs = index.runs_for(spec.resolved)
     if not runs:
-        out.jobs.append(RunJob(index.runs_dir / spec.folder, spec, spec.resolved.seed, "train",
-                               cell.dataset, [evaluation]))
+        out.jobs = _training_jobs(index, spec, spec.resolved.seed, cell.dataset, [evaluation],
+                                  [label])
         return out
     for run in sorted(runs, key=lambda r: (r.seed, str(r.path))):
         path = eval_metrics_file(run.path, evaluation)
@@ -156,7 +177,8 @@ def _scores(index: RunIndex, cell: Cell, baseline: bool, scale: str, smoke_dir: 
         if value is None:
             out.missing_eval = True
             action = "resume" if is_interrupted(run.path) else None
-            out.jobs.append(RunJob(run.path, spec, run.seed, action, cell.dataset, [evaluation]))
+            out.jobs.append(RunJob(run.path, spec, run.seed, action, cell.dataset, [evaluation],
+                                   [label]))
             continue
         out.values.append(value)
         out.runs.append(str(run.path))
@@ -259,8 +281,6 @@ def build_report(table: Table, index: RunIndex, data: str | DataRoots = "DATA",
     found = []
     for cell in table.cells:
         report, jobs = _report_cell(cell, index, static, scale, smoke_dir)
-        for job in jobs:
-            job.cells.append(f"{cell.row_id}.{cell.column}")
         found.append((report, _merge_jobs(jobs, merged)))
     roots = data_roots(data)
     cells = tuple(_with_commands(report, jobs, roots) for report, jobs in found)

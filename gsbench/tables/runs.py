@@ -4,6 +4,9 @@ A run matches a cell when its ``recipe.yaml`` equals the cell's resolved recipe 
 that changes the result; the keys in :data:`RUN_MATCH_IGNORED` (seed, name, paths, logging and
 data-loader settings) may differ. The backbone weights' path is one of them (it differs between
 machines); whether a run started from pretrained weights is kept (:attr:`RunInfo.pretrained`).
+Likewise a run initialised from another run (``train.init_from``) is matched by whether it was,
+not by the path: a cell initialised from a row's run is filled by a run initialised from any
+run, and only by such runs.
 A run imported from released weights (``gsbench import-weights``, :attr:`RunInfo.released`)
 also matches the cells of the recipe it was imported for, whose model it is in the official
 forms (its ``provenance.json`` records that recipe).
@@ -57,6 +60,8 @@ def recipe_fingerprint(recipe_dict: dict[str, Any]) -> str:
     data = json.loads(json.dumps(recipe_dict))
     for key in RUN_MATCH_IGNORED:
         _drop(data, key)
+    if isinstance(data.get("train"), dict):  # whether it is set, not where it points
+        data["train"]["init_from"] = data["train"].get("init_from") is not None
     return json.dumps(data, sort_keys=True)
 
 

@@ -47,13 +47,16 @@ def check_scale(scale: str) -> None:
 @dataclass(frozen=True)
 class TrainingSpec:
     """What ``gsbench train`` is given to train a cell (or its baseline) at a scale: the recipe
-    (a built-in name, or a file of another smoke folder), its ``--set`` overrides, the resolved recipe (what run folders are matched against)
-    and the run folder name."""
+    (a built-in name, or a file of another smoke folder), its ``--set`` overrides, the resolved
+    recipe (what run folders are matched against) and the run folder name; for a cell
+    initialised from another row's run (:attr:`~gsbench.tables.cells.Cell.init_from`), what
+    trains that run: the job of that run gives ``train.init_from`` its folder."""
 
     recipe: str
     overrides: tuple[str, ...]
     resolved: Recipe
     folder: str
+    init_from: TrainingSpec | None = None
 
 
 def smoke_recipe(family: str, smoke_dir: Path = RECIPES_DIR) -> str:
@@ -149,18 +152,33 @@ def smoke_training(name: str, overrides: tuple[str, ...] = (),
 def cell_training(cell: Cell, baseline: bool = False, scale: str = "full",
                   smoke_dir: Path = RECIPES_DIR) -> TrainingSpec:
     """What trains ``cell`` (or its baseline) at ``scale`` (``full``: the cell's recipe and
-    overrides; ``smoke``: :func:`smoke_training` of them, from ``smoke_dir``)."""
+    overrides; ``smoke``: :func:`smoke_training` of them, from ``smoke_dir``).
+
+    A cell initialised from another row's cell (:attr:`Cell.init_from`; its baseline is not)
+    is trained with ``train.init_from`` set: its resolved recipe says so with the row's id (run
+    folders match by whether it is set, :func:`~gsbench.tables.runs.recipe_fingerprint`), its
+    folder name ends in ``+init_from=ROW`` and :attr:`TrainingSpec.init_from` is that row's
+    training at the same scale."""
     check_scale(scale)
     name = cell.baseline if baseline else cell.recipe
     sets = cell.baseline_overrides if baseline else cell.overrides
     if name is None:
         raise GsbenchError(f"{cell.table_id} {cell.row_id}.{cell.column}: the cell names no recipe")
     if scale == "full":
-        return TrainingSpec(name, sets, cell_recipe(cell, baseline=baseline), run_name(name, sets))
-    spec = _smoke_training_cached(name, sets, Path(smoke_dir))
-    if isinstance(spec, str):
-        raise GsbenchError(spec)
-    return spec
+        spec = TrainingSpec(name, sets, cell_recipe(cell, baseline=baseline), run_name(name, sets))
+    else:
+        spec = _smoke_training_cached(name, sets, Path(smoke_dir))
+        if isinstance(spec, str):
+            raise GsbenchError(spec)
+    source = None if baseline else cell.init_from
+    if source is None:
+        return spec
+    resolved = spec.resolved
+    marked = dataclasses.replace(resolved, train=dataclasses.replace(resolved.train,
+                                                                     init_from=source.row_id))
+    return dataclasses.replace(spec, resolved=marked,
+                               folder=run_name(spec.folder, (f"init_from={source.row_id}",)),
+                               init_from=cell_training(source, scale=scale, smoke_dir=smoke_dir))
 
 
 def cell_evaluation(cell: Cell, scale: str = "full") -> EvalSetting:
