@@ -334,7 +334,7 @@ def import_weights_command(
         f"imported {p['mapping']['tensors_mapped']} tensors of {p['file']} ({p['repository']}, "
         f"sha256 {p['sha256'][:12]}) into {result.run_dir}\n"
         f"dropped: {', '.join(dropped) or 'nothing'}\n"
-        f"official forms: {options}\n"
+        f"official forms: {options or 'none beyond the recipe'}\n"
         f"evaluate: gsbench eval {result.run_dir} --data ROOT",
         highlight=False, soft_wrap=True)
 
