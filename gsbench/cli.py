@@ -996,16 +996,19 @@ def _profile_attention(name: str, scope: str, shape: tuple[int, ...], device: st
 #: scenes: many training images (cheap to generate, and 48 images overfit within 1000
 #: iterations), the pspnet smoke recipe on whole 128x256 images with flip and a mild scale
 #: jitter instead of the full augmentation (rotation, blur and colour jitter slow early
-#: learning), a higher backbone lr (from scratch), and validation every 500 iterations.
+#: learning), a higher backbone lr (from scratch). lr 0.1 and class-uniform sampling of half
+#: the images (the rare classes are seen more often) score higher than lr 0.05 at the same cost;
+#: 20 validation images make the figure steadier than 8, scored once at the end (no validation
+#: during training: it only costs time).
 QUICKSTART_SIZE = "128x256"
 QUICKSTART_N_TRAIN = 200
-QUICKSTART_N_VAL = 8
+QUICKSTART_N_VAL = 20
 QUICKSTART_RECIPE = "pspnet101-smoke"
 QUICKSTART_OVERRIDES = (
-    "train.iterations=2000", "train.batch_size=4", "train.lr=0.05", "train.head_lr_mult=2",
+    "train.iterations=2000", "train.batch_size=4", "train.lr=0.1", "train.head_lr_mult=2",
     "data.crop_size=[128,256]", "data.scale_range=[0.75,1.25]", "data.rotate_degrees=0",
-    "data.blur_prob=0", "data.color_jitter=0", "train.log_every=100",
-    "train.checkpoint_every=500", "train.val_every=500",
+    "data.blur_prob=0", "data.color_jitter=0", "data.class_uniform=0.5", "train.log_every=100",
+    "train.checkpoint_every=500", "train.val_every=0",
 )
 
 
