@@ -163,7 +163,7 @@ def _add_real_dataset_command(command: str, dataset: str, root_help: str, summar
         root: Path = typer.Option(..., "--root", help=root_help),
         out: Optional[Path] = typer.Option(None, "--out", help=_OUT_HELP),
         workers: int = typer.Option(2, "--workers", min=1, help=_WORKERS_HELP),
-        quiet: bool = typer.Option(False, "--quiet", help=_QUIET_HELP),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help=_QUIET_HELP),
     ) -> None:
         _prepare_real_dataset(dataset, root, out, workers, quiet)
 
@@ -179,7 +179,7 @@ def prepare_data_cityscapes(
         ..., "--root", help=_ROOT_HELP + " leftImg8bit/ + gtFine/ (+ gtCoarse/)."),
     out: Optional[Path] = typer.Option(None, "--out", help=_OUT_HELP),
     workers: int = typer.Option(2, "--workers", min=1, help=_WORKERS_HELP),
-    quiet: bool = typer.Option(False, "--quiet", help=_QUIET_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=_QUIET_HELP),
     no_coarse: bool = typer.Option(
         False, "--no-coarse", help="Skip the coarse annotations even if ROOT holds them."),
 ) -> None:
@@ -226,7 +226,7 @@ def prepare_data_synthetic(
     seed: int = typer.Option(0, "--seed", help="Random seed; same seed, same bytes."),
     layout: str = typer.Option("cityscapes", "--layout", help="cityscapes or ade20k."),
     workers: int = typer.Option(2, "--workers", help=_WORKERS_HELP),
-    quiet: bool = typer.Option(False, "--quiet", help=_QUIET_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=_QUIET_HELP),
 ) -> None:
     """Generate synthetic street scenes in the raw Cityscapes (or ADE20K) layout and prepare them."""
     import time
@@ -313,7 +313,7 @@ def import_weights_command(
         "`gsbench zoo` or a YAML file)."),
     out: Optional[Path] = typer.Option(
         None, "--out", help="Run folder to write, absent or empty (default: runs/RECIPE-SOURCE)."),
-    quiet: bool = typer.Option(False, "--quiet", help="Print nothing on success."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing on success."),
 ) -> None:
     """Import a released checkpoint of a paper's official code as a finished run folder.
 
