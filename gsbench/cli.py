@@ -510,6 +510,9 @@ def eval_command(
     if target is not None:
         if pred_dir is not None:
             raise GsbenchError("give a TARGET (run folder or checkpoint) or --pred-dir, not both")
+        if pred_format != "trainid":
+            raise GsbenchError("--pred-format: only for scoring --pred-dir, not for evaluating a "
+                               "TARGET (run folder or checkpoint)")
         radii_px = parse_int_list(radii, "--radii", minimum=1)
         factors = None if crop_factors is None else parse_int_list(crop_factors, "--crop-factors")
         _evaluate_target(

@@ -241,3 +241,11 @@ def test_verify_refuses_a_manifest_without_the_sums(prepared, tmp_path):
     result = _eval("--pred-dir", str(preds), "--data", str(raw), "--verify")
     _one_line_error(result, f"no sha256 recorded for the label of {first['stem']}; prepare the "
                             "dataset again")
+
+
+def test_pred_format_is_refused_for_a_model_evaluation(tmp_path):
+    result = runner.invoke(app, ["eval", str(tmp_path / "run"), "--data", str(tmp_path),
+                                "--pred-format", "labelid"])
+    assert result.exit_code == 2
+    assert result.output.strip() == ("error: --pred-format: only for scoring --pred-dir, not for "
+                                     "evaluating a TARGET (run folder or checkpoint)")
