@@ -90,6 +90,10 @@ MAX_IMAGE_SIDE = 65535
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_PALETTE = 3  # IHDR colour type of indexed-colour PNGs
+#: The first bytes of the image formats gsbench names, whatever a file's suffix says.
+_IMAGE_SIGNATURES = ((_PNG_SIGNATURE, "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"RIFF", "WebP"),
+                     (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
+                     (b"GIF8", "GIF"), (b"P5", "PGM"), (b"P6", "PPM"))
 _JPEG_SOI = b"\xff\xd8"
 #: JPEG start-of-frame markers (ITU-T T.81 Table B.1): SOF0..SOF15 but DHT, JPG and DAC
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
@@ -105,6 +109,14 @@ def _single_channel(path: Path, array: np.ndarray) -> np.ndarray:
     if array.ndim != 2:
         raise GsbenchError(f"{path}: expected a single-channel label image, got shape {array.shape}")
     return array
+
+
+def image_kind(path: str | os.PathLike) -> str | None:
+    """The format of an image file told by its first bytes ("PNG", "JPEG", "WebP", ...), or
+    None for a file of no format gsbench names; OSError when it cannot be read."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    return next((name for magic, name in _IMAGE_SIGNATURES if head.startswith(magic)), None)
 
 
 def png_header(path: str | os.PathLike) -> tuple[int, int, int] | None:

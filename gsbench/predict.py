@@ -39,27 +39,17 @@ import numpy as np
 from gsbench.data.manifest import Manifest, Sample
 from gsbench.data.registry import DATASETS
 from gsbench.errors import GsbenchError
-from gsbench.io import read_label, read_rgb, write_png
+from gsbench.io import image_kind, read_label, read_rgb, write_png
 from gsbench.visualize import (
     boundary_probability_map, colorize, overlay, palette_for, prediction_panel,
 )
 
 #: Suffixes of the files taken from a folder of images (any case).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}
 #: The model outputs read as boundary logits, in order.
 BOUNDARY_OUTPUTS = ("edge", "boundary")
 #: The subfolders of ``gsbench predict --out``.
 OUTPUT_FOLDERS = ("trainIds", "color", "overlay", "boundary", "labelIds")
-
-
-def _image_format(path: Path) -> str | None:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-    except OSError:
-        return None
-    return next((name for magic, name in _SIGNATURES.items() if head.startswith(magic)), None)
 
 
 def find_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
@@ -83,7 +73,11 @@ def find_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
             raise GsbenchError(f"{item}: no such image file or folder")
     stems: dict[str, Path] = {}
     for path in images:
-        if _image_format(path) is None:
+        try:
+            kind = image_kind(path)
+        except OSError as exc:
+            raise GsbenchError(f"{path}: cannot be read ({exc.strerror})") from None
+        if kind not in ("PNG", "JPEG"):
             raise GsbenchError(f"{path}: not a PNG or JPEG image (by its first bytes)")
         if path.stem in stems:
             raise GsbenchError(f"{path}: same name as {stems[path.stem]}; the outputs are named "

@@ -38,7 +38,7 @@ from gsbench.data.manifest import Manifest, Sample
 from gsbench.data.registry import DATASETS
 from gsbench.errors import GsbenchError
 from gsbench.evaluation.metrics_config import MetricsConfig, check_fscore_convention, new_metrics
-from gsbench.io import png_header, png_size, read_label, read_label_indices
+from gsbench.io import image_kind, png_header, png_size, read_label, read_label_indices
 from gsbench.metrics.boundary import DEFAULT_RADII
 
 PRED_FORMATS = ("trainid", "labelid")
@@ -204,12 +204,6 @@ def read_prediction(path: Path) -> np.ndarray:
     return read_label_indices(path)
 
 
-#: The first bytes of image files that are not PNG, to name them in the lossless check.
-_SIGNATURES = ((b"\xff\xd8\xff", "a JPEG image"), (b"RIFF", "a WebP image"),
-               (b"BM", "a BMP image"), (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"),
-               (b"GIF8", "a GIF image"), (b"P5", "a PGM image"), (b"P6", "a PPM image"))
-
-
 def check_lossless(pairs: Sequence[PredictionPair]) -> None:
     """Refuse any prediction that is not a PNG file, told by its first bytes (not its name):
     JPEG's lossy compression changes labels along every region border (and a JPEG saved under
@@ -217,12 +211,10 @@ def check_lossless(pairs: Sequence[PredictionPair]) -> None:
     for pair in pairs:
         if png_header(pair.prediction) is None:
             try:
-                with open(pair.prediction, "rb") as f:
-                    head = f.read(8)
+                kind = image_kind(pair.prediction)
             except OSError as exc:
                 raise GsbenchError(f"{pair.prediction}: cannot be read ({exc.strerror})") from None
-            what = next((name for magic, name in _SIGNATURES if head.startswith(magic)),
-                        "not a PNG file")
+            what = f"a {kind} image" if kind not in (None, "PNG") else "not a PNG file"
             raise GsbenchError(
                 f"{pair.prediction}: {what}; predictions must be lossless PNG label maps "
                 "(lossy compression changes the labels)")
