@@ -72,6 +72,7 @@ from gsbench.engine.distributed import (
     shutdown_distributed,
 )
 from gsbench.engine.inference import infer_whole
+from gsbench.engine.memory import keep_freed_memory
 from gsbench.engine.run_dir import (
     CHECKPOINTS_DIR,
     FINAL_NAME,
@@ -151,6 +152,7 @@ def train(
     registry's model (default :func:`~gsbench.recipes.build_model_from_recipe`).
     Under torchrun every process calls this; the global batch is split across them.
     """
+    keep_freed_memory()
     ctx = init_distributed(device)
     try:
         return _Trainer(recipe, Path(run_dir), ctx, data_root, resume, quiet, command,

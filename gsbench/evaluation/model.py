@@ -29,6 +29,7 @@ from gsbench.data.manifest import Manifest, Sample
 from gsbench.engine.checkpoint import load_checkpoint
 from gsbench.engine.export import EXPORT_FORMATS, write_cityscapes_result
 from gsbench.engine.inference import InferenceOptions, predict
+from gsbench.engine.memory import keep_freed_memory
 from gsbench.engine.outputs import MAIN_OUTPUT, check_output
 from gsbench.engine.run_dir import find_checkpoint, load_run_recipe
 from gsbench.errors import GsbenchError
@@ -149,6 +150,7 @@ def evaluate_model(
     sees every prediction (``gsbench eval --show`` draws panels from them:
     :class:`gsbench.predict.PanelCollector`).
     """
+    keep_freed_memory()
     if export is not None and export not in EXPORT_FORMATS:
         raise GsbenchError(f"--export {export!r}: supported formats are {', '.join(EXPORT_FORMATS)}")
     if export is not None and export_dir is None:
