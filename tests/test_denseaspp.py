@@ -11,6 +11,7 @@ from torch import nn
 from gsbench.errors import GsbenchError
 from gsbench.models.denseaspp import DenseASPPBlock, DenseASPPHead
 from gsbench.models.registry import build_model
+from test_ocnet import randomise
 
 
 def conv_weights(module: nn.Module) -> int:
@@ -36,21 +37,6 @@ def test_release_widths_and_gpsnet_table4s_count():
     assert sum(p.numel() for p in densenet161.parameters()) == 6_450_432
 
 
-def randomise(module: nn.Module) -> nn.Module:
-    torch.manual_seed(0)
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.normal_(m.weight, std=1.0 / m.weight[0].numel() ** 0.5)
-            if m.bias is not None:
-                nn.init.normal_(m.bias, std=0.1)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.uniform_(m.weight, 0.5, 1.5)
-            nn.init.normal_(m.bias, std=0.1)
-            m.running_mean.normal_(0, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-    return module.eval()
-
-
 def bn(x, norm):
     return F.batch_norm(x, norm.running_mean, norm.running_var, norm.weight, norm.bias, False,
                         0.0, norm.eps)
@@ -74,7 +60,7 @@ def release_forward(feature, head: DenseASPPHead):
 
 
 def test_official_form_equals_the_release_pixel_by_pixel():
-    head = randomise(DenseASPPHead(16, 5, (1, 2, 3), reduce=8, growth=4))
+    head = randomise(DenseASPPHead(16, 5, (1, 2, 3), reduce=8, growth=4), gain=1.0)
     feature = torch.relu(torch.randn(2, 16, 9, 7))  # a ResNet's c5 is non-negative
     with torch.no_grad():
         torch.testing.assert_close(head([feature]), release_forward(feature, head),

@@ -59,12 +59,13 @@ def test_parameter_counts_equal_the_release_and_the_wide_form_is_larger():
     assert n_params(wide.decode_head) == 40_780_819  # branches 512 wide on the 2048 map
 
 
-def randomise(module: nn.Module) -> nn.Module:
-    """Random weights and BN statistics (the zero-initialised output conv included), eval mode."""
+def randomise(module: nn.Module, gain: float = 0.3) -> nn.Module:
+    """Random weights (std ``gain`` / sqrt(fan-in)) and BN statistics (the zero-initialised
+    output conv included), eval mode."""
     torch.manual_seed(0)
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
-            nn.init.normal_(m.weight, std=0.3 / m.weight[0].numel() ** 0.5)
+            nn.init.normal_(m.weight, std=gain / m.weight[0].numel() ** 0.5)
             if m.bias is not None:
                 nn.init.normal_(m.bias, std=0.1)
         elif isinstance(m, nn.BatchNorm2d):
