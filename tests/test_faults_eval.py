@@ -95,17 +95,22 @@ def test_radii_and_crops_are_bounded_by_the_images(prepared, tmp_path, option, v
     assert tree_digest(manifest.root, preds) == before and not (tmp_path / "m.json").exists()
 
 
-def test_radii_of_a_model_evaluation_are_checked_before_inference(prepared, tmp_path):
+def _untrained_run(run: Path) -> None:
+    """A run folder of fcn101-smoke with its untrained weights as final.pt."""
     from gsbench.engine.checkpoint import save_checkpoint
     from gsbench.io import atomic_write_text
     from gsbench.recipes import build_model_from_recipe, load_recipe
 
-    manifest, _ = prepared
-    run = tmp_path / "run"
     recipe = load_recipe("fcn101-smoke")
     atomic_write_text(run / "recipe.yaml", recipe.to_yaml())
     save_checkpoint(run / "checkpoints" / "final.pt",
                     {"kind": "model", "iteration": 1, "model": build_model_from_recipe(recipe).state_dict()})
+
+
+def test_radii_of_a_model_evaluation_are_checked_before_inference(prepared, tmp_path):
+    manifest, _ = prepared
+    run = tmp_path / "run"
+    _untrained_run(run)
     before = tree_digest(run)
     result = _eval(str(run), "--data", str(manifest.root), "--radii", "100000")
     _one_line_error(result, "--radii 100000", "at most 32 px")
@@ -208,20 +213,13 @@ def test_scoring_with_workers_leaves_no_process_behind(prepared, tmp_path):
 
 
 def test_verify_checks_the_images_of_a_model_evaluation_before_inference(prepared, tmp_path):
-    from gsbench.engine.checkpoint import save_checkpoint
-    from gsbench.io import atomic_write_text
-    from gsbench.recipes import build_model_from_recipe, load_recipe
-
     manifest, _ = prepared
     raw, _ = _copy(tmp_path, prepared)
     first, second = manifest.split("val")[:2]
     image = (raw / first.image).resolve()
     shutil.copyfile((raw / second.image).resolve(), image)
     run = tmp_path / "run"
-    recipe = load_recipe("fcn101-smoke")
-    atomic_write_text(run / "recipe.yaml", recipe.to_yaml())
-    save_checkpoint(run / "checkpoints" / "final.pt",
-                    {"kind": "model", "iteration": 1, "model": build_model_from_recipe(recipe).state_dict()})
+    _untrained_run(run)
     before = tree_digest(run)
     result = _eval(str(run), "--data", str(raw), "--verify")
     _one_line_error(result, f"{image}: sha256 differs", f"(the image of {first.stem} changed since)")
