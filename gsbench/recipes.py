@@ -494,21 +494,16 @@ def _check_values(recipe: Recipe) -> None:
     low, high = recipe.data.scale_range
     if not 0 < low <= high:
         raise _SchemaError("data.scale_range", f"data.scale_range must be 0 < low <= high, got {[low, high]}")
-    if not 0.0 <= recipe.data.blur_prob <= 1.0:
-        raise _SchemaError("data.blur_prob", f"data.blur_prob must be in [0, 1], got {recipe.data.blur_prob}")
+    _check_range("data.blur_prob", recipe.data.blur_prob, 0, 1)
     sigma = recipe.data.blur_sigma
     if sigma is not None and (len(sigma) != 2 or not 0 < sigma[0] <= sigma[1]):
         raise _SchemaError("data.blur_sigma", "data.blur_sigma must be [low, high] with "
                            f"0 < low <= high, got {sigma}")
-    if not 0.0 <= recipe.data.hue_jitter <= 0.5:
-        raise _SchemaError("data.hue_jitter",
-                           f"data.hue_jitter must be in [0, 0.5], got {recipe.data.hue_jitter}")
+    _check_range("data.hue_jitter", recipe.data.hue_jitter, 0, 0.5)
     if recipe.data.jitter_order not in ("fixed", "random"):
         raise _SchemaError("data.jitter_order", "data.jitter_order must be fixed or random, "
                            f"got {recipe.data.jitter_order!r}")
-    if not 0.0 <= recipe.data.class_uniform <= 1.0:
-        raise _SchemaError("data.class_uniform",
-                           f"data.class_uniform must be in [0, 1], got {recipe.data.class_uniform}")
+    _check_range("data.class_uniform", recipe.data.class_uniform, 0, 1)
     if recipe.train.amp_dtype not in ("bfloat16", "float16"):
         raise _SchemaError("train.amp_dtype", f"train.amp_dtype must be bfloat16 or float16, got {recipe.train.amp_dtype!r}")
 
@@ -520,6 +515,11 @@ def _reject_unknown(raw: dict[str, Any], valid: Iterable[str], prefix: str) -> N
             close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.0)
             hint = f" (closest valid key: {prefix + close[0]!r})" if close else ""
             raise _SchemaError(prefix + str(key), f"unknown key {prefix + str(key)!r}{hint}")
+
+
+def _check_range(key: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise _SchemaError(key, f"{key} must be in [{low:g}, {high:g}], got {value}")
 
 
 def _check_type(value: Any, hint: Any, key: str) -> Any:
