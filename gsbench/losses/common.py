@@ -28,8 +28,11 @@ def cross_entropy_with_ignore(
     A batch with no labelled pixel gives 0 (still connected to ``logits`` so that ``backward``
     works and every gradient is 0) instead of the NaN of ``F.cross_entropy``'s empty mean. The
     sum is divided by the count on the device, so that no step waits for the host to decide.
+    The pixels are scored as rows of class scores (a view of channels-last logits, see
+    :func:`gsbench.models.common.upsample_logits`): the same sum, and a contiguous softmax.
     """
-    total = F.cross_entropy(logits, label, ignore_index=ignore_index, reduction="sum")
+    rows = logits.permute(0, 2, 3, 1).reshape(-1, logits.shape[1])
+    total = F.cross_entropy(rows, label.reshape(-1), ignore_index=ignore_index, reduction="sum")
     return total / (label != ignore_index).sum().clamp(min=1)
 
 
