@@ -42,9 +42,10 @@ def upsample_logits(x: Tensor, size: tuple[int, int] | list[int],
     """:func:`resize` of class logits to the input size, returned in channels-last layout.
 
     The values are those of :func:`resize`; the layout keeps each pixel's class vector
-    contiguous, which makes the upsampling (forward and backward) and the softmax of the loss
-    about twice as fast on a CPU, where these full-resolution maps cost as much as the
-    convolutions of a small model (benchmarks/RESULTS.md, "training step").
+    contiguous, which makes the upsampling and the loss on it (forward and backward) take
+    0.67-0.78x the CPU time, and the argmax of a prediction a third, on a CPU where these
+    full-resolution maps cost as much as the convolutions of a small model
+    (benchmarks/RESULTS.md, "Training step: the full-resolution loss path").
     """
     return resize(x.contiguous(memory_format=torch.channels_last), size, align_corners)
 
