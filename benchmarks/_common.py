@@ -1,5 +1,6 @@
-"""Helpers shared by the model benchmarks (bench_gff, bench_gpsnet, bench_gscnn, bench_peers,
-bench_psanet): timing with wall and CPU time, the opening machine line and MiB formatting.
+"""Helpers shared by the model benchmarks (bench_gff, bench_gpsnet, bench_gscnn, bench_loss,
+bench_peers, bench_psanet, bench_train): timing with wall and CPU time, the opening machine
+line, MiB formatting and the ``--size HxW`` argument.
 
 The scripts are run as ``python benchmarks/bench_X.py``, which puts this folder on ``sys.path``,
 so they import this module as ``_common``.
@@ -7,6 +8,7 @@ so they import this module as ``_common``.
 
 from __future__ import annotations
 
+import argparse
 import platform
 import statistics
 import time
@@ -51,3 +53,12 @@ def start_benchmark(args) -> torch.device:
 def mib(n: float) -> str:
     """A byte count as MiB with one decimal."""
     return f"{n / 2**20:.1f} MiB"
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """An ``HxW`` command-line size (e.g. ``128x256``) as (height, width)."""
+    try:
+        height, width = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r}: expected HxW, e.g. 128x128") from None
+    return height, width

@@ -25,13 +25,9 @@ import time
 import torch
 import torch.nn.functional as F
 
+from _common import parse_size
 from gsbench.losses.common import cross_entropy_with_ignore
 from gsbench.models.common import upsample_logits
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    height, width = text.lower().split("x")
-    return int(height), int(width)
 
 
 def nchw_loss(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:

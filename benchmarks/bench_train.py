@@ -56,13 +56,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        height, width = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size {text!r}: expected HxW, e.g. 128x128") from None
-    return height, width
+from _common import parse_size
 
 
 def _current_rss_bytes() -> int:

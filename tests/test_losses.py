@@ -79,6 +79,31 @@ def test_ce_ignores_pixels_and_matches_reference():
     assert again["ce"].item() == pytest.approx(expected, rel=1e-5)
 
 
+def test_channels_last_logits_give_the_same_loss_and_gradients():
+    """The models hand over channels-last logits (upsample_logits); the loss reads them as rows
+    of class scores and must score them as the reference does, with the same gradients as the
+    contiguous layout."""
+    from gsbench.models.common import resize, upsample_logits
+
+    coarse, _ = _batch(n=2, c=5, h=3, w=4, seed=5)
+    _, label = _batch(n=2, c=5, h=12, w=16, seed=6)
+    plain = coarse.clone().requires_grad_()
+    channels_last = coarse.clone().requires_grad_()
+    up_plain = resize(plain, (12, 16))
+    up_last = upsample_logits(channels_last, (12, 16))
+    assert up_last.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(up_last, up_plain)
+    loss = SegmentationLoss()
+    ce_plain = loss({"out": up_plain}, {"label": label})["ce"]
+    ce_last = loss({"out": up_last}, {"label": label})["ce"]
+    assert ce_last.item() == pytest.approx(_reference_ce(up_plain.detach().numpy(),
+                                                         label.numpy()), rel=1e-5)
+    assert ce_last.item() == pytest.approx(ce_plain.item(), rel=1e-6)
+    ce_plain.backward()
+    ce_last.backward()
+    assert torch.allclose(channels_last.grad, plain.grad, rtol=1e-5, atol=1e-7)
+
+
 def test_aux_weight_and_uint8_labels():
     logits, label = _batch(seed=1)
     aux_logits, _ = _batch(seed=2)
