@@ -135,6 +135,28 @@ def test_more_than_32_classes_equals_reference():
     np.testing.assert_allclose(boundary_fscore(pred, gt, 40, (2, 4)).fscore, expected, atol=1e-12)
 
 
+@pytest.mark.parametrize("present", [1, 2, 8, 9, 16, 17, 32, 33, 45])
+def test_every_bit_set_width_equals_reference(present):
+    """The classes that bound some pixel go into one uint8 / uint16 word when 8 / 16 suffice,
+    else uint32 words of 32: each width, and each edge between two, against the reference."""
+    from gsbench.metrics.boundary import _class_blocks
+
+    rng = np.random.default_rng(present)
+    classes = rng.choice(50, present, replace=False).astype(np.uint8)  # 50 classes, some absent
+    gt = classes[rng.integers(0, present, (24, 31))]
+    pred = classes[rng.integers(0, present, (24, 31))]
+    gt[:2, :5] = 255
+    blocks = _class_blocks([gt.ravel(), pred.ravel()], 50)
+    expected_words = {1: [np.uint8], 2: [np.uint8], 8: [np.uint8], 9: [np.uint16],
+                      16: [np.uint16], 17: [np.uint32], 32: [np.uint32],
+                      33: [np.uint32, np.uint32], 45: [np.uint32, np.uint32]}[present]
+    assert [dtype for _, dtype in blocks] == expected_words
+    expected, present_mask = reference_image_scores(pred, gt, 50, (0, 2, 5))
+    scores = boundary_fscore(pred, gt, 50, (0, 2, 5))
+    np.testing.assert_allclose(scores.fscore, expected, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(scores.present, present_mask)
+
+
 @pytest.mark.parametrize("convention", ["gscnn", "strict"])
 def test_accumulator_conventions_and_merge(convention):
     radii = (1, 3)
