@@ -109,9 +109,9 @@ def _boundary_sets(labels: np.ndarray, workspace: BoundaryWorkspace
 def _class_blocks(label_sets: Iterable[np.ndarray], num_classes: int
                   ) -> list[tuple[np.ndarray, type]]:
     """The classes that bound some pixel of the given boundary sets, in blocks of one bit-set
-    word each, with the word's type: one uint8 or uint16 word when 8 or 16 classes suffice (the
-    classes of a street scene's boundaries usually do), else uint32 words. Classes that bound
-    no pixel have no boundary in either map; their counts stay 0 without a pass."""
+    word each, with the word's type: one uint8 or uint16 word when 8 or 16 classes suffice,
+    else words of 32 bits. Classes that bound no pixel have no boundary in either map; their
+    counts stay 0 without a pass."""
     # OpenCV's histogram of the uint8 labels: a third of np.bincount's time, which casts first
     counts = sum(cv2.calcHist([labels.reshape(1, -1)], [0], None, [256], [0, 256]).ravel()
                  for labels in label_sets)
@@ -119,7 +119,8 @@ def _class_blocks(label_sets: Iterable[np.ndarray], num_classes: int
     for bits, dtype in _WORDS:
         if classes.size <= bits:
             return [(classes, dtype)] if classes.size else []
-    return [(classes[i : i + 32], np.uint32) for i in range(0, classes.size, 32)]
+    bits, dtype = _WORDS[-1]
+    return [(classes[i : i + bits], dtype) for i in range(0, classes.size, bits)]
 
 
 def _class_bits(neighbour_labels: np.ndarray, classes: np.ndarray, dtype: type) -> np.ndarray:
