@@ -7,6 +7,11 @@ and their cross-entropy, forward and backward, in the layout gsbench uses agains
   channels-last layout) and :func:`gsbench.losses.common.cross_entropy_with_ignore` (pixels as
   rows of class scores).
 
+With ``--ohem THRESH,MIN_KEPT`` the first term of each step keeps only OHEM's pixels: the
+reference finds them with a softmax of its own (:func:`gsbench.losses.ohem_keep_mask` on the
+N x C x H x W map) before ``F.cross_entropy``; gsbench reads them off the log-probabilities of its
+cross-entropy (``cross_entropy_with_ignore(..., ohem=...)``).
+
 Both get the same logits and labels; the script checks that the losses and the gradients agree
 (float32 rounding) and prints the median CPU and wall time of each and their ratio, the two
 forms interleaved in one process. On a small model (the smoke recipes, the quickstart) this part
@@ -14,6 +19,7 @@ costs as much as all the convolutions, because it runs at the label resolution.
 
     python benchmarks/bench_loss.py                         # quickstart shape, 1 thread
     python benchmarks/bench_loss.py --size 512x1024 --batch 2 --stride 8 --threads 2
+    python benchmarks/bench_loss.py --ohem 0.7,20000                 # the quickstart's loss
 """
 
 from __future__ import annotations
@@ -26,18 +32,26 @@ import torch
 import torch.nn.functional as F
 
 from _common import parse_size
-from gsbench.losses.common import cross_entropy_with_ignore
+from gsbench.losses import cross_entropy_with_ignore, ohem_keep_mask
 from gsbench.models.common import upsample_logits
 
 
-def nchw_loss(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+def nchw_loss(logits: torch.Tensor, label: torch.Tensor, ohem=None) -> torch.Tensor:
     up = F.interpolate(logits, size=label.shape[-2:], mode="bilinear", align_corners=False)
+    if ohem is not None:
+        keep = ohem_keep_mask(up, label, *ohem)
+        label = torch.where(keep, label, torch.full_like(label, 255))
     total = F.cross_entropy(up, label, ignore_index=255, reduction="sum")
     return total / (label != 255).sum().clamp(min=1)
 
 
-def gsbench_loss(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-    return cross_entropy_with_ignore(upsample_logits(logits, label.shape[-2:]), label)
+def gsbench_loss(logits: torch.Tensor, label: torch.Tensor, ohem=None) -> torch.Tensor:
+    return cross_entropy_with_ignore(upsample_logits(logits, label.shape[-2:]), label, ohem=ohem)
+
+
+def parse_ohem(text: str) -> tuple[float, int]:
+    thresh, min_kept = text.split(",")
+    return float(thresh), int(min_kept)
 
 
 def main() -> None:
@@ -48,6 +62,8 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=8, help="output stride of the logits")
     parser.add_argument("--terms", type=int, default=2, help="loss terms per step (main + aux)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--ohem", type=parse_ohem, default=None, metavar="THRESH,MIN_KEPT",
+                        help="OHEM on the first term of each step")
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -60,13 +76,15 @@ def main() -> None:
 
     def step(loss_fn) -> tuple[float, torch.Tensor]:
         logits.grad = None
-        loss = sum(loss_fn(logits, label) for _ in range(args.terms))
+        loss = sum(loss_fn(logits, label, args.ohem if term == 0 else None)
+                   for term in range(args.terms))
         loss.backward()
         return float(loss.detach()), logits.grad.clone()
 
     (ref_loss, ref_grad), (our_loss, our_grad) = step(nchw_loss), step(gsbench_loss)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); logits "
-          f"{tuple(logits.shape)} -> labels {tuple(label.shape)}, {args.terms} terms per step")
+          f"{tuple(logits.shape)} -> labels {tuple(label.shape)}, {args.terms} terms per step"
+          + (f", OHEM {args.ohem} on the first" if args.ohem else ""))
     print(f"loss {ref_loss:.6f} / {our_loss:.6f}, largest gradient difference "
           f"{float((ref_grad - our_grad).abs().max()):.2e}")
     times: dict[str, list[tuple[float, float]]] = {"nchw": [], "gsbench": []}

@@ -17,22 +17,29 @@ from torch import nn
 
 from gsbench.data.labels import IGNORE_INDEX
 from gsbench.errors import GsbenchError
-from gsbench.losses.ohem import ohem_keep_mask
+from gsbench.losses.ohem import ohem_keep_rows
 
 
 def cross_entropy_with_ignore(
-    logits: torch.Tensor, label: torch.Tensor, ignore_index: int = IGNORE_INDEX
+    logits: torch.Tensor, label: torch.Tensor, ignore_index: int = IGNORE_INDEX,
+    ohem: tuple[float, int] | None = None,
 ) -> torch.Tensor:
-    """Mean cross-entropy over the pixels whose label is not ``ignore_index``.
+    """Mean cross-entropy over the pixels whose label is not ``ignore_index``; with ``ohem`` =
+    (threshold, min_kept), over the pixels that OHEM keeps (:func:`ohem_keep_rows`).
 
     A batch with no labelled pixel gives 0 (still connected to ``logits`` so that ``backward``
     works and every gradient is 0) instead of the NaN of ``F.cross_entropy``'s empty mean. The
     sum is divided by the count on the device, so that no step waits for the host to decide.
     The pixels are scored as rows of class scores (a view of channels-last logits, see
-    :func:`gsbench.models.common.upsample_logits`): the same sum, and a contiguous softmax.
+    :func:`gsbench.models.common.upsample_logits`): the same sum, and a contiguous softmax,
+    whose log-probabilities also give OHEM its true-class probabilities.
     """
-    rows = logits.permute(0, 2, 3, 1).reshape(-1, logits.shape[1])
-    total = F.cross_entropy(rows, label.reshape(-1), ignore_index=ignore_index, reduction="sum")
+    log_probs = F.log_softmax(logits.permute(0, 2, 3, 1).reshape(-1, logits.shape[1]), dim=1)
+    label = label.reshape(-1)
+    if ohem is not None:
+        keep = ohem_keep_rows(log_probs, label, *ohem, ignore_index)
+        label = torch.where(keep, label, torch.full_like(label, ignore_index))
+    total = F.nll_loss(log_probs, label, ignore_index=ignore_index, reduction="sum")
     return total / (label != ignore_index).sum().clamp(min=1)
 
 
@@ -109,13 +116,8 @@ class SegmentationLoss(nn.Module):
         logits = outputs["out"]
         label = self._checked_label(logits, batch["label"], "out")
 
-        main_label = label
-        if self.ohem_thresh is not None:
-            keep = ohem_keep_mask(
-                logits, label, self.ohem_thresh, self.ohem_min_kept, self.ignore_index
-            )
-            main_label = torch.where(keep, label, torch.full_like(label, self.ignore_index))
-        ce = cross_entropy_with_ignore(logits, main_label, self.ignore_index)
+        ohem = None if self.ohem_thresh is None else (self.ohem_thresh, self.ohem_min_kept)
+        ce = cross_entropy_with_ignore(logits, label, self.ignore_index, ohem)
         result = {"loss": ce, "ce": ce}
 
         aux_logits = outputs.get("aux")
