@@ -17,6 +17,10 @@ absolute figures.
     python benchmarks/bench_train.py                                  # CPU, 2x3x128x128
     python benchmarks/bench_train.py --device cuda --size 512x1024 --batch 2 --backbones resnet101
 
+``--layouts nchw,nhwc`` measures every model in both memory layouts (``nhwc``: model and images
+channels-last, as ``train.channels_last`` trains them), alternating per model, and adds a table
+of each model's nhwc / nchw step time.
+
 ``--engine`` measures instead what the training engine (``gsbench train``) costs on top of the
 step itself: a recipe (default ``pspnet101-smoke``) trained on synthetic data by
 
@@ -101,6 +105,9 @@ def measure_one(config: dict) -> dict:
         # before the optimizer sees their parameters.
         with torch.no_grad():
             model(images)
+    if config.get("layout") == "nhwc":  # after the lazy modules have their shapes
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
     params = sum(p.numel() for p in model.parameters())
     criterion = SegmentationLoss(ignore_index=255, aux_weight=0.4)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
@@ -136,6 +143,7 @@ def measure_one(config: dict) -> dict:
     return {
         "model": config["model"],
         "backbone": config["backbone"],
+        "layout": config.get("layout", "nchw"),
         "params_m": params / 1e6,
         "step_s": median,
         "step_min_s": times[0],
@@ -152,26 +160,40 @@ def run_isolated(config: dict) -> dict:
 
 
 def format_table(rows: list[dict], reference: str) -> str:
-    ref = {r["backbone"]: r for r in rows if r["model"] == reference and "error" not in r}
+    ref = {(r["backbone"], r["layout"]): r for r in rows
+           if r["model"] == reference and "error" not in r}
     lines = [
-        f"| model | backbone | params (M) | step (s) | images/s | peak mem (MB) | step / {reference} "
-        f"| mem / {reference} |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| model | backbone | layout | params (M) | step (s) | images/s | peak mem (MB) "
+        f"| step / {reference} | mem / {reference} |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['model']} | {r['backbone']} | failed: {r['error']} | | | | | |")
+            lines.append(f"| {r['model']} | {r['backbone']} | {r['layout']} | failed: {r['error']} "
+                         "| | | | | |")
             continue
-        base = ref.get(r["backbone"])
+        base = ref.get((r["backbone"], r["layout"]))
         step_ratio = f"{r['step_s'] / base['step_s']:.2f}" if base else "-"
         mem_ratio = (
             f"{r['peak_mem_mb'] / base['peak_mem_mb']:.2f}"
             if base and base["peak_mem_mb"] > 0 else "-"
         )
         lines.append(
-            f"| {r['model']} | {r['backbone']} | {r['params_m']:.1f} | {r['step_s']:.3f} | "
+            f"| {r['model']} | {r['backbone']} | {r['layout']} | {r['params_m']:.1f} | {r['step_s']:.3f} | "
             f"{r['images_per_s']:.2f} | {r['peak_mem_mb']:.0f} | {step_ratio} | {mem_ratio} |"
         )
+    return "\n".join(lines)
+
+
+def format_layout_table(rows: list[dict]) -> str:
+    """Each model's channels-last step time against its plain-layout one."""
+    steps = {(r["model"], r["backbone"], r["layout"]): r["step_s"] for r in rows if "error" not in r}
+    lines = ["| model | backbone | nchw step (s) | nhwc step (s) | nhwc / nchw |",
+             "| --- | --- | ---: | ---: | ---: |"]
+    for (model, backbone, layout), nchw in steps.items():
+        nhwc = steps.get((model, backbone, "nhwc"))
+        if layout == "nchw" and nhwc is not None:
+            lines.append(f"| {model} | {backbone} | {nchw:.3f} | {nhwc:.3f} | {nhwc / nchw:.2f} |")
     return "\n".join(lines)
 
 
@@ -190,7 +212,8 @@ def _stamping(model, stamps: list):
 
 
 def _hand_loop(recipe, data_root: str, total: int, stamps: list) -> None:
-    """The reference: the recipe's model, loss, SGD, poly schedule and loader, nothing more."""
+    """The reference: the recipe's model (in its memory layout), loss, SGD, poly schedule and
+    loader, nothing more."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -202,7 +225,8 @@ def _hand_loop(recipe, data_root: str, total: int, stamps: list) -> None:
 
     torch.manual_seed(recipe.seed)
     cfg = recipe.train
-    model = _stamping(build_model_from_recipe(recipe), stamps).train()
+    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = _stamping(build_model_from_recipe(recipe).to(memory_format=layout), stamps).train()
     loss_fn = build_loss_from_recipe(recipe)
     dataset = SegmentationDataset(Manifest.load(data_root), recipe.data.train_split,
                                   train_transform(recipe.data), seed=recipe.seed,
@@ -217,7 +241,7 @@ def _hand_loop(recipe, data_root: str, total: int, stamps: list) -> None:
         for batch in loader:
             for group in optimizer.param_groups:
                 group["lr"] = poly_lr(cfg.lr * group["lr_mult"], iteration, total, cfg.poly_power)
-            losses = loss_fn(model(batch["image"]), batch)
+            losses = loss_fn(model(batch["image"].contiguous(memory_format=layout)), batch)
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             optimizer.step()
@@ -358,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    parser.add_argument("--layouts", default="nchw", help="nchw, nhwc or nchw,nhwc (both, alternating)")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     engine = parser.add_argument_group("--engine: the training engine against a hand-written loop")
     engine.add_argument("--engine", action="store_true", help="measure the engine, not the models")
@@ -397,28 +422,35 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# training step, batch {args.batch} x 3 x {height} x {width}, device {args.device} "
           f"({device_name}), output stride {args.output_stride}, median of {args.iters} "
           f"after {args.warmup} warm-up steps", flush=True)
+    layouts = [name.strip() for name in args.layouts.split(",") if name.strip()]
+    if not layouts or set(layouts) - {"nchw", "nhwc"}:
+        parser.error(f"--layouts takes nchw and/or nhwc, got {args.layouts!r}")
     rows = []
     for backbone in backbones:
         for model in models:
-            config = {
-                "model": model, "backbone": backbone, "device": args.device,
-                "size": (height, width), "batch": args.batch, "num_classes": args.num_classes,
-                "output_stride": args.output_stride, "warmup": args.warmup,
-                "iters": args.iters, "threads": args.threads,
-            }
-            try:
-                row = run_isolated(config)
-            except Exception as exc:  # one failing model must not hide the others' figures
-                row = {"model": model, "backbone": backbone,
-                       "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:120]}
-            rows.append(row)
-            if "error" in row:
-                print(f"{model:>14} {backbone:>12}  FAILED {row['error']}", flush=True)
-            else:
-                print(f"{model:>14} {backbone:>12}  {row['step_s']:.3f} s/step  "
-                      f"{row['images_per_s']:.2f} img/s  {row['peak_mem_mb']:.0f} MB", flush=True)
+            for layout in layouts:
+                config = {
+                    "model": model, "backbone": backbone, "device": args.device,
+                    "size": (height, width), "batch": args.batch, "num_classes": args.num_classes,
+                    "output_stride": args.output_stride, "warmup": args.warmup,
+                    "iters": args.iters, "threads": args.threads, "layout": layout,
+                }
+                try:
+                    row = run_isolated(config)
+                except Exception as exc:  # one failing model must not hide the others' figures
+                    row = {"model": model, "backbone": backbone, "layout": layout,
+                           "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:120]}
+                rows.append(row)
+                if "error" in row:
+                    print(f"{model:>14} {backbone:>12} {layout}  FAILED {row['error']}", flush=True)
+                else:
+                    print(f"{model:>14} {backbone:>12} {layout}  {row['step_s']:.3f} s/step  "
+                          f"{row['images_per_s']:.2f} img/s  {row['peak_mem_mb']:.0f} MB", flush=True)
     print()
     print(format_table(rows, args.reference))
+    if len(layouts) == 2:
+        print()
+        print(format_layout_table(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 0

@@ -192,7 +192,7 @@ class TrainConfig:
     ohem_min_kept: int = 100000
     amp: bool = True  # autocast + grad scaler; CUDA only, ignored on CPU
     amp_dtype: str = "bfloat16"  # or "float16"
-    channels_last: bool = True  # CUDA only
+    channels_last: bool = True  # model and images in NHWC memory layout (CPU and CUDA)
     num_workers: int = 4
     log_every: int = 20
     checkpoint_every: int = 1000

@@ -276,6 +276,25 @@ def test_training_sets_the_poly_learning_rate(data_root, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
+def test_channels_last_trains_on_cpu_like_the_plain_layout(data_root, tmp_path):
+    torch.set_num_threads(1)
+    losses, weights = {}, {}
+    for flag in (True, False):
+        # no dropout: its random mask is drawn in memory order, so it differs between layouts
+        recipe = load_recipe("pspnet101-smoke", ["train.iterations=1", "train.val_every=0",
+                                                 "train.log_every=1", "model.dropout=0",
+                                                 f"train.channels_last={str(flag).lower()}"])
+        result = train(recipe, tmp_path / str(flag), data_root=data_root, quiet=True)
+        losses[flag] = [row["loss"] for row in result.log]
+        weights[flag] = load_checkpoint(tmp_path / str(flag) / "checkpoints" / "final.pt")["model"]
+    conv = "decode_head.bottleneck.0.weight"
+    assert weights[True][conv].is_contiguous(memory_format=torch.channels_last)  # NHWC on a CPU too
+    assert weights[False][conv].is_contiguous()
+    # the same model and batch: the same loss up to float32 summation order
+    assert losses[True] == pytest.approx(losses[False], rel=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
 def test_run_folder_contents_and_safe_checkpoints(data_root, tmp_path):
     recipe = load_recipe("fcn101-smoke", ["train.iterations=4", "train.val_every=2", "train.log_every=2",
                                           "train.checkpoint_every=2"])

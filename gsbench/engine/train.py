@@ -256,7 +256,9 @@ class _Trainer:
         elif ctx.distributed and ctx.is_main and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
             warnings.warn("SyncBatchNorm needs CUDA: on CPU each process normalises with its own "
                           "share of the batch, so results differ slightly from one process")
-        self.channels_last = self.on_cuda and cfg.channels_last
+        # NHWC activations: faster convolutions on CUDA and on the CPU alike (a smoke model's
+        # step 0.82-1.01x of NCHW on a 2-core CPU, the same loss; benchmarks/RESULTS.md)
+        self.channels_last = cfg.channels_last
         model = model.to(ctx.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
         self.model = model
         self.optimizer = torch.optim.SGD(
