@@ -179,15 +179,17 @@ def format_table(rows: list[dict], reference: str) -> str:
             if base and base["peak_mem_mb"] > 0 else "-"
         )
         lines.append(
-            f"| {r['model']} | {r['backbone']} | {r['layout']} | {r['params_m']:.1f} | {r['step_s']:.3f} | "
-            f"{r['images_per_s']:.2f} | {r['peak_mem_mb']:.0f} | {step_ratio} | {mem_ratio} |"
+            f"| {r['model']} | {r['backbone']} | {r['layout']} | {r['params_m']:.1f} | "
+            f"{r['step_s']:.3f} | {r['images_per_s']:.2f} | {r['peak_mem_mb']:.0f} | {step_ratio} "
+            f"| {mem_ratio} |"
         )
     return "\n".join(lines)
 
 
 def format_layout_table(rows: list[dict]) -> str:
     """Each model's channels-last step time against its plain-layout one."""
-    steps = {(r["model"], r["backbone"], r["layout"]): r["step_s"] for r in rows if "error" not in r}
+    steps = {(r["model"], r["backbone"], r["layout"]): r["step_s"]
+             for r in rows if "error" not in r}
     lines = ["| model | backbone | nchw step (s) | nhwc step (s) | nhwc / nchw |",
              "| --- | --- | ---: | ---: | ---: |"]
     for (model, backbone, layout), nchw in steps.items():
@@ -382,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
-    parser.add_argument("--layouts", default="nchw", help="nchw, nhwc or nchw,nhwc (both, alternating)")
+    parser.add_argument("--layouts", default="nchw",
+                        help="nchw, nhwc or nchw,nhwc (both, one after the other per model)")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     engine = parser.add_argument_group("--engine: the training engine against a hand-written loop")
     engine.add_argument("--engine", action="store_true", help="measure the engine, not the models")
@@ -445,7 +448,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{model:>14} {backbone:>12} {layout}  FAILED {row['error']}", flush=True)
                 else:
                     print(f"{model:>14} {backbone:>12} {layout}  {row['step_s']:.3f} s/step  "
-                          f"{row['images_per_s']:.2f} img/s  {row['peak_mem_mb']:.0f} MB", flush=True)
+                          f"{row['images_per_s']:.2f} img/s  {row['peak_mem_mb']:.0f} MB",
+                          flush=True)
     print()
     print(format_table(rows, args.reference))
     if len(layouts) == 2:

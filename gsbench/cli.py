@@ -1003,9 +1003,10 @@ def _profile_attention(name: str, scope: str, shape: tuple[int, ...], device: st
 #: class-uniform sampling of half the images (the rare classes are seen more often) score higher
 #: than lr 0.05 at the same cost. OHEM on the main loss (threshold 0.7, as GPSNet and OCNet
 #: train; 20,000 of the batch's 131,072 pixels at least) adds 3-5 points at the same
-#: iterations, mostly on buses, trains, motorcycles and bicycles. 100 validation images, scored once at the end (no validation during
-#: training: it only costs time), make the figure steady across thread counts, where 20 moved it
-#: by 2 points; benchmarks/RESULTS.md, "quickstart", has the measurements.
+#: iterations, mostly on persons, riders, trains and motorcycles. 100 validation images, scored
+#: once at the end (no validation during training: it only costs time), make the figure steady
+#: across thread counts, where 20 moved it by 2 points; benchmarks/RESULTS.md, "quickstart", has
+#: the measurements.
 QUICKSTART_SIZE = "128x256"
 QUICKSTART_N_TRAIN = 200
 QUICKSTART_N_VAL = 100
