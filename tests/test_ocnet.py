@@ -201,6 +201,26 @@ def test_class_weights_equal_the_releases_criterion_dsn():
                               result["loss"])
 
 
+def test_class_weights_with_ohem_equal_the_releases_criterion_ohem_dsn():
+    from gsbench.losses import build_loss, ohem_keep_mask
+    from gsbench.losses.ocnet import OCNET_CITYSCAPES_WEIGHTS
+
+    torch.manual_seed(1)
+    main, dsn = torch.randn(2, 19, 6, 7) * 3, torch.randn(2, 19, 6, 7)
+    label = torch.randint(0, 19, (2, 6, 7))
+    label[1, :2] = 255
+    loss = build_loss("ocnet", ignore_index=255, aux_weight=0.4, ohem_thresh=0.7,
+                      ohem_min_kept=10, options={"class_weights": "ocnet"})
+    result = loss({"out": main, "aux": dsn}, {"label": label})
+    # CriterionOhemDSN_single: weighted CE of the main output over OHEM's pixels, plain DSN term
+    keep = ohem_keep_mask(main, label, 0.7, 10)
+    assert 10 <= int(keep.sum()) < int((label != 255).sum())  # OHEM drops some pixels here
+    weight = torch.tensor(OCNET_CITYSCAPES_WEIGHTS)
+    criterion = torch.nn.CrossEntropyLoss(weight=weight, ignore_index=255)
+    kept = torch.where(keep, label, torch.full_like(label, 255))
+    torch.testing.assert_close(result["loss"], criterion(main, kept) + 0.4 * criterion(dsn, label))
+
+
 def test_class_weights_need_cityscapes_classes_and_a_known_name():
     from gsbench.losses import build_loss
 

@@ -20,25 +20,38 @@ from gsbench.errors import GsbenchError
 from gsbench.losses.ohem import ohem_keep_rows
 
 
-def cross_entropy_with_ignore(
+def pixel_log_probs(
     logits: torch.Tensor, label: torch.Tensor, ignore_index: int = IGNORE_INDEX,
     ohem: tuple[float, int] | None = None,
-) -> torch.Tensor:
-    """Mean cross-entropy over the pixels whose label is not ``ignore_index``; with ``ohem`` =
-    (threshold, min_kept), over the pixels that OHEM keeps (:func:`ohem_keep_rows`).
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pixels' class log-probabilities (P x C rows of N x C x H x W ``logits``) and their
+    labels (P), the labels of the pixels that OHEM drops (``ohem`` = (threshold, min_kept),
+    :func:`ohem_keep_rows`) set to ``ignore_index``.
 
-    A batch with no labelled pixel gives 0 (still connected to ``logits`` so that ``backward``
-    works and every gradient is 0) instead of the NaN of ``F.cross_entropy``'s empty mean. The
-    sum is divided by the count on the device, so that no step waits for the host to decide.
-    The pixels are scored as rows of class scores (a view of channels-last logits, see
-    :func:`gsbench.models.common.upsample_logits`): the same sum, and a contiguous softmax,
-    whose log-probabilities also give OHEM its true-class probabilities.
+    Rows are a view of channels-last logits (:func:`gsbench.models.common.upsample_logits`)
+    and make a contiguous softmax, whose log-probabilities also give OHEM its true-class
+    probabilities: one softmax per loss term.
     """
     log_probs = F.log_softmax(logits.permute(0, 2, 3, 1).reshape(-1, logits.shape[1]), dim=1)
     label = label.reshape(-1)
     if ohem is not None:
         keep = ohem_keep_rows(log_probs, label, *ohem, ignore_index)
         label = torch.where(keep, label, torch.full_like(label, ignore_index))
+    return log_probs, label
+
+
+def cross_entropy_with_ignore(
+    logits: torch.Tensor, label: torch.Tensor, ignore_index: int = IGNORE_INDEX,
+    ohem: tuple[float, int] | None = None,
+) -> torch.Tensor:
+    """Mean cross-entropy over the pixels whose label is not ``ignore_index``; with ``ohem`` =
+    (threshold, min_kept), over the pixels that OHEM keeps (:func:`pixel_log_probs`).
+
+    A batch with no labelled pixel gives 0 (still connected to ``logits`` so that ``backward``
+    works and every gradient is 0) instead of the NaN of ``F.cross_entropy``'s empty mean. The
+    sum is divided by the count on the device, so that no step waits for the host to decide.
+    """
+    log_probs, label = pixel_log_probs(logits, label, ignore_index, ohem)
     total = F.nll_loss(log_probs, label, ignore_index=ignore_index, reduction="sum")
     return total / (label != ignore_index).sum().clamp(min=1)
 

@@ -18,8 +18,7 @@ import torch.nn.functional as F
 
 from gsbench.data.labels import IGNORE_INDEX
 from gsbench.errors import GsbenchError
-from gsbench.losses.common import SegmentationLoss
-from gsbench.losses.ohem import ohem_keep_mask
+from gsbench.losses.common import SegmentationLoss, pixel_log_probs
 from gsbench.losses.registry import register_loss
 
 CLASS_WEIGHTS = ("none", "ocnet")
@@ -30,12 +29,15 @@ OCNET_CITYSCAPES_WEIGHTS = (0.8373, 0.918, 0.866, 1.0345, 1.0166, 0.9969, 0.9754
 
 
 def weighted_cross_entropy(logits: torch.Tensor, label: torch.Tensor, weight: torch.Tensor,
-                           ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """``CrossEntropyLoss(weight, ignore_index)``: the weighted mean over the labelled pixels;
-    0 (connected to ``logits``) when no pixel is labelled, instead of NaN."""
+                           ignore_index: int = IGNORE_INDEX,
+                           ohem: tuple[float, int] | None = None) -> torch.Tensor:
+    """``CrossEntropyLoss(weight, ignore_index)``: the weighted mean over the labelled pixels
+    (with ``ohem``, those OHEM keeps: :func:`~gsbench.losses.common.pixel_log_probs`); 0
+    (connected to ``logits``) when no pixel is labelled, instead of NaN."""
+    log_probs, label = pixel_log_probs(logits.float(), label, ignore_index, ohem)
     valid = label != ignore_index
     safe = torch.where(valid, label, torch.zeros_like(label))
-    nll = F.cross_entropy(logits.float(), safe, reduction="none")
+    nll = F.nll_loss(log_probs, safe, reduction="none")
     pixel_weight = weight.to(logits.device)[safe] * valid
     total = pixel_weight.sum()
     return (pixel_weight * nll).sum() / total.clamp_min(1e-12)
@@ -71,12 +73,8 @@ class OCNetLoss(SegmentationLoss):
                                f"{len(self.weight)} Cityscapes class weights, but the model "
                                f"predicts {logits.shape[1]} classes")
         label = self._checked_label(logits, batch["label"], "out")
-        main_label = label
-        if self.ohem_thresh is not None:
-            keep = ohem_keep_mask(logits, label, self.ohem_thresh, self.ohem_min_kept,
-                                  self.ignore_index)
-            main_label = torch.where(keep, label, torch.full_like(label, self.ignore_index))
-        ce = weighted_cross_entropy(logits, main_label, self.weight, self.ignore_index)
+        ohem = None if self.ohem_thresh is None else (self.ohem_thresh, self.ohem_min_kept)
+        ce = weighted_cross_entropy(logits, label, self.weight, self.ignore_index, ohem)
         result = {"loss": ce, "ce": ce}
         aux_logits = outputs.get("aux")
         if aux_logits is not None:
