@@ -20,7 +20,7 @@ PACKAGE_DIR = Path(gsbench.__file__).resolve().parent
 #: docs/architecture.md draws the same picture.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("gsbench.errors",),
-    ("gsbench.io", "gsbench.protocol"),
+    ("gsbench.io", "gsbench.native", "gsbench.protocol"),
     ("gsbench.data",),
     ("gsbench.metrics", "gsbench.models", "gsbench.losses"),
     ("gsbench.recipes", "gsbench.visualize"),

@@ -1,5 +1,6 @@
 """Boundary F-score against a slow implementation written straight from the DAVIS definition
-(binary masks, seg2bmap, scipy binary_dilation with an explicit digital disk)."""
+(binary masks, seg2bmap, scipy binary_dilation with an explicit digital disk), in both of its
+forms: the compiled one (:mod:`gsbench.metrics.boundary_native`) and the vectorised one."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ import pytest
 from scipy.ndimage import binary_dilation
 
 from gsbench.errors import GsbenchError
-from gsbench.metrics import BoundaryFScore, boundary_fscore
+from gsbench.metrics import BoundaryFScore, boundary_fscore, boundary_native
+
+
+@pytest.fixture(autouse=True, params=["native", "vectorised"])
+def form(request, monkeypatch):
+    """Every test of this file runs once per form of :func:`boundary_fscore`."""
+    if request.param == "vectorised":
+        monkeypatch.setattr(boundary_native.LIBRARY, "get", lambda: None)
+    return request.param
 
 
 def reference_boundary_map(mask: np.ndarray) -> np.ndarray:
@@ -205,3 +214,4 @@ def test_bad_inputs_raise_clear_errors():
         boundary_fscore(np.zeros((4, 5), np.uint8), np.zeros((4, 5), np.uint8), 3, radii=(2.5,))
     with pytest.raises(GsbenchError, match="convention"):
         BoundaryFScore(3, convention="davis")
+

@@ -8,11 +8,10 @@ RANet code runs this walk as a CUDA kernel (``ops/match_boundary``); on CUDA dev
 keeps its vectorised PyTorch form (:func:`gsbench.models.ranet.segment_max`), which is fast
 there.
 
-The C source below is compiled with the system C compiler (``$CC``, else ``cc``) into a
-shared library in gsbench's cache folder (``$GSBENCH_CACHE_DIR``, else
-``~/.cache/gsbench``), named by a hash of the source and the compiler, and loaded with
-:mod:`ctypes`. Without a working compiler (or with ``GSBENCH_NATIVE=0``) :func:`kernels`
-returns None and the PyTorch form runs instead: same results, slower.
+The C source below is compiled on first use (:mod:`gsbench.native`: the system C compiler, a
+cached shared library, :mod:`ctypes`). Without a working compiler (or with
+``GSBENCH_NATIVE=0``) :func:`kernels` returns None and the PyTorch form runs instead: same
+results, slower.
 
 The two sampling forms (the ``segment_samples`` option of :mod:`gsbench.models.ranet`):
 
@@ -33,18 +32,12 @@ official op).
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import shutil
-import subprocess
-import tempfile
-import threading
-import warnings
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from gsbench.native import NativeLibrary
 
 _SOURCE = r"""
 #include <math.h>
@@ -247,60 +240,26 @@ void segment_max_backward(const float *b, int h, int w, int mode, const int64_t 
 #: Sampling forms of Eq. (1): the ``mode`` argument of the kernel.
 MODES = {"paper": 0, "official": 1}
 
-_LOCK = threading.Lock()
-_LIBRARY: ctypes.CDLL | None = None
-_TRIED = False
+def _declare(library: ctypes.CDLL) -> None:
+    p, i32, i64, f32 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_float
+    library.segment_max_forward.argtypes = [p, i32, i32, i32, p, p, i64, i64, p]
+    library.segment_max_backward.argtypes = [p, i32, i32, i32, p, p, i64, i64, p, p]
+    library.official_parents.argtypes = [p, i32, i32, i32, p, p, p, i32, f32, i64, i64, p]
+    library.official_region_sums.argtypes = [p, i32, i32, i32, p, p, p, i32, p, p, i64, i32,
+                                             i32, p]
+    library.official_region_backward.argtypes = [p, i32, i32, i32, p, p, p, p, p, i32, p, p,
+                                                 i64, i32, i32, p, p, p]
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get("GSBENCH_CACHE_DIR")
-    return Path(root) if root else Path.home() / ".cache" / "gsbench"
-
-
-def _compile() -> ctypes.CDLL | None:
-    compiler = os.environ.get("CC") or "cc"
-    if shutil.which(compiler) is None:
-        return None
-    tag = hashlib.sha256((_SOURCE + compiler).encode()).hexdigest()[:16]
-    target = _cache_dir() / f"ranet_segment_max_{tag}.so"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-            source = Path(scratch) / "segment_max.c"
-            source.write_text(_SOURCE)
-            built = Path(scratch) / target.name
-            # No fast-math and no contraction: float32 rounding as the official CUDA op.
-            subprocess.run([compiler, "-O3", "-std=c99", "-ffp-contract=off", "-shared",
-                            "-fPIC", "-o", str(built), str(source), "-lm"],
-                           check=True, capture_output=True, timeout=120)
-            os.replace(built, target)
-    library = ctypes.CDLL(str(target))
-    pointer = ctypes.c_void_p
-    library.segment_max_forward.argtypes = [pointer, ctypes.c_int, ctypes.c_int, ctypes.c_int,
-                                            pointer, pointer, ctypes.c_int64, ctypes.c_int64,
-                                            pointer]
-    library.segment_max_backward.argtypes = [pointer, ctypes.c_int, ctypes.c_int, ctypes.c_int,
-                                             pointer, pointer, ctypes.c_int64, ctypes.c_int64,
-                                             pointer, pointer]
-    _declare(library)
-    return library
+# No fast-math and no contraction: float32 rounding as the official CUDA op.
+LIBRARY = NativeLibrary("ranet_segment_max", _SOURCE, _declare,
+                        flags=("-O3", "-std=c99", "-ffp-contract=off"),
+                        purpose="RANet segment-maximum kernel")
 
 
 def kernels() -> ctypes.CDLL | None:
     """The compiled library, or None (no compiler, a failed build, or ``GSBENCH_NATIVE=0``)."""
-    global _LIBRARY, _TRIED
-    if os.environ.get("GSBENCH_NATIVE", "1") == "0":
-        return None
-    with _LOCK:
-        if not _TRIED:
-            _TRIED = True
-            try:
-                _LIBRARY = _compile()
-            except (OSError, subprocess.SubprocessError) as error:
-                warnings.warn(f"RANet's compiled segment-maximum kernel is unavailable ({error}); "
-                              "using the slower PyTorch form", RuntimeWarning, stacklevel=3)
-                _LIBRARY = None
-    return _LIBRARY
+    return LIBRARY.get()
 
 
 def _spans(total: int) -> list[tuple[int, int]]:
@@ -356,15 +315,6 @@ def backward(library: ctypes.CDLL, boundary: Tensor, height: int, width: int, mo
     with ThreadPoolExecutor(len(spans)) as pool:
         list(pool.map(run, range(len(spans))))
     return partial.sum(0)
-
-
-def _declare(library: ctypes.CDLL) -> None:
-    p, i32, i64, f32 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_float
-    library.official_parents.argtypes = [p, i32, i32, i32, p, p, p, i32, f32, i64, i64, p]
-    library.official_region_sums.argtypes = [p, i32, i32, i32, p, p, p, i32, p, p, i64, i32,
-                                             i32, p]
-    library.official_region_backward.argtypes = [p, i32, i32, i32, p, p, p, p, p, i32, p, p,
-                                                 i64, i32, i32, p, p, p]
 
 
 #: The Table 1 cues as the kernel's ``cue`` argument.
