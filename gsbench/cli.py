@@ -1003,7 +1003,10 @@ def _profile_attention(name: str, scope: str, shape: tuple[int, ...], device: st
 #: class-uniform sampling of half the images (the rare classes are seen more often) score higher
 #: than lr 0.05 at the same cost. OHEM on the main loss (threshold 0.7, as GPSNet and OCNet
 #: train; 20,000 of the batch's 131,072 pixels at least) adds 3-5 points at the same
-#: iterations, mostly on persons, riders, trains and motorcycles. 100 validation images, scored
+#: iterations, mostly on persons, riders, trains and motorcycles. The 200 images are decoded
+#: once and kept (the dataset keeps a split this small), so loading is cheap enough for the
+#: training process itself: a loader worker would only take a core from the training step's
+#: threads. 100 validation images, scored
 #: once at the end (no validation during training: it only costs time), make the figure steady
 #: across thread counts, where 20 moved it by 2 points; benchmarks/RESULTS.md, "quickstart", has
 #: the measurements.
@@ -1015,7 +1018,7 @@ QUICKSTART_OVERRIDES = (
     "train.iterations=2000", "train.batch_size=4", "train.lr=0.1", "train.head_lr_mult=2",
     "data.crop_size=[128,256]", "data.scale_range=[0.75,1.25]", "data.rotate_degrees=0",
     "data.blur_prob=0", "data.color_jitter=0", "data.class_uniform=0.5", "train.ohem_thresh=0.7",
-    "train.ohem_min_kept=20000", "train.log_every=100",
+    "train.ohem_min_kept=20000", "train.num_workers=0", "train.log_every=100",
     "train.checkpoint_every=500", "train.val_every=0",
 )
 

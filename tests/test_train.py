@@ -216,6 +216,29 @@ def test_dataset_items_do_not_depend_on_workers(data_root):
         assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
 
 
+def test_dataset_keeps_a_small_split_decoded_and_the_items_are_unchanged(data_root, monkeypatch):
+    """A split that fits in DECODE_CACHE_BYTES is decoded once per process; the kept arrays are
+    read-only, and every transform of a full augmentation (scale, rotation, blur, colour
+    jitter, crop, flip) leaves them as they were: two epochs of items equal those of a dataset
+    that decodes every item."""
+    import gsbench.data.dataset as dataset_module
+
+    manifest = Manifest.load(data_root)
+    transform = train_transform(load_recipe("psanet101-smoke").data)
+    kept = SegmentationDataset(manifest, "train", transform, seed=5)
+    kept[0]  # decides to keep the split: it fits
+    monkeypatch.setattr(dataset_module, "DECODE_CACHE_BYTES", 0)
+    decoded = SegmentationDataset(manifest, "train", transform, seed=5)
+    for epoch in (0, 1):
+        for index in range(len(kept)):
+            a, b = kept[epoch, index], decoded[epoch, index]
+            for key in ("image", "label", "edge"):
+                assert torch.equal(a[key], b[key]), (epoch, index, key)
+    assert len(kept._kept) == len(kept) and not decoded._kept
+    image, label, edge = kept._kept[0]
+    assert not (image.flags.writeable or label.flags.writeable or edge.flags.writeable)
+
+
 def test_dataset_names_a_label_value_outside_the_classes(tmp_path):
     root = make_prepared_dataset(tmp_path / "data")
     manifest = Manifest.load(root)

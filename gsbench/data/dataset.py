@@ -39,6 +39,12 @@ from gsbench.io import read_label, read_rgb
 _PLAN_STREAM = 1
 
 
+#: A split whose decoded images, labels and edge maps fit in this many bytes is decoded once
+#: per process and kept (a synthetic or small dataset: its items then cost their augmentation
+#: only); larger splits are decoded item by item.
+DECODE_CACHE_BYTES = 256 << 20
+
+
 class SegmentationDataset(Dataset):
     """Images, trainId labels and (when prepared) edge maps of ``manifest``'s ``split``; the
     edge maps are read only with ``with_edges`` (the training engine passes it for the losses
@@ -72,6 +78,8 @@ class SegmentationDataset(Dataset):
         if not 0.0 <= class_uniform <= 1.0:
             raise GsbenchError(f"data.class_uniform must be in [0, 1], got {class_uniform}")
         self.class_uniform = float(class_uniform)
+        self._kept: dict[int, tuple] = {}
+        self._keep: bool | None = None
         self.class_index: ClassPixelIndex | None = None
         self._plans: dict[int, EpochPlan] = {}  # the class-uniform plan of the latest epoch
         if self.class_uniform > 0:
@@ -123,9 +131,14 @@ class SegmentationDataset(Dataset):
         """The augmentation generator of item ``index`` in ``epoch`` (default: the current one)."""
         return np.random.default_rng([self.seed, self.epoch if epoch is None else epoch, index])
 
-    def __getitem__(self, key: int | tuple[int, int]) -> dict:
-        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
-        source, class_id = self.crop_source(index, epoch)
+    def _decoded(self, source: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Image, label and edge map of sample ``source``, decoded, or kept from an earlier
+        decoding when the whole split fits in :data:`DECODE_CACHE_BYTES` (in each process: a
+        loader worker keeps its own). Kept arrays are read-only, so that no transform can
+        change them for the next epoch."""
+        kept = self._kept.get(source)
+        if kept is not None:
+            return kept
         sample = self.samples[source]
         image = read_rgb(self.manifest.path(sample.image))
         label = edge = None
@@ -140,6 +153,22 @@ class SegmentationDataset(Dataset):
                 )
         if self.has_edges:
             edge = read_label(self.manifest.path(sample.edge)).astype(np.uint8)
+        arrays = (image, label, edge)
+        if self._keep is None:  # decide once, from the first item's size
+            size = sum(a.nbytes for a in arrays if a is not None)
+            self._keep = size * len(self.samples) <= DECODE_CACHE_BYTES
+        if self._keep:
+            for array in arrays:
+                if array is not None:
+                    array.setflags(write=False)
+            self._kept[source] = arrays
+        return arrays
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
+        source, class_id = self.crop_source(index, epoch)
+        sample = self.samples[source]
+        image, label, edge = self._decoded(source)
         rng = self.generator(index, epoch)
         anchor = None
         if class_id is not None:
