@@ -424,8 +424,12 @@ def measure_inference(repeats: int, batch: int | None, backbone: str, packages: 
                       ) -> dict[str, dict[str, float]]:
     """CPU ms of each timed call (median of ``repeats``, one thread) and the ratios to the
     area bounds, per package; the packages take turns call by call."""
+    import importlib
+
     import torch
 
+    # the heap settings of `gsbench eval` (one per process: the first package's)
+    importlib.import_module(f"{packages[0]}.engine.memory").keep_freed_memory()
     torch.set_num_threads(1)
     work = {package: _inference_work(package, batch, backbone) for package in packages}
     for calls in work.values():

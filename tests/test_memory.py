@@ -46,3 +46,36 @@ def test_a_step_no_longer_faults_its_freed_memory_in_again():
 def test_the_setting_is_made_once_and_says_whether_it_took():
     assert keep_freed_memory() is keep_freed_memory()
     assert isinstance(keep_freed_memory(), bool)
+
+
+
+# Bytes of the process in blocks that glibc mapped one by one (mallinfo2's hblkhd) while a fresh
+# 10 MB tensor is alive, with the settings made first or not at all.
+MAPPED_BYTES = """
+import ctypes, sys, torch
+from gsbench.engine.memory import keep_freed_memory
+if sys.argv[1] == "keep":
+    keep_freed_memory()
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+mallinfo2 = ctypes.CDLL(None).mallinfo2
+mallinfo2.restype = MallInfo2
+tensor = torch.empty(19 * 256 * 512)
+print(mallinfo2().hblkhd)
+"""
+
+
+def _mapped_bytes(mode: str) -> int:
+    return int(subprocess.run([sys.executable, "-c", MAPPED_BYTES, mode], capture_output=True,
+                              text=True, check=True, timeout=120).stdout)
+
+
+@pytest.mark.skipif(not keep_freed_memory(), reason="needs glibc's mallopt (Linux)")
+def test_large_blocks_come_from_the_kept_heap():
+    """M_TOP_PAD turns off glibc's adaptive mmap threshold; without M_MMAP_THRESHOLD every block
+    over 128 KiB would be mapped (and faulted in) anew at each allocation."""
+    size = 19 * 256 * 512 * 4
+    assert _mapped_bytes("plain") >= size  # glibc maps a fresh process's first large block
+    assert _mapped_bytes("keep") < size
