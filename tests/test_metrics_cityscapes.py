@@ -11,6 +11,7 @@ from gsbench.data.cityscapes import (
     CITYSCAPES_LABEL_TO_TRAIN,
     CITYSCAPES_LABELS,
 )
+from gsbench.errors import GsbenchError
 from gsbench.io import write_png
 from gsbench.metrics import SegmentationMetrics
 
@@ -75,8 +76,11 @@ def _run_official(monkeypatch, preds: list[str], gts: list[str]) -> dict:
     return ev.evaluateImgLists(preds, gts, ev.args)
 
 
+@pytest.mark.parametrize("instance_dtype", [np.uint16, np.int32], ids=["uint16", "int32"])
 @pytest.mark.parametrize("dense", [True, False], ids=["all-labels", "few-labels"])
-def test_miou_iou_iiou_equal_official_evaluator(tmp_path, monkeypatch, dense):
+def test_miou_iou_iiou_equal_official_evaluator(tmp_path, monkeypatch, dense, instance_dtype):
+    """uint16 instanceIds (as their PNGs decode) take the compiled count where it is built,
+    other integer types the NumPy form."""
     rng = np.random.default_rng(2024 + dense)
     choices = ALL_LABEL_IDS if dense else FEW_LABEL_IDS
     preds, gts = [], []
@@ -95,7 +99,7 @@ def test_miou_iou_iiou_equal_official_evaluator(tmp_path, monkeypatch, dense):
         preds.append(f"{stem}_pred.png")
         gts.append(f"{stem}_gtFine_labelIds.png")
         gt_train, pred_train = CITYSCAPES_LABEL_TO_TRAIN[gt_ids], CITYSCAPES_LABEL_TO_TRAIN[pred_ids]
-        metrics.update(pred_train, gt_train, instance)
+        metrics.update(pred_train, gt_train, instance.astype(instance_dtype))
         valid = gt_train != 255
         total_correct += int((pred_train[valid] == gt_train[valid]).sum())
         total_valid += int(valid.sum())
@@ -121,3 +125,22 @@ def test_miou_iou_iiou_equal_official_evaluator(tmp_path, monkeypatch, dense):
     assert any(v is None for v in ours["per_class_iou"].values()) != dense
     assert any(v is None for v in ours["per_class_iiou"].values()) != dense
     assert sum(v is not None for v in ours["per_class_iiou"].values()) >= 3
+
+
+def test_the_compiled_and_numpy_instance_counts_agree():
+    from gsbench.metrics import instance as instance_module
+
+    rng = np.random.default_rng(5)
+    gt_ids = _blob_label_ids(rng, ALL_LABEL_IDS, random_base=True)
+    ids = _instance_ids(rng, gt_ids).astype(np.uint16)
+    pred = CITYSCAPES_LABEL_TO_TRAIN[_prediction(rng, gt_ids, ALL_LABEL_IDS)]
+    assert instance_module._COUNTS.get() is not None  # a C compiler is part of the test setup
+    native = instance_module.instance_weighted_counts(pred, ids)
+    numpy_form = instance_module.instance_weighted_counts(pred, ids.astype(np.int32))
+    for got, want in zip(native, numpy_form):
+        np.testing.assert_array_equal(got, want)
+    assert native[0].sum() > 0 and native[1].sum() > 0
+    ids[3, 4] = 40001  # labelId 40 does not exist
+    for form in (np.uint16, np.int32):
+        with pytest.raises(GsbenchError, match="instance map holds id 40001"):
+            instance_module.instance_weighted_counts(pred, ids.astype(form))

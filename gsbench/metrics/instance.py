@@ -10,6 +10,8 @@ ignores classes whose denominator is 0, like mIoU.
 
 from __future__ import annotations
 
+import ctypes
+
 import numpy as np
 
 from gsbench.data.cityscapes import (
@@ -25,6 +27,7 @@ from gsbench.metrics._common import (
     check_same_shape,
 )
 from gsbench.metrics.confusion import confusion_matrix
+from gsbench.native import NativeLibrary
 
 #: Average instance size in pixels per class, the weights of the official evaluator
 #: (``args.avgClassSize`` in cityscapesscripts; caravan and trailer are not evaluated).
@@ -65,6 +68,67 @@ _TRAIN_ID_OF_INSTANCE_ID = np.where(
     np.uint8(IGNORE_INDEX)).repeat(_INSTANCE_ID_DIVISOR)
 
 
+_COUNTS_SOURCE = r"""
+#include <stdint.h>
+
+/* Pixels and correctly predicted pixels of every instance id above `floor` and up to max_id
+   (tables of max_id + 1 entries): pred[p] == train_of[id] is a hit. Returns the largest id
+   above max_id seen (0 if none; those pixels are not counted). */
+int64_t instance_counts(const uint16_t *ids, const uint8_t *pred, int64_t n, int floor,
+                        int max_id, const uint8_t *train_of, int64_t *size, int64_t *hits) {
+    int64_t beyond = 0;
+    for (int64_t p = 0; p < n; p++) {
+        int id = ids[p];
+        if (id <= floor) continue;
+        if (id > max_id) { if (id > beyond) beyond = id; continue; }
+        size[id]++;
+        hits[id] += pred[p] == train_of[id];
+    }
+    return beyond;
+}
+"""
+
+
+def _declare(library: ctypes.CDLL) -> None:
+    p = ctypes.c_void_p
+    library.instance_counts.argtypes = [p, p, ctypes.c_int64, ctypes.c_int, ctypes.c_int, p, p, p]
+    library.instance_counts.restype = ctypes.c_int64
+
+
+_COUNTS = NativeLibrary("instance_counts", _COUNTS_SOURCE, _declare, purpose="iIoU pixel counts")
+
+
+def _instance_pixel_counts(pred: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per instance id (ids above 1000): its pixels and those predicted as its class (a table
+    indexed by id), or None when the image has no instance pixel. One pass of a compiled loop
+    over uint16 ids (what instanceIds PNGs decode to) where it is built, else only the instance
+    pixels (a few per cent of a street scene) through NumPy."""
+    library = _COUNTS.get() if ids.dtype == np.uint16 else None
+    if library is not None:
+        size = np.zeros(_MAX_INSTANCE_ID + 1, np.int64)
+        tp = np.zeros(_MAX_INSTANCE_ID + 1, np.int64)
+        pred, ids = np.ascontiguousarray(pred), np.ascontiguousarray(ids)
+        beyond = library.instance_counts(ids.ctypes.data, pred.ctypes.data, ids.size,
+                                         _INSTANCE_ID_DIVISOR, _MAX_INSTANCE_ID,
+                                         _TRAIN_ID_OF_INSTANCE_ID.ctypes.data, size.ctypes.data,
+                                         tp.ctypes.data)
+        if beyond:
+            raise GsbenchError(f"instance map holds id {beyond}, whose labelId is not a Cityscapes label")
+        return (size, tp) if size.any() else None
+    where = np.flatnonzero(ids > _INSTANCE_ID_DIVISOR)
+    if where.size == 0:
+        return None
+    ids = ids[where]
+    if ids.max() > _MAX_INSTANCE_ID:
+        raise GsbenchError(f"instance map holds id {int(ids.max())}, whose labelId is not a Cityscapes label")
+    # trainId of each pixel's instance class from a table over all ids (no division per pixel);
+    # ids of classes without iIoU (caravan, trailer) are dropped per instance by the caller.
+    hits = pred[where] == _TRAIN_ID_OF_INSTANCE_ID[ids]
+    # Per-instance pixel counts and hits via bincount over the id value (no sort needed).
+    size = np.bincount(ids)
+    return size, np.bincount(ids[hits], minlength=size.size)
+
+
 def instance_weighted_counts(pred: np.ndarray, instance_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Weighted TP and FN sums of one image for the 8 instance classes (order of
     ``CITYSCAPES_INSTANCE_TRAIN_IDS``); ``pred`` in trainIds, ``instance_ids`` raw instanceIds."""
@@ -78,21 +142,10 @@ def instance_weighted_counts(pred: np.ndarray, instance_ids: np.ndarray) -> tupl
         raise GsbenchError(f"instance map shape {instance_ids.shape} does not match prediction shape {pred.shape}")
     num_slots = len(CITYSCAPES_INSTANCE_TRAIN_IDS)
     tp_weighted, fn_weighted = np.zeros(num_slots), np.zeros(num_slots)
-    # Only the instance pixels (ids above 1000, a few per cent of a street scene) are looked
-    # at: their flat indices once, then everything on those pixels alone.
-    flat_ids = instance_ids.ravel()
-    where = np.flatnonzero(flat_ids > _INSTANCE_ID_DIVISOR)
-    if where.size == 0:
+    counts = _instance_pixel_counts(pred.ravel(), instance_ids.ravel())
+    if counts is None:
         return tp_weighted, fn_weighted
-    ids = flat_ids[where]
-    if ids.max() > _MAX_INSTANCE_ID:
-        raise GsbenchError(f"instance map holds id {int(ids.max())}, whose labelId is not a Cityscapes label")
-    # trainId of each pixel's instance class from a table over all ids (no division per pixel);
-    # ids of classes without iIoU (caravan, trailer) are dropped per instance below.
-    hits = pred.ravel()[where] == _TRAIN_ID_OF_INSTANCE_ID[ids]
-    # Per-instance pixel counts and hits via bincount over the id value (no sort needed).
-    size = np.bincount(ids)
-    tp = np.bincount(ids[hits], minlength=size.size)
+    size, tp = counts
     present = np.flatnonzero(size)
     present = present[_SLOT_OF_LABEL_ID[present // _INSTANCE_ID_DIVISOR] >= 0]
     weight = _AVG_SIZE_OF_LABEL_ID[present // _INSTANCE_ID_DIVISOR] / size[present]
