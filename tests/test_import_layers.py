@@ -19,8 +19,8 @@ PACKAGE_DIR = Path(gsbench.__file__).resolve().parent
 #: (a loss reads the model's output dict by key), analysis (what reads models) and the engine.
 #: docs/architecture.md draws the same picture.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("gsbench.errors",),
-    ("gsbench.io", "gsbench.native", "gsbench.protocol"),
+    ("gsbench.errors", "gsbench.native"),
+    ("gsbench.io", "gsbench.protocol"),
     ("gsbench.data",),
     ("gsbench.metrics", "gsbench.models", "gsbench.losses"),
     ("gsbench.recipes", "gsbench.visualize"),
