@@ -24,3 +24,16 @@ def most_frequent_class_miou():
         return float(trivial.compute()["miou"])
 
     return miou
+
+
+@pytest.fixture(params=["native", "opencv"])
+def confusion_counting(request, monkeypatch):
+    """The confusion matrices counted by the compiled loop (gsbench.native), then without it
+    (OpenCV's joint histogram): for the test files of the metrics built on them."""
+    from gsbench.metrics import confusion
+
+    if request.param == "native":
+        assert confusion._COUNTS.get() is not None  # a C compiler is part of the test setup
+    else:
+        monkeypatch.setattr(confusion._COUNTS, "get", lambda: None)
+    return request.param

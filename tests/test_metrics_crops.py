@@ -9,17 +9,8 @@ from gsbench.errors import GsbenchError
 from gsbench.metrics import CropMIoU, crop_box
 
 
-@pytest.fixture(autouse=True, params=["native", "opencv"])
-def form(request, monkeypatch):
-    """Every test of this file runs once with the compiled counting loop and once without it
-    (OpenCV's joint histogram)."""
-    from gsbench.metrics import confusion
-
-    if request.param == "native":
-        assert confusion._COUNTS.get() is not None  # a C compiler is part of the test setup
-    else:
-        monkeypatch.setattr(confusion._COUNTS, "get", lambda: None)
-    return request.param
+# every test of this file runs with the compiled counting loop and without it (conftest.py)
+pytestmark = pytest.mark.usefixtures("confusion_counting")
 
 
 def reference_miou(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> float:
