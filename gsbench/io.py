@@ -6,9 +6,9 @@ the same folder, then ``os.replace``), so an interrupted run never leaves a half
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
-import ctypes
 import os
 import struct
 import tempfile
