@@ -98,6 +98,11 @@ class SegmentationLoss(nn.Module):
             f"ohem_thresh={self.ohem_thresh}, ohem_min_kept={self.ohem_min_kept}"
         )
 
+    @property
+    def ohem(self) -> tuple[float, int] | None:
+        """``(threshold, min_kept)`` of OHEM on the main term, or None without it."""
+        return None if self.ohem_thresh is None else (self.ohem_thresh, self.ohem_min_kept)
+
     def _checked_label(self, logits: torch.Tensor, label: torch.Tensor, key: str) -> torch.Tensor:
         if logits.dim() != 4 or label.dim() != 3 or logits.shape[0] != label.shape[0] or (
             logits.shape[2:] != label.shape[1:]
@@ -129,8 +134,7 @@ class SegmentationLoss(nn.Module):
         logits = outputs["out"]
         label = self._checked_label(logits, batch["label"], "out")
 
-        ohem = None if self.ohem_thresh is None else (self.ohem_thresh, self.ohem_min_kept)
-        ce = cross_entropy_with_ignore(logits, label, self.ignore_index, ohem)
+        ce = cross_entropy_with_ignore(logits, label, self.ignore_index, self.ohem)
         result = {"loss": ce, "ce": ce}
 
         aux_logits = outputs.get("aux")

@@ -73,8 +73,7 @@ class OCNetLoss(SegmentationLoss):
                                f"{len(self.weight)} Cityscapes class weights, but the model "
                                f"predicts {logits.shape[1]} classes")
         label = self._checked_label(logits, batch["label"], "out")
-        ohem = None if self.ohem_thresh is None else (self.ohem_thresh, self.ohem_min_kept)
-        ce = weighted_cross_entropy(logits, label, self.weight, self.ignore_index, ohem)
+        ce = weighted_cross_entropy(logits, label, self.weight, self.ignore_index, self.ohem)
         result = {"loss": ce, "ce": ce}
         aux_logits = outputs.get("aux")
         if aux_logits is not None:

@@ -244,16 +244,17 @@ class _Map:
         self.shift, self.border = _CELL_SHIFT, -(-pad >> _CELL_SHIFT)
         self.grid = np.zeros((((height - 1) >> self.shift) + 1 + 2 * self.border,
                               ((width - 1) >> self.shift) + 1 + 2 * self.border), np.uint32)
-        self.out = _MapOut(*(_pointer(a) for a in (
-            self.bitmaps, self.ys, self.xs, self.bits, self.query, self.query_bits, self.grid)))
 
-    def start(self) -> tuple[np.ndarray, np.ndarray]:
-        """Empty lists and grid, and fresh per-class counts (returned: the totals and the
-        matches at radius 0) for a pass."""
+    def start(self, out: _MapOut) -> tuple[np.ndarray, np.ndarray]:
+        """``out`` pointed at this map's arrays, with empty lists, an empty grid and fresh
+        per-class counts (returned: the totals and the matches at radius 0) for a pass."""
         self.grid.fill(0)
         totals, at_zero = np.zeros(_BLOCK, np.int64), np.zeros(_BLOCK, np.int64)
-        self.out.totals, self.out.at_zero = _pointer(totals), _pointer(at_zero)
-        self.out.n = self.out.n_query = 0
+        arrays = (self.bitmaps, self.ys, self.xs, self.bits, self.query, self.query_bits,
+                  self.grid, totals, at_zero)
+        for (name, _), array in zip(_MapOut._fields_, arrays):
+            setattr(out, name, _pointer(array))
+        out.n = out.n_query = 0
         return totals, at_zero
 
 
@@ -267,7 +268,7 @@ class NativeWorkspace:
         self.key = (height, width, max_radius)
         self.pad = max_radius
         self.maps = (_Map(height, width, max_radius), _Map(height, width, max_radius))
-        self.pair = (_MapOut * 2)()  # the kernel's two structs, copied from the maps' per pass
+        self.pair = (_MapOut * 2)()  # the kernel's two structs, filled by _Map.start
         self.scratch = np.empty(6 * width, np.uint8)
         self.near = np.zeros_like(self.maps[0].grid)
         self.spread = np.zeros_like(self.maps[0].grid)
@@ -320,8 +321,7 @@ def native_counts(library: ctypes.CDLL, workspace: NativeWorkspace, pred: np.nda
         block = np.arange(first, min(first + _BLOCK, num_classes))
         lut = np.zeros(256, np.uint32)
         lut[block] = np.left_shift(np.uint32(1), np.arange(block.size, dtype=np.uint32))
-        counts = [m.start() for m in maps]
-        pair[0], pair[1] = maps[0].out, maps[1].out
+        counts = [m.start(out) for m, out in zip(maps, pair)]
         try:
             library.boundary_pair(_pointer(pred), _pointer(gt), ignore_index, height, width,
                                   _pointer(lut), pad, one.plane, one.words, one.shift, one.border,
