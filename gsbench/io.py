@@ -368,7 +368,7 @@ def _decode_grey_png(path: Path, data: bytes) -> np.ndarray | None:
     """A non-interlaced 8- or 16-bit greyscale PNG (a label map, an instanceIds map) decoded
     as OpenCV's ``IMREAD_UNCHANGED`` decodes it, in about half its time: zlib's inflate of the
     image data, then the rows unfiltered by a compiled loop (libpng's row loop carries each
-    byte's left neighbour through memory). Every chunk's CRC and the data's Adler-32 are
+    byte's left neighbour through memory). The critical chunks' CRCs and the data's Adler-32 are
     checked, as libpng does. None for any other PNG, or where the loop cannot be compiled
     (:mod:`gsbench.native`): OpenCV decodes those. The chunk structure is whole
     (:func:`_png_structure_error`)."""
@@ -382,7 +382,10 @@ def _decode_grey_png(path: Path, data: bytes) -> np.ndarray | None:
         if kind not in _PLAIN_PNG_CHUNKS:
             return None
         body = data[position + 8:position + 8 + length]
-        if zlib.crc32(kind + body) != int.from_bytes(data[position + 8 + length:position + 12 + length], "big"):
+        stored_crc = int.from_bytes(data[position + 8 + length:position + 12 + length], "big")
+        # as libpng: a damaged critical chunk (upper-case first letter) is an error, a damaged
+        # ancillary one (metadata here) is skipped
+        if kind[:1].isupper() and zlib.crc32(kind + body) != stored_crc:
             raise GsbenchError(f"{path}: not a readable image (PNG chunk {kind.decode('latin-1')!r} "
                                f"at byte {position} fails its CRC)")
         if kind == b"IHDR" and length == 13:

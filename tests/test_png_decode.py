@@ -145,3 +145,13 @@ def test_damaged_files_are_refused_in_one_line(tmp_path):
     unknown[3 * 13] = 7  # row 3's filter type
     with pytest.raises(GsbenchError, match=r"PNG row 3 has the unknown filter type 7"):
         _read(tmp_path, with_image_data(zlib.compress(bytes(unknown))))
+
+
+def test_a_damaged_text_chunk_is_skipped_as_libpng_skips_it(tmp_path):
+    array = _maps(6, (5, 9), np.uint8)
+    data = bytearray(hand_made_png(array, [2] * 5))
+    text = data.index(b"tEXt")
+    data[text + 6] ^= 0xFF  # the text's CRC no longer holds; the pixels are untouched
+    assert np.array_equal(_opencv(bytes(data)), array)
+    assert gio._decode_grey_png(tmp_path / "x.png", bytes(data)) is not None
+    assert np.array_equal(_read(tmp_path, bytes(data)), array)
