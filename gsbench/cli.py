@@ -1006,10 +1006,9 @@ def _profile_attention(name: str, scope: str, shape: tuple[int, ...], device: st
 #: iterations, mostly on persons, riders, trains and motorcycles. The 200 images are decoded
 #: once and kept (the dataset keeps a split this small), so loading is cheap enough for the
 #: training process itself: a loader worker would only take a core from the training step's
-#: threads. 100 validation images, scored
-#: once at the end (no validation during training: it only costs time), make the figure steady
-#: across thread counts, where 20 moved it by 2 points; benchmarks/RESULTS.md, "quickstart", has
-#: the measurements.
+#: threads. 100 validation images, scored once at the end (no validation during training: it
+#: only costs time), make the figure steady across thread counts, where 20 moved it by 2
+#: points; benchmarks/RESULTS.md, "quickstart", has the measurements.
 QUICKSTART_SIZE = "128x256"
 QUICKSTART_N_TRAIN = 200
 QUICKSTART_N_VAL = 100

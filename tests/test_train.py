@@ -237,6 +237,14 @@ def test_dataset_keeps_a_small_split_decoded_and_the_items_are_unchanged(data_ro
     assert len(kept._kept) == len(kept) and not decoded._kept
     image, label, edge = kept._kept[0]
     assert not (image.flags.writeable or label.flags.writeable or edge.flags.writeable)
+    # the budget holds item by item too (a later image larger than the first one)
+    first_size = sum(a.nbytes for a in kept._kept[0])
+    monkeypatch.setattr(dataset_module, "DECODE_CACHE_BYTES", first_size * len(kept))
+    bounded = SegmentationDataset(manifest, "train", transform, seed=5)
+    bounded._kept_bytes = first_size * (len(kept) - 2)  # as if larger items came first
+    for index in range(len(bounded)):
+        bounded[index]
+    assert len(bounded._kept) == 2
 
 
 def test_dataset_names_a_label_value_outside_the_classes(tmp_path):

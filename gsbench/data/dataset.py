@@ -80,6 +80,7 @@ class SegmentationDataset(Dataset):
         self.class_uniform = float(class_uniform)
         self._kept: dict[int, tuple] = {}
         self._keep: bool | None = None
+        self._kept_bytes, self._budget = 0, DECODE_CACHE_BYTES
         self.class_index: ClassPixelIndex | None = None
         self._plans: dict[int, EpochPlan] = {}  # the class-uniform plan of the latest epoch
         if self.class_uniform > 0:
@@ -154,14 +155,16 @@ class SegmentationDataset(Dataset):
         if self.has_edges:
             edge = read_label(self.manifest.path(sample.edge)).astype(np.uint8)
         arrays = (image, label, edge)
+        size = sum(a.nbytes for a in arrays if a is not None)
         if self._keep is None:  # decide once, from the first item's size
-            size = sum(a.nbytes for a in arrays if a is not None)
-            self._keep = size * len(self.samples) <= DECODE_CACHE_BYTES
-        if self._keep:
+            self._keep = size * len(self.samples) <= self._budget
+        # the running total holds the bound where later images are larger than the first
+        if self._keep and self._kept_bytes + size <= self._budget:
             for array in arrays:
                 if array is not None:
                     array.setflags(write=False)
             self._kept[source] = arrays
+            self._kept_bytes += size
         return arrays
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
