@@ -101,3 +101,17 @@ def test_empty_and_bad_inputs():
     with pytest.raises(GsbenchError, match="ground truth holds value 300"):
         confusion_matrix(wide, wide, 3)
     assert confusion_matrix(wide, np.zeros((4, 4), np.uint8), 3)[0].tolist() == [15, 0, 0, 1]
+
+
+def test_region_matrices_equal_per_region_references_and_skip_regions_out_of_range():
+    from gsbench.metrics.confusion import confusion_matrices_by_region
+
+    rng = np.random.default_rng(11)
+    gt = rng.integers(0, 6, (23, 31)).astype(np.uint8)
+    gt[rng.random(gt.shape) < 0.1] = 255
+    pred = rng.integers(0, 8, gt.shape).astype(np.uint8)
+    regions = rng.integers(0, 4, gt.shape).astype(np.uint8)  # region 3 is beyond num_regions
+    matrices = confusion_matrices_by_region(pred, gt, 6, regions, 3)
+    for r in range(3):
+        inside = regions == r
+        np.testing.assert_array_equal(matrices[r], reference_confusion(pred[inside], gt[inside], 6))

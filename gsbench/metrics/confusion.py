@@ -30,13 +30,15 @@ _COUNTS_SOURCE = r"""
 
 /* Pixel counts per (region, GT value, prediction clipped to `other`): tables[k][(r * 256 + g)
    * (other + 1) + min(p, other)] for pixel i in copy k = i % 2 (`size` entries per copy);
-   regions NULL: one region. */
-void region_counts(const uint8_t *regions, const uint8_t *gt, const uint8_t *pred, int64_t n,
-                   int other, int32_t *tables, int64_t size) {
+   regions NULL: one region; a region value of num_regions or more is not counted (as
+   OpenCV's histogram leaves values outside its range). */
+void region_counts(const uint8_t *regions, int num_regions, const uint8_t *gt,
+                   const uint8_t *pred, int64_t n, int other, int32_t *tables, int64_t size) {
     int64_t width = other + 1;
     for (int64_t i = 0; i < n; i++) {
         int p = pred[i] < other ? pred[i] : other;
         int64_t r = regions ? regions[i] : 0;
+        if (r >= num_regions) continue;
         tables[(i & 1) * size + (r * 256 + gt[i]) * width + p]++;
     }
 }
@@ -45,7 +47,7 @@ void region_counts(const uint8_t *regions, const uint8_t *gt, const uint8_t *pre
 
 def _declare(library: ctypes.CDLL) -> None:
     p, i64 = ctypes.c_void_p, ctypes.c_int64
-    library.region_counts.argtypes = [p, p, p, i64, ctypes.c_int, p, i64]
+    library.region_counts.argtypes = [p, ctypes.c_int, p, p, i64, ctypes.c_int, p, i64]
     library.region_counts.restype = None
 
 
@@ -100,10 +102,10 @@ def confusion_matrices_by_region(
         # Two interleaved copies of the table: consecutive pixels of one region and class
         # count into different words, not into one word twice in a row.
         tables = np.zeros((2, num_regions * 256 * width), np.int32)
-        regions_flat = None if regions is None else np.ascontiguousarray(regions, np.uint8)
-        gt_flat, pred_flat = np.ascontiguousarray(gt), np.ascontiguousarray(pred)
-        library.region_counts(None if regions_flat is None else regions_flat.ctypes.data,
-                              gt_flat.ctypes.data, pred_flat.ctypes.data, gt.size, other,
+        regions = None if regions is None else np.ascontiguousarray(regions, np.uint8)
+        gt, pred = np.ascontiguousarray(gt), np.ascontiguousarray(pred)
+        library.region_counts(None if regions is None else regions.ctypes.data, num_regions,
+                              gt.ctypes.data, pred.ctypes.data, gt.size, other,
                               tables.ctypes.data, tables.shape[1])
         counts = tables.sum(axis=0, dtype=np.int64).reshape(num_regions, 256, width)
     elif gt.size < 1 << 24 and num_regions <= 256:
