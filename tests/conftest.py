@@ -37,3 +37,16 @@ def confusion_counting(request, monkeypatch):
     else:
         monkeypatch.setattr(confusion._COUNTS, "get", lambda: None)
     return request.param
+
+
+@pytest.fixture(params=["native", "pytorch"])
+def inference_form(request, monkeypatch):
+    """Test-time inference's per-pixel work (merging views, resizing, softmax, summing) by the
+    compiled loops (gsbench.engine.inference_native), then by PyTorch's operators."""
+    from gsbench.engine import inference_native
+
+    if request.param == "native":
+        assert inference_native.LIBRARY.get() is not None  # a C compiler is part of the test setup
+    else:
+        monkeypatch.setattr(inference_native.LIBRARY, "get", lambda: None)
+    return request.param

@@ -22,6 +22,9 @@ from gsbench.errors import GsbenchError
 from gsbench.evaluation.setting import DEFAULT_MS_SCALES, parse_scales
 from gsbench.protocol import TestProtocol
 
+# every test on both forms of inference's per-pixel work (compiled, PyTorch)
+pytestmark = pytest.mark.usefixtures("inference_form")
+
 
 class OutModel(nn.Module):
     """Wrap a conv stack in the gsbench model contract ({"out": logits at input size})."""

@@ -25,6 +25,9 @@ from gsbench.engine.inference import InferenceOptions, infer, predict, resize
 from gsbench.errors import GsbenchError
 from gsbench.protocol import PROCEDURES, TestProtocol, apply_changes, default_stride
 
+# every test on both forms of inference's per-pixel work (compiled, PyTorch)
+pytestmark = pytest.mark.usefixtures("inference_form")
+
 CLASSES = 4
 
 

@@ -36,9 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gsbench.engine import inference_native
 from gsbench.engine.outputs import MAIN_OUTPUT, check_output
 from gsbench.errors import GsbenchError
-from gsbench.protocol import TestProtocol, default_stride
+from gsbench.protocol import Procedure, TestProtocol, default_stride
 
 #: Images per forward pass when :attr:`InferenceOptions.batch` is None: as many views or
 #: windows as hold this many pixels together (at least one).
@@ -167,6 +168,9 @@ def resize(x: torch.Tensor, size: tuple[int, int], kind: str) -> torch.Tensor:
         return x
     if kind == "matlab":
         return _matlab_resize(x, size)
+    resized = inference_native.resize_planes(x, size, kind == "corners")
+    if resized is not None:
+        return resized
     return F.interpolate(x, size=size, mode="bilinear", align_corners=kind == "corners")
 
 
@@ -244,8 +248,8 @@ def _view_scores(model: nn.Module, views: list[torch.Tensor], options: Inference
             if single:
                 canvases[v] = part
                 continue
-            if canvases[v] is None:
-                canvases[v] = part.new_zeros((n, part.shape[1], padded_h, padded_w))
+            if canvases[v] is None:  # channels-last, like the logits added to it
+                canvases[v] = part.new_zeros((n, padded_h, padded_w, part.shape[1])).permute(0, 3, 1, 2)
             canvases[v][:, :, y : y + win_h, x : x + win_w] += part
     if not single:
         count = (_coverage(padded_h, win_h, rows)[:, None] * _coverage(padded_w, win_w, cols)[None])
@@ -255,18 +259,48 @@ def _view_scores(model: nn.Module, views: list[torch.Tensor], options: Inference
 
 
 def _scale_maps(model: nn.Module, scaled: torch.Tensor, options: InferenceOptions
-                ) -> list[torch.Tensor]:
-    """The maps one scale contributes, at the scaled size: one per view where the procedure
-    averages views as probabilities at the image size (mmseg), else the views merged."""
+                ) -> list[tuple[torch.Tensor | None, torch.Tensor | None]]:
+    """The maps one scale contributes, at the scaled size, as ``(plain, mirrored)`` pairs (the
+    mirrored map still mirrored): the image's and its mirror's maps together where the
+    procedure merges them there (their mean), each on its own where it averages them as
+    probabilities at the image size (mmseg)."""
     protocol = options.protocol
     image_mirror = protocol.flip and protocol.info.flip_form == "image"
     views = [scaled, scaled.flip(-1)] if image_mirror else [scaled]
     maps = _view_scores(model, views, options)
-    if image_mirror:
-        if protocol.info.flip_merge == "logits":  # gsbench, toolbox: 0.5 * (z + z_m)
-            return [_add_mirrored(maps[0], maps[1]).mul_(0.5)]
-        maps[1] = maps[1].flip(-1)
-    return maps
+    if not image_mirror:
+        return [(maps[0], None)]
+    if protocol.info.flip_merge == "logits":  # gsbench, toolbox: 0.5 * (z + z_m)
+        return [(maps[0], maps[1])]
+    return [(maps[0], None), (None, maps[1])]
+
+
+def _accumulate(total: torch.Tensor | None, plain: torch.Tensor | None,
+                mirrored: torch.Tensor | None, size: tuple[int, int], kind: str,
+                info: Procedure) -> torch.Tensor:
+    """``total`` (None: nothing yet) plus one map of a scale brought to the image as the
+    procedure ``info`` does: the mean of ``plain`` and the mirror image of ``mirrored`` (or
+    whichever is given), resized to ``size`` by the resize ``kind``, and its softmax where the
+    scales average the probabilities of logits. On the CPU one compiled pass
+    (:mod:`gsbench.engine.inference_native`), else PyTorch's operators."""
+    softmax = info.scale_merge == "probabilities" and info.window_merge == "logits"
+    if info.resize != "matlab" and kind != "matlab":
+        result = inference_native.accumulate_scores(total, plain, mirrored, size,
+                                                    kind == "corners", softmax)
+        if result is not None:
+            return result
+    if plain is not None and mirrored is not None:
+        scores = _add_mirrored(plain, mirrored).mul_(0.5)
+    else:
+        scores = plain if plain is not None else mirrored.flip(-1)
+    if tuple(scores.shape[-2:]) != tuple(size):
+        scores = resize(scores, size, kind)
+        if info.resize == "matlab":  # scale_process.m: renormalised to sum 1
+            scores = scores / scores.sum(dim=1, keepdim=True)
+    if softmax:
+        scores = _softmax(scores)
+    # every map is a tensor of this call's own (model inputs are always fresh copies)
+    return scores if total is None else total.add_(scores)
 
 
 @torch.no_grad()
@@ -289,15 +323,8 @@ def infer(model: nn.Module, images: torch.Tensor,
     for scale in protocol.scales:
         size = protocol.scaled_size(height, width, scale)
         scaled = resize(images, size, info.resize)
-        for scores in _scale_maps(model, scaled, options):
-            if tuple(scores.shape[-2:]) != (height, width):
-                scores = resize(scores, (height, width), back)
-                if info.resize == "matlab":  # scale_process.m: renormalised to sum 1
-                    scores = scores / scores.sum(dim=1, keepdim=True)
-            if info.scale_merge == "probabilities" and info.window_merge == "logits":
-                scores = _softmax(scores)
-            # every map is a tensor of this call's own (model inputs are always fresh copies)
-            total = scores if total is None else total.add_(scores)
+        for plain, mirrored in _scale_maps(model, scaled, options):
+            total = _accumulate(total, plain, mirrored, (height, width), back, info)
             views += 1
     assert total is not None
     if views > 1:

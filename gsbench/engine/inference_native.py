@@ -1,0 +1,412 @@
+"""Test-time inference's per-pixel work as compiled loops (:mod:`gsbench.native`): the form
+that :func:`gsbench.engine.inference.infer` runs on the CPU where a C compiler exists.
+
+Per scale, a procedure takes the mean of the model's logits of the image and of its mirror,
+resizes it to the image size, takes its softmax and adds it to the running total. PyTorch runs
+these as separate passes over the full class maps, each reading and writing all of them (its
+softmax also copies a channels-last map to the planar layout first); on the smoke models they
+cost about a sixth of the forward passes. :func:`accumulate_scores` does them in one pass: each
+output pixel reads its four source pixels in each map (the mirror's from the other end), takes
+their weighted sum, the softmax of its classes and adds it to the total; a group of four pixels
+at a time, so that their exponentials are independent work. When enlarging, the two maps are
+summed at their smaller size first. :func:`resize_planes` is the same bilinear resize for
+planar images (the scaled image itself).
+
+The values are PyTorch's up to rounding (tests/test_inference_native.py): the source indices
+and weights are ATen's ``compute_source_index_and_lambda`` (its AVX2 build fuses the
+multiply-add, and so does this one), the weighted sums are taken in another order, and the
+exponential is Cephes' ``expf`` polynomial, within a few units in the last place.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+from gsbench.native import NativeLibrary
+
+_SOURCE = r"""
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* x86-64 builds carry an AVX2 + FMA copy of each kernel, picked when the library is loaded;
+   the cached library stays valid on any x86-64 machine. */
+#if defined(__x86_64__) && defined(__GNUC__) && __GNUC__ >= 11 && !defined(__clang__) && defined(__GLIBC__)
+#define CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define CLONES
+#endif
+
+#define LANES 8
+#define GROUP 4  /* output pixels worked on together: their exponentials are independent */
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+#ifdef __clang__
+#define SHUFFLE(v, ...) __builtin_shufflevector(v, v, __VA_ARGS__)
+#else
+#define SHUFFLE(v, ...) __builtin_shuffle(v, (v8i){__VA_ARGS__})
+#endif
+
+static inline v8f load8(const float *p) { v8f v; memcpy(&v, p, sizeof v); return v; }
+static inline v8f splat8(float x) { return (v8f){x, x, x, x, x, x, x, x}; }
+static inline v8f max8(v8f a, v8f b) { v8i m = a > b; return (v8f)((m & (v8i)a) | (~m & (v8i)b)); }
+
+/* The maximum and the sum of the eight lanes, in every lane. */
+static inline v8f all_max8(v8f v) {
+    v = max8(v, SHUFFLE(v, 4, 5, 6, 7, 0, 1, 2, 3));
+    v = max8(v, SHUFFLE(v, 2, 3, 0, 1, 6, 7, 4, 5));
+    return max8(v, SHUFFLE(v, 1, 0, 3, 2, 5, 4, 7, 6));
+}
+static inline v8f all_sum8(v8f v) {
+    v += SHUFFLE(v, 4, 5, 6, 7, 0, 1, 2, 3);
+    v += SHUFFLE(v, 2, 3, 0, 1, 6, 7, 4, 5);
+    return v + SHUFFLE(v, 1, 0, 3, 2, 5, 4, 7, 6);
+}
+
+/* exp(x) for x <= 0: x = n ln2 + r with |r| <= ln2 / 2, a degree-6 polynomial in r (Cephes
+   expf) and 2^n from the exponent bits. Below -87 it returns exp(-87) (about 1.6e-38), which
+   leaves a softmax's sum, at least 1, unchanged. */
+static inline v8f exp8(v8f x) {
+    x = max8(x, splat8(-87.0f));
+    v8i ni = __builtin_convertvector(x * 1.44269504088896341f - 0.5f, v8i);  /* nearest */
+    v8f n = __builtin_convertvector(ni, v8f);
+    v8f r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    v8f p = splat8(1.9875691500E-4f);
+    p = p * r + 1.3981999507E-3f;
+    p = p * r + 8.3334519073E-3f;
+    p = p * r + 4.1665795894E-2f;
+    p = p * r + 1.6666665459E-1f;
+    p = p * r + 5.0000001201E-1f;
+    p = p * r * r + r + 1.0f;
+    return p * (v8f)((ni + 127) << 23);
+}
+
+/* Output index o of a bilinear resize from `in` to `out` samples: the two source indices and
+   their weights, as ATen's compute_source_index_and_lambda (half-pixel centres, or corners
+   aligned); its AVX2 build fuses the multiply-add of the source coordinate. */
+static void taps(long in, long out, int corners, long o, long *i0, long *i1, float *l0, float *l1) {
+    if (in == out) { *i0 = *i1 = o; *l0 = 1.0f; *l1 = 0.0f; return; }
+    float ratio = corners ? (out > 1 ? (float)(in - 1) / (float)(out - 1) : 0.0f)
+                          : (float)in / (float)out;
+    float real = corners ? ratio * (float)o : fmaf(ratio, (float)o + 0.5f, -0.5f);
+    if (real < 0.0f) real = 0.0f;
+    long index = (long)floorf(real);
+    if (index > in - 1) index = in - 1;
+    float lambda = real - (float)index;
+    lambda = lambda < 0.0f ? 0.0f : (lambda > 1.0f ? 1.0f : lambda);
+    *i0 = index; *i1 = index + (index < in - 1 ? 1 : 0);
+    *l1 = lambda; *l0 = 1.0f - lambda;
+}
+
+static long padded(long classes) { return (classes + LANES - 1) / LANES * LANES; }
+static long round16(long n) { return (n + 15) / 16 * 16; }
+
+/* The work memory of one call: per output column its two source columns' offsets in a map and
+   in its mirror (longs) and weights, a blended row of w floats (resize_planes), one pixel's
+   classes for a group of pixels and eight zero-padded spare source pixels per pixel of the
+   group (floats); 64-byte aligned pieces. */
+typedef struct {
+    long *col0, *col1, *mirror0, *mirror1;
+    float *weight0, *weight1, *row, *pixel, *spare;
+} Work;
+
+long work_bytes(long classes, long w, long W) {
+    return 64 + (long)sizeof(long) * 4 * round16(W)
+         + (long)sizeof(float) * (2 * round16(W) + round16(w) + 9 * GROUP * round16(padded(classes)));
+}
+
+/* Carves the work memory and fills in the column taps (offsets for pixel stride s_x). */
+static Work carve(void *memory, long classes, long w, long W, long s_x, int corners) {
+    Work k;  /* k: the pieces */
+    long *longs = (long *)(((uintptr_t)memory + 63) & ~(uintptr_t)63);
+    k.col0 = longs; k.col1 = longs + round16(W);
+    k.mirror0 = longs + 2 * round16(W); k.mirror1 = longs + 3 * round16(W);
+    float *floats = (float *)(longs + 4 * round16(W));
+    k.weight0 = floats; k.weight1 = floats + round16(W);
+    k.row = floats + 2 * round16(W);
+    k.pixel = k.row + round16(w);
+    k.spare = k.pixel + GROUP * round16(padded(classes));
+    for (long x = 0; x < W; x++) {
+        long c0, c1;
+        taps(w, W, corners, x, &c0, &c1, &k.weight0[x], &k.weight1[x]);
+        k.col0[x] = c0 * s_x; k.col1[x] = c1 * s_x;
+        k.mirror0[x] = (w - 1 - c0) * s_x; k.mirror1[x] = (w - 1 - c1) * s_x;
+    }
+    return k;
+}
+
+/* A source pixel's classes, readable as whole vectors: the pixel itself, where reading past
+   its C classes (into the next pixel) stays inside the map, else a zero-padded copy. */
+static inline const float *readable(const float *p, const float *end, long C, long Cp, float *spare) {
+    if (p + Cp <= end) return p;
+    memset(spare, 0, sizeof(float) * Cp);
+    memcpy(spare, p, sizeof(float) * C);
+    return spare;
+}
+
+/* Up to GROUP output pixels (count): pixel g's classes are the taps p[g][0..taps) weighted
+   wt[g][] (LANES per vector; the lanes past C hold a neighbour's values and are left out),
+   their softmax when asked, into o + g * C (= or +=). The values go through `scratch`, written
+   and read whole vectors at a time (a vector read of values stored piecewise would stall). */
+static inline void output_pixels(const float *p[GROUP][8], const float wt[GROUP][8], int count, int taps,
+                                 long C, long Cp, int softmax, int accumulate, v8i real,
+                                 float *scratch, float *o) {
+    const v8f pad = splat8(-1e30f);  /* a pad lane's logit in the softmax: exp() about 0 */
+    v8f m8[GROUP];
+    v8i nan8[GROUP];
+    float scale[GROUP];
+    for (int g = 0; g < count; g++) {
+        m8[g] = pad;
+        nan8[g] = (v8i){0};
+        scale[g] = 1.0f;
+        for (long k = 0; k < Cp; k += LANES) {
+            v8f v = splat8(wt[g][0]) * load8(p[g][0] + k);
+            for (int t = 1; t < taps; t++) v += splat8(wt[g][t]) * load8(p[g][t] + k);
+            if (softmax) {
+                if (k == Cp - LANES) v = (v8f)(((v8i)v & real) | ((v8i)pad & ~real));
+                m8[g] = max8(m8[g], v);
+                nan8[g] |= v != v;
+            }
+            memcpy(scratch + g * Cp + k, &v, sizeof v);
+        }
+    }
+    if (softmax) {
+        for (int g = 0; g < count; g++) {
+            m8[g] = all_max8(m8[g]);
+            v8f s8 = splat8(0.0f);
+            for (long k = 0; k < Cp; k += LANES) {
+                v8f e = exp8(load8(scratch + g * Cp + k) - m8[g]);
+                memcpy(scratch + g * Cp + k, &e, sizeof e);
+                s8 += e;
+            }
+            scale[g] = 1.0f / all_sum8(s8)[0];
+            v8i nan = nan8[g] | SHUFFLE(nan8[g], 4, 5, 6, 7, 0, 1, 2, 3);
+            nan |= SHUFFLE(nan, 2, 3, 0, 1, 6, 7, 4, 5);
+            nan |= SHUFFLE(nan, 1, 0, 3, 2, 5, 4, 7, 6);
+            if (nan[0] || m8[g][0] == INFINITY) scale[g] = NAN;
+        }
+    }
+    for (int g = 0; g < count; g++) {
+        const float *v = scratch + g * Cp;
+        float *out = o + g * C;
+        if (accumulate) for (long k = 0; k < C; k++) out[k] += v[k] * scale[g];
+        else for (long k = 0; k < C; k++) out[k] = v[k] * scale[g];
+    }
+}
+
+/* total[n, y, x, :] = (or +=) post(resize(weight * (a + mirror(b)))) for the output rows
+   [y_begin, y_end) of every image n: a and b (either may be NULL) are batch x h x w x C maps
+   with the classes contiguous, element strides s_n, s_y, s_x, and a_end, b_end floats
+   readable from a and b; mirror(b) is b flipped left to right; resize is bilinear to H x W
+   (the weighted sum of each map's four source pixels); post is the softmax over the classes
+   when asked (a pixel with a NaN or +inf logit gets NaN, as in PyTorch). total is
+   batch x H x W x C. */
+CLONES
+void accumulate_scores(const float *a, const float *b, long C, long h, long w, long s_n,
+                       long s_y, long s_x, long a_end, long b_end, float weight, float *total,
+                       long H, long W, long batch, long y_begin, long y_end, int corners,
+                       int softmax, int accumulate, void *memory) {
+    const long Cp = padded(C);
+    Work work = carve(memory, C, w, W, s_x, corners);
+    v8i real = {0, 1, 2, 3, 4, 5, 6, 7};  /* the last vector's lanes that hold classes */
+    real = real < (int32_t)(C - (Cp - LANES));
+    const float *maps[2] = {a, b}, *stops[2] = {a ? a + a_end : NULL, b ? b + b_end : NULL};
+    for (long n = 0; n < batch; n++) {
+        for (long y = y_begin; y < y_end; y++) {
+            long r0, r1;
+            float ly0, ly1;
+            taps(h, H, corners, y, &r0, &r1, &ly0, &ly1);
+            /* the taps: per map present, rows r0 and r1 (r1 only where weighted) */
+            const float *rows[4];
+            float row_weight[4];
+            int row_map[4];
+            const long *const *offsets[4];
+            const long *direct[2] = {work.col0, work.col1}, *mirrored[2] = {work.mirror0, work.mirror1};
+            int n_rows = 0, checked = 0;
+            for (int m = 0; m < 2; m++) {
+                if (!maps[m]) continue;
+                for (int r = 0; r < (ly1 != 0.0f ? 2 : 1); r++) {
+                    rows[n_rows] = maps[m] + n * s_n + (r ? r1 : r0) * s_y;
+                    row_weight[n_rows] = weight * (r ? ly1 : ly0);
+                    offsets[n_rows] = m ? mirrored : direct;
+                    row_map[n_rows] = m;
+                    checked |= rows[n_rows] + (w - 1) * s_x + Cp > stops[m];
+                    n_rows++;
+                }
+            }
+            float *out = total + (n * H + y) * W * C;
+            const int cols = w == W ? 1 : 2;  /* one column tap where columns are not resized */
+            for (long x0 = 0; x0 < W; x0 += GROUP) {
+                const int count = W - x0 < GROUP ? (int)(W - x0) : GROUP;
+                const float *p[GROUP][8];
+                float wt[GROUP][8];
+                const int taps = n_rows * cols;
+                for (int g = 0; g < count; g++) {
+                    const long x = x0 + g;
+                    for (int r = 0, t = 0; r < n_rows; r++) {
+                        for (int c = 0; c < cols; c++, t++) {
+                            p[g][t] = rows[r] + offsets[r][c][x];
+                            wt[g][t] = row_weight[r] * (c ? work.weight1[x] : work.weight0[x]);
+                        }
+                    }
+                }
+                if (checked)  /* rows near the end of a map's storage */
+                    for (int g = 0; g < count; g++)
+                        for (int r = 0, t = 0; r < n_rows; r++)
+                            for (int c = 0; c < cols; c++, t++)
+                                p[g][t] = readable(p[g][t], stops[row_map[r]], C, Cp,
+                                                   work.spare + (g * 8 + t) * Cp);
+                output_pixels(p, wt, count, taps, C, Cp, softmax, accumulate, real, work.pixel,
+                              out + x0 * C);
+            }
+        }
+    }
+}
+
+/* dst = the bilinear resize of planar images: `planes` planes of h x w (contiguous) to H x W,
+   output rows [y_begin, y_end) of every plane: the two source rows blended, then the two
+   columns. */
+CLONES
+void resize_planes(const float *src, long planes, long h, long w, float *dst, long H, long W,
+                   long y_begin, long y_end, int corners, void *memory) {
+    Work work = carve(memory, 1, w, W, 1, corners);
+    for (long p = 0; p < planes; p++) {
+        for (long y = y_begin; y < y_end; y++) {
+            long r0, r1;
+            float ly0, ly1;
+            taps(h, H, corners, y, &r0, &r1, &ly0, &ly1);
+            const float *p0 = src + (p * h + r0) * w, *p1 = src + (p * h + r1) * w;
+            for (long x = 0; x < w; x++) work.row[x] = ly0 * p0[x] + ly1 * p1[x];
+            float *out = dst + (p * H + y) * W;
+            for (long x = 0; x < W; x++)
+                out[x] = work.weight0[x] * work.row[work.col0[x]] + work.weight1[x] * work.row[work.col1[x]];
+        }
+    }
+}
+"""
+
+
+def _declare(library: ctypes.CDLL) -> None:
+    p, i32, i64, f32 = ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_float
+    library.work_bytes.argtypes = [i64, i64, i64]
+    library.work_bytes.restype = i64
+    library.accumulate_scores.argtypes = [p, p, i64, i64, i64, i64, i64, i64, i64, i64, f32, p,
+                                          i64, i64, i64, i64, i64, i32, i32, i32, p]
+    library.accumulate_scores.restype = None
+    library.resize_planes.argtypes = [p, i64, i64, i64, p, i64, i64, i64, i64, i32, p]
+    library.resize_planes.restype = None
+
+
+LIBRARY = NativeLibrary("inference_scores", _SOURCE, _declare,
+                        flags=("-O3", "-std=c99", "-fno-trapping-math", "-ffp-contract=fast"),
+                        purpose="test-time inference kernel")
+
+_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (process, threads, pool)
+_pool_lock = threading.Lock()
+
+
+def _rows_in_parallel(call: Callable[[int, int], None], rows: int) -> None:
+    """``call(first, end)`` over the output rows, split among ``torch.get_num_threads()``
+    threads (the compiled loops release the GIL), as PyTorch's own operators would use them."""
+    global _pool
+    threads = max(1, min(torch.get_num_threads(), rows // 16))
+    if threads == 1:
+        call(0, rows)
+        return
+    with _pool_lock:  # a pool per process (a forked child cannot use its parent's threads)
+        if _pool is None or _pool[0] != os.getpid() or _pool[1] < threads:
+            _pool = (os.getpid(), threads,
+                     ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gsbench-infer"))
+        pool = _pool[2]
+    bounds = [rows * i // threads for i in range(threads + 1)]
+    for future in [pool.submit(call, bounds[i], bounds[i + 1]) for i in range(threads)]:
+        future.result()
+
+
+def _readable(m: torch.Tensor | None) -> int:
+    """Floats readable from ``m``'s first element to the end of its storage."""
+    return 0 if m is None else m.untyped_storage().nbytes() // m.element_size() - m.storage_offset()
+
+
+def _usable(*maps: torch.Tensor | None) -> bool:
+    return all(m is None or (m.device.type == "cpu" and m.dtype == torch.float32 and m.ndim == 4
+                             and m.numel() > 0) for m in maps)
+
+
+def accumulate_scores(total: torch.Tensor | None, plain: torch.Tensor | None,
+                      mirrored: torch.Tensor | None, size: tuple[int, int], corners: bool,
+                      softmax: bool) -> torch.Tensor | None:
+    """``total + post(resize(merge))`` (``total`` updated in place, or a new N x C x H x W
+    channels-last tensor when None), where merge is ``plain``, the mirror image of
+    ``mirrored``, or the mean of ``plain`` and the mirror image of ``mirrored`` (N x C x h x w
+    float32 maps on the CPU), resize is bilinear to ``size`` (``corners``: corners aligned, else
+    half-pixel centres) and post is the softmax over the classes when ``softmax``. None where
+    the compiled form does not apply (no compiler, another device or dtype): the caller runs
+    the PyTorch form."""
+    library = LIBRARY.get()
+    maps = [m for m in (plain, mirrored) if m is not None]
+    if library is None or not maps or not _usable(total, *maps):
+        return None
+    if any(m.stride(1) != 1 or m.stride() != maps[0].stride() for m in maps):
+        # the kernel reads each pixel's classes as one run, with the same strides in both maps
+        plain, mirrored = (None if m is None else m.contiguous(memory_format=torch.channels_last)
+                           for m in (plain, mirrored))
+    first = plain if plain is not None else mirrored
+    n, classes, h, w = first.shape
+    height, width = size
+    accumulate = total is not None
+    if total is None:
+        total = torch.empty((n, classes, height, width), dtype=torch.float32,
+                            memory_format=torch.channels_last)
+    elif total.shape != (n, classes, height, width) or total.stride(1) != 1 or \
+            not total.is_contiguous(memory_format=torch.channels_last):
+        return None
+    weight = 0.5 if plain is not None and mirrored is not None else 1.0
+    if weight == 0.5 and h * w < height * width:
+        # enlarging: the two maps are summed at their smaller size first, so that each output
+        # pixel reads four source pixels instead of eight
+        summed = torch.empty_like(plain)
+        np.add(plain.numpy(), mirrored.numpy()[..., ::-1], out=summed.numpy())
+        plain, mirrored, first = summed, None, summed
+    s_n, _, s_y, s_x = first.stride()
+    work_bytes = library.work_bytes(classes, w, width)
+
+    def rows(first_row: int, end_row: int) -> None:
+        work = np.empty(work_bytes, np.uint8)
+        library.accumulate_scores(
+            plain.data_ptr() if plain is not None else None,
+            mirrored.data_ptr() if mirrored is not None else None,
+            classes, h, w, s_n, s_y, s_x, _readable(plain), _readable(mirrored), weight,
+            total.data_ptr(), height, width, n,
+            first_row, end_row, int(corners), int(softmax), int(accumulate), work.ctypes.data)
+
+    _rows_in_parallel(rows, height)
+    return total
+
+
+def resize_planes(images: torch.Tensor, size: tuple[int, int], corners: bool) -> torch.Tensor | None:
+    """The bilinear resize of N x C x h x w float32 CPU ``images`` (contiguous) to ``size``,
+    as ``F.interpolate(mode="bilinear")``; None where the compiled form does not apply."""
+    library = LIBRARY.get()
+    if library is None or not _usable(images) or not images.is_contiguous():
+        return None
+    n, channels, h, w = images.shape
+    height, width = size
+    out = torch.empty((n, channels, height, width), dtype=torch.float32)
+    work_bytes = library.work_bytes(1, w, width)
+
+    def rows(first_row: int, end_row: int) -> None:
+        work = np.empty(work_bytes, np.uint8)
+        library.resize_planes(images.data_ptr(), n * channels, h, w, out.data_ptr(), height,
+                              width, first_row, end_row, int(corners), work.ctypes.data)
+
+    _rows_in_parallel(rows, height)
+    return out
