@@ -73,9 +73,11 @@ static inline v8f all_sum8(v8f v) {
 
 /* exp(x) for x <= 0: x = n ln2 + r with |r| <= ln2 / 2, a degree-6 polynomial in r (Cephes
    expf) and 2^n from the exponent bits. Below -87 it returns exp(-87) (about 1.6e-38), which
-   leaves a softmax's sum, at least 1, unchanged. */
+   leaves a softmax's sum, at least 1, unchanged; NaN stays NaN. */
 static inline v8f exp8(v8f x) {
-    x = max8(x, splat8(-87.0f));
+    const v8f low = splat8(-87.0f);
+    const v8i below = x < low;  /* false for NaN */
+    x = (v8f)((below & (v8i)low) | (~below & (v8i)x));
     v8i ni = __builtin_convertvector(x * 1.44269504088896341f - 0.5f, v8i);  /* nearest */
     v8f n = __builtin_convertvector(ni, v8f);
     v8f r = x - n * 0.693359375f + n * 2.12194440e-4f;
@@ -109,75 +111,99 @@ static void taps(long in, long out, int corners, long o, long *i0, long *i1, flo
 static long padded(long classes) { return (classes + LANES - 1) / LANES * LANES; }
 static long round16(long n) { return (n + 15) / 16 * 16; }
 
-/* The work memory of one call: per output column its two source columns' offsets in a map and
-   in its mirror (longs) and weights, a blended row of w floats (resize_planes), one pixel's
-   classes for a group of pixels and eight zero-padded spare source pixels per pixel of the
-   group (floats); 64-byte aligned pieces. */
+/* The work memory of one call, in 64-byte aligned pieces: per output column its two source
+   columns' offsets in a map and in its mirror (longs) and their weights; a blended row of w
+   floats (resize_planes); the classes of a group of output pixels; four copies of source rows
+   (a row whose last pixels cannot be read as whole vectors inside its map's storage, with room
+   after it). */
 typedef struct {
     long *col0, *col1, *mirror0, *mirror1;
-    float *weight0, *weight1, *row, *pixel, *spare;
+    float *weight0, *weight1, *row, *pixels, *edge[4];
+    long edge_floats;
 } Work;
 
-long work_bytes(long classes, long w, long W) {
+long work_bytes(long classes, long w, long W, long s_x) {
+    long edge = round16(w * s_x + padded(classes));
     return 64 + (long)sizeof(long) * 4 * round16(W)
-         + (long)sizeof(float) * (2 * round16(W) + round16(w) + 9 * GROUP * round16(padded(classes)));
+         + (long)sizeof(float) * (2 * round16(W) + round16(w) + GROUP * padded(classes) + 4 * edge);
 }
 
 /* Carves the work memory and fills in the column taps (offsets for pixel stride s_x). */
 static Work carve(void *memory, long classes, long w, long W, long s_x, int corners) {
-    Work k;  /* k: the pieces */
+    Work work;
     long *longs = (long *)(((uintptr_t)memory + 63) & ~(uintptr_t)63);
-    k.col0 = longs; k.col1 = longs + round16(W);
-    k.mirror0 = longs + 2 * round16(W); k.mirror1 = longs + 3 * round16(W);
+    work.col0 = longs; work.col1 = longs + round16(W);
+    work.mirror0 = longs + 2 * round16(W); work.mirror1 = longs + 3 * round16(W);
     float *floats = (float *)(longs + 4 * round16(W));
-    k.weight0 = floats; k.weight1 = floats + round16(W);
-    k.row = floats + 2 * round16(W);
-    k.pixel = k.row + round16(w);
-    k.spare = k.pixel + GROUP * round16(padded(classes));
+    work.weight0 = floats; work.weight1 = floats + round16(W);
+    work.row = floats + 2 * round16(W);
+    work.pixels = work.row + round16(w);
+    work.edge_floats = round16(w * s_x + padded(classes));
+    work.edge[0] = work.pixels + GROUP * padded(classes);
+    for (int e = 1; e < 4; e++) work.edge[e] = work.edge[e - 1] + work.edge_floats;
     for (long x = 0; x < W; x++) {
         long c0, c1;
-        taps(w, W, corners, x, &c0, &c1, &k.weight0[x], &k.weight1[x]);
-        k.col0[x] = c0 * s_x; k.col1[x] = c1 * s_x;
-        k.mirror0[x] = (w - 1 - c0) * s_x; k.mirror1[x] = (w - 1 - c1) * s_x;
+        taps(w, W, corners, x, &c0, &c1, &work.weight0[x], &work.weight1[x]);
+        work.col0[x] = c0 * s_x; work.col1[x] = c1 * s_x;
+        work.mirror0[x] = (w - 1 - c0) * s_x; work.mirror1[x] = (w - 1 - c1) * s_x;
     }
-    return k;
+    return work;
 }
 
-/* A source pixel's classes, readable as whole vectors: the pixel itself, where reading past
-   its C classes (into the next pixel) stays inside the map, else a zero-padded copy. */
-static inline const float *readable(const float *p, const float *end, long C, long Cp, float *spare) {
-    if (p + Cp <= end) return p;
-    memset(spare, 0, sizeof(float) * Cp);
-    memcpy(spare, p, sizeof(float) * C);
-    return spare;
+/* A source row whose pixels can all be read as whole vectors (C classes and the lanes up to
+   the next multiple of LANES): the row itself, or where that would read past its map's
+   storage (its last rows), a copy with zeros after it. */
+static const float *readable_row(const float *row, const float *stop, long w, long s_x, long C,
+                                 long Cp, float *copy, long copy_floats) {
+    const long span = (w - 1) * s_x + C;
+    if (row + span - C + Cp <= stop) return row;
+    memcpy(copy, row, sizeof(float) * span);
+    memset(copy + span, 0, sizeof(float) * (copy_floats - span));
+    return copy;
 }
 
-/* Up to GROUP output pixels (count): pixel g's classes are the taps p[g][0..taps) weighted
-   wt[g][] (LANES per vector; the lanes past C hold a neighbour's values and are left out),
-   their softmax when asked, into o + g * C (= or +=). The values go through `scratch`, written
-   and read whole vectors at a time (a vector read of values stored piecewise would stall). */
-static inline void output_pixels(const float *p[GROUP][8], const float wt[GROUP][8], int count, int taps,
-                                 long C, long Cp, int softmax, int accumulate, v8i real,
-                                 float *scratch, float *o) {
+/* Up to GROUP output pixels x0, x0 + 1, ...: each one's classes the bilinear sum of its source
+   pixels (LANES per vector; the lanes past C hold a neighbour's values and are left out): in
+   the rows a[0..rows) and, with two maps, their mirrored counterparts b[], weighted rw[] per
+   row and the work's column weights (one column where cols is 1); their softmax when asked;
+   into o (= or +=). Written for constant maps, rows and cols, which the compiler unrolls. The
+   values go through `pixels`, written and read whole vectors at a time (a vector read of
+   values stored piecewise would stall). */
+static inline __attribute__((always_inline)) void output_pixels(
+        const Work *work, const float *const *a, const float *const *b, const float *rw,
+        int maps, int rows, int cols, long x0, int count, long C, long Cp, int softmax,
+        int accumulate, v8i real, float *o) {
     const v8f pad = splat8(-1e30f);  /* a pad lane's logit in the softmax: exp() about 0 */
+    float *scratch = work->pixels;
     v8f m8[GROUP];
-    v8i nan8[GROUP];
-    float scale[GROUP];
+    float sums[LANES] = {1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f};
+    const v8f row_weights[2] = {splat8(rw[0]), splat8(rows == 2 ? rw[1] : 0.0f)};
     for (int g = 0; g < count; g++) {
+        const long x = x0 + g;
+        const v8f cw0 = splat8(work->weight0[x]), cw1 = splat8(work->weight1[x]);
+        const long c0 = work->col0[x], c1 = work->col1[x];
+        const long m0 = work->mirror0[x], m1 = work->mirror1[x];
         m8[g] = pad;
-        nan8[g] = (v8i){0};
-        scale[g] = 1.0f;
         for (long k = 0; k < Cp; k += LANES) {
-            v8f v = splat8(wt[g][0]) * load8(p[g][0] + k);
-            for (int t = 1; t < taps; t++) v += splat8(wt[g][t]) * load8(p[g][t] + k);
+            v8f v = splat8(0.0f);
+            for (int r = 0; r < rows; r++) {
+                v8f t = cw0 * load8(a[r] + c0 + k);
+                if (cols == 2) t += cw1 * load8(a[r] + c1 + k);
+                if (maps == 2) {
+                    t += cw0 * load8(b[r] + m0 + k);
+                    if (cols == 2) t += cw1 * load8(b[r] + m1 + k);
+                }
+                v += row_weights[r] * t;
+            }
             if (softmax) {
                 if (k == Cp - LANES) v = (v8f)(((v8i)v & real) | ((v8i)pad & ~real));
                 m8[g] = max8(m8[g], v);
-                nan8[g] |= v != v;
             }
             memcpy(scratch + g * Cp + k, &v, sizeof v);
         }
     }
+    /* The softmax: a NaN logit, or +inf (inf - inf), makes the pixel's sum and all its
+       probabilities NaN, as in PyTorch. */
     if (softmax) {
         for (int g = 0; g < count; g++) {
             m8[g] = all_max8(m8[g]);
@@ -187,28 +213,28 @@ static inline void output_pixels(const float *p[GROUP][8], const float wt[GROUP]
                 memcpy(scratch + g * Cp + k, &e, sizeof e);
                 s8 += e;
             }
-            scale[g] = 1.0f / all_sum8(s8)[0];
-            v8i nan = nan8[g] | SHUFFLE(nan8[g], 4, 5, 6, 7, 0, 1, 2, 3);
-            nan |= SHUFFLE(nan, 2, 3, 0, 1, 6, 7, 4, 5);
-            nan |= SHUFFLE(nan, 1, 0, 3, 2, 5, 4, 7, 6);
-            if (nan[0] || m8[g][0] == INFINITY) scale[g] = NAN;
+            sums[g] = all_sum8(s8)[0];
         }
     }
+    v8f scale;
+    memcpy(&scale, sums, sizeof scale);
+    scale = splat8(1.0f) / scale;  /* the group's divisions in one */
     for (int g = 0; g < count; g++) {
         const float *v = scratch + g * Cp;
         float *out = o + g * C;
-        if (accumulate) for (long k = 0; k < C; k++) out[k] += v[k] * scale[g];
-        else for (long k = 0; k < C; k++) out[k] = v[k] * scale[g];
+        const float f = scale[g];
+        if (accumulate) for (long k = 0; k < C; k++) out[k] += v[k] * f;
+        else for (long k = 0; k < C; k++) out[k] = v[k] * f;
     }
 }
 
 /* total[n, y, x, :] = (or +=) post(resize(weight * (a + mirror(b)))) for the output rows
    [y_begin, y_end) of every image n: a and b (either may be NULL) are batch x h x w x C maps
    with the classes contiguous, element strides s_n, s_y, s_x, and a_end, b_end floats
-   readable from a and b; mirror(b) is b flipped left to right; resize is bilinear to H x W
-   (the weighted sum of each map's four source pixels); post is the softmax over the classes
-   when asked (a pixel with a NaN or +inf logit gets NaN, as in PyTorch). total is
-   batch x H x W x C. */
+   readable from a and b; mirror(b) is b flipped left to right; resize is bilinear to H x W;
+   post is the softmax over the classes when asked (a pixel with a NaN or +inf logit among the
+   source pixels it reads gets NaN, as in PyTorch; source pixels of weight 0 are not read).
+   total is batch x H x W x C. */
 CLONES
 void accumulate_scores(const float *a, const float *b, long C, long h, long w, long s_n,
                        long s_y, long s_x, long a_end, long b_end, float weight, float *total,
@@ -216,56 +242,44 @@ void accumulate_scores(const float *a, const float *b, long C, long h, long w, l
                        int softmax, int accumulate, void *memory) {
     const long Cp = padded(C);
     Work work = carve(memory, C, w, W, s_x, corners);
+    if (!a) {  /* the mirror alone: read it as the one map, through the mirrored offsets */
+        a = b; a_end = b_end; b = NULL;
+        long *swap = work.col0; work.col0 = work.mirror0; work.mirror0 = swap;
+        swap = work.col1; work.col1 = work.mirror1; work.mirror1 = swap;
+    }
     v8i real = {0, 1, 2, 3, 4, 5, 6, 7};  /* the last vector's lanes that hold classes */
     real = real < (int32_t)(C - (Cp - LANES));
-    const float *maps[2] = {a, b}, *stops[2] = {a ? a + a_end : NULL, b ? b + b_end : NULL};
+    const int maps = b ? 2 : 1, cols = w == W ? 1 : 2;  /* one column where not resized */
     for (long n = 0; n < batch; n++) {
         for (long y = y_begin; y < y_end; y++) {
             long r0, r1;
             float ly0, ly1;
             taps(h, H, corners, y, &r0, &r1, &ly0, &ly1);
-            /* the taps: per map present, rows r0 and r1 (r1 only where weighted) */
-            const float *rows[4];
-            float row_weight[4];
-            int row_map[4];
-            const long *const *offsets[4];
-            const long *direct[2] = {work.col0, work.col1}, *mirrored[2] = {work.mirror0, work.mirror1};
-            int n_rows = 0, checked = 0;
-            for (int m = 0; m < 2; m++) {
-                if (!maps[m]) continue;
-                for (int r = 0; r < (ly1 != 0.0f ? 2 : 1); r++) {
-                    rows[n_rows] = maps[m] + n * s_n + (r ? r1 : r0) * s_y;
-                    row_weight[n_rows] = weight * (r ? ly1 : ly0);
-                    offsets[n_rows] = m ? mirrored : direct;
-                    row_map[n_rows] = m;
-                    checked |= rows[n_rows] + (w - 1) * s_x + Cp > stops[m];
-                    n_rows++;
-                }
+            const int rows = ly1 != 0.0f ? 2 : 1;
+            const float *ra[2], *rb[2];
+            const float rw[2] = {weight * ly0, weight * ly1};
+            for (int r = 0; r < rows; r++) {
+                const long offset = n * s_n + (r ? r1 : r0) * s_y;
+                ra[r] = readable_row(a + offset, a + a_end, w, s_x, C, Cp, work.edge[r], work.edge_floats);
+                rb[r] = b ? readable_row(b + offset, b + b_end, w, s_x, C, Cp, work.edge[2 + r], work.edge_floats) : NULL;
             }
             float *out = total + (n * H + y) * W * C;
-            const int cols = w == W ? 1 : 2;  /* one column tap where columns are not resized */
+            const int shape = (maps - 1) * 4 + (rows - 1) * 2 + (cols - 1);
             for (long x0 = 0; x0 < W; x0 += GROUP) {
                 const int count = W - x0 < GROUP ? (int)(W - x0) : GROUP;
-                const float *p[GROUP][8];
-                float wt[GROUP][8];
-                const int taps = n_rows * cols;
-                for (int g = 0; g < count; g++) {
-                    const long x = x0 + g;
-                    for (int r = 0, t = 0; r < n_rows; r++) {
-                        for (int c = 0; c < cols; c++, t++) {
-                            p[g][t] = rows[r] + offsets[r][c][x];
-                            wt[g][t] = row_weight[r] * (c ? work.weight1[x] : work.weight0[x]);
-                        }
-                    }
+                float *o = out + x0 * C;
+#define PIXELS(M, R, K) output_pixels(&work, ra, rb, rw, M, R, K, x0, count, C, Cp, softmax, accumulate, real, o)
+                switch (shape) {  /* constant counts: each form unrolled on its own */
+                case 0: PIXELS(1, 1, 1); break;
+                case 1: PIXELS(1, 1, 2); break;
+                case 2: PIXELS(1, 2, 1); break;
+                case 3: PIXELS(1, 2, 2); break;
+                case 4: PIXELS(2, 1, 1); break;
+                case 5: PIXELS(2, 1, 2); break;
+                case 6: PIXELS(2, 2, 1); break;
+                default: PIXELS(2, 2, 2);
                 }
-                if (checked)  /* rows near the end of a map's storage */
-                    for (int g = 0; g < count; g++)
-                        for (int r = 0, t = 0; r < n_rows; r++)
-                            for (int c = 0; c < cols; c++, t++)
-                                p[g][t] = readable(p[g][t], stops[row_map[r]], C, Cp,
-                                                   work.spare + (g * 8 + t) * Cp);
-                output_pixels(p, wt, count, taps, C, Cp, softmax, accumulate, real, work.pixel,
-                              out + x0 * C);
+#undef PIXELS
             }
         }
     }
@@ -277,7 +291,7 @@ void accumulate_scores(const float *a, const float *b, long C, long h, long w, l
 CLONES
 void resize_planes(const float *src, long planes, long h, long w, float *dst, long H, long W,
                    long y_begin, long y_end, int corners, void *memory) {
-    Work work = carve(memory, 1, w, W, 1, corners);
+    Work work = carve(memory, 1, w, W, 1, corners);  /* the edge copies are not used */
     for (long p = 0; p < planes; p++) {
         for (long y = y_begin; y < y_end; y++) {
             long r0, r1;
@@ -296,7 +310,7 @@ void resize_planes(const float *src, long planes, long h, long w, float *dst, lo
 
 def _declare(library: ctypes.CDLL) -> None:
     p, i32, i64, f32 = ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_float
-    library.work_bytes.argtypes = [i64, i64, i64]
+    library.work_bytes.argtypes = [i64, i64, i64, i64]
     library.work_bytes.restype = i64
     library.accumulate_scores.argtypes = [p, p, i64, i64, i64, i64, i64, i64, i64, i64, f32, p,
                                           i64, i64, i64, i64, i64, i32, i32, i32, p]
@@ -377,7 +391,7 @@ def accumulate_scores(total: torch.Tensor | None, plain: torch.Tensor | None,
         np.add(plain.numpy(), mirrored.numpy()[..., ::-1], out=summed.numpy())
         plain, mirrored, first = summed, None, summed
     s_n, _, s_y, s_x = first.stride()
-    work_bytes = library.work_bytes(classes, w, width)
+    work_bytes = library.work_bytes(classes, w, width, s_x)
 
     def rows(first_row: int, end_row: int) -> None:
         work = np.empty(work_bytes, np.uint8)
@@ -401,7 +415,7 @@ def resize_planes(images: torch.Tensor, size: tuple[int, int], corners: bool) ->
     n, channels, h, w = images.shape
     height, width = size
     out = torch.empty((n, channels, height, width), dtype=torch.float32)
-    work_bytes = library.work_bytes(1, w, width)
+    work_bytes = library.work_bytes(1, w, width, 1)
 
     def rows(first_row: int, end_row: int) -> None:
         work = np.empty(work_bytes, np.uint8)
