@@ -469,7 +469,7 @@ def run_inference(args) -> None:
     _print_rows(times, None if before is None else {k: before[k] for k in times})
     for key, value in after.items():
         if "/" in key:
-            print(f"  {key}: {value:.2f}" + (f" (before {before[key]:.2f})" if before else ""))
+            print(f"  {key}: {value:.3f}" + (f" (before {before[key]:.3f})" if before else ""))
 
 
 def main() -> None:

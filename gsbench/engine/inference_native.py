@@ -305,6 +305,21 @@ void resize_planes(const float *src, long planes, long h, long w, float *dst, lo
         }
     }
 }
+
+/* out = a + mirror(b) for the rows [y_begin, y_end) of every image: a and b batch x h x w x C
+   maps with the classes contiguous and element strides s_n, s_y, s_x; out packed
+   (batch x h x w x C). */
+CLONES
+void sum_mirrored(const float *a, const float *b, long C, long h, long w, long s_n, long s_y,
+                  long s_x, float *out, long batch, long y_begin, long y_end) {
+    for (long n = 0; n < batch; n++)
+        for (long y = y_begin; y < y_end; y++) {
+            const float *ra = a + n * s_n + y * s_y, *rb = b + n * s_n + y * s_y;
+            float *o = out + (n * h + y) * w * C;
+            for (long x = 0; x < w; x++)
+                for (long k = 0; k < C; k++) o[x * C + k] = ra[x * s_x + k] + rb[(w - 1 - x) * s_x + k];
+        }
+}
 """
 
 
@@ -317,6 +332,8 @@ def _declare(library: ctypes.CDLL) -> None:
     library.accumulate_scores.restype = None
     library.resize_planes.argtypes = [p, i64, i64, i64, p, i64, i64, i64, i64, i32, p]
     library.resize_planes.restype = None
+    library.sum_mirrored.argtypes = [p, p, i64, i64, i64, i64, i64, i64, p, i64, i64, i64]
+    library.sum_mirrored.restype = None
 
 
 LIBRARY = NativeLibrary("inference_scores", _SOURCE, _declare,
@@ -387,8 +404,12 @@ def accumulate_scores(total: torch.Tensor | None, plain: torch.Tensor | None,
     if weight == 0.5 and h * w < height * width:
         # enlarging: the two maps are summed at their smaller size first, so that each output
         # pixel reads four source pixels instead of eight
-        summed = torch.empty_like(plain)
-        np.add(plain.numpy(), mirrored.numpy()[..., ::-1], out=summed.numpy())
+        summed = torch.empty((n, classes, h, w), dtype=torch.float32,
+                             memory_format=torch.channels_last)
+        s_n, _, s_y, s_x = first.stride()
+        _rows_in_parallel(lambda first_row, end_row: library.sum_mirrored(
+            plain.data_ptr(), mirrored.data_ptr(), classes, h, w, s_n, s_y, s_x,
+            summed.data_ptr(), n, first_row, end_row), h)
         plain, mirrored, first = summed, None, summed
     s_n, _, s_y, s_x = first.stride()
     work_bytes = library.work_bytes(classes, w, width, s_x)
