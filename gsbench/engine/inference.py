@@ -249,7 +249,8 @@ def _view_scores(model: nn.Module, views: list[torch.Tensor], options: Inference
                 canvases[v] = part
                 continue
             if canvases[v] is None:  # channels-last, like the logits added to it
-                canvases[v] = part.new_zeros((n, padded_h, padded_w, part.shape[1])).permute(0, 3, 1, 2)
+                canvases[v] = part.new_zeros((n, padded_h, padded_w, part.shape[1])
+                                             ).permute(0, 3, 1, 2)
             canvases[v][:, :, y : y + win_h, x : x + win_w] += part
     if not single:
         count = (_coverage(padded_h, win_h, rows)[:, None] * _coverage(padded_w, win_w, cols)[None])

@@ -38,7 +38,8 @@ _SOURCE = r"""
 
 /* x86-64 builds carry an AVX2 + FMA copy of each kernel, picked when the library is loaded;
    the cached library stays valid on any x86-64 machine. */
-#if defined(__x86_64__) && defined(__GNUC__) && __GNUC__ >= 11 && !defined(__clang__) && defined(__GLIBC__)
+#if defined(__x86_64__) && defined(__GNUC__) && __GNUC__ >= 11 && !defined(__clang__) \
+    && defined(__GLIBC__)
 #define CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define CLONES
@@ -260,15 +261,18 @@ void accumulate_scores(const float *a, const float *b, long C, long h, long w, l
             const float rw[2] = {weight * ly0, weight * ly1};
             for (int r = 0; r < rows; r++) {
                 const long offset = n * s_n + (r ? r1 : r0) * s_y;
-                ra[r] = readable_row(a + offset, a + a_end, w, s_x, C, Cp, work.edge[r], work.edge_floats);
-                rb[r] = b ? readable_row(b + offset, b + b_end, w, s_x, C, Cp, work.edge[2 + r], work.edge_floats) : NULL;
+                ra[r] = readable_row(a + offset, a + a_end, w, s_x, C, Cp, work.edge[r],
+                                     work.edge_floats);
+                rb[r] = b ? readable_row(b + offset, b + b_end, w, s_x, C, Cp, work.edge[2 + r],
+                                         work.edge_floats) : NULL;
             }
             float *out = total + (n * H + y) * W * C;
             const int shape = (maps - 1) * 4 + (rows - 1) * 2 + (cols - 1);
             for (long x0 = 0; x0 < W; x0 += GROUP) {
                 const int count = W - x0 < GROUP ? (int)(W - x0) : GROUP;
                 float *o = out + x0 * C;
-#define PIXELS(M, R, K) output_pixels(&work, ra, rb, rw, M, R, K, x0, count, C, Cp, softmax, accumulate, real, o)
+#define PIXELS(M, R, K) \
+    output_pixels(&work, ra, rb, rw, M, R, K, x0, count, C, Cp, softmax, accumulate, real, o)
                 switch (shape) {  /* constant counts: each form unrolled on its own */
                 case 0: PIXELS(1, 1, 1); break;
                 case 1: PIXELS(1, 1, 2); break;
@@ -301,7 +305,8 @@ void resize_planes(const float *src, long planes, long h, long w, float *dst, lo
             for (long x = 0; x < w; x++) work.row[x] = ly0 * p0[x] + ly1 * p1[x];
             float *out = dst + (p * H + y) * W;
             for (long x = 0; x < W; x++)
-                out[x] = work.weight0[x] * work.row[work.col0[x]] + work.weight1[x] * work.row[work.col1[x]];
+                out[x] = work.weight0[x] * work.row[work.col0[x]]
+                       + work.weight1[x] * work.row[work.col1[x]];
         }
     }
 }
@@ -317,7 +322,8 @@ void sum_mirrored(const float *a, const float *b, long C, long h, long w, long s
             const float *ra = a + n * s_n + y * s_y, *rb = b + n * s_n + y * s_y;
             float *o = out + (n * h + y) * w * C;
             for (long x = 0; x < w; x++)
-                for (long k = 0; k < C; k++) o[x * C + k] = ra[x * s_x + k] + rb[(w - 1 - x) * s_x + k];
+                for (long k = 0; k < C; k++)
+                    o[x * C + k] = ra[x * s_x + k] + rb[(w - 1 - x) * s_x + k];
         }
 }
 """
@@ -354,6 +360,8 @@ def _rows_in_parallel(call: Callable[[int, int], None], rows: int) -> None:
         return
     with _pool_lock:  # a pool per process (a forked child cannot use its parent's threads)
         if _pool is None or _pool[0] != os.getpid() or _pool[1] < threads:
+            if _pool is not None and _pool[0] == os.getpid():
+                _pool[2].shutdown(wait=False)  # too small: its threads end once idle
             _pool = (os.getpid(), threads,
                      ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gsbench-infer"))
         pool = _pool[2]
@@ -384,7 +392,8 @@ def accumulate_scores(total: torch.Tensor | None, plain: torch.Tensor | None,
     the PyTorch form."""
     library = LIBRARY.get()
     maps = [m for m in (plain, mirrored) if m is not None]
-    if library is None or not maps or not _usable(total, *maps):
+    if library is None or not maps or not _usable(total, *maps) or \
+            any(m.shape != maps[0].shape for m in maps):
         return None
     if any(m.stride(1) != 1 or m.stride() != maps[0].stride() for m in maps):
         # the kernel reads each pixel's classes as one run, with the same strides in both maps
@@ -427,7 +436,8 @@ def accumulate_scores(total: torch.Tensor | None, plain: torch.Tensor | None,
     return total
 
 
-def resize_planes(images: torch.Tensor, size: tuple[int, int], corners: bool) -> torch.Tensor | None:
+def resize_planes(images: torch.Tensor, size: tuple[int, int],
+                  corners: bool) -> torch.Tensor | None:
     """The bilinear resize of N x C x h x w float32 CPU ``images`` (contiguous) to ``size``,
     as ``F.interpolate(mode="bilinear")``; None where the compiled form does not apply."""
     library = LIBRARY.get()
