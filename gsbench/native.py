@@ -19,6 +19,7 @@ import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 
@@ -77,3 +78,40 @@ class NativeLibrary:
         library = ctypes.CDLL(str(target))
         self.declare(library)
         return library
+
+
+_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (process, threads, pool)
+_pool_lock = threading.Lock()
+
+
+def thread_pool(threads: int) -> ThreadPoolExecutor:
+    """A pool of at least ``threads`` threads for the compiled calls (ctypes releases the GIL
+    while they run), kept from call to call within a process (a forked child makes its own)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid() or _pool[1] < threads:
+            if _pool is not None and _pool[0] == os.getpid():
+                _pool[2].shutdown(wait=False)  # too small: its threads end once idle
+            _pool = (os.getpid(), threads,
+                     ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gsbench-native"))
+        return _pool[2]
+
+
+def spans(total: int, threads: int, min_span: int) -> list[tuple[int, int]]:
+    """``range(total)`` as contiguous ``(start, end)`` ranges of near-equal size: one per
+    thread, fewer where a range would hold under ``min_span`` items (at least one range)."""
+    parts = max(1, min(threads, total // min_span))
+    bounds = [total * k // parts for k in range(parts + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def run_in_spans(call: Callable[[int, int], None], total: int, threads: int,
+                 min_span: int) -> None:
+    """``call(start, end)`` over the :func:`spans` of ``range(total)``, in the calling thread
+    where there is one span, else one span per thread of :func:`thread_pool`."""
+    ranges = spans(total, threads, min_span)
+    if len(ranges) == 1:
+        call(*ranges[0])
+        return
+    for future in [thread_pool(len(ranges)).submit(call, *r) for r in ranges]:
+        future.result()

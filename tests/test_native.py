@@ -51,3 +51,18 @@ def test_a_failed_build_warns_once_and_falls_back(cache, monkeypatch):
         assert library.get() is None
     assert library.get() is None  # tried once per process
     assert not list(cache.glob("*.so"))
+
+
+def test_spans_cover_the_range_once_and_run_in_the_kept_pool():
+    from gsbench.native import run_in_spans, spans, thread_pool
+
+    for total, threads, min_span in ((0, 4, 1), (1, 4, 16), (100, 3, 16), (100, 8, 16),
+                                     (10_000, 2, 4096), (7, 7, 1)):
+        ranges = spans(total, threads, min_span)
+        assert ranges[0][0] == 0 and ranges[-1][1] == total
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+        assert 1 <= len(ranges) <= max(1, min(threads, total // min_span))
+    seen = []
+    run_in_spans(lambda start, end: seen.append((start, end)), 100, 3, 16)
+    assert sorted(seen) == spans(100, 3, 16) and len(seen) == 3
+    assert thread_pool(2) is thread_pool(3)  # the pool of 3 made above, kept for up to 3

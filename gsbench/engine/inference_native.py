@@ -21,15 +21,12 @@ exponential is Cephes' ``expf`` polynomial, within a few units in the last place
 from __future__ import annotations
 
 import ctypes
-import os
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 
-from gsbench.native import NativeLibrary
+from gsbench.native import NativeLibrary, run_in_spans
 
 _SOURCE = r"""
 #include <math.h>
@@ -346,28 +343,10 @@ LIBRARY = NativeLibrary("inference_scores", _SOURCE, _declare,
                         flags=("-O3", "-std=c99", "-fno-trapping-math", "-ffp-contract=fast"),
                         purpose="test-time inference kernel")
 
-_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (process, threads, pool)
-_pool_lock = threading.Lock()
-
-
 def _rows_in_parallel(call: Callable[[int, int], None], rows: int) -> None:
     """``call(first, end)`` over the output rows, split among ``torch.get_num_threads()``
-    threads (the compiled loops release the GIL), as PyTorch's own operators would use them."""
-    global _pool
-    threads = max(1, min(torch.get_num_threads(), rows // 16))
-    if threads == 1:
-        call(0, rows)
-        return
-    with _pool_lock:  # a pool per process (a forked child cannot use its parent's threads)
-        if _pool is None or _pool[0] != os.getpid() or _pool[1] < threads:
-            if _pool is not None and _pool[0] == os.getpid():
-                _pool[2].shutdown(wait=False)  # too small: its threads end once idle
-            _pool = (os.getpid(), threads,
-                     ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gsbench-infer"))
-        pool = _pool[2]
-    bounds = [rows * i // threads for i in range(threads + 1)]
-    for future in [pool.submit(call, bounds[i], bounds[i + 1]) for i in range(threads)]:
-        future.result()
+    threads, as PyTorch's own operators would use them."""
+    run_in_spans(call, rows, torch.get_num_threads(), min_span=16)
 
 
 def _readable(m: torch.Tensor | None) -> int:

@@ -32,12 +32,11 @@ official op).
 from __future__ import annotations
 
 import ctypes
-from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import Tensor
 
-from gsbench.native import NativeLibrary
+from gsbench.native import NativeLibrary, run_in_spans, spans, thread_pool
 
 _SOURCE = r"""
 #include <math.h>
@@ -264,9 +263,7 @@ def kernels() -> ctypes.CDLL | None:
 
 def _spans(total: int) -> list[tuple[int, int]]:
     """Contiguous pair ranges, one per thread of ``torch.get_num_threads()``."""
-    parts = max(1, min(torch.get_num_threads(), total // 4096 or 1))
-    bounds = [total * k // parts for k in range(parts + 1)]
-    return list(zip(bounds[:-1], bounds[1:]))
+    return spans(total, torch.get_num_threads(), 4096)
 
 
 def _pairs(rows: Tensor, cols: Tensor | None, hw: int) -> tuple[Tensor, Tensor | None, int]:
@@ -289,11 +286,10 @@ def forward(library: ctypes.CDLL, boundary: Tensor, height: int, width: int, mod
     out = torch.empty(total, dtype=torch.float32)
     args = (b.data_ptr(), height, width, MODES[mode], rows.data_ptr(), _address(cols))
 
-    def run(span):
-        library.segment_max_forward(*args, span[0], span[1], out.data_ptr())
+    def run(start, end):
+        library.segment_max_forward(*args, start, end, out.data_ptr())
 
-    with ThreadPoolExecutor(len(_spans(total))) as pool:
-        list(pool.map(run, _spans(total)))
+    run_in_spans(run, total, torch.get_num_threads(), 4096)
     return out if cols is not None else out.view(rows.numel(), height * width)
 
 
@@ -304,16 +300,15 @@ def backward(library: ctypes.CDLL, boundary: Tensor, height: int, width: int, mo
     b = boundary.detach().to(torch.float32).contiguous()
     rows, cols, total = _pairs(rows, cols, height * width)
     grad = grad.detach().to(torch.float32).contiguous().view(-1)
-    spans = _spans(total)
-    partial = torch.zeros(len(spans), height * width, dtype=torch.float32)
+    ranges = _spans(total)
+    partial = torch.zeros(len(ranges), height * width, dtype=torch.float32)
     args = (b.data_ptr(), height, width, MODES[mode], rows.data_ptr(), _address(cols))
 
     def run(k):
-        library.segment_max_backward(*args, spans[k][0], spans[k][1], grad.data_ptr(),
+        library.segment_max_backward(*args, ranges[k][0], ranges[k][1], grad.data_ptr(),
                                      partial[k].data_ptr())
 
-    with ThreadPoolExecutor(len(spans)) as pool:
-        list(pool.map(run, range(len(spans))))
+    list(thread_pool(len(ranges)).map(run, range(len(ranges))))
     return partial.sum(0)
 
 
@@ -363,8 +358,7 @@ def official_parents(library: ctypes.CDLL, tables: OfficialTables, height: int, 
     def run(start):
         library.official_parents(*args, start, min(start + step, num), parent.data_ptr())
 
-    with ThreadPoolExecutor(_threads()) as pool:
-        list(pool.map(run, range(0, num, step)))
+    list(thread_pool(_threads()).map(run, range(0, num, step)))
     return parent
 
 
@@ -380,8 +374,7 @@ def official_region_sums(library: ctypes.CDLL, tables: OfficialTables, height: i
     def run(thread):
         library.official_region_sums(*args, thread, threads, sums[thread].data_ptr())
 
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(run, range(threads)))
+    list(thread_pool(threads).map(run, range(threads)))
     return sums.sum(0)
 
 
@@ -403,6 +396,5 @@ def official_region_backward(library: ctypes.CDLL, tables: OfficialTables, heigh
         library.official_region_backward(*args, thread, threads, grad.data_ptr(),
                                          grad_b[thread].data_ptr(), grad_p[thread].data_ptr())
 
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(run, range(threads)))
+    list(thread_pool(threads).map(run, range(threads)))
     return grad_b.sum(0), grad_p.sum(0)
